@@ -1,0 +1,118 @@
+// Package mongoerr defines the MongoDB server error codes cmkdb returns, so
+// that drivers raise the exceptions users expect (DuplicateKeyError for
+// 11000, OperationFailure with the right code for the rest).
+package mongoerr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a MongoDB server error code.
+type Code int32
+
+// The codes cmkdb uses, with MongoDB's numbers.
+const (
+	InternalError              Code = 1
+	BadValue                   Code = 2
+	NoSuchKey                  Code = 4
+	FailedToParse              Code = 9
+	TypeMismatch               Code = 14
+	Unauthorized               Code = 13
+	AuthenticationFailed       Code = 18
+	IllegalOperation           Code = 20
+	NamespaceNotFound          Code = 26
+	IndexNotFound              Code = 27
+	PathNotViable              Code = 28
+	ConflictingUpdateOperators Code = 40
+	CursorNotFound             Code = 43
+	NamespaceExists            Code = 48
+	DollarPrefixedFieldName    Code = 52
+	InvalidIdField             Code = 53
+	NotSingleValueField        Code = 54
+	CommandNotFound            Code = 59
+	ImmutableField             Code = 66
+	InvalidOptions             Code = 72
+	InvalidNamespace           Code = 73
+	IndexOptionsConflict       Code = 85
+	IndexKeySpecsConflict      Code = 86
+	ProtocolError              Code = 17
+	UserNotFound               Code = 11
+	OperationFailed            Code = 96
+	Location51024              Code = 51024
+	DuplicateKey               Code = 11000
+	InvalidLength              Code = 16
+	NotImplemented             Code = 238
+	ObjectIsBusy               Code = 314
+	BSONObjectTooLarge         Code = 10334
+	Location15955              Code = 15955
+	NodeDisabled               Code = 189 // "PrimarySteppedDown"-class transient: drivers retry reads later
+)
+
+var names = map[Code]string{
+	InternalError:              "InternalError",
+	BadValue:                   "BadValue",
+	NoSuchKey:                  "NoSuchKey",
+	FailedToParse:              "FailedToParse",
+	TypeMismatch:               "TypeMismatch",
+	Unauthorized:               "Unauthorized",
+	AuthenticationFailed:       "AuthenticationFailed",
+	IllegalOperation:           "IllegalOperation",
+	NamespaceNotFound:          "NamespaceNotFound",
+	IndexNotFound:              "IndexNotFound",
+	PathNotViable:              "PathNotViable",
+	ConflictingUpdateOperators: "ConflictingUpdateOperators",
+	CursorNotFound:             "CursorNotFound",
+	NamespaceExists:            "NamespaceExists",
+	DollarPrefixedFieldName:    "DollarPrefixedFieldName",
+	InvalidIdField:             "InvalidIdField",
+	NotSingleValueField:        "NotSingleValueField",
+	CommandNotFound:            "CommandNotFound",
+	ImmutableField:             "ImmutableField",
+	InvalidOptions:             "InvalidOptions",
+	InvalidNamespace:           "InvalidNamespace",
+	IndexOptionsConflict:       "IndexOptionsConflict",
+	IndexKeySpecsConflict:      "IndexKeySpecsConflict",
+	ProtocolError:              "ProtocolError",
+	UserNotFound:               "UserNotFound",
+	OperationFailed:            "OperationFailed",
+	DuplicateKey:               "DuplicateKey",
+	InvalidLength:              "InvalidLength",
+	NotImplemented:             "NotImplemented",
+	ObjectIsBusy:               "ObjectIsBusy",
+	BSONObjectTooLarge:         "BSONObjectTooLarge",
+	NodeDisabled:               "PrimarySteppedDown",
+	Location51024:              "Location51024",
+	Location15955:              "Location15955",
+}
+
+// Name returns MongoDB's codeName for c.
+func (c Code) Name() string {
+	if n, ok := names[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("Location%d", int32(c))
+}
+
+// Error is a command failure with a MongoDB code; the wire layer turns it
+// into {ok: 0, errmsg, code, codeName}.
+type Error struct {
+	Code Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// New returns an *Error with a formatted message.
+func New(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code carried by err, or InternalError.
+func CodeOf(err error) Code {
+	var me *Error
+	if errors.As(err, &me) {
+		return me.Code
+	}
+	return InternalError
+}
