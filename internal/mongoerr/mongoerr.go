@@ -47,6 +47,9 @@ const (
 	BSONObjectTooLarge         Code = 10334
 	Location15955              Code = 15955
 	NodeDisabled               Code = 189 // "PrimarySteppedDown"-class transient: drivers retry reads later
+	InvalidBSON                Code = 22
+	MechanismUnavailable       Code = 334
+	UnsupportedOpQueryCommand  Code = 352
 )
 
 var names = map[Code]string{
@@ -84,6 +87,9 @@ var names = map[Code]string{
 	NodeDisabled:               "PrimarySteppedDown",
 	Location51024:              "Location51024",
 	Location15955:              "Location15955",
+	InvalidBSON:                "InvalidBSON",
+	MechanismUnavailable:       "MechanismUnavailable",
+	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
 }
 
 // Name returns MongoDB's codeName for c.

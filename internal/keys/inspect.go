@@ -1,0 +1,53 @@
+package keys
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Report is what `cmkdb keystore inspect` shows: identities, versions, dates
+// and providers. It holds no key bytes, wrapped or not.
+type Report struct {
+	Path       string
+	NodeID     string
+	Generation uint64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Master     MasterInfo
+	Databases  []DatabaseInfo
+	Events     []Event
+}
+
+// Event is one entry of the keystore's key-change history.
+type Event struct {
+	At     time.Time
+	Event  string
+	Detail string
+}
+
+// Inspect reads dir's keystore without unwrapping anything. It checks the
+// file's structure and checksum; only Open, which needs the CMK, can
+// authenticate it.
+func Inspect(dir string) (*Report, error) {
+	path := Path(dir)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("keystore %s: %w", path, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	b, _, err := parseFile(raw)
+	if err != nil {
+		return nil, fmt.Errorf("keystore %s: %w", path, err)
+	}
+	r := &Report{Path: path, NodeID: b.NodeID, Generation: b.Generation, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt,
+		Master:    MasterInfo{Version: b.Master.Version, CreatedAt: b.Master.CreatedAt, WrappedAt: b.Master.WrappedAt, CMK: b.Master.Wrapped.Key},
+		Databases: b.databases()}
+	for _, e := range b.Events {
+		r.Events = append(r.Events, Event{At: e.At, Event: e.Event, Detail: e.Detail})
+	}
+	return r, nil
+}
