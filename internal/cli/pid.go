@@ -1,0 +1,5 @@
+package cli
+
+import "os"
+
+func pidOf() int { return os.Getpid() }

@@ -1,0 +1,58 @@
+// Package cli builds the cmkdb command tree. Each command parses flags and
+// calls into the packages that do the work; no behaviour lives here.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags.
+var Version = "dev"
+
+// Execute runs the command line and returns the process exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "cmkdb:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	var logLevel string
+	root := &cobra.Command{
+		Use:           "cmkdb",
+		Short:         "A MongoDB-compatible database encrypted under keys you hold in your own KMS",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})))
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(
+		newUpCmd(stdout),
+		newKMSCmd(stdout),
+		newKeystoreCmd(stdout),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "cmkdb", Version) },
+		},
+	)
+	return root
+}
