@@ -86,7 +86,9 @@ func (f *keyFile) wipe() {
 		return
 	}
 	for i := range f.Versions {
-		clear(f.Versions[i].Material)
+		m := f.Versions[i].Material
+		// To cap: the base64 decoder allocates a little more than it fills.
+		clear(m[:cap(m)])
 	}
 }
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole cmkdb test suite: installs what the tests need (idempotent),
+# vets, runs every test with the race detector, then gives each fuzz target
+# a short run. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -race -count=1 -timeout 45m ./...
+
+echo "== fuzz (short runs)"
+fuzztime="${CMKDB_FUZZTIME:-10s}"
+# package:target pairs; each target gets its own short run.
+while read -r pkg target; do
+	[ -z "$pkg" ] && continue
+	go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+done < <(grep -rl --include='*_test.go' '^func Fuzz' internal | while read -r f; do
+	grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r t; do
+		echo "./$(dirname "$f") $t"
+	done
+done | sort -u)
