@@ -47,6 +47,13 @@ const (
 	BSONObjectTooLarge         Code = 10334
 	Location15955              Code = 15955
 	NodeDisabled               Code = 189 // "PrimarySteppedDown"-class transient: drivers retry reads later
+	EmptyFieldName             Code = 56
+	InvalidPipelineOperator    Code = 168
+	CannotIndexParallelArrays  Code = 171
+	Location31249              Code = 31249 // projection: path collision (prefix)
+	Location31250              Code = 31250 // projection: path collision
+	Location31253              Code = 31253 // projection: inclusion in exclusion projection
+	Location31254              Code = 31254 // projection: exclusion in inclusion projection
 	InvalidBSON                Code = 22
 	MechanismUnavailable       Code = 334
 	UnsupportedOpQueryCommand  Code = 352
@@ -87,6 +94,9 @@ var names = map[Code]string{
 	NodeDisabled:               "PrimarySteppedDown",
 	Location51024:              "Location51024",
 	Location15955:              "Location15955",
+	EmptyFieldName:             "EmptyFieldName",
+	InvalidPipelineOperator:    "InvalidPipelineOperator",
+	CannotIndexParallelArrays:  "CannotIndexParallelArrays",
 	InvalidBSON:                "InvalidBSON",
 	MechanismUnavailable:       "MechanismUnavailable",
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",

@@ -209,4 +209,3 @@ func verifyAfterCrash(t *testing.T, dir string, acked map[string]map[string]bool
 		}
 	}
 }
-
