@@ -51,15 +51,21 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			defer n.Close()
-			m := n.Keystore.Master()
-			info := upInfo{Dir: dir, PID: pidOf(), StartedAt: time.Now().UTC(), NodeID: n.Keystore.NodeID(),
+			eng, ks, release, err := n.Acquire()
+			if err != nil {
+				return err
+			}
+			m := ks.Master()
+			info := upInfo{Dir: dir, PID: pidOf(), StartedAt: time.Now().UTC(), NodeID: ks.NodeID(),
 				CMK: m.CMK.String(), Keystore: l.KeystoreDir()}
+			ndb := len(eng.Databases())
+			release()
 			js, _ := json.MarshalIndent(info, "", "  ")
 			if err := durable.WriteFile(l.UpFile(), append(js, '\n'), 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "cmkdb is up\n  data:      %s\n  node:      %s\n  CMK:       %s\n  databases: %d\n  details:   %s\n",
-				dir, info.NodeID, info.CMK, len(n.Engine.Databases()), l.UpFile())
+				dir, info.NodeID, info.CMK, ndb, l.UpFile())
 			<-ctx.Done()
 			fmt.Fprintln(stdout, "cmkdb: shutting down")
 			return nil

@@ -45,27 +45,32 @@ func crashChild(dir string) {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
 	}
+	eng, ks, _, err := n.Acquire()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(2)
+	}
 	out := bufio.NewWriter(os.Stdout)
 	r := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
 	dbs := []string{"alpha", "beta", "gamma"}
 	seq := time.Now().UnixNano()
 	for {
 		name := dbs[r.IntN(len(dbs))]
-		db, err := n.Engine.Database(name)
+		db, err := eng.Database(name)
 		if err != nil {
-			if db, err = n.Engine.CreateDatabase(name); err != nil {
+			if db, err = eng.CreateDatabase(name); err != nil {
 				fmt.Fprintln(os.Stderr, "child: create:", err)
 				os.Exit(2)
 			}
 		}
 		switch x := r.IntN(100); {
 		case x < 3:
-			if err := n.Keystore.RotateMasterKey(ctx); err != nil {
+			if err := ks.RotateMasterKey(ctx); err != nil {
 				fmt.Fprintln(os.Stderr, "child: rotate master:", err)
 				os.Exit(2)
 			}
 		case x < 6:
-			if _, err := n.Engine.RotateDatabaseKey(name); err != nil {
+			if _, err := eng.RotateDatabaseKey(name); err != nil {
 				fmt.Fprintln(os.Stderr, "child: rotate db key:", err)
 				os.Exit(2)
 			}
@@ -176,8 +181,13 @@ func verifyAfterCrash(t *testing.T, dir string, acked map[string]map[string]bool
 		t.Fatalf("round %d: node does not open after kill -9: %v", round, err)
 	}
 	defer n.Close()
-	for _, name := range n.Engine.Databases() {
-		db, err := n.Engine.Database(name)
+	eng, _, release, err := n.Acquire()
+	if err != nil {
+		t.Fatalf("round %d: node is not available after kill -9: %v", round, err)
+	}
+	defer release()
+	for _, name := range eng.Databases() {
+		db, err := eng.Database(name)
 		if err != nil {
 			t.Fatalf("round %d: database %s does not open: %v", round, name, err)
 		}
@@ -193,7 +203,7 @@ func verifyAfterCrash(t *testing.T, dir string, acked map[string]map[string]bool
 		}
 	}
 	for name, keys := range acked {
-		db, err := n.Engine.Database(name)
+		db, err := eng.Database(name)
 		if err != nil {
 			t.Fatalf("round %d: database %s with acknowledged writes is missing: %v", round, name, err)
 		}
