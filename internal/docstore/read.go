@@ -1,0 +1,195 @@
+package docstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/query"
+)
+
+// Plan says how to find a query's candidate documents: by _id, through an
+// index's key ranges, or by scanning the collection. Candidates are always
+// re-checked against the full filter, so a plan only has to be complete
+// (never miss a match), not exact.
+type Plan struct {
+	// Index is nil for a collection scan.
+	Index *Index
+	// Ranges are key ranges inside the index (or, for the _id index, the
+	// document keys), sorted and non-overlapping.
+	Ranges []Range
+}
+
+// Range is [Lo, Hi) in encoded index-key space; nil Hi is unbounded.
+type Range struct{ Lo, Hi []byte }
+
+// String describes the plan (for explain and logs).
+func (p Plan) String() string {
+	if p.Index == nil {
+		return "COLLSCAN"
+	}
+	return fmt.Sprintf("IXSCAN %s (%d ranges)", p.Index.Name, len(p.Ranges))
+}
+
+// Position is where a scan stopped, so a cursor can resume it.
+type Position struct {
+	rng   int
+	after []byte
+	seen  map[string]struct{}
+	done  bool
+}
+
+// Done reports whether the scan reached its end.
+func (p *Position) Done() bool { return p.done }
+
+// Get reads one document by _id.
+func (s *Store) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) {
+	v, closer, err := s.db.Get(DocKey(coll, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("docstore: %w", err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// Scan calls fn with each candidate document of plan, in plan order,
+// resuming from pos (a zero Position starts at the beginning). fn returns
+// false to stop; pos then records where, and the next Scan continues after
+// the last document fn saw. Documents are copies the caller may keep.
+func (s *Store) Scan(coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
+	if pos.done {
+		return nil
+	}
+	if plan.Index == nil || plan.Index.ID == 0 {
+		return s.scanDocs(coll, plan, pos, fn)
+	}
+	return s.scanIndex(coll, plan, pos, fn)
+}
+
+func (s *Store) scanDocs(coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+	prefix := docPrefix(coll.ID)
+	ranges := plan.Ranges
+	if plan.Index == nil {
+		ranges = []Range{{}}
+	}
+	for ; pos.rng < len(ranges); pos.rng, pos.after = pos.rng+1, nil {
+		r := ranges[pos.rng]
+		lo, hi := append(append([]byte(nil), prefix...), r.Lo...), prefixEnd(prefix)
+		if r.Hi != nil {
+			hi = append(append([]byte(nil), prefix...), r.Hi...)
+		}
+		if pos.after != nil {
+			lo = append(append([]byte(nil), pos.after...), 0)
+		}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			more, err := fn(bytes.Clone(it.Value()))
+			if err != nil || !more {
+				pos.after = bytes.Clone(it.Key())
+				it.Close()
+				return err
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("docstore: scan %s: %w", coll.Name, err)
+		}
+	}
+	pos.done = true
+	return nil
+}
+
+func (s *Store) scanIndex(coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+	prefix := indexPrefix(coll.ID, plan.Index.ID)
+	if pos.seen == nil {
+		pos.seen = map[string]struct{}{}
+	}
+	for ; pos.rng < len(plan.Ranges); pos.rng, pos.after = pos.rng+1, nil {
+		r := plan.Ranges[pos.rng]
+		lo := append(append([]byte(nil), prefix...), r.Lo...)
+		hi := prefixEnd(prefix)
+		if r.Hi != nil {
+			hi = append(append([]byte(nil), prefix...), r.Hi...)
+		}
+		if pos.after != nil {
+			lo = append(append([]byte(nil), pos.after...), 0)
+		}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			idKey := string(it.Value())
+			if _, dup := pos.seen[idKey]; dup {
+				continue
+			}
+			pos.seen[idKey] = struct{}{}
+			v, closer, err := s.db.Get(append(docPrefix(coll.ID), idKey...))
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue // deleted between the index read and now
+			}
+			if err != nil {
+				it.Close()
+				return err
+			}
+			doc := bytes.Clone(v)
+			closer.Close()
+			more, err := fn(doc)
+			if err != nil || !more {
+				pos.after = bytes.Clone(it.Key())
+				it.Close()
+				return err
+			}
+		}
+		if err := it.Close(); err != nil {
+			return fmt.Errorf("docstore: scan index %s: %w", plan.Index.Name, err)
+		}
+	}
+	pos.done = true
+	return nil
+}
+
+// PlanFor picks a plan for filter: the index whose key ranges constrain the
+// most leading fields by equality (the _id index wins ties), or a
+// collection scan when no index's first field is constrained.
+func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
+	best, bestScore := Plan{}, -1
+	for i := range coll.Indexes {
+		ix := &coll.Indexes[i]
+		pattern, err := bson.Marshal(ix.Key)
+		if err != nil {
+			return Plan{}, err
+		}
+		// Secondary indexes may hold arrays: plan them as multikey, which
+		// never intersects bounds that different elements could satisfy.
+		ip, ok, err := query.PlanIndex(filter, pattern, ix.ID != 0)
+		if err != nil {
+			return Plan{}, err
+		}
+		if !ok {
+			continue
+		}
+		score := 4 * ip.EqualityPrefix
+		if ix.ID == 0 {
+			score += 2
+		} else if ix.Unique {
+			score++
+		}
+		if score > bestScore {
+			ranges := make([]Range, len(ip.Ranges))
+			for j, r := range ip.Ranges {
+				ranges[j] = Range{Lo: r.Start, Hi: r.End}
+			}
+			best, bestScore = Plan{Index: ix, Ranges: ranges}, score
+		}
+	}
+	return best, nil
+}

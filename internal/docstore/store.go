@@ -1,0 +1,317 @@
+// Package docstore keeps a database's collections, documents and secondary
+// indexes in that database's Pebble instance. It knows MongoDB's data model
+// (documents with an _id, collections, unique and multikey indexes) but not
+// the wire protocol or the query language beyond what index maintenance and
+// planning need (those are internal/query's).
+//
+// Key layout inside a database's Pebble instance:
+//
+//	"\x00c" + collection name                      -> collection metadata (BSON)
+//	"\x00n"                                        -> next collection/index id (u32 BE)
+//	"\x01" + coll id (u32 BE) + key(_id)           -> the document (BSON)
+//	"\x02" + coll id + index id (u32 BE) + key(values) [+ key(_id) unless unique]
+//	                                               -> key(_id)
+//
+// key(...) is query.EncodeIndexKey: order-preserving, so range scans over
+// index entries follow MongoDB's comparison order. Every write of a
+// document and its index entries is one Pebble batch, committed with sync:
+// an acknowledged write is durable and a crash never separates a document
+// from its index entries.
+package docstore
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/storage"
+)
+
+const (
+	prefixCatalog = 0x00
+	prefixDoc     = 0x01
+	prefixIndex   = 0x02
+)
+
+var keyNextID = []byte{prefixCatalog, 'n'}
+
+// Store is one database's documents. Reads are lock-free (Pebble
+// iterators); writes are serialized by mu, which makes unique-index checks
+// and the check-then-write of an update atomic.
+type Store struct {
+	db *storage.DB
+	// WriteOptions is pebble.Sync: acknowledged writes survive kill -9.
+	sync *pebble.WriteOptions
+
+	mu    sync.Mutex // serializes writes and catalog changes
+	colls map[string]*Collection
+	next  uint32
+}
+
+// Collection is a collection's metadata. It is immutable once published:
+// catalog changes replace the *Collection in Store.colls.
+type Collection struct {
+	Name    string      `bson:"name"`
+	ID      uint32      `bson:"id"`
+	Created time.Time   `bson:"created"`
+	UUID    bson.Binary `bson:"uuid"`
+	Indexes []Index     `bson:"indexes"`
+}
+
+// Index is a secondary index (or the implicit _id index, ID 0).
+type Index struct {
+	Name   string `bson:"name"`
+	ID     uint32 `bson:"id"`
+	Key    bson.D `bson:"key"`
+	Unique bool   `bson:"unique,omitempty"`
+}
+
+// Fields returns the index's field paths and directions (1 or -1).
+func (ix *Index) Fields() ([]string, []int) {
+	paths := make([]string, len(ix.Key))
+	dirs := make([]int, len(ix.Key))
+	for i, e := range ix.Key {
+		paths[i] = e.Key
+		dirs[i] = 1
+		switch v := e.Value.(type) {
+		case int:
+			if v < 0 {
+				dirs[i] = -1
+			}
+		case int32:
+			if v < 0 {
+				dirs[i] = -1
+			}
+		case int64:
+			if v < 0 {
+				dirs[i] = -1
+			}
+		case float64:
+			if v < 0 {
+				dirs[i] = -1
+			}
+		}
+	}
+	return paths, dirs
+}
+
+// Open loads a database's catalog.
+func Open(db *storage.DB) (*Store, error) {
+	s := &Store{db: db, sync: pebble.Sync, colls: map[string]*Collection{}, next: 1}
+	if v, closer, err := db.Get(keyNextID); err == nil {
+		if len(v) == 4 {
+			s.next = binary.BigEndian.Uint32(v)
+		}
+		closer.Close()
+	} else if err != pebble.ErrNotFound {
+		return nil, fmt.Errorf("docstore: %w", err)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCatalog, 'c'}, UpperBound: []byte{prefixCatalog, 'c' + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("docstore: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var c Collection
+		if err := bson.Unmarshal(it.Value(), &c); err != nil {
+			return nil, fmt.Errorf("docstore: collection %q metadata: %w", it.Key()[2:], err)
+		}
+		s.colls[c.Name] = &c
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("docstore: read catalog: %w", err)
+	}
+	return s, nil
+}
+
+// Name is the database name.
+func (s *Store) Name() string { return s.db.Name }
+
+// Collection returns a collection's metadata, or nil.
+func (s *Store) Collection(name string) *Collection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.colls[name]
+}
+
+// Collections lists the collections, sorted by name.
+func (s *Store) Collections() []*Collection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Collection, 0, len(s.colls))
+	for _, c := range s.colls {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func catalogKey(name string) []byte { return append([]byte{prefixCatalog, 'c'}, name...) }
+
+func docPrefix(coll uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{prefixDoc}, coll)
+}
+
+func indexPrefix(coll, index uint32) []byte {
+	b := binary.BigEndian.AppendUint32([]byte{prefixIndex}, coll)
+	return binary.BigEndian.AppendUint32(b, index)
+}
+
+// prefixEnd is the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// CreateCollection creates an empty collection with its _id index. It fails
+// with NamespaceExists if the collection exists.
+func (s *Store) CreateCollection(name string) (*Collection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.colls[name]; ok {
+		return nil, mongoerr.New(mongoerr.NamespaceExists, "Collection %s.%s already exists.", s.db.Name, name)
+	}
+	return s.createLocked(name)
+}
+
+// EnsureCollection returns the collection, creating it if needed (inserts
+// and upserts create collections implicitly).
+func (s *Store) EnsureCollection(name string) (*Collection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.colls[name]; ok {
+		return c, nil
+	}
+	return s.createLocked(name)
+}
+
+func (s *Store) createLocked(name string) (*Collection, error) {
+	if err := ValidateCollectionName(name); err != nil {
+		return nil, err
+	}
+	uuid := bson.Binary{Subtype: 4, Data: make([]byte, 16)}
+	rand.Read(uuid.Data)
+	c := &Collection{Name: name, ID: s.next, Created: time.Now().UTC(), UUID: uuid,
+		Indexes: []Index{{Name: "_id_", ID: 0, Key: bson.D{{Key: "_id", Value: int32(1)}}, Unique: true}}}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.putCatalog(b, c, s.next+1); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(s.sync); err != nil {
+		return nil, fmt.Errorf("docstore: create collection: %w", err)
+	}
+	s.next++
+	s.colls[name] = c
+	return c, nil
+}
+
+func (s *Store) putCatalog(b *pebble.Batch, c *Collection, next uint32) error {
+	raw, err := bson.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("docstore: encode collection: %w", err)
+	}
+	if err := b.Set(catalogKey(c.Name), raw, nil); err != nil {
+		return err
+	}
+	return b.Set(keyNextID, binary.BigEndian.AppendUint32(nil, next), nil)
+}
+
+// DropCollection deletes a collection, its documents and its indexes.
+func (s *Store) DropCollection(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.colls[name]
+	if !ok {
+		return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found")
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Delete(catalogKey(name), nil)
+	b.DeleteRange(docPrefix(c.ID), prefixEnd(docPrefix(c.ID)), nil)
+	for _, ix := range c.Indexes {
+		p := indexPrefix(c.ID, ix.ID)
+		b.DeleteRange(p, prefixEnd(p), nil)
+	}
+	if err := b.Commit(s.sync); err != nil {
+		return fmt.Errorf("docstore: drop collection: %w", err)
+	}
+	delete(s.colls, name)
+	return nil
+}
+
+// RenameCollection renames a collection within this database. The data
+// keys use the collection id, so only the catalog changes.
+func (s *Store) RenameCollection(from, to string, dropTarget bool) error {
+	s.mu.Lock()
+	c, ok := s.colls[from]
+	if !ok {
+		s.mu.Unlock()
+		return mongoerr.New(mongoerr.NamespaceNotFound, "Source collection %s.%s does not exist", s.db.Name, from)
+	}
+	if err := ValidateCollectionName(to); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if _, exists := s.colls[to]; exists {
+		if !dropTarget {
+			s.mu.Unlock()
+			return mongoerr.New(mongoerr.NamespaceExists, "target namespace exists")
+		}
+		s.mu.Unlock()
+		if err := s.DropCollection(to); err != nil {
+			return err
+		}
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	nc := *c
+	nc.Name = to
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Delete(catalogKey(from), nil)
+	if err := s.putCatalog(b, &nc, s.next); err != nil {
+		return err
+	}
+	if err := b.Commit(s.sync); err != nil {
+		return fmt.Errorf("docstore: rename collection: %w", err)
+	}
+	delete(s.colls, from)
+	s.colls[to] = &nc
+	return nil
+}
+
+// ValidateCollectionName applies MongoDB's collection name rules.
+func ValidateCollectionName(name string) error {
+	switch {
+	case name == "":
+		return mongoerr.New(mongoerr.InvalidNamespace, "Invalid empty namespace specified")
+	case len(name) > 255:
+		return mongoerr.New(mongoerr.InvalidNamespace, "Fully qualified namespace is too long")
+	case name[0] == '$' || containsByte(name, 0) || containsByte(name, '$'):
+		return mongoerr.New(mongoerr.InvalidNamespace, "Invalid collection name: %s", name)
+	}
+	return nil
+}
+
+func containsByte(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,236 @@
+package docstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
+)
+
+// Writer stages document writes in one batch. A Writer exists only inside
+// Store.Write, which holds the store's write lock.
+type Writer struct {
+	s *Store
+	b *pebble.Batch
+}
+
+// Write runs fn with a Writer and commits, with sync, whatever fn staged —
+// also when fn returns an error, so that the writes of an ordered insert
+// before its first failure persist, as MongoDB's do. Each Writer method
+// checks everything before staging anything, so a failed call stages
+// nothing.
+func (s *Store) Write(fn func(w *Writer) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	ferr := fn(&Writer{s: s, b: b})
+	if !b.Empty() {
+		if err := b.Commit(s.sync); err != nil {
+			return fmt.Errorf("docstore: commit: %w", err)
+		}
+	}
+	return ferr
+}
+
+// DocKey is the storage key of a document id in a collection.
+func DocKey(coll *Collection, id bson.RawValue) []byte {
+	return append(docPrefix(coll.ID), query.EncodeIndexKey([]bson.RawValue{id}, []int{1})...)
+}
+
+// IDOf returns a document's _id.
+func IDOf(doc bson.Raw) (bson.RawValue, error) {
+	v, err := doc.LookupErr("_id")
+	if err != nil {
+		return bson.RawValue{}, mongoerr.New(mongoerr.InvalidIdField, "document has no _id")
+	}
+	if v.Type == bson.TypeArray {
+		return bson.RawValue{}, mongoerr.New(mongoerr.InvalidIdField, "The '_id' value cannot be of type array")
+	}
+	return v, nil
+}
+
+// Get reads a document by id, seeing this writer's staged writes.
+func (w *Writer) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) {
+	v, closer, err := w.b.Get(DocKey(coll, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("docstore: %w", err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// Insert stages a new document; doc must carry its _id. A duplicate _id or
+// unique-index key fails with DuplicateKey (11000) and stages nothing.
+func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
+	id, err := IDOf(doc)
+	if err != nil {
+		return err
+	}
+	key := DocKey(coll, id)
+	if _, closer, err := w.b.Get(key); err == nil {
+		closer.Close()
+		return dupKeyError(w.s.db.Name, coll, &coll.Indexes[0], []bson.RawValue{id})
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("docstore: %w", err)
+	}
+	entries, err := w.checkIndexes(coll, nil, doc, id)
+	if err != nil {
+		return err
+	}
+	if err := w.b.Set(key, doc, nil); err != nil {
+		return err
+	}
+	return w.applyEntries(entries)
+}
+
+// Replace stages old -> new for one document (same _id).
+func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
+	id, err := IDOf(old)
+	if err != nil {
+		return err
+	}
+	nid, err := IDOf(new)
+	if err != nil {
+		return err
+	}
+	if query.Compare(id, nid) != 0 || id.Type != nid.Type {
+		return mongoerr.New(mongoerr.ImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
+	}
+	entries, err := w.checkIndexes(coll, old, new, id)
+	if err != nil {
+		return err
+	}
+	if err := w.b.Set(DocKey(coll, id), new, nil); err != nil {
+		return err
+	}
+	return w.applyEntries(entries)
+}
+
+// Delete stages the removal of a document and its index entries.
+func (w *Writer) Delete(coll *Collection, doc bson.Raw) error {
+	id, err := IDOf(doc)
+	if err != nil {
+		return err
+	}
+	entries, err := w.checkIndexes(coll, doc, nil, id)
+	if err != nil {
+		return err
+	}
+	if err := w.b.Delete(DocKey(coll, id), nil); err != nil {
+		return err
+	}
+	return w.applyEntries(entries)
+}
+
+type entryOp struct {
+	del   bool
+	key   []byte
+	value []byte
+}
+
+// checkIndexes computes the index entries to remove (old) and add (new),
+// checking unique indexes against stored and staged entries.
+func (w *Writer) checkIndexes(coll *Collection, old, new bson.Raw, id bson.RawValue) ([]entryOp, error) {
+	idKey := query.EncodeIndexKey([]bson.RawValue{id}, []int{1})
+	var ops []entryOp
+	for i := range coll.Indexes {
+		ix := &coll.Indexes[i]
+		if ix.ID == 0 {
+			continue
+		}
+		p := indexPrefix(coll.ID, ix.ID)
+		oldKeys := map[string]bool{}
+		if old != nil {
+			ks, _, err := indexEntries(old, ix)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range ks {
+				oldKeys[string(k)] = true
+			}
+		}
+		newKeys := map[string]bool{}
+		if new != nil {
+			ks, tuples, err := indexEntries(new, ix)
+			if err != nil {
+				return nil, err
+			}
+			for j, k := range ks {
+				newKeys[string(k)] = true
+				if oldKeys[string(k)] {
+					continue
+				}
+				full := entryKey(p, k, idKey, ix.Unique)
+				if ix.Unique {
+					if v, closer, err := w.b.Get(full); err == nil {
+						other := bytes.Clone(v)
+						closer.Close()
+						if !bytes.Equal(other, idKey) {
+							return nil, dupKeyError(w.s.db.Name, coll, ix, tuples[j])
+						}
+					} else if !errors.Is(err, pebble.ErrNotFound) {
+						return nil, fmt.Errorf("docstore: %w", err)
+					}
+				}
+				ops = append(ops, entryOp{key: full, value: idKey})
+			}
+		}
+		for k := range oldKeys {
+			if !newKeys[k] {
+				ops = append(ops, entryOp{del: true, key: entryKey(p, []byte(k), idKey, ix.Unique)})
+			}
+		}
+	}
+	return ops, nil
+}
+
+func entryKey(prefix, values, idKey []byte, unique bool) []byte {
+	k := append(append([]byte(nil), prefix...), values...)
+	if !unique {
+		k = append(k, idKey...)
+	}
+	return k
+}
+
+func (w *Writer) applyEntries(ops []entryOp) error {
+	for _, op := range ops {
+		var err error
+		if op.del {
+			err = w.b.Delete(op.key, nil)
+		} else {
+			err = w.b.Set(op.key, op.value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dupKeyError(db string, coll *Collection, ix *Index, vals []bson.RawValue) error {
+	paths, _ := ix.Fields()
+	var buf bytes.Buffer
+	buf.WriteString("{ ")
+	for i, p := range paths {
+		if i > 0 {
+			buf.WriteString(", ")
+		}
+		v := "null"
+		if i < len(vals) {
+			v = vals[i].String()
+		}
+		fmt.Fprintf(&buf, "%s: %s", p, v)
+	}
+	buf.WriteString(" }")
+	return mongoerr.New(mongoerr.DuplicateKey, "E11000 duplicate key error collection: %s.%s index: %s dup key: %s",
+		db, coll.Name, ix.Name, buf.String())
+}
