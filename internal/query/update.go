@@ -1,0 +1,940 @@
+package query
+
+import (
+	"bytes"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+)
+
+// Update is a compiled update: either a replacement document or a list of
+// update operators. It is immutable and safe for concurrent use.
+type Update struct {
+	replacement *mdoc
+	ops         []*updateOp
+}
+
+// ApplyOptions control one application of an Update.
+type ApplyOptions struct {
+	// Insert says the update is building a new document for an upsert:
+	// $setOnInsert applies and _id may be set freely.
+	Insert bool
+	// Now is the clock for $currentDate; zero means time.Now().
+	Now time.Time
+}
+
+type opKind int8
+
+const (
+	opSet opKind = iota
+	opSetOnInsert
+	opUnset
+	opInc
+	opMul
+	opMin
+	opMax
+	opRename
+	opPush
+	opAddToSet
+	opPull
+	opPullAll
+	opPop
+	opCurrentDate
+	opBit
+)
+
+var opKinds = map[string]opKind{
+	"$set": opSet, "$setOnInsert": opSetOnInsert, "$unset": opUnset, "$inc": opInc,
+	"$mul": opMul, "$min": opMin, "$max": opMax, "$rename": opRename, "$push": opPush,
+	"$addToSet": opAddToSet, "$pull": opPull, "$pullAll": opPullAll, "$pop": opPop,
+	"$currentDate": opCurrentDate, "$bit": opBit,
+}
+
+// creates reports whether an operator materialises missing path elements.
+func (k opKind) creates() bool {
+	switch k {
+	case opUnset, opPull, opPullAll, opPop:
+		return false
+	}
+	return true
+}
+
+type updateOp struct {
+	kind  opKind
+	name  string
+	path  string
+	parts []string
+	arg   bson.RawValue
+
+	dest      []string // $rename target
+	destPath  string
+	push      *pushSpec
+	each      []bson.RawValue // $addToSet values
+	pull      func(bson.RawValue) bool
+	timestamp bool // $currentDate {$type: "timestamp"}
+	bitOps    []bitOp
+}
+
+type pushSpec struct {
+	each     []bson.RawValue
+	slice    *int
+	position *int
+	sort     *pushSort
+}
+
+type pushSort struct {
+	whole bool
+	desc  bool
+	spec  *Sort
+}
+
+type bitOp struct {
+	op  string
+	val num
+}
+
+func failedToParse(format string, args ...any) error {
+	return mongoerr.New(mongoerr.FailedToParse, format, args...)
+}
+
+// IsReplacement reports whether the update is a replacement document.
+func (u *Update) IsReplacement() bool { return u.replacement != nil }
+
+// CompileUpdate compiles an update document: either all top-level keys are
+// update operators, or none is and the document replaces the target.
+func CompileUpdate(update bson.Raw) (*Update, error) {
+	if len(update) == 0 {
+		return &Update{replacement: &mdoc{}}, nil
+	}
+	if err := bsoncore.Document(update).Validate(); err != nil {
+		return nil, badValue("invalid update document: %v", err)
+	}
+	es := elems(update)
+	if len(es) == 0 || !strings.HasPrefix(es[0].key, "$") {
+		for _, e := range es {
+			if strings.HasPrefix(e.key, "$") {
+				return nil, mongoerr.New(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", e.key, e.key)
+			}
+		}
+		d, err := decodeDoc(update)
+		if err != nil {
+			return nil, err
+		}
+		return &Update{replacement: d}, nil
+	}
+	u := &Update{}
+	for _, e := range es {
+		kind, ok := opKinds[e.key]
+		if !ok {
+			return nil, failedToParse("Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", e.key)
+		}
+		if e.val.Type != bson.TypeEmbeddedDocument {
+			return nil, failedToParse("Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", typeName(e.val.Type), e.key, debugString(e.val))
+		}
+		for _, f := range elems(e.val.Value) {
+			op, err := compileOp1(kind, e.key, f.key, f.val)
+			if err != nil {
+				return nil, err
+			}
+			u.ops = append(u.ops, op)
+		}
+	}
+	if err := checkConflicts(u.ops); err != nil {
+		return nil, err
+	}
+	// MongoDB 5.0+ applies operators in path order (numeric components
+	// numerically), which fixes the position of newly created fields.
+	sort.SliceStable(u.ops, func(i, j int) bool { return comparePaths(u.ops[i].parts, u.ops[j].parts) < 0 })
+	return u, nil
+}
+
+func comparePaths(a, b []string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ai, aok := arrayIndex(a[i])
+		bi, bok := arrayIndex(b[i])
+		if aok && bok {
+			if c := cmpInt(ai, bi); c != 0 {
+				return c
+			}
+			continue
+		}
+		if c := strings.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return cmpInt(len(a), len(b))
+}
+
+// validateUpdatePath checks a dotted update path the way MongoDB does.
+func validateUpdatePath(path string) ([]string, error) {
+	if path == "" {
+		return nil, mongoerr.New(mongoerr.EmptyFieldName, "An empty update path is not valid.")
+	}
+	parts := splitPath(path)
+	for i, p := range parts {
+		switch {
+		case p == "":
+			return nil, mongoerr.New(mongoerr.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", path)
+		case p == "$":
+			return nil, badValue("The positional operator did not find the match needed from the query.")
+		case p == "$[]":
+			if i == 0 {
+				return nil, badValue("Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
+			}
+		case strings.HasPrefix(p, "$[") && strings.HasSuffix(p, "]"):
+			return nil, badValue("No array filter found for identifier '%s' in path '%s'", p[2:len(p)-1], path)
+		case strings.HasPrefix(p, "$"):
+			return nil, mongoerr.New(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, path)
+		}
+	}
+	return parts, nil
+}
+
+func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, error) {
+	parts, err := validateUpdatePath(path)
+	if err != nil {
+		return nil, err
+	}
+	op := &updateOp{kind: kind, name: name, path: path, parts: parts, arg: arg}
+	switch kind {
+	case opInc, opMul:
+		if !isNumeric(arg.Type) {
+			verb := "increment"
+			if kind == opMul {
+				verb = "multiply"
+			}
+			return nil, mongoerr.New(mongoerr.TypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, path, debugString(arg))
+		}
+	case opRename:
+		if arg.Type != bson.TypeString {
+			return nil, badValue("The 'to' field for $rename must be a string: %s: %s", path, debugString(arg))
+		}
+		to := stringish(arg)
+		if to == path {
+			return nil, badValue("The source and target field for $rename must differ: %s: %q", path, to)
+		}
+		if strings.HasPrefix(to, path+".") || strings.HasPrefix(path, to+".") {
+			return nil, badValue("The source and target field for $rename must not be on the same path: %s: %q", path, to)
+		}
+		dest, err := validateUpdatePath(to)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range append(append([]string{}, parts...), dest...) {
+			if p == "$[]" {
+				return nil, badValue("The source and target field for $rename must not contain array operators")
+			}
+		}
+		op.dest, op.destPath = dest, to
+	case opPush:
+		ps, err := compilePush(arg)
+		if err != nil {
+			return nil, err
+		}
+		op.push = ps
+	case opAddToSet:
+		op.each = []bson.RawValue{arg}
+		if arg.Type == bson.TypeEmbeddedDocument && firstKey(arg.Value) == "$each" {
+			es := elems(arg.Value)
+			if len(es) > 1 {
+				return nil, badValue("Found unexpected fields after $each in $addToSet: %s", debugString(arg))
+			}
+			if es[0].val.Type != bson.TypeArray {
+				return nil, mongoerr.New(mongoerr.TypeMismatch, "The argument to $each in $addToSet must be an array but it was of type %s", typeName(es[0].val.Type))
+			}
+			op.each = arrayValues(es[0].val.Value)
+		}
+	case opPull:
+		pred, err := compilePull(arg)
+		if err != nil {
+			return nil, err
+		}
+		op.pull = pred
+	case opPullAll:
+		if arg.Type != bson.TypeArray {
+			return nil, badValue("$pullAll requires an array argument but was given a %s", typeName(arg.Type))
+		}
+		vals := arrayValues(arg.Value)
+		op.pull = func(v bson.RawValue) bool {
+			for _, x := range vals {
+				if Compare(v, x) == 0 {
+					return true
+				}
+			}
+			return false
+		}
+	case opPop:
+		f := 0.0
+		if isNumeric(arg.Type) {
+			f = toNum(arg).float()
+		}
+		if f != 1 && f != -1 {
+			return nil, failedToParse("$pop expects 1 or -1, found: %s", debugString(arg))
+		}
+	case opCurrentDate:
+		switch {
+		case arg.Type == bson.TypeBoolean:
+		case arg.Type == bson.TypeEmbeddedDocument:
+			es := elems(arg.Value)
+			if len(es) != 1 || es[0].key != "$type" || es[0].val.Type != bson.TypeString ||
+				(stringish(es[0].val) != "date" && stringish(es[0].val) != "timestamp") {
+				return nil, badValue("The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
+			}
+			op.timestamp = stringish(es[0].val) == "timestamp"
+		default:
+			return nil, badValue("%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", typeName(arg.Type))
+		}
+	case opBit:
+		if arg.Type != bson.TypeEmbeddedDocument {
+			return nil, badValue("The $bit modifier is not compatible with a %s. You must pass in an embedded document: {$bit: {field: {and/or/xor: #}}", typeName(arg.Type))
+		}
+		for _, e := range elems(arg.Value) {
+			if e.key != "and" && e.key != "or" && e.key != "xor" {
+				return nil, badValue("The $bit modifier only supports 'and', 'or', and 'xor', not '%s' which is an unknown operator: {%s: %s}", e.key, e.key, debugString(e.val))
+			}
+			if e.val.Type != bson.TypeInt32 && e.val.Type != bson.TypeInt64 {
+				return nil, badValue("The $bit modifier field must be an Integer(32/64 bit); a '%s' is not supported here: {%s: %s}", typeName(e.val.Type), e.key, debugString(e.val))
+			}
+			op.bitOps = append(op.bitOps, bitOp{e.key, toNum(e.val)})
+		}
+		if len(op.bitOps) == 0 {
+			return nil, badValue("You must pass in at least one bitwise operation. The format is: {$bit: {field: {and/or/xor: #}}")
+		}
+	}
+	return op, nil
+}
+
+func compilePush(arg bson.RawValue) (*pushSpec, error) {
+	ps := &pushSpec{each: []bson.RawValue{arg}}
+	if arg.Type != bson.TypeEmbeddedDocument {
+		return ps, nil
+	}
+	if _, hasEach := lookup(arg.Value, "$each"); !hasEach {
+		return ps, nil
+	}
+	toInt := func(v bson.RawValue, what string) (int, error) {
+		if !isNumeric(v.Type) {
+			return 0, badValue("The value for %s must be an integer value but was given type: %s", what, typeName(v.Type))
+		}
+		f := toNum(v).float()
+		if f != float64(int64(f)) || f > 1<<31 || f < -(1<<31) {
+			return 0, badValue("The value for %s must be an integer value but was given: %s", what, debugString(v))
+		}
+		return int(f), nil
+	}
+	for _, e := range elems(arg.Value) {
+		switch e.key {
+		case "$each":
+			if e.val.Type != bson.TypeArray {
+				return nil, badValue("The argument to $each in $push must be an array but it was of type: %s", typeName(e.val.Type))
+			}
+			ps.each = arrayValues(e.val.Value)
+		case "$slice":
+			n, err := toInt(e.val, "$slice")
+			if err != nil {
+				return nil, err
+			}
+			ps.slice = &n
+		case "$position":
+			n, err := toInt(e.val, "$position")
+			if err != nil {
+				return nil, err
+			}
+			ps.position = &n
+		case "$sort":
+			s := &pushSort{}
+			switch {
+			case isNumeric(e.val.Type) && (toNum(e.val).float() == 1 || toNum(e.val).float() == -1):
+				s.whole, s.desc = true, toNum(e.val).float() == -1
+			case e.val.Type == bson.TypeEmbeddedDocument && len(docBody(e.val.Value)) > 0:
+				spec, err := CompileSort(e.val.Value)
+				if err != nil {
+					return nil, badValue("The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
+				}
+				s.spec = spec
+			default:
+				return nil, badValue("The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
+			}
+			ps.sort = s
+		default:
+			return nil, badValue("Unrecognized clause in $push: %s", e.key)
+		}
+	}
+	return ps, nil
+}
+
+// compilePull mirrors MongoDB's PullNode: a plain document is a query run
+// against document elements, an operator document or regex is a predicate
+// on each element, anything else is an equality test.
+func compilePull(arg bson.RawValue) (func(bson.RawValue) bool, error) {
+	switch {
+	case arg.Type == bson.TypeEmbeddedDocument && !isOperatorDoc(arg):
+		m, err := parseFilterDoc(arg.Value, 1)
+		if err != nil {
+			return nil, err
+		}
+		return func(v bson.RawValue) bool {
+			return v.Type == bson.TypeEmbeddedDocument && m.matches(v)
+		}, nil
+	case arg.Type == bson.TypeEmbeddedDocument || arg.Type == bson.TypeRegex:
+		var n node
+		var err error
+		if arg.Type == bson.TypeRegex {
+			n, err = parseField(nil, arg, 1)
+		} else {
+			n, err = parseOps(nil, arg.Value, 1)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return n.matches, nil
+	}
+	return func(v bson.RawValue) bool { return Compare(v, arg) == 0 }, nil
+}
+
+// checkConflicts rejects updates where one path is equal to or a prefix of
+// another (ConflictingUpdateOperators).
+func checkConflicts(ops []*updateOp) error {
+	type p struct{ parts []string }
+	var paths [][]string
+	for _, op := range ops {
+		paths = append(paths, op.parts)
+		if op.dest != nil {
+			paths = append(paths, op.dest)
+		}
+	}
+	for i := range paths {
+		for j := i + 1; j < len(paths); j++ {
+			a, b := paths[i], paths[j]
+			if len(a) > len(b) {
+				a, b = b, a
+			}
+			prefix := true
+			for k := range a {
+				if a[k] != b[k] {
+					prefix = false
+					break
+				}
+			}
+			if prefix {
+				return mongoerr.New(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", strings.Join(b, "."), strings.Join(a, "."))
+			}
+		}
+	}
+	return nil
+}
+
+// Apply applies the update to doc and returns the new document and whether
+// it differs from the input (MongoDB's nModified; a no-op update returns
+// the input bytes unchanged).
+func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) {
+	if len(doc) == 0 {
+		doc = emptyDoc()
+	}
+	if err := bsoncore.Document(doc).Validate(); err != nil {
+		return nil, false, badValue("invalid document: %v", err)
+	}
+	root, err := decodeDoc(doc)
+	if err != nil {
+		return nil, false, err
+	}
+	oldID, hadID := root.get("_id")
+	if u.replacement != nil {
+		root, err = u.replace(root, oldID, hadID, opts)
+		if err != nil {
+			return nil, false, err
+		}
+	} else {
+		a := &applier{root: root, opts: opts}
+		if a.opts.Now.IsZero() {
+			a.opts.Now = time.Now()
+		}
+		for _, op := range u.ops {
+			if op.kind == opSetOnInsert && !opts.Insert {
+				continue
+			}
+			if err := a.apply(op); err != nil {
+				return nil, false, err
+			}
+		}
+		if hadID && !opts.Insert {
+			newID, ok := root.get("_id")
+			if !ok || !rawEqual(nodeRaw(oldID), nodeRaw(newID)) {
+				return nil, false, mongoerr.New(mongoerr.ImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
+			}
+		}
+	}
+	if err := validateID(root); err != nil {
+		return nil, false, err
+	}
+	out := root.encode()
+	if bytes.Equal(out, doc) {
+		return doc, false, nil
+	}
+	return out, true, nil
+}
+
+func emptyDoc() bson.Raw { return bson.Raw{5, 0, 0, 0, 0} }
+
+// validateID rejects _id values MongoDB refuses to store.
+func validateID(root *mdoc) error {
+	id, ok := root.get("_id")
+	if !ok {
+		return nil
+	}
+	switch nodeType(id) {
+	case bson.TypeArray, bson.TypeRegex, bson.TypeUndefined:
+		return mongoerr.New(mongoerr.InvalidIdField, "The '_id' value cannot be of type %s", typeName(nodeType(id)))
+	}
+	return nil
+}
+
+func (u *Update) replace(old *mdoc, oldID any, hadID bool, opts ApplyOptions) (*mdoc, error) {
+	nd := cloneNode(u.replacement).(*mdoc)
+	if newID, ok := nd.get("_id"); ok {
+		if hadID && !opts.Insert && !rawEqual(nodeRaw(oldID), nodeRaw(newID)) {
+			return nil, mongoerr.New(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", debugString(nodeRaw(newID)))
+		}
+		moveIDFirst(nd)
+		return nd, nil
+	}
+	if hadID {
+		nd.fields = append([]mfield{{key: "_id", val: oldID}}, nd.fields...)
+	}
+	return nd, nil
+}
+
+func moveIDFirst(d *mdoc) {
+	i := d.index("_id")
+	if i <= 0 {
+		return
+	}
+	f := d.fields[i]
+	copy(d.fields[1:i+1], d.fields[:i])
+	d.fields[0] = f
+}
+
+// applier carries the state of one Apply call.
+type applier struct {
+	root *mdoc
+	opts ApplyOptions
+}
+
+// idString renders the document's _id for error messages, as MongoDB
+// includes it ("{_id: 1} has the field ...").
+func (a *applier) idString() string {
+	id, ok := a.root.get("_id")
+	if !ok {
+		return "{}"
+	}
+	return "{_id: " + debugString(nodeRaw(id)) + "}"
+}
+
+// slot addresses one field of a document or one array position.
+type slot struct {
+	parent any // *mdoc or *marr
+	key    string
+}
+
+func (s slot) get() (any, bool) {
+	switch p := s.parent.(type) {
+	case *mdoc:
+		return p.get(s.key)
+	case *marr:
+		i, ok := arrayIndex(s.key)
+		if !ok || i >= len(p.elems) {
+			return nil, false
+		}
+		return p.elems[i], true
+	}
+	return nil, false
+}
+
+func (s slot) set(v any) {
+	switch p := s.parent.(type) {
+	case *mdoc:
+		p.set(s.key, v)
+	case *marr:
+		i, _ := arrayIndex(s.key)
+		for len(p.elems) <= i {
+			p.elems = append(p.elems, rvNull)
+		}
+		p.elems[i] = v
+	}
+}
+
+// remove deletes a field; removing an array position sets it to null, as
+// $unset does in MongoDB.
+func (s slot) remove() {
+	switch p := s.parent.(type) {
+	case *mdoc:
+		p.remove(s.key)
+	case *marr:
+		if i, ok := arrayIndex(s.key); ok && i < len(p.elems) {
+			p.elems[i] = rvNull
+		}
+	}
+}
+
+// maxArrayPad bounds how far an update may extend an array by index, so a
+// path like "a.99999999" cannot allocate gigabytes.
+const maxArrayPad = 1 << 20
+
+// resolve walks parts from the root and calls leaf for every slot the path
+// designates ("$[]" fans out over array elements). With create set, missing
+// intermediate documents are created; otherwise a missing path is a no-op.
+func (a *applier) resolve(parts []string, create bool, leaf func(slot) error) error {
+	return a.walk(a.root, "", parts, parts, create, leaf)
+}
+
+func (a *applier) walk(cur any, curKey string, parts, full []string, create bool, leaf func(slot) error) error {
+	key := parts[0]
+	last := len(parts) == 1
+	if key == "$[]" {
+		arr, ok := cur.(*marr)
+		if !ok {
+			return badValue("The path '%s' must exist in the document in order to apply array updates.", strings.Join(full[:len(full)-len(parts)], "."))
+		}
+		for i := range arr.elems {
+			k := strconv.Itoa(i)
+			if last {
+				if err := leaf(slot{arr, k}); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := a.walk(arr.elems[i], k, parts[1:], full, create, leaf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	switch c := cur.(type) {
+	case *mdoc:
+		if last {
+			return leaf(slot{c, key})
+		}
+		child, ok := c.get(key)
+		if !ok {
+			if !create {
+				return nil
+			}
+			child = &mdoc{}
+			c.set(key, child)
+		}
+		return a.walk(child, key, parts[1:], full, create, leaf)
+	case *marr:
+		i, ok := arrayIndex(key)
+		if !ok {
+			if !create {
+				return nil
+			}
+			return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s: %s}", key, curKey, debugString(nodeRaw(c)))
+		}
+		if i >= len(c.elems) && create && i-len(c.elems) > maxArrayPad {
+			return badValue("can't backfill array to larger than %d elements", maxArrayPad)
+		}
+		if last {
+			return leaf(slot{c, key})
+		}
+		if i >= len(c.elems) {
+			if !create {
+				return nil
+			}
+			(slot{c, key}).set(&mdoc{})
+		}
+		return a.walk(c.elems[i], key, parts[1:], full, create, leaf)
+	default:
+		if !create {
+			return nil
+		}
+		return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s: %s}", key, curKey, debugString(nodeRaw(cur)))
+	}
+}
+
+func (a *applier) apply(op *updateOp) error {
+	if op.kind == opRename {
+		return a.rename(op)
+	}
+	return a.resolve(op.parts, op.kind.creates(), func(s slot) error {
+		if _, isArr := s.parent.(*marr); isArr && op.kind.creates() {
+			if _, ok := arrayIndex(s.key); !ok {
+				return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", s.key, debugString(nodeRaw(s.parent)))
+			}
+		}
+		return a.applyLeaf(op, s)
+	})
+}
+
+func (a *applier) applyLeaf(op *updateOp, s slot) error {
+	cur, exists := s.get()
+	switch op.kind {
+	case opSet, opSetOnInsert:
+		s.set(mustDecode(op.arg))
+	case opUnset:
+		if exists {
+			s.remove()
+		}
+	case opInc, opMul:
+		arg := toNum(op.arg)
+		if !exists {
+			if op.kind == opInc {
+				s.set(op.arg)
+			} else {
+				zero, _ := arith('*', arg, num{kind: bson.TypeInt32})
+				s.set(zero.raw())
+			}
+			return nil
+		}
+		cv := nodeRaw(cur)
+		if !isNumeric(cv.Type) {
+			return mongoerr.New(mongoerr.TypeMismatch, "Cannot apply %s to a value of non-numeric type. %s has the field '%s' of non-numeric type %s", op.name, a.idString(), s.key, typeName(cv.Type))
+		}
+		o := byte('+')
+		if op.kind == opMul {
+			o = '*'
+		}
+		r, overflow := arith(o, toNum(cv), arg)
+		if overflow {
+			return badValue("Failed to apply %s operations to current value (%s) for document %s", op.name, debugString(cv), a.idString())
+		}
+		s.set(r.raw())
+	case opMin, opMax:
+		if !exists {
+			s.set(mustDecode(op.arg))
+			return nil
+		}
+		c := Compare(op.arg, nodeRaw(cur))
+		if (op.kind == opMin && c < 0) || (op.kind == opMax && c > 0) {
+			s.set(mustDecode(op.arg))
+		}
+	case opCurrentDate:
+		if op.timestamp {
+			s.set(rvTimestamp(uint32(a.opts.Now.Unix()), 1))
+		} else {
+			s.set(rvDate(a.opts.Now.UnixMilli()))
+		}
+	case opPush:
+		return a.push(op, s, cur, exists)
+	case opAddToSet:
+		var arr *marr
+		if !exists {
+			arr = &marr{}
+		} else if x, ok := cur.(*marr); ok {
+			arr = x
+		} else {
+			return badValue("Cannot apply $addToSet to non-array field. Field named '%s' has non-array type %s", s.key, typeName(nodeType(cur)))
+		}
+		for _, v := range op.each {
+			dup := false
+			for _, e := range arr.elems {
+				if Compare(nodeRaw(e), v) == 0 {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				arr.elems = append(arr.elems, mustDecode(v))
+			}
+		}
+		if !exists {
+			s.set(arr)
+		}
+	case opPull, opPullAll:
+		if !exists {
+			return nil
+		}
+		arr, ok := cur.(*marr)
+		if !ok {
+			return badValue("Cannot apply %s to a non-array value", op.name)
+		}
+		kept := arr.elems[:0:0]
+		for _, e := range arr.elems {
+			if !op.pull(nodeRaw(e)) {
+				kept = append(kept, e)
+			}
+		}
+		arr.elems = kept
+	case opPop:
+		if !exists {
+			return nil
+		}
+		arr, ok := cur.(*marr)
+		if !ok {
+			return mongoerr.New(mongoerr.TypeMismatch, "Path '%s' contains an element of non-array type '%s'", op.path, typeName(nodeType(cur)))
+		}
+		if len(arr.elems) == 0 {
+			return nil
+		}
+		if toNum(op.arg).float() == 1 {
+			arr.elems = arr.elems[:len(arr.elems)-1]
+		} else {
+			arr.elems = arr.elems[1:]
+		}
+	case opBit:
+		v := num{kind: bson.TypeInt32}
+		if exists {
+			cv := nodeRaw(cur)
+			if cv.Type != bson.TypeInt32 && cv.Type != bson.TypeInt64 {
+				return badValue("Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(), s.key, typeName(cv.Type))
+			}
+			v = toNum(cv)
+		}
+		for _, b := range op.bitOps {
+			switch b.op {
+			case "and":
+				v.i &= b.val.i
+			case "or":
+				v.i |= b.val.i
+			case "xor":
+				v.i ^= b.val.i
+			}
+			if b.val.kind == bson.TypeInt64 {
+				v.kind = bson.TypeInt64
+			}
+		}
+		if v.kind == bson.TypeInt32 {
+			v.i = int64(int32(v.i))
+		}
+		s.set(v.raw())
+	}
+	return nil
+}
+
+func (a *applier) push(op *updateOp, s slot, cur any, exists bool) error {
+	var arr *marr
+	if !exists {
+		arr = &marr{}
+	} else if x, ok := cur.(*marr); ok {
+		arr = x
+	} else {
+		return badValue("The field '%s' must be an array but is of type %s in document %s", op.path, typeName(nodeType(cur)), a.idString())
+	}
+	ps := op.push
+	vals := make([]any, len(ps.each))
+	for i, v := range ps.each {
+		vals[i] = mustDecode(v)
+	}
+	pos := len(arr.elems)
+	if ps.position != nil {
+		pos = *ps.position
+		if pos < 0 {
+			pos = max(len(arr.elems)+pos, 0)
+		}
+		pos = min(pos, len(arr.elems))
+	}
+	elemsOut := make([]any, 0, len(arr.elems)+len(vals))
+	elemsOut = append(elemsOut, arr.elems[:pos]...)
+	elemsOut = append(elemsOut, vals...)
+	elemsOut = append(elemsOut, arr.elems[pos:]...)
+	if ps.sort != nil {
+		sortNodes(elemsOut, ps.sort)
+	}
+	if ps.slice != nil {
+		n := *ps.slice
+		switch {
+		case n >= 0 && n < len(elemsOut):
+			elemsOut = elemsOut[:n]
+		case n < 0 && -n < len(elemsOut):
+			elemsOut = elemsOut[len(elemsOut)+n:]
+		}
+	}
+	arr.elems = elemsOut
+	if !exists {
+		s.set(arr)
+	}
+	return nil
+}
+
+func sortNodes(ns []any, ps *pushSort) {
+	raws := make([]bson.RawValue, len(ns))
+	for i, n := range ns {
+		raws[i] = nodeRaw(n)
+	}
+	idx := make([]int, len(ns))
+	for i := range idx {
+		idx[i] = i
+	}
+	var keys [][]bson.RawValue
+	if !ps.whole {
+		keys = make([][]bson.RawValue, len(ns))
+		for i, r := range raws {
+			if r.Type == bson.TypeEmbeddedDocument {
+				keys[i] = ps.spec.Key(r.Value)
+			} else {
+				keys[i] = ps.spec.Key(emptyDoc())
+			}
+		}
+	}
+	sort.SliceStable(idx, func(x, y int) bool {
+		i, j := idx[x], idx[y]
+		if ps.whole {
+			c := Compare(raws[i], raws[j])
+			if ps.desc {
+				c = -c
+			}
+			return c < 0
+		}
+		return ps.spec.CompareKeys(keys[i], keys[j]) < 0
+	})
+	out := make([]any, len(ns))
+	for k, i := range idx {
+		out[k] = ns[i]
+	}
+	copy(ns, out)
+}
+
+// rename moves a value; neither path may traverse an array.
+func (a *applier) rename(op *updateOp) error {
+	src, err := a.plainSlot(op.parts, false, "source")
+	if err != nil || src == nil {
+		return err
+	}
+	v, ok := src.get()
+	if !ok {
+		return nil
+	}
+	dst, err := a.plainSlot(op.dest, true, "destination")
+	if err != nil {
+		return err
+	}
+	src.remove()
+	dst.set(v)
+	return nil
+}
+
+// plainSlot resolves a path through documents only.
+func (a *applier) plainSlot(parts []string, create bool, what string) (*slot, error) {
+	var cur any = a.root
+	for i, p := range parts {
+		d, ok := cur.(*mdoc)
+		if !ok {
+			if _, isArr := cur.(*marr); isArr {
+				return nil, badValue("The %s field cannot be an array element, '%s' in doc with %s has an array field called '%s'", what, strings.Join(parts, "."), a.idString(), parts[i-1])
+			}
+			if !create {
+				return nil, nil
+			}
+			return nil, mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s: %s}", p, parts[i-1], debugString(nodeRaw(cur)))
+		}
+		if i == len(parts)-1 {
+			return &slot{d, p}, nil
+		}
+		child, ok := d.get(p)
+		if !ok {
+			if !create {
+				return nil, nil
+			}
+			child = &mdoc{}
+			d.set(p, child)
+		}
+		cur = child
+	}
+	return nil, nil
+}
