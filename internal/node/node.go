@@ -253,3 +253,6 @@ func EnsureLocalKey(l Layout) (*local.Provider, bool, error) {
 	p, err := local.Open(path)
 	return p, created, err
 }
+
+// Plaintext reports whether file encryption is off (benchmark mode).
+func (n *Node) Plaintext() bool { return n.opts.Plaintext }

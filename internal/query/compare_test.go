@@ -79,7 +79,7 @@ func TestCompareNumbersEqualAcrossTypes(t *testing.T) {
 		{`{"$numberLong": "9007199254740992"}`, `{"$numberLong": "9007199254740993"}`},
 		{`9007199254740992.0`, `{"$numberLong": "9007199254740993"}`},
 		{`{"$numberLong": "9223372036854775807"}`, `9223372036854775807.0`}, // the double is 2^63
-		{`{"$numberDecimal": "0.1"}`, `0.1`},                                  // 0.1 as double is slightly above 0.1
+		{`{"$numberDecimal": "0.1"}`, `0.1`},                                // 0.1 as double is slightly above 0.1
 		{`{"$numberDecimal": "1E+400"}`, `{"$numberDouble": "Infinity"}`},
 		{`{"$numberDouble": "1.7976931348623157E308"}`, `{"$numberDecimal": "1E+400"}`},
 	}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
@@ -22,7 +21,7 @@ func Compile(filter bson.Raw) (*Matcher, error) {
 	if len(filter) == 0 {
 		return &Matcher{root: andNode(nil)}, nil
 	}
-	if err := bsoncore.Document(filter).Validate(); err != nil {
+	if err := validateDoc(filter); err != nil {
 		return nil, mongoerr.New(mongoerr.BadValue, "invalid filter document: %v", err)
 	}
 	n, err := parseFilterDoc(filter, 0)

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // KeyRange is a half-open range [Start, End) over keys produced by
@@ -127,7 +126,7 @@ func PlanIndex(filter bson.Raw, keyPattern bson.Raw, multikey bool) (*IndexPlan,
 		return nil, false, err
 	}
 	if len(filter) > 0 {
-		if err := bsoncore.Document(filter).Validate(); err != nil {
+		if err := validateDoc(filter); err != nil {
 			return nil, false, badValue("invalid filter document: %v", err)
 		}
 	}

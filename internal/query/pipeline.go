@@ -72,7 +72,7 @@ func (f *funcIter) Close() error                               { return f.close(
 func CompilePipeline(stages []bson.Raw, src CollectionSource) (*Pipeline, error) {
 	p := &Pipeline{src: src}
 	for _, s := range stages {
-		if err := bsoncore.Document(s).Validate(); err != nil {
+		if err := validateDoc(s); err != nil {
 			return nil, badValue("invalid pipeline stage: %v", err)
 		}
 		es := elems(s)

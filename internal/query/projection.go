@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
@@ -60,7 +59,7 @@ func CompileProjection(spec bson.Raw) (*Projection, error) {
 }
 
 func compileProjection(spec bson.Raw, aggregation bool) (*Projection, error) {
-	if err := bsoncore.Document(spec).Validate(); len(spec) > 0 && err != nil {
+	if err := validateDoc(spec); len(spec) > 0 && err != nil {
 		return nil, badValue("invalid projection document: %v", err)
 	}
 	p := &Projection{root: newProjTree()}

@@ -2,7 +2,6 @@ package query
 
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Sort is a compiled sort specification.
@@ -19,7 +18,7 @@ type sortKey struct {
 // CompileSort compiles a sort document such as {a: 1, "b.c": -1}.
 func CompileSort(spec bson.Raw) (*Sort, error) {
 	if len(spec) > 0 {
-		if err := bsoncore.Document(spec).Validate(); err != nil {
+		if err := validateDoc(spec); err != nil {
 			return nil, badValue("invalid sort document: %v", err)
 		}
 	}

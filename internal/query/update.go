@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
@@ -112,7 +111,7 @@ func CompileUpdate(update bson.Raw) (*Update, error) {
 	if len(update) == 0 {
 		return &Update{replacement: &mdoc{}}, nil
 	}
-	if err := bsoncore.Document(update).Validate(); err != nil {
+	if err := validateDoc(update); err != nil {
 		return nil, badValue("invalid update document: %v", err)
 	}
 	es := elems(update)
@@ -401,7 +400,6 @@ func compilePull(arg bson.RawValue) (func(bson.RawValue) bool, error) {
 // checkConflicts rejects updates where one path is equal to or a prefix of
 // another (ConflictingUpdateOperators).
 func checkConflicts(ops []*updateOp) error {
-	type p struct{ parts []string }
 	var paths [][]string
 	for _, op := range ops {
 		paths = append(paths, op.parts)
@@ -437,7 +435,7 @@ func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) 
 	if len(doc) == 0 {
 		doc = emptyDoc()
 	}
-	if err := bsoncore.Document(doc).Validate(); err != nil {
+	if err := validateDoc(doc); err != nil {
 		return nil, false, badValue("invalid document: %v", err)
 	}
 	root, err := decodeDoc(doc)

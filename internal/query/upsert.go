@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
@@ -22,7 +21,7 @@ import (
 //     the first field.
 func UpsertDocument(filter bson.Raw, u *Update, opts ApplyOptions) (bson.Raw, error) {
 	if len(filter) > 0 {
-		if err := bsoncore.Document(filter).Validate(); err != nil {
+		if err := validateDoc(filter); err != nil {
 			return nil, badValue("invalid filter document: %v", err)
 		}
 	}

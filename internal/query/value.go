@@ -403,3 +403,57 @@ func sanitizeFloat(f float64) float64 {
 }
 
 var _ = math.MaxInt64
+
+// validateDoc checks that b is well-formed BSON: framing, element
+// boundaries, string terminators and nested documents. It is written here
+// rather than delegated to bsoncore's Validate because that panics on some
+// corrupt length prefixes, and hostile client input must never panic.
+func validateDoc(b []byte) error {
+	if !validDoc(b, 0) {
+		return errCorrupt()
+	}
+	return nil
+}
+
+func validDoc(b []byte, depth int) bool {
+	if depth > maxDepth || len(b) < 5 {
+		return false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(b)))
+	if n != len(b) || b[n-1] != 0 {
+		return false
+	}
+	body := b[4 : n-1]
+	for len(body) > 0 {
+		_, v, rem, ok := nextElem(body)
+		if !ok || !validValue(v, depth) {
+			return false
+		}
+		body = rem
+	}
+	return true
+}
+
+func validValue(v bson.RawValue, depth int) bool {
+	switch v.Type {
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
+		return validDoc(v.Value, depth+1)
+	case bson.TypeString, bson.TypeJavaScript, bson.TypeSymbol:
+		return v.Value[len(v.Value)-1] == 0
+	case bson.TypeDBPointer:
+		n := int(int32(binary.LittleEndian.Uint32(v.Value)))
+		return v.Value[4+n-1] == 0
+	case bson.TypeCodeWithScope:
+		if len(v.Value) < 14 {
+			return false
+		}
+		sl := int(int32(binary.LittleEndian.Uint32(v.Value[4:])))
+		if sl < 1 || 8+sl+5 > len(v.Value) || v.Value[8+sl-1] != 0 {
+			return false
+		}
+		return validDoc(v.Value[8+sl:], depth+1)
+	case bson.TypeBoolean:
+		return v.Value[0] <= 1
+	}
+	return true
+}

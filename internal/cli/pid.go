@@ -1,5 +1,0 @@
-package cli
-
-import "os"
-
-func pidOf() int { return os.Getpid() }

@@ -1,0 +1,151 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+)
+
+// cursorIdleTimeout is mongod's default cursorTimeoutMillis.
+const cursorIdleTimeout = 10 * time.Minute
+
+// batchSource produces a cursor's documents a batch at a time. It must not
+// hold storage resources between calls: a node can be disabled between two
+// getMores, and its databases closed.
+type batchSource interface {
+	// next returns up to n documents (and at most about 16 MiB), and
+	// whether the source is exhausted.
+	next(h *Handler, n int) ([]bson.Raw, bool, error)
+}
+
+// sliceSource serves documents computed up front (sorted results,
+// aggregation output, listings).
+type sliceSource struct{ docs []bson.Raw }
+
+func (s *sliceSource) next(_ *Handler, n int) ([]bson.Raw, bool, error) {
+	batch, size := 0, 0
+	for batch < len(s.docs) && batch < n && size < maxBSONSize {
+		size += len(s.docs[batch])
+		batch++
+	}
+	out := s.docs[:batch]
+	s.docs = s.docs[batch:]
+	return out, len(s.docs) == 0, nil
+}
+
+type cursor struct {
+	id       int64
+	ns       string
+	connID   int64
+	src      batchSource
+	lastUsed time.Time
+	mu       sync.Mutex // one getMore at a time per cursor
+}
+
+type cursorManager struct {
+	mu      sync.Mutex
+	cursors map[int64]*cursor
+}
+
+func newCursorManager() *cursorManager {
+	return &cursorManager{cursors: map[int64]*cursor{}}
+}
+
+func newCursorID() int64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		// Positive and non-zero: 0 means "no cursor" on the wire.
+		if id := int64(binary.LittleEndian.Uint64(b[:]) >> 1); id != 0 {
+			return id
+		}
+	}
+}
+
+func (m *cursorManager) add(ns string, connID int64, src batchSource) *cursor {
+	c := &cursor{id: newCursorID(), ns: ns, connID: connID, src: src, lastUsed: time.Now()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reapLocked()
+	m.cursors[c.id] = c
+	return c
+}
+
+func (m *cursorManager) get(id int64, ns string) (*cursor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reapLocked()
+	c, ok := m.cursors[id]
+	if !ok {
+		return nil, mongoerr.New(mongoerr.CursorNotFound, "cursor id %d not found", id)
+	}
+	if c.ns != ns {
+		return nil, mongoerr.New(mongoerr.Unauthorized, "Requested getMore on namespace '%s', but cursor belongs to a different namespace %s", ns, c.ns)
+	}
+	c.lastUsed = time.Now()
+	return c, nil
+}
+
+func (m *cursorManager) remove(id int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.cursors[id]
+	delete(m.cursors, id)
+	return ok
+}
+
+func (m *cursorManager) reapLocked() {
+	cutoff := time.Now().Add(-cursorIdleTimeout)
+	for id, c := range m.cursors {
+		if c.lastUsed.Before(cutoff) {
+			delete(m.cursors, id)
+		}
+	}
+}
+
+func (m *cursorManager) closeAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cursors = map[int64]*cursor{}
+}
+
+func (m *cursorManager) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.cursors)
+}
+
+// firstBatch runs the first batch of a new cursor and renders the
+// {cursor: {firstBatch, id, ns}} reply, registering the cursor if more
+// remains.
+func (h *Handler) firstBatch(ns string, connID int64, src batchSource, batchSize int64) (bson.Raw, error) {
+	n := 101
+	if batchSize >= 0 {
+		n = int(batchSize)
+	}
+	docs, done, err := src.next(h, n)
+	if err != nil {
+		return nil, err
+	}
+	var id int64
+	if !done {
+		id = h.cursors.add(ns, connID, src).id
+	}
+	return cursorReply(ns, id, "firstBatch", docs)
+}
+
+func cursorReply(ns string, id int64, field string, docs []bson.Raw) (bson.Raw, error) {
+	arr := make(bson.A, len(docs))
+	for i, d := range docs {
+		arr[i] = d
+	}
+	return marshal(bson.D{
+		{Key: "cursor", Value: bson.D{{Key: field, Value: arr}, {Key: "id", Value: id}, {Key: "ns", Value: ns}}},
+		{Key: "ok", Value: 1.0},
+	})
+}

@@ -1,0 +1,313 @@
+package handlers
+
+import (
+	"context"
+	"sort"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// maxSortBytes is mongod's limit for an in-memory (blocking) sort.
+const maxSortBytes = 100 << 20
+
+// findSpec is a parsed query shared by find, count, distinct, delete and
+// update.
+type findSpec struct {
+	db, coll   string
+	filter     bson.Raw
+	matcher    *query.Matcher
+	sort       *query.Sort
+	projection *query.Projection
+	skip       int64
+	limit      int64 // 0: none
+}
+
+func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip, limit int64) (*findSpec, error) {
+	if skip < 0 {
+		return nil, mongoerr.New(mongoerr.BadValue, "BSON field 'skip' value must be >= 0, actual value '%d'", skip)
+	}
+	m, err := query.Compile(filter)
+	if err != nil {
+		return nil, err
+	}
+	fs := &findSpec{db: db, coll: coll, filter: filter, matcher: m, skip: skip, limit: limit}
+	if len(sortSpec) > 5 {
+		if fs.sort, err = query.CompileSort(sortSpec); err != nil {
+			return nil, err
+		}
+	}
+	if len(projection) > 5 {
+		if fs.projection, err = query.CompileProjection(projection); err != nil {
+			return nil, err
+		}
+	}
+	return fs, nil
+}
+
+// scanSource streams a query's matches. It keeps only a resume position
+// between batches, so no storage resource outlives a request.
+type scanSource struct {
+	spec    *findSpec
+	plan    docstore.Plan
+	planned bool
+	pos     docstore.Position
+	skipped int64
+	emitted int64
+	ctx     context.Context
+}
+
+func (s *scanSource) next(h *Handler, n int) ([]bson.Raw, bool, error) {
+	st, release, err := h.store(s.spec.db, false)
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
+	if st == nil {
+		return nil, true, nil
+	}
+	coll := st.Collection(s.spec.coll)
+	if coll == nil {
+		return nil, true, nil
+	}
+	if !s.planned {
+		if s.plan, err = docstore.PlanFor(coll, s.spec.filter); err != nil {
+			return nil, false, err
+		}
+		s.planned = true
+	}
+	var out []bson.Raw
+	size := 0
+	limitHit := false
+	err = st.Scan(coll, s.plan, &s.pos, func(doc bson.Raw) (bool, error) {
+		if !s.spec.matcher.Match(doc) {
+			return true, nil
+		}
+		if s.skipped < s.spec.skip {
+			s.skipped++
+			return true, nil
+		}
+		if s.spec.projection != nil {
+			var err error
+			if doc, err = s.spec.projection.Apply(doc); err != nil {
+				return false, err
+			}
+		}
+		out = append(out, doc)
+		size += len(doc)
+		s.emitted++
+		if s.spec.limit > 0 && s.emitted >= s.spec.limit {
+			limitHit = true
+			return false, nil
+		}
+		return len(out) < n && size < maxBSONSize, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, limitHit || s.pos.Done(), nil
+}
+
+// collect runs a query to the end (for sorts, counts and aggregation
+// inputs), applying sort, skip, limit and projection.
+func (h *Handler) collect(spec *findSpec) ([]bson.Raw, error) {
+	if spec.sort == nil {
+		src := &scanSource{spec: spec}
+		var all []bson.Raw
+		for {
+			docs, done, err := src.next(h, 1<<30)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, docs...)
+			if done {
+				return all, nil
+			}
+		}
+	}
+	// Blocking sort: gather every match unprojected, sort, then page.
+	raw := &findSpec{db: spec.db, coll: spec.coll, filter: spec.filter, matcher: spec.matcher}
+	src := &scanSource{spec: raw}
+	var all []bson.Raw
+	bytes := 0
+	for {
+		docs, done, err := src.next(h, 1<<30)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			bytes += len(d)
+		}
+		if bytes > maxSortBytes {
+			return nil, mongoerr.New(292, "Executor error during find command :: caused by :: Sort exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxSortBytes)
+		}
+		all = append(all, docs...)
+		if done {
+			break
+		}
+	}
+	keys := make([][]bson.RawValue, len(all))
+	for i, d := range all {
+		keys[i] = spec.sort.Key(d)
+	}
+	idx := make([]int, len(all))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return spec.sort.CompareKeys(keys[idx[a]], keys[idx[b]]) < 0 })
+	var out []bson.Raw
+	for _, i := range idx {
+		if int64(len(out)) >= spec.limit && spec.limit > 0 {
+			break
+		}
+		if spec.skip > 0 {
+			spec.skip--
+			continue
+		}
+		d := all[i]
+		if spec.projection != nil {
+			var err error
+			if d, err = spec.projection.Apply(d); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	coll, err := a.collection()
+	if err != nil {
+		return nil, err
+	}
+	filter, err := a.doc("filter")
+	if err != nil {
+		return nil, err
+	}
+	sortSpec, err := a.doc("sort")
+	if err != nil {
+		return nil, err
+	}
+	proj, err := a.doc("projection")
+	if err != nil {
+		return nil, err
+	}
+	skip, err := a.int64("skip", 0)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := a.int64("limit", 0)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 0 {
+		return nil, mongoerr.New(mongoerr.BadValue, "LIMIT must be >= 0")
+	}
+	batchSize, err := a.int64("batchSize", -1)
+	if err != nil {
+		return nil, err
+	}
+	single, err := a.bool("singleBatch", false)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := parseFindSpec(req.DB, coll, filter, sortSpec, proj, skip, limit)
+	if err != nil {
+		return nil, err
+	}
+	ns := req.DB + "." + coll
+	var src batchSource
+	if spec.sort != nil {
+		docs, err := h.collect(spec)
+		if err != nil {
+			return nil, err
+		}
+		src = &sliceSource{docs: docs}
+	} else {
+		src = &scanSource{spec: spec}
+	}
+	if single {
+		if batchSize < 0 {
+			batchSize = 1 << 30
+		}
+		docs, _, err := src.next(h, int(batchSize))
+		if err != nil {
+			return nil, err
+		}
+		return cursorReply(ns, 0, "firstBatch", docs)
+	}
+	return h.firstBatch(ns, c.ID(), src, batchSize)
+}
+
+func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	id, err := a.int64("getMore", 0)
+	if err != nil {
+		return nil, err
+	}
+	coll, err := a.string("collection")
+	if err != nil {
+		return nil, err
+	}
+	batchSize, err := a.int64("batchSize", 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	if batchSize <= 0 {
+		batchSize = 1 << 30
+	}
+	ns := req.DB + "." + coll
+	cur, err := h.cursors.get(id, ns)
+	if err != nil {
+		return nil, err
+	}
+	cur.mu.Lock()
+	defer cur.mu.Unlock()
+	docs, done, err := cur.src.next(h, int(batchSize))
+	if err != nil {
+		h.cursors.remove(id)
+		return nil, err
+	}
+	if done {
+		h.cursors.remove(id)
+		id = 0
+	}
+	return cursorReply(ns, id, "nextBatch", docs)
+}
+
+func (h *Handler) killCursors(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	ids, err := a.array("cursors")
+	if err != nil {
+		return nil, err
+	}
+	var killed, notFound bson.A
+	for _, v := range ids {
+		id, ok := v.AsInt64OK()
+		if !ok {
+			return nil, mongoerr.New(mongoerr.TypeMismatch, "cursor ids must be longs")
+		}
+		if h.cursors.remove(id) {
+			killed = append(killed, id)
+		} else {
+			notFound = append(notFound, id)
+		}
+	}
+	return marshal(bson.D{
+		{Key: "cursorsKilled", Value: nonNil(killed)}, {Key: "cursorsNotFound", Value: nonNil(notFound)},
+		{Key: "cursorsAlive", Value: bson.A{}}, {Key: "cursorsUnknown", Value: bson.A{}}, {Key: "ok", Value: 1.0},
+	})
+}
+
+func nonNil(a bson.A) bson.A {
+	if a == nil {
+		return bson.A{}
+	}
+	return a
+}

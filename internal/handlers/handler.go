@@ -1,0 +1,176 @@
+// Package handlers implements the MongoDB commands a cmkdb node serves, one
+// file per command (or per small family of commands), on top of the node's
+// encrypted storage. The wire package delivers parsed requests; this
+// package decides what they mean.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/storage"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// Server identity reported to clients.
+const (
+	ServerVersion  = "7.0.0"
+	MaxWireVersion = 21 // MongoDB 7.0
+	MinWireVersion = 0
+	maxBSONSize    = 16 * 1024 * 1024
+	maxMessageSize = 48000000
+	maxWriteBatch  = 100000
+)
+
+// KeyUnavailable is returned for data commands while the node is disabled
+// because its key cannot be used. Its own code tells it apart from every
+// MongoDB error a client might otherwise retry or misread.
+const KeyUnavailable mongoerr.Code = 41001
+
+// Options configure the handlers.
+type Options struct {
+	// AuthRequired makes every command but the handshake and the auth
+	// commands require an authenticated user.
+	AuthRequired bool
+	Logger       *slog.Logger
+	// CmdLine is what getCmdLineOpts reports.
+	CmdLine []string
+	// ConnCount reports the server's open connections (serverStatus).
+	ConnCount func() int
+}
+
+// Handler serves commands for one node.
+type Handler struct {
+	node    *node.Node
+	opts    Options
+	log     *slog.Logger
+	reg     *wire.Registry
+	cursors *cursorManager
+	started time.Time
+	host    string
+
+	mu     sync.Mutex
+	engine *storage.Engine // the engine stores belong to
+	stores map[string]*docstore.Store
+}
+
+// New returns the handler for n, with every command registered.
+func New(n *node.Node, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	host, _ := os.Hostname()
+	h := &Handler{node: n, opts: opts, log: opts.Logger, reg: wire.NewRegistry(),
+		cursors: newCursorManager(), started: time.Now(), host: host, stores: map[string]*docstore.Store{}}
+	h.register()
+	return h
+}
+
+// Close releases the handler's cursors.
+func (h *Handler) Close() { h.cursors.closeAll() }
+
+// Handle implements wire.Handler: authorization, then dispatch.
+func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	if h.opts.AuthRequired && !publicCommands[req.Name] {
+		if _, ok := c.Authenticated(); !ok {
+			return nil, mongoerr.New(mongoerr.Unauthorized, "Command %s requires authentication", req.Name)
+		}
+	}
+	return h.reg.Handle(ctx, c, req)
+}
+
+// publicCommands run without authentication, as in mongod.
+var publicCommands = map[string]bool{
+	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true, "buildinfo": true,
+	"saslStart": true, "saslContinue": true, "authenticate": true, "logout": true, "endSessions": true,
+	"whatsmyuri": true, "getnonce": true,
+}
+
+// store returns the docstore of database name while holding the node
+// (release must be called). With create, a missing database is created;
+// without, a missing database yields a nil store.
+func (h *Handler) store(name string, create bool) (*docstore.Store, func(), error) {
+	if err := validateDBName(name); err != nil {
+		return nil, nil, err
+	}
+	eng, _, release, err := h.node.Acquire()
+	if err != nil {
+		return nil, nil, acquireError(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.engine != eng {
+		// The node was disabled and re-enabled: its databases reopened.
+		h.engine, h.stores = eng, map[string]*docstore.Store{}
+	}
+	if s, ok := h.stores[name]; ok {
+		return s, release, nil
+	}
+	db, err := eng.Database(name)
+	if errors.Is(err, storage.ErrNoDatabase) {
+		if !create {
+			return nil, release, nil
+		}
+		db, err = eng.CreateDatabase(name)
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	s, err := docstore.Open(db)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	h.stores[name] = s
+	return s, release, nil
+}
+
+// dropStore forgets a database's store (after dropDatabase).
+func (h *Handler) dropStore(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.stores, name)
+}
+
+func validateDBName(name string) error {
+	if name == "" {
+		return mongoerr.New(mongoerr.InvalidNamespace, "Invalid empty database name")
+	}
+	for _, c := range []byte(name) {
+		switch c {
+		case '/', '\\', '.', ' ', '"', '$', 0:
+			return mongoerr.New(mongoerr.InvalidNamespace, "Invalid database name: '%s'", name)
+		}
+	}
+	if len(name) > 63 {
+		return mongoerr.New(mongoerr.InvalidNamespace, "db name is too long")
+	}
+	return nil
+}
+
+// acquireError turns a node.Acquire failure into the command error: a
+// disabled node answers KeyUnavailable with its reason.
+func acquireError(err error) error {
+	var de *node.DisabledError
+	if errors.As(err, &de) {
+		return mongoerr.New(KeyUnavailable, "%s", de.Error())
+	}
+	return err
+}
+
+func (h *Handler) connCount() int {
+	if h.opts.ConnCount == nil {
+		return 0
+	}
+	return h.opts.ConnCount()
+}

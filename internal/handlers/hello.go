@@ -1,0 +1,142 @@
+package handlers
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// hello (and its legacy spelling isMaster) answers the handshake. It works
+// while the node is disabled, so operators and drivers can still see the
+// server and its state.
+func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	if meta, err := req.Command.LookupErr("client"); err == nil {
+		if d, ok := meta.DocumentOK(); ok && c.ClientMetadata() == nil {
+			c.SetClientMetadata(d)
+		}
+	}
+	primaryKey := "isWritablePrimary"
+	if req.Name == "isMaster" || req.Name == "ismaster" {
+		primaryKey = "ismaster"
+	}
+	reply := bson.D{
+		{Key: primaryKey, Value: true},
+		{Key: "topologyVersion", Value: bson.D{{Key: "processId", Value: processID(h)}, {Key: "counter", Value: int64(0)}}},
+		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
+		{Key: "maxMessageSizeBytes", Value: int32(maxMessageSize)},
+		{Key: "maxWriteBatchSize", Value: int32(maxWriteBatch)},
+		{Key: "localTime", Value: bson.NewDateTimeFromTime(time.Now())},
+		{Key: "logicalSessionTimeoutMinutes", Value: int32(30)},
+		{Key: "connectionId", Value: int32(c.ID())},
+		{Key: "minWireVersion", Value: int32(MinWireVersion)},
+		{Key: "maxWireVersion", Value: int32(MaxWireVersion)},
+		{Key: "readOnly", Value: false},
+	}
+	if sasl, err := req.Command.LookupErr("saslSupportedMechs"); err == nil {
+		if user, ok := sasl.StringValueOK(); ok {
+			if mechs := h.saslMechsFor(user); mechs != nil {
+				reply = append(reply, bson.E{Key: "saslSupportedMechs", Value: mechs})
+			}
+		}
+	}
+	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
+	return marshal(reply)
+}
+
+func processID(h *Handler) bson.ObjectID {
+	return bson.NewObjectIDFromTimestamp(h.started)
+}
+
+func (h *Handler) ping(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	return marshal(bson.D{{Key: "ok", Value: 1.0}})
+}
+
+func (h *Handler) buildInfo(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	return marshal(bson.D{
+		{Key: "version", Value: ServerVersion},
+		{Key: "gitVersion", Value: "cmkdb"},
+		{Key: "versionArray", Value: bson.A{int32(7), int32(0), int32(0), int32(0)}},
+		{Key: "bits", Value: int32(64)},
+		{Key: "debug", Value: false},
+		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
+		{Key: "storageEngines", Value: bson.A{"cmkdb-pebble-encrypted"}},
+		{Key: "modules", Value: bson.A{}},
+		{Key: "openssl", Value: bson.D{{Key: "running", Value: "Go crypto/tls"}}},
+		{Key: "ok", Value: 1.0},
+	})
+}
+
+func (h *Handler) whatsmyuri(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	return marshal(bson.D{{Key: "you", Value: c.RemoteAddr().String()}, {Key: "ok", Value: 1.0}})
+}
+
+func (h *Handler) endSessions(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	return marshal(bson.D{{Key: "ok", Value: 1.0}})
+}
+
+func (h *Handler) hostInfo(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	return marshal(bson.D{
+		{Key: "system", Value: bson.D{{Key: "currentTime", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "hostname", Value: h.host}}},
+		{Key: "os", Value: bson.D{{Key: "type", Value: "Linux"}}},
+		{Key: "extra", Value: bson.D{}},
+		{Key: "ok", Value: 1.0},
+	})
+}
+
+func (h *Handler) getCmdLineOpts(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	argv := bson.A{}
+	for _, a := range h.opts.CmdLine {
+		argv = append(argv, a)
+	}
+	return marshal(bson.D{{Key: "argv", Value: argv}, {Key: "parsed", Value: bson.D{}}, {Key: "ok", Value: 1.0}})
+}
+
+func (h *Handler) getLog(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	v, _ := req.Command.LookupErr("getLog")
+	if s, ok := v.StringValueOK(); ok && s == "*" {
+		return marshal(bson.D{{Key: "names", Value: bson.A{"global", "startupWarnings"}}, {Key: "ok", Value: 1.0}})
+	}
+	return marshal(bson.D{{Key: "totalLinesWritten", Value: int32(0)}, {Key: "log", Value: bson.A{}}, {Key: "ok", Value: 1.0}})
+}
+
+func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	params := bson.D{
+		{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "7.0"}}},
+		{Key: "authenticationMechanisms", Value: bson.A{"SCRAM-SHA-256"}},
+		{Key: "cursorTimeoutMillis", Value: int64(cursorIdleTimeout / time.Millisecond)},
+	}
+	reply := bson.D{}
+	all := false
+	if v, err := req.Command.LookupErr("getParameter"); err == nil {
+		if s, ok := v.StringValueOK(); ok && s == "*" {
+			all = true
+		}
+		if d, ok := v.DocumentOK(); ok {
+			if b, err := d.LookupErr("allParameters"); err == nil && b.Type == bson.TypeBoolean && b.Boolean() {
+				all = true
+			}
+		}
+	}
+	for _, p := range params {
+		if all || newArgs(req.Command).has(p.Key) {
+			reply = append(reply, p)
+		}
+	}
+	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
+	return marshal(reply)
+}
+
+func (h *Handler) connectionStatus(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	users, roles := bson.A{}, bson.A{}
+	if p, ok := c.Authenticated(); ok {
+		users = append(users, bson.D{{Key: "user", Value: p.User}, {Key: "db", Value: p.DB}})
+		roles = append(roles, bson.D{{Key: "role", Value: "root"}, {Key: "db", Value: "admin"}})
+	}
+	return marshal(bson.D{
+		{Key: "authInfo", Value: bson.D{{Key: "authenticatedUsers", Value: users}, {Key: "authenticatedUserRoles", Value: roles}}},
+		{Key: "ok", Value: 1.0},
+	})
+}

@@ -1,0 +1,143 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+
+	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// writeError is one entry of a write command's writeErrors.
+type writeError struct {
+	index int
+	err   error
+}
+
+func writeErrorsDoc(errs []writeError) bson.A {
+	out := make(bson.A, 0, len(errs))
+	for _, we := range errs {
+		code := mongoerr.CodeOf(we.err)
+		msg := we.err.Error()
+		var me *mongoerr.Error
+		if errors.As(we.err, &me) {
+			msg = me.Msg
+		}
+		out = append(out, bson.D{{Key: "index", Value: int32(we.index)}, {Key: "code", Value: int32(code)},
+			{Key: "codeName", Value: code.Name()}, {Key: "errmsg", Value: msg}})
+	}
+	return out
+}
+
+// isStorageFailure tells errors that fail the whole command (node
+// disabled, storage error) from per-document write errors.
+func isStorageFailure(err error) bool {
+	var me *mongoerr.Error
+	return !errors.As(err, &me) || me.Code == KeyUnavailable
+}
+
+// withID returns doc with an _id, generating an ObjectId first if absent
+// (as drivers and mongod do: _id is the first field).
+func withID(doc bson.Raw) (bson.Raw, error) {
+	if err := bsoncore.Document(doc).Validate(); err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "invalid document: %v", err)
+	}
+	if _, err := doc.LookupErr("_id"); err == nil {
+		return doc, nil
+	}
+	oid := bson.NewObjectID()
+	idx, dst := bsoncore.AppendDocumentStart(make([]byte, 0, len(doc)+17))
+	dst = bsoncore.AppendObjectIDElement(dst, "_id", oid)
+	dst = append(dst, doc[4:len(doc)-1]...)
+	dst, err := bsoncore.AppendDocumentEnd(dst, idx)
+	return dst, err
+}
+
+func validateInsertDoc(doc bson.Raw) error {
+	elems, err := doc.Elements()
+	if err != nil {
+		return mongoerr.New(mongoerr.BadValue, "invalid document: %v", err)
+	}
+	for _, e := range elems {
+		if k := e.Key(); len(k) > 0 && k[0] == '$' {
+			return mongoerr.New(mongoerr.DollarPrefixedFieldName, "Document can't have $ prefixed field names: %s", k)
+		}
+	}
+	if len(doc) > maxBSONSize {
+		return mongoerr.New(mongoerr.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(doc), maxBSONSize)
+	}
+	return nil
+}
+
+func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	collName, err := a.collection()
+	if err != nil {
+		return nil, err
+	}
+	if err := docstore.ValidateCollectionName(collName); err != nil {
+		return nil, err
+	}
+	docs, err := a.array("documents")
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) > maxWriteBatch {
+		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(docs))
+	}
+	ordered, err := a.bool("ordered", true)
+	if err != nil {
+		return nil, err
+	}
+	st, release, err := h.store(req.DB, true)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	coll, err := st.EnsureCollection(collName)
+	if err != nil {
+		return nil, err
+	}
+	var werrs []writeError
+	n := 0
+	err = st.Write(func(w *docstore.Writer) error {
+		for i, v := range docs {
+			d, ok := v.DocumentOK()
+			if !ok {
+				return mongoerr.New(mongoerr.TypeMismatch, "documents[%d] is not an object", i)
+			}
+			d, err := withID(d)
+			if err == nil {
+				err = validateInsertDoc(d)
+			}
+			if err == nil {
+				err = w.Insert(coll, d)
+			}
+			if err != nil {
+				if isStorageFailure(err) {
+					return err
+				}
+				werrs = append(werrs, writeError{index: i, err: err})
+				if ordered {
+					return nil
+				}
+				continue
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	reply := bson.D{{Key: "n", Value: int32(n)}}
+	if len(werrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
+	}
+	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
+	return marshal(reply)
+}

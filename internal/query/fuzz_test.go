@@ -1,0 +1,83 @@
+package query
+
+import (
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+func fuzzSeedDocs(f *testing.F) []bson.Raw {
+	var out []bson.Raw
+	for _, js := range []string{
+		`{"_id": 1, "a": 1, "b": [1, {"c": 2}], "d": {"e": "x"}}`,
+		`{"a": [[1, 2], {"b": null}], "n": {"$numberDecimal": "1.5"}}`,
+		`{}`,
+	} {
+		out = append(out, D(f, js))
+	}
+	return out
+}
+
+// FuzzCompileFilter: arbitrary bytes as a filter must either fail to
+// compile with an error or match without panicking.
+func FuzzCompileFilter(f *testing.F) {
+	docs := fuzzSeedDocs(f)
+	for _, js := range []string{
+		`{"a": 1}`, `{"a": {"$gt": 1, "$lt": 5}}`, `{"$or": [{"a": 1}, {"b.c": {"$exists": true}}]}`,
+		`{"b": {"$elemMatch": {"c": {"$gte": 2}}}}`, `{"a": {"$in": [1, "x", null]}}`, `{"d.e": {"$regex": "^x", "$options": "i"}}`,
+		`{"a": {"$not": {"$type": "number"}}}`, `{"b": {"$all": [1]}, "b.1": {"$size": 2}}`, `{"$expr": {"$eq": ["$a", 1]}}`,
+	} {
+		f.Add([]byte(D(f, js)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Compile(data)
+		if err != nil {
+			return
+		}
+		for _, d := range docs {
+			m.Match(d)
+		}
+		m.Match(data)
+		// The planner and sort/projection parsers share the input shape.
+		PlanIndex(data, bson.Raw(D(t, `{"a": 1, "b": -1}`)), false)
+		if p, err := CompileProjection(data); err == nil {
+			for _, d := range docs {
+				p.Apply(d)
+			}
+		}
+		if s, err := CompileSort(data); err == nil {
+			for _, d := range docs {
+				s.Key(d)
+			}
+		}
+		EncodeValue(nil, rvDoc(data))
+	})
+}
+
+// FuzzApplyUpdate: arbitrary update and target documents must never
+// panic.
+func FuzzApplyUpdate(f *testing.F) {
+	docs := fuzzSeedDocs(f)
+	for _, js := range []string{
+		`{"$set": {"a.b.c": 1}}`, `{"$inc": {"a": 1}, "$unset": {"d": 1}}`, `{"$push": {"b": {"$each": [1, 2], "$sort": 1, "$slice": -2, "$position": 0}}}`,
+		`{"$pull": {"b": {"c": 2}}}`, `{"$addToSet": {"b": {"$each": [1, 3]}}}`, `{"$rename": {"d.e": "z"}}`, `{"x": 1}`,
+		`{"$set": {"b.$[].c": 1}}`, `{"$min": {"a": 0}, "$max": {"n": 3}, "$mul": {"q": 2}}`, `{"$pop": {"b": -1}, "$bit": {"a": {"xor": 3}}}`,
+	} {
+		for _, d := range docs {
+			f.Add([]byte(D(f, js)), []byte(d))
+		}
+	}
+	f.Fuzz(func(t *testing.T, update, doc []byte) {
+		u, err := CompileUpdate(update)
+		if err != nil {
+			return
+		}
+		out, _, err := u.Apply(doc, ApplyOptions{})
+		if err == nil {
+			if _, err := decodeDoc(out); err != nil {
+				t.Fatalf("Apply produced invalid BSON: %v", err)
+			}
+		}
+		UpsertDocument(doc, u, ApplyOptions{})
+	})
+}
