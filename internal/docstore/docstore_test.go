@@ -152,16 +152,16 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 		d := bson.D{{"_id", i}}
 		switch r.IntN(5) {
 		case 0:
-			d = append(d, bson.E{"a", r.IntN(20)})
+			d = append(d, bson.E{Key: "a", Value: r.IntN(20)})
 		case 1:
-			d = append(d, bson.E{"a", float64(r.IntN(20)) + 0.5})
+			d = append(d, bson.E{Key: "a", Value: float64(r.IntN(20)) + 0.5})
 		case 2:
-			d = append(d, bson.E{"a", bson.A{r.IntN(20), r.IntN(20)}})
+			d = append(d, bson.E{Key: "a", Value: bson.A{r.IntN(20), r.IntN(20)}})
 		case 3:
-			d = append(d, bson.E{"a", fmt.Sprintf("s%d", r.IntN(20))})
+			d = append(d, bson.E{Key: "a", Value: fmt.Sprintf("s%d", r.IntN(20))})
 		}
 		if r.IntN(2) == 0 {
-			d = append(d, bson.E{"b", r.IntN(5)})
+			d = append(d, bson.E{Key: "b", Value: r.IntN(5)})
 		}
 		docs = append(docs, d)
 	}
