@@ -31,6 +31,8 @@ func (h *Handler) register() {
 		"dropDatabase":     h.dropDatabase,
 		"renameCollection": h.renameCollection,
 	}
+	h.registerData(cmds)
+	h.registerAuth(cmds)
 	for name, fn := range cmds {
 		if err := h.reg.Register(name, fn); err != nil {
 			panic(err) // a duplicate name is a programming error
@@ -38,8 +40,3 @@ func (h *Handler) register() {
 	}
 }
 
-// saslMechsFor answers hello's saslSupportedMechs: the mechanisms a user
-// can authenticate with, or nil for an unknown user.
-func (h *Handler) saslMechsFor(user string) []string {
-	return nil
-}
