@@ -34,8 +34,10 @@ func (h *Handler) encryptionStatus() bson.D {
 	if !st.Available {
 		state = "DISABLED"
 	}
+	calls := h.node.Provider.Counts()
 	d := bson.D{
 		{Key: "enabled", Value: !h.node.Plaintext()},
+		{Key: "kmsCalls", Value: bson.D{{Key: "wrap", Value: calls.Wrap}, {Key: "unwrap", Value: calls.Unwrap}, {Key: "check", Value: calls.Check}}},
 		{Key: "cipher", Value: "AES-256-GCM (4 KiB authenticated chunks, per-file HKDF-SHA256 keys)"},
 		{Key: "state", Value: state},
 		{Key: "since", Value: bson.NewDateTimeFromTime(st.Since)},

@@ -32,7 +32,7 @@ import (
 // a disabled node stays disabled.
 type Node struct {
 	Layout   Layout
-	Provider kms.Provider
+	Provider *kms.Counting
 	opts     Options
 
 	mu       sync.RWMutex
@@ -94,9 +94,9 @@ func Open(ctx context.Context, l Layout, provider kms.Provider, opts Options) (*
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n := &Node{Layout: l, Provider: provider, opts: opts}
+	n := &Node{Layout: l, Provider: kms.NewCounting(provider), opts: opts}
 	if _, err := os.Stat(keys.Path(l.KeystoreDir())); errors.Is(err, os.ErrNotExist) {
-		ks, err := keys.Create(ctx, l.KeystoreDir(), provider)
+		ks, err := keys.Create(ctx, l.KeystoreDir(), n.Provider)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
