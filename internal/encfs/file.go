@@ -39,6 +39,49 @@ type file struct {
 	closed       bool
 	writeScratch []byte
 	aadScratchW  [saltSize + 8]byte
+	// lastSlot keeps the plaintext of the last partly-read chunk of a
+	// reader, so consecutive block reads decrypt each chunk once.
+	lastSlot slotCache
+}
+
+// slotCache holds one decrypted chunk. Only authenticated plaintext is
+// ever stored in it.
+type slotCache struct {
+	mu   sync.Mutex
+	slot int64
+	n    int
+	buf  []byte
+}
+
+// read copies what the cache holds of [off, off+len(p)) when off falls in
+// the cached chunk, and returns how many bytes it copied.
+func (c *slotCache) read(p []byte, off int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buf == nil || off/SlotPayload != c.slot {
+		return 0
+	}
+	in := int(off - c.slot*SlotPayload)
+	if in >= c.n {
+		return 0
+	}
+	return copy(p, c.buf[in:c.n])
+}
+
+func (c *slotCache) store(slot int64, pt []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buf == nil {
+		c.buf = make([]byte, SlotPayload)
+	}
+	c.slot, c.n = slot, copy(c.buf, pt)
+}
+
+func (c *slotCache) wipe() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.buf)
+	c.buf = nil
 }
 
 var _ vfs.File = (*file)(nil)
@@ -342,6 +385,16 @@ func (f *file) readSlots(p []byte, off int64) error {
 	if f.keys == nil {
 		return &IntegrityError{File: f.name, Slot: 0, Detail: "no data expected in an empty file"}
 	}
+	if !f.writable {
+		// A read that starts where the previous one ended (sequential
+		// scans, compactions) finds its first chunk already decrypted.
+		if n := f.lastSlot.read(p, off); n > 0 {
+			p, off = p[n:], off+int64(n)
+			if len(p) == 0 {
+				return nil
+			}
+		}
+	}
 	first := off / SlotPayload
 	end := off + int64(len(p))
 	last := (end - 1) / SlotPayload
@@ -385,6 +438,9 @@ func (f *file) readSlots(p []byte, off int64) error {
 			pt, err = f.keys.aead.Open(ct[:0], nonce, ct, slotAAD(&aad, &f.hdr.salt, slot))
 			if err == nil {
 				copy(out, pt[inSlot:inSlot+want])
+				if slot == last && !f.writable {
+					f.lastSlot.store(slot, pt)
+				}
 			}
 		}
 		if err != nil {
@@ -467,6 +523,7 @@ func (f *file) Close() error {
 		f.keys.zero()
 	}
 	clear(f.tail)
+	f.lastSlot.wipe()
 	f.mu.Unlock()
 	if cerr := f.base.Close(); err == nil {
 		err = cerr
@@ -496,9 +553,12 @@ func (f *file) Prefetch(offset, length int64) error {
 	return f.base.Prefetch(physicalOffset(first), (last-first+1)*SlotSize)
 }
 
-// Fd reports no descriptor: the raw descriptor addresses ciphertext offsets,
-// and nothing above us may read or write through it.
-func (f *file) Fd() uintptr { return vfs.InvalidFd }
+// Fd returns the underlying descriptor. Pebble uses it only to decide
+// between sync_file_range and fsync (vfs.syncingFile: with no descriptor it
+// would fsync the whole file every BytesPerSync) and for fadvise hints;
+// nothing in Pebble reads or writes data through it, which would bypass the
+// encryption.
+func (f *file) Fd() uintptr { return f.base.Fd() }
 
 // sizedInfo reports the logical size of an encrypted file.
 type sizedInfo struct {
