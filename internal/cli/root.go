@@ -46,6 +46,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(
 		newUpCmd(stdout),
+		newNodeCmd(stdout),
 		newKMSCmd(stdout),
 		newKeystoreCmd(stdout),
 		&cobra.Command{

@@ -1,0 +1,148 @@
+// Package config reads a node's configuration file (`cmkdb node --config
+// FILE`): where its data lives, where it listens, and which KMS holds its
+// customer master key. Unknown fields are errors, so a typo never silently
+// falls back to a default.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Config is a node's configuration. Zero values take the defaults below.
+type Config struct {
+	// Dir is the node's data directory.
+	Dir string `json:"dir"`
+	// Bind and Port are where the MongoDB wire protocol listens.
+	Bind string `json:"bind,omitempty"`
+	Port int    `json:"port,omitempty"`
+	// KeyCheckInterval is how often the node checks its CMK ("15m").
+	KeyCheckInterval Duration `json:"keyCheckInterval,omitempty"`
+	// KMS selects and configures the provider holding the CMK.
+	KMS KMS `json:"kms"`
+	// TLS and Auth configure the listener.
+	TLS  *TLS  `json:"tls,omitempty"`
+	Auth *Auth `json:"auth,omitempty"`
+}
+
+// KMS names one provider and its settings. Exactly the block matching
+// Provider must be present.
+type KMS struct {
+	Provider string    `json:"provider"`
+	Local    *LocalKMS `json:"local,omitempty"`
+}
+
+// LocalKMS is the local key-file provider.
+type LocalKMS struct {
+	KeyFile string `json:"keyFile"`
+}
+
+// TLS is the listener's certificate.
+type TLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// CAFile, when set, requires client certificates signed by it.
+	CAFile string `json:"caFile,omitempty"`
+}
+
+// Auth turns authentication on.
+type Auth struct {
+	Enabled bool `json:"enabled"`
+}
+
+// Duration is a time.Duration written as "15m" in JSON.
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"15m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
+
+// Defaults.
+const (
+	DefaultBind             = "127.0.0.1"
+	DefaultPort             = 27017
+	DefaultKeyCheckInterval = 15 * time.Minute
+	MinKeyCheckInterval     = time.Second
+)
+
+// ErrInvalid is matched by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a configuration, filling in defaults.
+func Parse(data []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the configuration object", ErrInvalid)
+	}
+	if c.Bind == "" {
+		c.Bind = DefaultBind
+	}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.KeyCheckInterval.Duration == 0 {
+		c.KeyCheckInterval.Duration = DefaultKeyCheckInterval
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("dir is required")
+	case c.Port < 0 || c.Port > 65535:
+		return fmt.Errorf("port %d out of range", c.Port)
+	case c.KeyCheckInterval.Duration < MinKeyCheckInterval:
+		return fmt.Errorf("keyCheckInterval %s is below the minimum %s", c.KeyCheckInterval.Duration, MinKeyCheckInterval)
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		return errors.New("tls needs certFile and keyFile")
+	}
+	switch c.KMS.Provider {
+	case "":
+		return errors.New("kms.provider is required")
+	case "local":
+		if c.KMS.Local == nil || c.KMS.Local.KeyFile == "" {
+			return errors.New("kms.local.keyFile is required for the local provider")
+		}
+	default:
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local)", c.KMS.Provider)
+	}
+	return nil
+}
