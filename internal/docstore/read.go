@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -63,16 +64,27 @@ func (s *Store) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) 
 // false to stop; pos then records where, and the next Scan continues after
 // the last document fn saw. Documents are copies the caller may keep.
 func (s *Store) Scan(coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
+	return scan(s.db, coll, plan, pos, fn)
+}
+
+// reader is what a scan reads from: the database (committed state) or an
+// indexed batch (committed state plus the batch's staged writes).
+type reader interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func scan(r reader, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
 	if pos.done {
 		return nil
 	}
 	if plan.Index == nil || plan.Index.ID == 0 {
-		return s.scanDocs(coll, plan, pos, fn)
+		return scanDocs(r, coll, plan, pos, fn)
 	}
-	return s.scanIndex(coll, plan, pos, fn)
+	return scanIndex(r, coll, plan, pos, fn)
 }
 
-func (s *Store) scanDocs(coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanDocs(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	prefix := docPrefix(coll.ID)
 	ranges := plan.Ranges
 	if plan.Index == nil {
@@ -87,7 +99,7 @@ func (s *Store) scanDocs(coll *Collection, plan Plan, pos *Position, fn func(bso
 		if pos.after != nil {
 			lo = append(append([]byte(nil), pos.after...), 0)
 		}
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return err
 		}
@@ -107,7 +119,7 @@ func (s *Store) scanDocs(coll *Collection, plan Plan, pos *Position, fn func(bso
 	return nil
 }
 
-func (s *Store) scanIndex(coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanIndex(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	prefix := indexPrefix(coll.ID, plan.Index.ID)
 	if pos.seen == nil {
 		pos.seen = map[string]struct{}{}
@@ -122,7 +134,7 @@ func (s *Store) scanIndex(coll *Collection, plan Plan, pos *Position, fn func(bs
 		if pos.after != nil {
 			lo = append(append([]byte(nil), pos.after...), 0)
 		}
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 		if err != nil {
 			return err
 		}
@@ -132,7 +144,7 @@ func (s *Store) scanIndex(coll *Collection, plan Plan, pos *Position, fn func(bs
 				continue
 			}
 			pos.seen[idKey] = struct{}{}
-			v, closer, err := s.db.Get(append(docPrefix(coll.ID), idKey...))
+			v, closer, err := rd.Get(append(docPrefix(coll.ID), idKey...))
 			if errors.Is(err, pebble.ErrNotFound) {
 				continue // deleted between the index read and now
 			}

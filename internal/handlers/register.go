@@ -39,4 +39,3 @@ func (h *Handler) register() {
 		}
 	}
 }
-

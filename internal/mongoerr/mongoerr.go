@@ -57,6 +57,8 @@ const (
 	InvalidBSON                Code = 22
 	MechanismUnavailable       Code = 334
 	UnsupportedOpQueryCommand  Code = 352
+	CannotCreateIndex          Code = 67
+	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
 )
 
 var names = map[Code]string{
@@ -100,6 +102,8 @@ var names = map[Code]string{
 	InvalidBSON:                "InvalidBSON",
 	MechanismUnavailable:       "MechanismUnavailable",
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
+	CannotCreateIndex:          "CannotCreateIndex",
+	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
 }
 
 // Name returns MongoDB's codeName for c.

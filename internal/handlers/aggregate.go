@@ -1,0 +1,172 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// aggregateInputBatch is how many documents the pipeline's input reads per
+// storage visit.
+const aggregateInputBatch = 1024
+
+// scanIter adapts a scanSource to the pipeline's Iterator: it reads the
+// collection a batch at a time, holding no storage resource in between.
+type scanIter struct {
+	h    *Handler
+	src  *scanSource
+	buf  []bson.Raw
+	done bool
+}
+
+func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
+	for len(s.buf) == 0 {
+		if s.done {
+			return nil, io.EOF
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		docs, done, err := s.src.next(s.h, aggregateInputBatch)
+		if err != nil {
+			return nil, err
+		}
+		s.buf, s.done = docs, done
+	}
+	d := s.buf[0]
+	s.buf = s.buf[1:]
+	return d, nil
+}
+
+func (s *scanIter) Close() error { s.buf, s.done = nil, true; return nil }
+
+// lookupSource lets $lookup read the other collections of the database.
+type lookupSource struct {
+	h  *Handler
+	db string
+}
+
+func (l *lookupSource) Scan(ctx context.Context, coll string) (query.Iterator, error) {
+	spec, err := parseFindSpec(l.db, coll, nil, nil, nil, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := l.h.collect(spec)
+	if err != nil {
+		return nil, err
+	}
+	return query.NewSliceIterator(docs), nil
+}
+
+// pipelineSource serves an aggregation's output to its cursor, running the
+// pipeline lazily as batches are asked for.
+type pipelineSource struct {
+	it query.Iterator
+}
+
+func (p *pipelineSource) next(_ *Handler, n int) ([]bson.Raw, bool, error) {
+	var out []bson.Raw
+	size := 0
+	for len(out) < n && size < maxBSONSize {
+		d, err := p.it.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			p.it.Close()
+			return out, true, nil
+		}
+		if err != nil {
+			p.it.Close()
+			return nil, false, err
+		}
+		out = append(out, d)
+		size += len(d)
+	}
+	return out, false, nil
+}
+
+// aggregatePlan splits a pipeline into the filter its input scan can use
+// (a leading $match, planned against the collection's indexes like a find)
+// and the stages that run on the scan's output.
+func aggregatePlan(stages []bson.Raw) (filter bson.Raw, rest []bson.Raw) {
+	if len(stages) > 0 {
+		if e, err := stages[0].IndexErr(0); err == nil && e.Key() == "$match" {
+			if d, ok := e.Value().DocumentOK(); ok {
+				if _, err := stages[0].IndexErr(1); err != nil { // exactly one field
+					return d, stages[1:]
+				}
+			}
+		}
+	}
+	return nil, stages
+}
+
+func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	if v, ok := a.value("aggregate"); ok && v.Type != bson.TypeString {
+		if _, num := v.AsInt64OK(); num || v.Type == bson.TypeDouble {
+			return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is not supported")
+		}
+	}
+	collName, err := a.collection()
+	if err != nil {
+		return nil, err
+	}
+	if explain, err := a.bool("explain", false); err != nil {
+		return nil, err
+	} else if explain {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "aggregate with explain is not supported; use the explain command")
+	}
+	if !a.has("pipeline") {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'aggregate.pipeline' is missing but a required field")
+	}
+	vals, err := a.array("pipeline")
+	if err != nil {
+		return nil, err
+	}
+	cur, err := a.doc("cursor")
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, mongoerr.New(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+	batchSize, err := args{cmd: cur, name: "aggregate.cursor"}.int64("batchSize", -1)
+	if err != nil {
+		return nil, err
+	}
+	if batchSize < -1 {
+		return nil, mongoerr.New(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", batchSize)
+	}
+	if v, ok := a.value("collation"); ok {
+		if err := checkCollation(v); err != nil {
+			return nil, err
+		}
+	}
+	stages := make([]bson.Raw, len(vals))
+	for i, v := range vals {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return nil, mongoerr.New(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		stages[i] = d
+	}
+	filter, rest := aggregatePlan(stages)
+	spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	p, err := query.CompilePipeline(rest, &lookupSource{h: h, db: req.DB})
+	if err != nil {
+		return nil, err
+	}
+	it, err := p.Run(ctx, &scanIter{h: h, src: &scanSource{spec: spec}})
+	if err != nil {
+		return nil, err
+	}
+	return h.firstBatch(req.DB+"."+collName, c.ID(), &pipelineSource{it: it}, batchSize)
+}

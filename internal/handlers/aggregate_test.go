@@ -1,0 +1,137 @@
+package handlers_test
+
+import (
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+func TestAggregate(t *testing.T) {
+	e := newDataEnv(t)
+	orders := e.db.Collection("orders")
+	items := e.db.Collection("items")
+	if _, err := orders.InsertMany(e.ctx, []any{
+		bson.D{{Key: "_id", Value: 1}, {Key: "cust", Value: "ann"}, {Key: "item", Value: "pen"}, {Key: "qty", Value: 2}, {Key: "tags", Value: bson.A{"a", "b"}}},
+		bson.D{{Key: "_id", Value: 2}, {Key: "cust", Value: "bob"}, {Key: "item", Value: "ink"}, {Key: "qty", Value: 5}, {Key: "tags", Value: bson.A{"b"}}},
+		bson.D{{Key: "_id", Value: 3}, {Key: "cust", Value: "ann"}, {Key: "item", Value: "ink"}, {Key: "qty", Value: 1}, {Key: "tags", Value: bson.A{}}},
+		bson.D{{Key: "_id", Value: 4}, {Key: "cust", Value: "cy"}, {Key: "item", Value: "cap"}, {Key: "qty", Value: 7}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := items.InsertMany(e.ctx, []any{
+		bson.D{{Key: "_id", Value: "pen"}, {Key: "price", Value: 3}},
+		bson.D{{Key: "_id", Value: "ink"}, {Key: "price", Value: 10}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type stage = bson.D
+	for _, tc := range []struct {
+		name     string
+		pipeline mongo.Pipeline
+		want     string
+	}{
+		{"$match", mongo.Pipeline{
+			stage{{Key: "$match", Value: bson.D{{Key: "cust", Value: "ann"}}}},
+		}, `[{"_id":1,"cust":"ann","item":"pen","qty":2,"tags":["a","b"]},{"_id":3,"cust":"ann","item":"ink","qty":1,"tags":[]}]`},
+		{"$group $sort", mongo.Pipeline{
+			stage{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$cust"}, {Key: "total", Value: bson.D{{Key: "$sum", Value: "$qty"}}}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+			stage{{Key: "$sort", Value: bson.D{{Key: "total", Value: -1}}}},
+		}, `[{"_id":"cy","total":7,"n":1},{"_id":"bob","total":5,"n":1},{"_id":"ann","total":3,"n":2}]`},
+		{"$match $project $sort", mongo.Pipeline{
+			stage{{Key: "$match", Value: bson.D{{Key: "qty", Value: bson.D{{Key: "$gte", Value: 2}}}}}},
+			stage{{Key: "$project", Value: bson.D{{Key: "_id", Value: 0}, {Key: "cust", Value: 1}, {Key: "double", Value: bson.D{{Key: "$multiply", Value: bson.A{"$qty", 2}}}}}}},
+			stage{{Key: "$sort", Value: bson.D{{Key: "double", Value: 1}}}},
+		}, `[{"cust":"ann","double":4},{"cust":"bob","double":10},{"cust":"cy","double":14}]`},
+		{"$unwind", mongo.Pipeline{
+			stage{{Key: "$unwind", Value: "$tags"}},
+			stage{{Key: "$project", Value: bson.D{{Key: "tags", Value: 1}}}},
+		}, `[{"_id":1,"tags":"a"},{"_id":1,"tags":"b"},{"_id":2,"tags":"b"}]`},
+		{"$lookup", mongo.Pipeline{
+			stage{{Key: "$match", Value: bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{1, 4}}}}}}},
+			stage{{Key: "$lookup", Value: bson.D{{Key: "from", Value: "items"}, {Key: "localField", Value: "item"}, {Key: "foreignField", Value: "_id"}, {Key: "as", Value: "it"}}}},
+			stage{{Key: "$project", Value: bson.D{{Key: "it", Value: 1}}}},
+		}, `[{"_id":1,"it":[{"_id":"pen","price":3}]},{"_id":4,"it":[]}]`},
+		{"$count", mongo.Pipeline{
+			stage{{Key: "$match", Value: bson.D{{Key: "item", Value: "ink"}}}},
+			stage{{Key: "$count", Value: "inks"}},
+		}, `[{"inks":2}]`},
+		{"$skip $limit $addFields", mongo.Pipeline{
+			stage{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+			stage{{Key: "$skip", Value: 1}},
+			stage{{Key: "$limit", Value: 2}},
+			stage{{Key: "$addFields", Value: bson.D{{Key: "x", Value: "$cust"}}}},
+			stage{{Key: "$project", Value: bson.D{{Key: "x", Value: 1}}}},
+		}, `[{"_id":2,"x":"bob"},{"_id":3,"x":"ann"}]`},
+		{"$group $push $addToSet", mongo.Pipeline{
+			stage{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+			stage{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$item"}, {Key: "custs", Value: bson.D{{Key: "$push", Value: "$cust"}}}, {Key: "max", Value: bson.D{{Key: "$max", Value: "$qty"}}}}}},
+			stage{{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}},
+		}, `[{"_id":"cap","custs":["cy"],"max":7},{"_id":"ink","custs":["bob","ann"],"max":5},{"_id":"pen","custs":["ann"],"max":2}]`},
+		{"empty pipeline", mongo.Pipeline{}, `[{"_id":1,"cust":"ann","item":"pen","qty":2,"tags":["a","b"]},{"_id":2,"cust":"bob","item":"ink","qty":5,"tags":["b"]},{"_id":3,"cust":"ann","item":"ink","qty":1,"tags":[]},{"_id":4,"cust":"cy","item":"cap","qty":7}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Small batches make the driver page through getMore.
+			cur, err := orders.Aggregate(e.ctx, tc.pipeline, options.Aggregate().SetBatchSize(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var docs []bson.Raw
+			if err := cur.All(e.ctx, &docs); err != nil {
+				t.Fatal(err)
+			}
+			if got := jsDocs(t, docs); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+
+	// The same results with an index serving the leading $match.
+	if _, err := orders.Indexes().CreateOne(e.ctx, mongo.IndexModel{Keys: bson.D{{Key: "cust", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := orders.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "cust", Value: "ann"}}}}, {{Key: "$sort", Value: bson.D{{Key: "_id", Value: 1}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsDocs(t, docs), `[{"_id":1,"cust":"ann","item":"pen","qty":2,"tags":["a","b"]},{"_id":3,"cust":"ann","item":"ink","qty":1,"tags":[]}]`; got != want {
+		t.Errorf("indexed $match: got %s\nwant %s", got, want)
+	}
+
+	// A collection that does not exist aggregates to nothing.
+	cur, err = e.db.Collection("nothere").Aggregate(e.ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Next(e.ctx) {
+		t.Error("documents from a missing collection")
+	}
+	cur.Close(e.ctx)
+}
+
+func TestAggregateErrors(t *testing.T) {
+	e := newDataEnv(t)
+	c := e.fresh(t, bson.D{{Key: "_id", Value: 1}})
+	for _, tc := range []struct {
+		name string
+		cmd  bson.D
+		code int
+	}{
+		{"collectionless", bson.D{{Key: "aggregate", Value: 1}, {Key: "pipeline", Value: bson.A{}}, {Key: "cursor", Value: bson.D{}}}, 238},
+		{"no cursor", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{}}}, 9},
+		{"no pipeline", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "cursor", Value: bson.D{}}}, 40414},
+		{"unknown stage", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$frob", Value: 1}}}}, {Key: "cursor", Value: bson.D{}}}, 40324},
+		{"bad $match", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{{Key: "a", Value: bson.D{{Key: "$bad", Value: 1}}}}}}}}, {Key: "cursor", Value: bson.D{}}}, 2},
+		{"stage not an object", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{1}}, {Key: "cursor", Value: bson.D{}}}, 14},
+		{"explain", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{}}, {Key: "explain", Value: true}}, 238},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantCode(t, e.db.RunCommand(e.ctx, tc.cmd).Err(), tc.code)
+		})
+	}
+}

@@ -1,0 +1,162 @@
+package handlers
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// deleteStmt is one entry of delete.deletes.
+type deleteStmt struct {
+	q     bson.Raw
+	limit int64 // 0: all matches, 1: the first
+}
+
+func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field 'delete.deletes' is the wrong type '%s', expected type 'object'", typeName(v.Type))
+	}
+	a := args{cmd: d, name: "delete.deletes"}
+	elems, err := d.Elements()
+	if err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "invalid delete statement: %v", err)
+	}
+	s := &deleteStmt{}
+	var hasQ, hasLimit bool
+	for _, e := range elems {
+		switch k := e.Key(); k {
+		case "q":
+			hasQ = true
+			if s.q, err = a.doc(k); err != nil {
+				return nil, err
+			}
+		case "limit":
+			hasLimit = true
+			if s.limit, err = a.int64(k, 0); err != nil {
+				return nil, err
+			}
+			if s.limit != 0 && s.limit != 1 {
+				return nil, mongoerr.New(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", s.limit)
+			}
+		case "collation":
+			if err := checkCollation(e.Value()); err != nil {
+				return nil, err
+			}
+		case "hint":
+		default:
+			return nil, mongoerr.New(codeUnknownField, "BSON field 'delete.deletes.%s' is an unknown field.", k)
+		}
+	}
+	if !hasQ {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'delete.deletes.q' is missing but a required field")
+	}
+	if !hasLimit {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'delete.deletes.limit' is missing but a required field")
+	}
+	return s, nil
+}
+
+// runDelete removes the statement's matches inside w and returns how many.
+func runDelete(w *docstore.Writer, coll *docstore.Collection, s *deleteStmt) (int, error) {
+	m, err := query.Compile(s.q)
+	if err != nil || coll == nil {
+		return 0, err
+	}
+	ids, err := matchIDs(w, coll, s.q, m, int(s.limit))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		doc, ok, err := w.Get(coll, id)
+		if err != nil {
+			return n, err
+		}
+		if !ok {
+			continue
+		}
+		if err := w.Delete(coll, doc); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	collName, err := a.collection()
+	if err != nil {
+		return nil, err
+	}
+	if err := docstore.ValidateCollectionName(collName); err != nil {
+		return nil, err
+	}
+	if !a.has("deletes") {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'delete.deletes' is missing but a required field")
+	}
+	raw, err := a.array("deletes")
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 || len(raw) > maxWriteBatch {
+		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(raw))
+	}
+	ordered, err := a.bool("ordered", true)
+	if err != nil {
+		return nil, err
+	}
+	stmts := make([]*deleteStmt, len(raw))
+	for i, v := range raw {
+		if stmts[i], err = parseDeleteStmt(v); err != nil {
+			return nil, err
+		}
+	}
+	st, release, err := h.store(req.DB, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var werrs []writeError
+	n := 0
+	run := func(w *docstore.Writer) error {
+		var coll *docstore.Collection
+		if w != nil {
+			coll = w.Collection(collName)
+		}
+		for i, s := range stmts {
+			k, err := runDelete(w, coll, s)
+			n += k
+			if err != nil {
+				if isStorageFailure(err) {
+					return err
+				}
+				werrs = append(werrs, writeError{index: i, err: err})
+				if ordered {
+					return nil
+				}
+			}
+		}
+		return nil
+	}
+	if st != nil {
+		err = st.Write(run)
+	} else {
+		err = run(nil) // no database: only the filters are checked
+	}
+	if err != nil {
+		return nil, err
+	}
+	reply := bson.D{{Key: "n", Value: int32(n)}}
+	if len(werrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
+	}
+	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
+	return marshal(reply)
+}

@@ -1,0 +1,396 @@
+package handlers
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// Codes of MongoDB's IDL parser for write statements.
+const (
+	codeMissingField mongoerr.Code = 40414 // "BSON field ... is missing but a required field"
+	codeUnknownField mongoerr.Code = 40415 // "BSON field ... is an unknown field."
+	codeTooLarge     mongoerr.Code = 17419 // "Resulting document after update is larger than ..."
+)
+
+// updateStmt is one entry of update.updates.
+type updateStmt struct {
+	q, u     bson.Raw
+	pipeline bool // u is an array: a pipeline update
+	upsert   bool
+	multi    bool
+	sort     bson.Raw
+	filters  bool // arrayFilters given
+}
+
+// parseUpdateStmt reads one statement. Its shape errors fail the whole
+// command, as mongod's command parser does.
+func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field 'update.updates' is the wrong type '%s', expected type 'object'", typeName(v.Type))
+	}
+	a := args{cmd: d, name: "update.updates"}
+	s := &updateStmt{}
+	elems, err := d.Elements()
+	if err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "invalid update statement: %v", err)
+	}
+	var hasQ, hasU bool
+	for _, e := range elems {
+		switch k := e.Key(); k {
+		case "q":
+			hasQ = true
+			if s.q, err = a.doc("q"); err != nil {
+				return nil, err
+			}
+		case "u":
+			hasU = true
+			uv := e.Value()
+			switch uv.Type {
+			case bson.TypeEmbeddedDocument:
+				s.u = uv.Document()
+			case bson.TypeArray:
+				s.pipeline = true
+			default:
+				return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field 'update.updates.u' is the wrong type '%s', expected type 'object' or 'array'", typeName(uv.Type))
+			}
+		case "upsert":
+			if s.upsert, err = a.bool(k, false); err != nil {
+				return nil, err
+			}
+		case "multi":
+			if s.multi, err = a.bool(k, false); err != nil {
+				return nil, err
+			}
+		case "sort":
+			if s.sort, err = a.doc(k); err != nil {
+				return nil, err
+			}
+		case "arrayFilters":
+			s.filters = e.Value().Type != bson.TypeNull
+		case "collation":
+			if err := checkCollation(e.Value()); err != nil {
+				return nil, err
+			}
+		case "hint", "upsertSupplied", "c":
+		default:
+			return nil, mongoerr.New(codeUnknownField, "BSON field 'update.updates.%s' is an unknown field.", k)
+		}
+	}
+	if !hasQ {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'update.updates.q' is missing but a required field")
+	}
+	if !hasU {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'update.updates.u' is missing but a required field")
+	}
+	return s, nil
+}
+
+// checkCollation accepts only the simple (binary) collation cmkdb has.
+func checkCollation(v bson.RawValue) error {
+	if v.Type == bson.TypeNull {
+		return nil
+	}
+	d, ok := v.DocumentOK()
+	if !ok {
+		return mongoerr.New(mongoerr.TypeMismatch, "collation must be an object")
+	}
+	if loc, ok := d.Lookup("locale").StringValueOK(); ok && loc == "simple" {
+		return nil
+	}
+	if len(d) <= 5 {
+		return nil
+	}
+	return mongoerr.New(mongoerr.NotImplemented, "collations other than 'simple' are not supported")
+}
+
+// compiledUpdate is a statement ready to run.
+type compiledUpdate struct {
+	filter  bson.Raw
+	matcher *query.Matcher
+	update  *query.Update
+	sort    *query.Sort
+}
+
+func compileUpdateStmt(s *updateStmt) (*compiledUpdate, error) {
+	if s.pipeline {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "pipeline-style updates are not supported")
+	}
+	if s.filters {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "arrayFilters are not supported")
+	}
+	m, err := query.Compile(s.q)
+	if err != nil {
+		return nil, err
+	}
+	u, err := query.CompileUpdate(s.u)
+	if err != nil {
+		return nil, err
+	}
+	if s.multi && u.IsReplacement() {
+		return nil, mongoerr.New(mongoerr.FailedToParse, "multi update is not supported for replacement-style update")
+	}
+	cu := &compiledUpdate{filter: s.q, matcher: m, update: u}
+	if len(s.sort) > 5 {
+		if s.multi {
+			return nil, mongoerr.New(mongoerr.FailedToParse, "Cannot specify sort with multi=true")
+		}
+		if cu.sort, err = query.CompileSort(s.sort); err != nil {
+			return nil, err
+		}
+	}
+	return cu, nil
+}
+
+// matchIDs returns the _ids of coll's documents that match filter (at most
+// limit of them; 0 means all), reading through w so that the staged writes
+// of earlier statements count. Collecting the ids before writing anything
+// is what keeps a multi-document write from meeting the documents it has
+// already changed again further along an index (the Halloween problem).
+func matchIDs(w *docstore.Writer, coll *docstore.Collection, filter bson.Raw, m *query.Matcher, limit int) ([]bson.RawValue, error) {
+	plan, err := docstore.PlanFor(coll, filter)
+	if err != nil {
+		return nil, err
+	}
+	var ids []bson.RawValue
+	var pos docstore.Position
+	err = w.Scan(coll, plan, &pos, func(doc bson.Raw) (bool, error) {
+		if !m.Match(doc) {
+			return true, nil
+		}
+		id, err := docstore.IDOf(doc)
+		if err != nil {
+			return false, err
+		}
+		ids = append(ids, id)
+		return limit == 0 || len(ids) < limit, nil
+	})
+	return ids, err
+}
+
+// firstMatch returns the first document matching filter, in sort order if
+// sort is set (scanning every match), or nil.
+func firstMatch(w *docstore.Writer, coll *docstore.Collection, filter bson.Raw, m *query.Matcher, sort *query.Sort) (bson.Raw, error) {
+	if sort == nil {
+		ids, err := matchIDs(w, coll, filter, m, 1)
+		if err != nil || len(ids) == 0 {
+			return nil, err
+		}
+		doc, _, err := w.Get(coll, ids[0])
+		return doc, err
+	}
+	plan, err := docstore.PlanFor(coll, filter)
+	if err != nil {
+		return nil, err
+	}
+	var best bson.Raw
+	var bestKey []bson.RawValue
+	var pos docstore.Position
+	err = w.Scan(coll, plan, &pos, func(doc bson.Raw) (bool, error) {
+		if !m.Match(doc) {
+			return true, nil
+		}
+		if k := sort.Key(doc); best == nil || sort.CompareKeys(k, bestKey) < 0 {
+			best, bestKey = doc, k
+		}
+		return true, nil
+	})
+	return best, err
+}
+
+// applyUpdate updates one stored document; it reports whether the
+// document changed, and returns the new version.
+func applyUpdate(w *docstore.Writer, coll *docstore.Collection, u *query.Update, doc bson.Raw, now time.Time) (bson.Raw, bool, error) {
+	nd, changed, err := u.Apply(doc, query.ApplyOptions{Now: now})
+	if err != nil || !changed {
+		return doc, false, err
+	}
+	if len(nd) > maxBSONSize {
+		return nil, false, mongoerr.New(codeTooLarge, "Resulting document after update is larger than %d", maxBSONSize)
+	}
+	if err := w.Replace(coll, doc, nd); err != nil {
+		return nil, false, err
+	}
+	return nd, true, nil
+}
+
+// upsertDoc builds and inserts an upsert's new document.
+func upsertDoc(w *docstore.Writer, coll *docstore.Collection, filter bson.Raw, u *query.Update, now time.Time) (bson.Raw, error) {
+	doc, err := query.UpsertDocument(filter, u, query.ApplyOptions{Now: now})
+	if err != nil {
+		return nil, err
+	}
+	if err := validateInsertDoc(doc); err != nil {
+		return nil, err
+	}
+	if err := w.Insert(coll, doc); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// updateResult is what one update statement did.
+type updateResult struct {
+	matched, modified int
+	upserted          bson.RawValue // Type 0 if none
+}
+
+// runUpdate executes one compiled statement inside w. coll may be nil
+// (the collection does not exist and the statement does not upsert).
+func runUpdate(w *docstore.Writer, coll *docstore.Collection, cu *compiledUpdate, multi, upsert bool, now time.Time) (updateResult, error) {
+	var r updateResult
+	if coll == nil {
+		return r, nil
+	}
+	var ids []bson.RawValue
+	if cu.sort != nil {
+		doc, err := firstMatch(w, coll, cu.filter, cu.matcher, cu.sort)
+		if err != nil {
+			return r, err
+		}
+		if doc != nil {
+			ids = append(ids, doc.Lookup("_id"))
+		}
+	} else {
+		limit := 1
+		if multi {
+			limit = 0
+		}
+		var err error
+		if ids, err = matchIDs(w, coll, cu.filter, cu.matcher, limit); err != nil {
+			return r, err
+		}
+	}
+	for _, id := range ids {
+		doc, ok, err := w.Get(coll, id)
+		if err != nil {
+			return r, err
+		}
+		if !ok || !cu.matcher.Match(doc) {
+			continue
+		}
+		r.matched++
+		_, changed, err := applyUpdate(w, coll, cu.update, doc, now)
+		if err != nil {
+			return r, err
+		}
+		if changed {
+			r.modified++
+		}
+	}
+	if r.matched == 0 && upsert {
+		doc, err := upsertDoc(w, coll, cu.filter, cu.update, now)
+		if err != nil {
+			return r, err
+		}
+		r.matched = 1
+		r.upserted = doc.Lookup("_id")
+	}
+	return r, nil
+}
+
+func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	a := newArgs(req.Command)
+	collName, err := a.collection()
+	if err != nil {
+		return nil, err
+	}
+	if err := docstore.ValidateCollectionName(collName); err != nil {
+		return nil, err
+	}
+	raw, err := a.array("updates")
+	if err != nil {
+		return nil, err
+	}
+	if !a.has("updates") {
+		return nil, mongoerr.New(codeMissingField, "BSON field 'update.updates' is missing but a required field")
+	}
+	if len(raw) == 0 || len(raw) > maxWriteBatch {
+		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(raw))
+	}
+	ordered, err := a.bool("ordered", true)
+	if err != nil {
+		return nil, err
+	}
+	stmts := make([]*updateStmt, len(raw))
+	anyUpsert := false
+	for i, v := range raw {
+		if stmts[i], err = parseUpdateStmt(v); err != nil {
+			return nil, err
+		}
+		anyUpsert = anyUpsert || stmts[i].upsert
+	}
+
+	st, release, err := h.store(req.DB, anyUpsert)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var (
+		werrs             []writeError
+		matched, modified int
+		upserted          bson.A
+	)
+	if st != nil {
+		if anyUpsert {
+			if _, err := st.EnsureCollection(collName); err != nil {
+				return nil, err
+			}
+		}
+		now := time.Now()
+		err = st.Write(func(w *docstore.Writer) error {
+			coll := w.Collection(collName)
+			for i, s := range stmts {
+				cu, err := compileUpdateStmt(s)
+				var r updateResult
+				if err == nil {
+					r, err = runUpdate(w, coll, cu, s.multi, s.upsert, now)
+				}
+				matched += r.matched
+				modified += r.modified
+				if r.upserted.Type != 0 {
+					upserted = append(upserted, bson.D{{Key: "index", Value: int32(i)}, {Key: "_id", Value: r.upserted}})
+				}
+				if err != nil {
+					if isStorageFailure(err) {
+						return err
+					}
+					werrs = append(werrs, writeError{index: i, err: err})
+					if ordered {
+						return nil
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		// No database: nothing matches; statements still get checked.
+		for i, s := range stmts {
+			if _, err := compileUpdateStmt(s); err != nil {
+				werrs = append(werrs, writeError{index: i, err: err})
+				if ordered {
+					break
+				}
+			}
+		}
+	}
+	reply := bson.D{{Key: "n", Value: int32(matched)}, {Key: "nModified", Value: int32(modified)}}
+	if len(upserted) > 0 {
+		reply = append(reply, bson.E{Key: "upserted", Value: upserted})
+	}
+	if len(werrs) > 0 {
+		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
+	}
+	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
+	return marshal(reply)
+}
