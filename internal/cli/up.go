@@ -33,6 +33,12 @@ type upInfo struct {
 	NodeID           string    `json:"nodeId,omitempty"`
 	CMK              string    `json:"cmk,omitempty"`
 	State            string    `json:"state"`
+	// Set with --auth / --tls.
+	Auth              bool   `json:"auth,omitempty"`
+	AdminUser         string `json:"adminUser,omitempty"`
+	AdminPasswordFile string `json:"adminPasswordFile,omitempty"`
+	TLS               bool   `json:"tls,omitempty"`
+	TLSCAFile         string `json:"tlsCAFile,omitempty"`
 }
 
 // serveFlags are the flags shared by `up` and `node`.
@@ -42,6 +48,7 @@ type serveFlags struct {
 	port          int
 	checkInterval time.Duration
 	plaintext     bool
+	security      securityFlags
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -50,6 +57,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0 picks a free one)")
 	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the node checks its CMK")
 	cmd.Flags().BoolVar(&f.plaintext, "insecure-no-encryption", false, "store data unencrypted (only to measure what encryption costs)")
+	f.security.register(cmd)
 }
 
 func newUpCmd(stdout io.Writer) *cobra.Command {
@@ -87,21 +95,34 @@ func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, p
 		return err
 	}
 	defer n.Close()
+	tlsConfig, caFile, err := f.security.serverTLS(l, f.bind)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(f.bind, strconv.Itoa(f.port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	var srv *wire.Server
-	h := handlers.New(n, handlers.Options{CmdLine: os.Args, ConnCount: func() int { return srv.NumConns() }})
+	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }})
 	defer h.Close()
-	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default()})
+	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {
 		return err
 	}
 	addr := ln.Addr().(*net.TCPAddr)
+	admin, err := f.security.ensureAdmin(ctx, h, l, func(a adminCredentials) string {
+		return connectionString(f.bind, addr.Port, a, tlsConfig != nil, caFile)
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	info := upInfo{
-		ConnectionString: fmt.Sprintf("mongodb://%s/", net.JoinHostPort(f.bind, strconv.Itoa(addr.Port))),
+		ConnectionString: connectionString(f.bind, addr.Port, admin, tlsConfig != nil, caFile),
 		Dir:              l.Dir, PID: os.Getpid(), StartedAt: time.Now().UTC(), State: n.State().String(),
+		Auth: f.security.auth, AdminUser: admin.user, AdminPasswordFile: admin.passwordFile,
+		TLS: tlsConfig != nil, TLSCAFile: caFile,
 	}
 	if _, ks, release, err := n.Acquire(); err == nil {
 		info.NodeID, info.CMK = ks.NodeID(), ks.Master().CMK.String()
@@ -112,7 +133,7 @@ func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, p
 		return err
 	}
 	fmt.Fprintf(stdout, "cmkdb is up\n  connect:   mongosh %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
-		info.ConnectionString, l.Dir, info.State, info.CMK, l.UpFile())
+		redactedConnectionString(info.ConnectionString), l.Dir, info.State, info.CMK, l.UpFile())
 	go n.RunChecks(ctx, f.checkInterval)
 	err = srv.Serve(ctx, ln)
 	fmt.Fprintln(stdout, "cmkdb: shut down")

@@ -58,6 +58,8 @@ type Handler struct {
 	started time.Time
 	host    string
 
+	auth *authState // set by registerAuth
+
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to
 	stores map[string]*docstore.Store
@@ -93,6 +95,10 @@ var publicCommands = map[string]bool{
 	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true, "buildinfo": true,
 	"saslStart": true, "saslContinue": true, "authenticate": true, "logout": true, "endSessions": true,
 	"whatsmyuri": true, "getnonce": true,
+	// createUser reaches its handler unauthenticated so that the localhost
+	// exception (the first user, from loopback, when there are none) can
+	// work; createUser authorizes every other case itself.
+	"createUser": true,
 }
 
 // store returns the docstore of database name while holding the node

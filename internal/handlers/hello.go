@@ -35,13 +35,7 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 		{Key: "maxWireVersion", Value: int32(MaxWireVersion)},
 		{Key: "readOnly", Value: false},
 	}
-	if sasl, err := req.Command.LookupErr("saslSupportedMechs"); err == nil {
-		if user, ok := sasl.StringValueOK(); ok {
-			if mechs := h.saslMechsFor(user); mechs != nil {
-				reply = append(reply, bson.E{Key: "saslSupportedMechs", Value: mechs})
-			}
-		}
-	}
+	reply = append(reply, h.helloAuthFields(ctx, c, req)...)
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
 	return marshal(reply)
 }
@@ -133,7 +127,7 @@ func (h *Handler) connectionStatus(ctx context.Context, c *wire.ConnState, req *
 	users, roles := bson.A{}, bson.A{}
 	if p, ok := c.Authenticated(); ok {
 		users = append(users, bson.D{{Key: "user", Value: p.User}, {Key: "db", Value: p.DB}})
-		roles = append(roles, bson.D{{Key: "role", Value: "root"}, {Key: "db", Value: "admin"}})
+		roles = h.rolesForStatus(p)
 	}
 	return marshal(bson.D{
 		{Key: "authInfo", Value: bson.D{{Key: "authenticatedUsers", Value: users}, {Key: "authenticatedUserRoles", Value: roles}}},

@@ -1,13 +1,77 @@
 package handlers
 
-import "github.com/cmkdb/cmkdb/internal/wire"
+import (
+	"context"
 
-// registerAuth adds the authentication and user-management commands.
-func (h *Handler) registerAuth(cmds map[string]wire.HandlerFunc) {
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/auth"
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// authState is a handler's authentication state: its user store and the
+// authenticator over it (one per handler: the authenticator's decoy key
+// must stay the same across a client's attempts).
+type authState struct {
+	users *userStore
+	authn *auth.Authenticator
 }
 
-// saslMechsFor answers hello's saslSupportedMechs: the mechanisms a user
-// can authenticate with, or nil for an unknown user.
-func (h *Handler) saslMechsFor(user string) []string {
-	return nil
+func authOf(h *Handler) *authState { return h.auth }
+
+// registerAuth adds the authentication and user-management commands, then
+// wraps every registered command with guard (authorization and the
+// system.users protection), so it must run after every other registration.
+func (h *Handler) registerAuth(cmds map[string]wire.HandlerFunc) {
+	st := &authState{users: newUserStore(h)}
+	st.authn = auth.NewAuthenticator(st.users)
+	h.auth = st
+
+	cmds["saslStart"] = st.authn.SaslStart
+	cmds["saslContinue"] = st.authn.SaslContinue
+	cmds["authenticate"] = h.authenticate
+	cmds["logout"] = h.logout
+	cmds["createUser"] = h.createUser
+	cmds["updateUser"] = h.updateUser
+	cmds["dropUser"] = h.dropUser
+	cmds["dropAllUsersFromDatabase"] = h.dropAllUsersFromDatabase
+	cmds["usersInfo"] = h.usersInfo
+
+	for name, fn := range cmds {
+		cmds[name] = h.guard(name, fn)
+	}
+}
+
+// helloAuthFields are hello's saslSupportedMechs and
+// speculativeAuthenticate (see auth.Authenticator.HelloFields).
+func (h *Handler) helloAuthFields(ctx context.Context, c *wire.ConnState, req *wire.Request) bson.D {
+	return authOf(h).authn.HelloFields(ctx, c, req)
+}
+
+// rolesForStatus returns the authenticated user's roles for
+// connectionStatus.
+func (h *Handler) rolesForStatus(p wire.Principal) bson.A {
+	out := bson.A{}
+	roles, err := authOf(h).users.rolesOf(p)
+	if err != nil {
+		return out
+	}
+	for _, r := range roles {
+		out = append(out, bson.D{{Key: "role", Value: r.Role}, {Key: "db", Value: r.DB}})
+	}
+	return out
+}
+
+// authenticate is the pre-SASL command (MONGODB-CR, MONGODB-X509). Neither
+// mechanism is offered.
+func (h *Handler) authenticate(_ context.Context, _ *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	mech, _ := req.Command.Lookup("mechanism").StringValueOK()
+	return nil, mongoerr.New(mongoerr.MechanismUnavailable, "Received authentication for mechanism %s which is unknown or not enabled", mech)
+}
+
+// logout forgets the connection's user.
+func (h *Handler) logout(_ context.Context, c *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
+	c.Logout()
+	return marshal(bson.D{{Key: "ok", Value: 1.0}})
 }
