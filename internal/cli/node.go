@@ -30,6 +30,18 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration}
+			if c.TLS != nil {
+				f.security.tls = true
+				f.security.tlsCertFile, f.security.tlsKeyFile, f.security.tlsCAFile = c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CAFile
+			}
+			if c.Auth != nil && c.Auth.Enabled {
+				f.security.auth = true
+				f.security.adminUser = c.Auth.AdminUser
+				f.security.adminPasswordFile = c.Auth.AdminPasswordFile
+				if f.security.adminUser == "" {
+					f.security.adminUser = "admin"
+				}
+			}
 			return serve(cmd.Context(), stdout, f, node.Layout{Dir: c.Dir}, provider)
 		},
 	}

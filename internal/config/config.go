@@ -49,9 +49,13 @@ type TLS struct {
 	CAFile string `json:"caFile,omitempty"`
 }
 
-// Auth turns authentication on.
+// Auth turns authentication on. On first start the node creates
+// AdminUser (default "admin") with role root, with the password in
+// AdminPasswordFile, or a random one written only to DIR/up.json.
 type Auth struct {
-	Enabled bool `json:"enabled"`
+	Enabled           bool   `json:"enabled"`
+	AdminUser         string `json:"adminUser,omitempty"`
+	AdminPasswordFile string `json:"adminPasswordFile,omitempty"`
 }
 
 // Duration is a time.Duration written as "15m" in JSON.
