@@ -11,6 +11,9 @@ echo "== go vet"
 go vet -composites=false ./...
 
 echo "== go test"
+# ./... includes ./e2e: it builds cmkdb (with -race too), runs `cmkdb up` as a
+# child process and drives it with mongosh and the Node driver, which
+# install-deps.sh has just installed into e2e/node, and with the Go driver.
 go test -race -count=1 -timeout 45m ./...
 
 echo "== fuzz (short runs)"

@@ -47,6 +47,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newUpCmd(stdout),
 		newNodeCmd(stdout),
+		newBenchCmd(stdout),
 		newKMSCmd(stdout),
 		newKeystoreCmd(stdout),
 		&cobra.Command{

@@ -12,6 +12,9 @@ import (
 // hello (and its legacy spelling isMaster) answers the handshake. It works
 // while the node is disabled, so operators and drivers can still see the
 // server and its state.
+// hello reports no topologyVersion: a server that does makes drivers use
+// the streaming (awaitable, exhaust) monitoring protocol, which a standalone
+// node has no topology changes to stream for. Without it drivers poll.
 func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	if meta, err := req.Command.LookupErr("client"); err == nil {
 		if d, ok := meta.DocumentOK(); ok && c.ClientMetadata() == nil {
@@ -24,7 +27,6 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	}
 	reply := bson.D{
 		{Key: primaryKey, Value: true},
-		{Key: "topologyVersion", Value: bson.D{{Key: "processId", Value: processID(h)}, {Key: "counter", Value: int64(0)}}},
 		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
 		{Key: "maxMessageSizeBytes", Value: int32(maxMessageSize)},
 		{Key: "maxWriteBatchSize", Value: int32(maxWriteBatch)},
@@ -38,10 +40,6 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	reply = append(reply, h.helloAuthFields(ctx, c, req)...)
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
 	return marshal(reply)
-}
-
-func processID(h *Handler) bson.ObjectID {
-	return bson.NewObjectIDFromTimestamp(h.started)
 }
 
 func (h *Handler) ping(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {

@@ -40,21 +40,38 @@ func isStorageFailure(err error) bool {
 	return !errors.As(err, &me) || me.Code == KeyUnavailable
 }
 
-// withID returns doc with an _id, generating an ObjectId first if absent
-// (as drivers and mongod do: _id is the first field).
+// withID returns doc with _id as its first field, as mongod stores it:
+// an existing _id is moved to the front, a missing one is generated (an
+// ObjectId).
 func withID(doc bson.Raw) (bson.Raw, error) {
 	if err := bsoncore.Document(doc).Validate(); err != nil {
 		return nil, mongoerr.New(mongoerr.BadValue, "invalid document: %v", err)
 	}
-	if _, err := doc.LookupErr("_id"); err == nil {
+	elems, err := bsoncore.Document(doc).Elements()
+	if err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "invalid document: %v", err)
+	}
+	if len(elems) > 0 && elems[0].Key() == "_id" {
 		return doc, nil
 	}
-	oid := bson.NewObjectID()
 	idx, dst := bsoncore.AppendDocumentStart(make([]byte, 0, len(doc)+17))
-	dst = bsoncore.AppendObjectIDElement(dst, "_id", oid)
-	dst = append(dst, doc[4:len(doc)-1]...)
-	dst, err := bsoncore.AppendDocumentEnd(dst, idx)
-	return dst, err
+	found := false
+	for _, e := range elems {
+		if e.Key() == "_id" {
+			dst = append(dst, e...)
+			found = true
+			break
+		}
+	}
+	if !found {
+		dst = bsoncore.AppendObjectIDElement(dst, "_id", bson.NewObjectID())
+	}
+	for _, e := range elems {
+		if e.Key() != "_id" {
+			dst = append(dst, e...)
+		}
+	}
+	return bsoncore.AppendDocumentEnd(dst, idx)
 }
 
 func validateInsertDoc(doc bson.Raw) error {

@@ -247,8 +247,8 @@ func (c *conn) dispatch(ctx context.Context, req *Request) (doc bson.Raw, keepOp
 	return reply, true
 }
 
-// logRequest writes the per-command debug line. Bodies of auth commands are
-// never written (see IsSensitive).
+// logRequest writes the per-command debug line: ids, names, timing and the
+// command's field names — never its values (see commandShape).
 func (c *conn) logRequest(ctx context.Context, req *Request, start time.Time, reply bson.Raw) {
 	if !c.log.Enabled(ctx, slog.LevelDebug) {
 		return
@@ -258,7 +258,7 @@ func (c *conn) logRequest(ctx context.Context, req *Request, start time.Time, re
 		slog.String("op", req.OpCode.String()),
 		slog.String("db", req.DB),
 		slog.String("cmd", req.Name),
-		slog.String("body", loggableBody(req.Name, req.Command)),
+		slog.String("fields", commandShape(req.Command)),
 		slog.Duration("duration", time.Since(start)),
 	}
 	if req.MoreToCome() {

@@ -630,7 +630,7 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-func TestAuthCommandBodiesNeverLogged(t *testing.T) {
+func TestCommandValuesNeverLogged(t *testing.T) {
 	var buf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := startEcho(t, func(c *wire.Config) { c.Logger = logger })
@@ -643,7 +643,8 @@ func TestAuthCommandBodiesNeverLogged(t *testing.T) {
 		{{Key: "updateUser", Value: "bob"}, {Key: "pwd", Value: secret}},
 		{{Key: "SASLSTART", Value: 1}, {Key: "payload", Value: secret}},
 		{{Key: "hello", Value: 1}, {Key: "speculativeAuthenticate", Value: bson.D{{Key: "payload", Value: secret}}}},
-		{{Key: "ping", Value: "visible-marker"}},
+		{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "canary", Value: "data-marker"}}}}},
+		{{Key: "ping", Value: "value-marker"}},
 	}
 	for _, cmd := range cmds {
 		if _, err := c.Command("admin", cmd); err != nil {
@@ -655,8 +656,11 @@ func TestAuthCommandBodiesNeverLogged(t *testing.T) {
 	if strings.Contains(out, secret) || strings.Contains(out, "c2VjcmV0") {
 		t.Errorf("secret logged:\n%s", out)
 	}
-	if !strings.Contains(out, "visible-marker") || !strings.Contains(out, "cmd=saslStart") {
-		t.Errorf("expected per-command debug lines, got:\n%s", out)
+	if strings.Contains(out, "data-marker") || strings.Contains(out, "value-marker") {
+		t.Errorf("a command value reached the log:\n%s", out)
+	}
+	if !strings.Contains(out, "cmd=saslStart") || !strings.Contains(out, "fields=insert,documents,$db") {
+		t.Errorf("expected per-command debug lines with field names, got:\n%s", out)
 	}
 }
 
