@@ -90,6 +90,9 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, provider kms.Provider) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := f.checkExposure(); err != nil {
+		return err
+	}
 	n, err := node.Open(ctx, l, provider, node.Options{Plaintext: f.plaintext})
 	if err != nil {
 		return err
@@ -141,4 +144,26 @@ func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, p
 		return nil
 	}
 	return err
+}
+
+// checkExposure refuses to serve beyond loopback without both TLS and
+// authentication: a listener other machines can reach never carries
+// plaintext traffic or answers anonymous clients.
+func (f serveFlags) checkExposure() error {
+	if isLoopback(f.bind) {
+		return nil
+	}
+	tlsOn := f.security.tls || f.security.tlsCertFile != ""
+	if !tlsOn || !f.security.auth {
+		return fmt.Errorf("listening on %s, which is not a loopback address, requires TLS and authentication (--tls and --auth, or tls and auth in the configuration)", f.bind)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
