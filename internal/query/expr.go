@@ -430,7 +430,7 @@ func compileOp(op string, arg bson.RawValue, depth int) (expr, error) {
 		}
 		return opExpr{args, func(a []bson.RawValue) (bson.RawValue, error) {
 			if a[0].Type != bson.TypeArray {
-				return missing, mongoerr.New(codeSizeType, "The argument to $size must be an array. Type of argument was: %s", typeName(a[0].Type))
+				return missing, mongoerr.New(codeSizeType, "The argument to $size must be an array. Type of argument was: %s", TypeName(a[0].Type))
 			}
 			return rvInt32(int32(len(arrayValues(a[0].Value)))), nil
 		}}, nil
@@ -445,7 +445,7 @@ func compileOp(op string, arg bson.RawValue, depth int) (expr, error) {
 		}
 		return opExpr{args, func(a []bson.RawValue) (bson.RawValue, error) {
 			if a[1].Type != bson.TypeArray {
-				return missing, mongoerr.New(codeInArray, "$in requires an array as a second argument, found: %s", typeName(a[1].Type))
+				return missing, mongoerr.New(codeInArray, "$in requires an array as a second argument, found: %s", TypeName(a[1].Type))
 			}
 			found := forEachElem(a[1].Value, func(_ []byte, e bson.RawValue) bool { return Compare(a[0], e) == 0 })
 			return rvBool(found), nil
@@ -459,7 +459,7 @@ func compileOp(op string, arg bson.RawValue, depth int) (expr, error) {
 		if err := exactly(1); err != nil {
 			return nil, err
 		}
-		return opExpr{args, func(a []bson.RawValue) (bson.RawValue, error) { return rvString(typeName(a[0].Type)), nil }}, nil
+		return opExpr{args, func(a []bson.RawValue) (bson.RawValue, error) { return rvString(TypeName(a[0].Type)), nil }}, nil
 	case "$concatArrays":
 		return opExpr{args, func(a []bson.RawValue) (bson.RawValue, error) {
 			var out []bson.RawValue
@@ -468,7 +468,7 @@ func compileOp(op string, arg bson.RawValue, depth int) (expr, error) {
 					return rvNull, nil
 				}
 				if v.Type != bson.TypeArray {
-					return missing, mongoerr.New(28664, "$concatArrays only supports arrays, not %s", typeName(v.Type))
+					return missing, mongoerr.New(28664, "$concatArrays only supports arrays, not %s", TypeName(v.Type))
 				}
 				out = append(out, arrayValues(v.Value)...)
 			}
@@ -554,7 +554,7 @@ func evalAdd(a []bson.RawValue) (bson.RawValue, error) {
 			d, _ := v.DateTimeOK()
 			date = &d
 		default:
-			return missing, mongoerr.New(codeAddType, "$add only supports numeric or date types, not %s", typeName(v.Type))
+			return missing, mongoerr.New(codeAddType, "$add only supports numeric or date types, not %s", TypeName(v.Type))
 		}
 	}
 	if date != nil {
@@ -572,7 +572,7 @@ func evalMultiply(a []bson.RawValue) (bson.RawValue, error) {
 		case isNumeric(v.Type):
 			total = addPromote('*', total, toNum(v))
 		default:
-			return missing, mongoerr.New(codeMultiplyType, "$multiply only supports numeric types, not %s", typeName(v.Type))
+			return missing, mongoerr.New(codeMultiplyType, "$multiply only supports numeric types, not %s", TypeName(v.Type))
 		}
 	}
 	return total.raw(), nil
@@ -593,7 +593,7 @@ func evalSubtract(a []bson.RawValue) (bson.RawValue, error) {
 		dx, _ := x.DateTimeOK()
 		return rvDate(dx - int64(math.Round(toNum(y).float()))), nil
 	}
-	return missing, mongoerr.New(codeSubtractType, "can't $subtract %s from %s", typeName(y.Type), typeName(x.Type))
+	return missing, mongoerr.New(codeSubtractType, "can't $subtract %s from %s", TypeName(y.Type), TypeName(x.Type))
 }
 
 func evalDivide(a []bson.RawValue) (bson.RawValue, error) {
@@ -602,7 +602,7 @@ func evalDivide(a []bson.RawValue) (bson.RawValue, error) {
 		return rvNull, nil
 	}
 	if !isNumeric(x.Type) || !isNumeric(y.Type) {
-		return missing, mongoerr.New(codeDivideType, "$divide only supports numeric types, not %s and %s", typeName(x.Type), typeName(y.Type))
+		return missing, mongoerr.New(codeDivideType, "$divide only supports numeric types, not %s and %s", TypeName(x.Type), TypeName(y.Type))
 	}
 	nx, ny := toNum(x), toNum(y)
 	if ny.isZero() {
@@ -622,7 +622,7 @@ func evalMod(a []bson.RawValue) (bson.RawValue, error) {
 		return rvNull, nil
 	}
 	if !isNumeric(x.Type) || !isNumeric(y.Type) {
-		return missing, mongoerr.New(codeModType, "$mod only supports numeric types, not %s and %s", typeName(x.Type), typeName(y.Type))
+		return missing, mongoerr.New(codeModType, "$mod only supports numeric types, not %s and %s", TypeName(x.Type), TypeName(y.Type))
 	}
 	nx, ny := toNum(x), toNum(y)
 	if ny.isZero() {
@@ -652,7 +652,7 @@ func evalAbs(a []bson.RawValue) (bson.RawValue, error) {
 		return rvNull, nil
 	}
 	if !isNumeric(v.Type) {
-		return missing, mongoerr.New(28765, "$abs only supports numeric types, not %s", typeName(v.Type))
+		return missing, mongoerr.New(28765, "$abs only supports numeric types, not %s", TypeName(v.Type))
 	}
 	n := toNum(v)
 	switch n.kind {
@@ -686,7 +686,7 @@ func evalConcat(a []bson.RawValue) (bson.RawValue, error) {
 			return rvNull, nil
 		}
 		if v.Type != bson.TypeString {
-			return missing, mongoerr.New(codeConcatType, "$concat only supports strings, not %s", typeName(v.Type))
+			return missing, mongoerr.New(codeConcatType, "$concat only supports strings, not %s", TypeName(v.Type))
 		}
 		b.WriteString(stringish(v))
 	}
@@ -699,10 +699,10 @@ func evalArrayElemAt(a []bson.RawValue) (bson.RawValue, error) {
 		return rvNull, nil
 	}
 	if arr.Type != bson.TypeArray {
-		return missing, mongoerr.New(codeArrayElemArr, "$arrayElemAt's first argument must be an array, but is %s", typeName(arr.Type))
+		return missing, mongoerr.New(codeArrayElemArr, "$arrayElemAt's first argument must be an array, but is %s", TypeName(arr.Type))
 	}
 	if !isNumeric(idx.Type) {
-		return missing, mongoerr.New(codeArrayElemIdx, "$arrayElemAt's second argument must be a numeric value, but is %s", typeName(idx.Type))
+		return missing, mongoerr.New(codeArrayElemIdx, "$arrayElemAt's second argument must be a numeric value, but is %s", TypeName(idx.Type))
 	}
 	f := toNum(idx).float()
 	if f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
@@ -737,7 +737,7 @@ func coerceToString(op string, v bson.RawValue) (string, error) {
 		t, _ := v.TimeOK()
 		return t.UTC().Format("2006-01-02T15:04:05.000Z"), nil
 	}
-	return "", mongoerr.New(16007, "can't convert from BSON type %s to String", typeName(v.Type))
+	return "", mongoerr.New(16007, "can't convert from BSON type %s to String", TypeName(v.Type))
 }
 
 // MongoDB's $toUpper/$toLower only map ASCII letters.

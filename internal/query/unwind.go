@@ -26,7 +26,7 @@ func compileUnwind(arg bson.RawValue) (stage, error) {
 			switch e.key {
 			case "path":
 				if e.val.Type != bson.TypeString {
-					return nil, mongoerr.New(28808, "expected a string as the path for $unwind stage, got %s", typeName(e.val.Type))
+					return nil, mongoerr.New(28808, "expected a string as the path for $unwind stage, got %s", TypeName(e.val.Type))
 				}
 				path = stringish(e.val)
 			case "includeArrayIndex":
@@ -47,7 +47,7 @@ func compileUnwind(arg bson.RawValue) (stage, error) {
 			return nil, mongoerr.New(28812, "no path specified to $unwind stage")
 		}
 	default:
-		return nil, mongoerr.New(15981, "expected either a string or an object as specification for $unwind stage, got %s", typeName(arg.Type))
+		return nil, mongoerr.New(15981, "expected either a string or an object as specification for $unwind stage, got %s", TypeName(arg.Type))
 	}
 	if !strings.HasPrefix(path, "$") {
 		return nil, mongoerr.New(28818, "path option to $unwind stage should be prefixed with a '$': %s", path)
@@ -143,7 +143,7 @@ func compileLookup(arg bson.RawValue, src CollectionSource) (stage, error) {
 			if e.key == "pipeline" || e.key == "let" {
 				return nil, mongoerr.New(mongoerr.NotImplemented, "$lookup with 'pipeline' or 'let' is not supported")
 			}
-			return nil, mongoerr.New(mongoerr.FailedToParse, "$lookup argument '%s: %s' must be a string, is type %s", e.key, debugString(e.val), typeName(e.val.Type))
+			return nil, mongoerr.New(mongoerr.FailedToParse, "$lookup argument '%s: %s' must be a string, is type %s", e.key, debugString(e.val), TypeName(e.val.Type))
 		}
 		s := stringish(e.val)
 		switch e.key {

@@ -134,7 +134,7 @@ func CompileUpdate(update bson.Raw) (*Update, error) {
 			return nil, failedToParse("Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", e.key)
 		}
 		if e.val.Type != bson.TypeEmbeddedDocument {
-			return nil, failedToParse("Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", typeName(e.val.Type), e.key, debugString(e.val))
+			return nil, failedToParse("Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", TypeName(e.val.Type), e.key, debugString(e.val))
 		}
 		for _, f := range elems(e.val.Value) {
 			op, err := compileOp1(kind, e.key, f.key, f.val)
@@ -245,7 +245,7 @@ func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, e
 				return nil, badValue("Found unexpected fields after $each in $addToSet: %s", debugString(arg))
 			}
 			if es[0].val.Type != bson.TypeArray {
-				return nil, mongoerr.New(mongoerr.TypeMismatch, "The argument to $each in $addToSet must be an array but it was of type %s", typeName(es[0].val.Type))
+				return nil, mongoerr.New(mongoerr.TypeMismatch, "The argument to $each in $addToSet must be an array but it was of type %s", TypeName(es[0].val.Type))
 			}
 			op.each = arrayValues(es[0].val.Value)
 		}
@@ -257,7 +257,7 @@ func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, e
 		op.pull = pred
 	case opPullAll:
 		if arg.Type != bson.TypeArray {
-			return nil, badValue("$pullAll requires an array argument but was given a %s", typeName(arg.Type))
+			return nil, badValue("$pullAll requires an array argument but was given a %s", TypeName(arg.Type))
 		}
 		vals := arrayValues(arg.Value)
 		op.pull = func(v bson.RawValue) bool {
@@ -287,18 +287,18 @@ func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, e
 			}
 			op.timestamp = stringish(es[0].val) == "timestamp"
 		default:
-			return nil, badValue("%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", typeName(arg.Type))
+			return nil, badValue("%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", TypeName(arg.Type))
 		}
 	case opBit:
 		if arg.Type != bson.TypeEmbeddedDocument {
-			return nil, badValue("The $bit modifier is not compatible with a %s. You must pass in an embedded document: {$bit: {field: {and/or/xor: #}}", typeName(arg.Type))
+			return nil, badValue("The $bit modifier is not compatible with a %s. You must pass in an embedded document: {$bit: {field: {and/or/xor: #}}", TypeName(arg.Type))
 		}
 		for _, e := range elems(arg.Value) {
 			if e.key != "and" && e.key != "or" && e.key != "xor" {
 				return nil, badValue("The $bit modifier only supports 'and', 'or', and 'xor', not '%s' which is an unknown operator: {%s: %s}", e.key, e.key, debugString(e.val))
 			}
 			if e.val.Type != bson.TypeInt32 && e.val.Type != bson.TypeInt64 {
-				return nil, badValue("The $bit modifier field must be an Integer(32/64 bit); a '%s' is not supported here: {%s: %s}", typeName(e.val.Type), e.key, debugString(e.val))
+				return nil, badValue("The $bit modifier field must be an Integer(32/64 bit); a '%s' is not supported here: {%s: %s}", TypeName(e.val.Type), e.key, debugString(e.val))
 			}
 			op.bitOps = append(op.bitOps, bitOp{e.key, toNum(e.val)})
 		}
@@ -319,7 +319,7 @@ func compilePush(arg bson.RawValue) (*pushSpec, error) {
 	}
 	toInt := func(v bson.RawValue, what string) (int, error) {
 		if !isNumeric(v.Type) {
-			return 0, badValue("The value for %s must be an integer value but was given type: %s", what, typeName(v.Type))
+			return 0, badValue("The value for %s must be an integer value but was given type: %s", what, TypeName(v.Type))
 		}
 		f := toNum(v).float()
 		if f != float64(int64(f)) || f > 1<<31 || f < -(1<<31) {
@@ -331,7 +331,7 @@ func compilePush(arg bson.RawValue) (*pushSpec, error) {
 		switch e.key {
 		case "$each":
 			if e.val.Type != bson.TypeArray {
-				return nil, badValue("The argument to $each in $push must be an array but it was of type: %s", typeName(e.val.Type))
+				return nil, badValue("The argument to $each in $push must be an array but it was of type: %s", TypeName(e.val.Type))
 			}
 			ps.each = arrayValues(e.val.Value)
 		case "$slice":
@@ -488,7 +488,7 @@ func validateID(root *mdoc) error {
 	}
 	switch nodeType(id) {
 	case bson.TypeArray, bson.TypeRegex, bson.TypeUndefined:
-		return mongoerr.New(mongoerr.InvalidIdField, "The '_id' value cannot be of type %s", typeName(nodeType(id)))
+		return mongoerr.New(mongoerr.InvalidIdField, "The '_id' value cannot be of type %s", TypeName(nodeType(id)))
 	}
 	return nil
 }
@@ -692,7 +692,7 @@ func (a *applier) applyLeaf(op *updateOp, s slot) error {
 		}
 		cv := nodeRaw(cur)
 		if !isNumeric(cv.Type) {
-			return mongoerr.New(mongoerr.TypeMismatch, "Cannot apply %s to a value of non-numeric type. %s has the field '%s' of non-numeric type %s", op.name, a.idString(), s.key, typeName(cv.Type))
+			return mongoerr.New(mongoerr.TypeMismatch, "Cannot apply %s to a value of non-numeric type. %s has the field '%s' of non-numeric type %s", op.name, a.idString(), s.key, TypeName(cv.Type))
 		}
 		o := byte('+')
 		if op.kind == opMul {
@@ -727,7 +727,7 @@ func (a *applier) applyLeaf(op *updateOp, s slot) error {
 		} else if x, ok := cur.(*marr); ok {
 			arr = x
 		} else {
-			return badValue("Cannot apply $addToSet to non-array field. Field named '%s' has non-array type %s", s.key, typeName(nodeType(cur)))
+			return badValue("Cannot apply $addToSet to non-array field. Field named '%s' has non-array type %s", s.key, TypeName(nodeType(cur)))
 		}
 		for _, v := range op.each {
 			dup := false
@@ -765,7 +765,7 @@ func (a *applier) applyLeaf(op *updateOp, s slot) error {
 		}
 		arr, ok := cur.(*marr)
 		if !ok {
-			return mongoerr.New(mongoerr.TypeMismatch, "Path '%s' contains an element of non-array type '%s'", op.path, typeName(nodeType(cur)))
+			return mongoerr.New(mongoerr.TypeMismatch, "Path '%s' contains an element of non-array type '%s'", op.path, TypeName(nodeType(cur)))
 		}
 		if len(arr.elems) == 0 {
 			return nil
@@ -780,7 +780,7 @@ func (a *applier) applyLeaf(op *updateOp, s slot) error {
 		if exists {
 			cv := nodeRaw(cur)
 			if cv.Type != bson.TypeInt32 && cv.Type != bson.TypeInt64 {
-				return badValue("Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(), s.key, typeName(cv.Type))
+				return badValue("Cannot apply $bit to a value of non-integral type.%s has the field %s of non-integer type %s", a.idString(), s.key, TypeName(cv.Type))
 			}
 			v = toNum(cv)
 		}
@@ -812,7 +812,7 @@ func (a *applier) push(op *updateOp, s slot, cur any, exists bool) error {
 	} else if x, ok := cur.(*marr); ok {
 		arr = x
 	} else {
-		return badValue("The field '%s' must be an array but is of type %s in document %s", op.path, typeName(nodeType(cur)), a.idString())
+		return badValue("The field '%s' must be an array but is of type %s in document %s", op.path, TypeName(nodeType(cur)), a.idString())
 	}
 	ps := op.push
 	vals := make([]any, len(ps.each))

@@ -267,9 +267,9 @@ func truthy(v bson.RawValue) bool {
 	return true
 }
 
-// typeName returns MongoDB's alias for a BSON type, as used in $type and
+// TypeName returns MongoDB's alias for a BSON type, as used in $type and
 // error messages.
-func typeName(t bson.Type) string {
+func TypeName(t bson.Type) string {
 	switch t {
 	case 0:
 		return "missing"
