@@ -77,10 +77,10 @@ func TestInsertGetDuplicate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := insert(t, s, "users", bson.D{{"_id", 1}, {"name", "ada"}}, bson.D{{"_id", 2}, {"name", "bob"}}); err != nil {
+	if err := insert(t, s, "users", bson.D{{Key: "_id", Value: 1}, {Key: "name", Value: "ada"}}, bson.D{{Key: "_id", Value: 2}, {Key: "name", Value: "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	err = insert(t, s, "users", bson.D{{"_id", 3}}, bson.D{{"_id", 1.0}}, bson.D{{"_id", 4}})
+	err = insert(t, s, "users", bson.D{{Key: "_id", Value: 3}}, bson.D{{Key: "_id", Value: 1.0}}, bson.D{{Key: "_id", Value: 4}})
 	if mongoerr.CodeOf(err) != mongoerr.DuplicateKey {
 		t.Fatalf("duplicate _id (1 vs 1.0): %v", err)
 	}
@@ -94,11 +94,11 @@ func TestInsertGetDuplicate(t *testing.T) {
 
 func TestUniqueIndex(t *testing.T) {
 	s, _ := Open(storagetest.NewDB(t, "app"))
-	insert(t, s, "users", bson.D{{"_id", 1}, {"email", "a@x"}}, bson.D{{"_id", 2}, {"email", "b@x"}})
-	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{"email", 1}}, Unique: true}); err != nil {
+	insert(t, s, "users", bson.D{{Key: "_id", Value: 1}, {Key: "email", Value: "a@x"}}, bson.D{{Key: "_id", Value: 2}, {Key: "email", Value: "b@x"}})
+	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{Key: "email", Value: 1}}, Unique: true}); err != nil {
 		t.Fatal(err)
 	}
-	err := insert(t, s, "users", bson.D{{"_id", 3}, {"email", "a@x"}})
+	err := insert(t, s, "users", bson.D{{Key: "_id", Value: 3}, {Key: "email", Value: "a@x"}})
 	var me *mongoerr.Error
 	if !errors.As(err, &me) || me.Code != mongoerr.DuplicateKey {
 		t.Fatalf("unique violation: %v", err)
@@ -110,17 +110,17 @@ func TestUniqueIndex(t *testing.T) {
 	c := s.Collection("users")
 	err = s.Write(func(w *Writer) error {
 		old, _, _ := w.Get(c, bson.RawValue{Type: bson.TypeInt32, Value: []byte{2, 0, 0, 0}})
-		return w.Replace(c, old, mustRaw(t, bson.D{{"_id", 2}, {"email", "c@x"}}))
+		return w.Replace(c, old, mustRaw(t, bson.D{{Key: "_id", Value: 2}, {Key: "email", Value: "c@x"}}))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := insert(t, s, "users", bson.D{{"_id", 4}, {"email", "b@x"}}); err != nil {
+	if err := insert(t, s, "users", bson.D{{Key: "_id", Value: 4}, {Key: "email", Value: "b@x"}}); err != nil {
 		t.Fatalf("b@x should be free after the update: %v", err)
 	}
 	// Creating a unique index over duplicates fails and changes nothing.
-	insert(t, s, "users", bson.D{{"_id", 5}, {"team", "x"}}, bson.D{{"_id", 6}, {"team", "x"}})
-	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{"team", 1}}, Unique: true}); mongoerr.CodeOf(err) != mongoerr.DuplicateKey {
+	insert(t, s, "users", bson.D{{Key: "_id", Value: 5}, {Key: "team", Value: "x"}}, bson.D{{Key: "_id", Value: 6}, {Key: "team", Value: "x"}})
+	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{Key: "team", Value: 1}}, Unique: true}); mongoerr.CodeOf(err) != mongoerr.DuplicateKey {
 		t.Fatalf("unique index over duplicates: %v", err)
 	}
 	if n := len(s.Collection("users").Indexes); n != 2 {
@@ -149,7 +149,7 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 	r := mrand.New(mrand.NewPCG(1, 2))
 	var docs []bson.D
 	for i := 0; i < 400; i++ {
-		d := bson.D{{"_id", i}}
+		d := bson.D{{Key: "_id", Value: i}}
 		switch r.IntN(5) {
 		case 0:
 			d = append(d, bson.E{Key: "a", Value: r.IntN(20)})
@@ -182,25 +182,25 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 		sort.Strings(ids)
 		return ids
 	}
-	for _, spec := range []bson.D{{{"a", 1}}, {{"a", -1}}, {{"a", 1}, {"b", 1}}, {{"b", 1}, {"a", -1}}} {
+	for _, spec := range []bson.D{{{Key: "a", Value: 1}}, {{Key: "a", Value: -1}}, {{Key: "a", Value: 1}, {Key: "b", Value: 1}}, {{Key: "b", Value: 1}, {Key: "a", Value: -1}}} {
 		if _, err := s.CreateIndex("c", IndexSpec{Key: spec}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	filters := []bson.D{
-		{{"a", 5}},
-		{{"a", bson.D{{"$gt", 5}, {"$lt", 9}}}},
-		{{"a", bson.D{{"$gte", 18}}}},
-		{{"a", bson.D{{"$lt", 3}}}},
-		{{"a", bson.D{{"$in", bson.A{1, 2, "s3", 4.5}}}}},
-		{{"a", bson.D{{"$gt", 15}, {"$lt", 3}}}}, // matches arrays only
-		{{"a", "s7"}},
-		{{"a", bson.D{{"$gte", "s1"}}}},
-		{{"a", 7}, {"b", bson.D{{"$gte", 2}}}},
-		{{"b", 3}, {"a", bson.D{{"$lte", 10}}}},
-		{{"_id", bson.D{{"$in", bson.A{3, 99, 250}}}}},
-		{{"_id", bson.D{{"$gte", 390}}}},
-		{{"$and", bson.A{bson.D{{"a", bson.D{{"$gt", 2}}}}, bson.D{{"b", 1}}}}},
+		{{Key: "a", Value: 5}},
+		{{Key: "a", Value: bson.D{{Key: "$gt", Value: 5}, {Key: "$lt", Value: 9}}}},
+		{{Key: "a", Value: bson.D{{Key: "$gte", Value: 18}}}},
+		{{Key: "a", Value: bson.D{{Key: "$lt", Value: 3}}}},
+		{{Key: "a", Value: bson.D{{Key: "$in", Value: bson.A{1, 2, "s3", 4.5}}}}},
+		{{Key: "a", Value: bson.D{{Key: "$gt", Value: 15}, {Key: "$lt", Value: 3}}}}, // matches arrays only
+		{{Key: "a", Value: "s7"}},
+		{{Key: "a", Value: bson.D{{Key: "$gte", Value: "s1"}}}},
+		{{Key: "a", Value: 7}, {Key: "b", Value: bson.D{{Key: "$gte", Value: 2}}}},
+		{{Key: "b", Value: 3}, {Key: "a", Value: bson.D{{Key: "$lte", Value: 10}}}},
+		{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{3, 99, 250}}}}},
+		{{Key: "_id", Value: bson.D{{Key: "$gte", Value: 390}}}},
+		{{Key: "$and", Value: bson.A{bson.D{{Key: "a", Value: bson.D{{Key: "$gt", Value: 2}}}}, bson.D{{Key: "b", Value: 1}}}}},
 	}
 	for _, f := range filters {
 		got, plan := find(t, s, "c", f)
@@ -218,8 +218,8 @@ func TestCatalogPersistsAndRename(t *testing.T) {
 	eng := storagetest.NewEngine(t)
 	db, _ := eng.CreateDatabase("app")
 	s, _ := Open(db)
-	insert(t, s, "a", bson.D{{"_id", 1}, {"x", 1}})
-	s.CreateIndex("a", IndexSpec{Key: bson.D{{"x", 1}}})
+	insert(t, s, "a", bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}})
+	s.CreateIndex("a", IndexSpec{Key: bson.D{{Key: "x", Value: 1}}})
 	if err := s.RenameCollection("a", "b", false); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestCatalogPersistsAndRename(t *testing.T) {
 	if s2.Collection("a") != nil || s2.Collection("b") == nil || len(s2.Collection("b").Indexes) != 2 {
 		t.Fatalf("catalog after reopen: a=%v b=%+v", s2.Collection("a"), s2.Collection("b"))
 	}
-	ids, plan := find(t, s2, "b", bson.D{{"x", 1}})
+	ids, plan := find(t, s2, "b", bson.D{{Key: "x", Value: 1}})
 	if fmt.Sprint(ids) != "[1]" || plan.Index == nil {
 		t.Fatalf("renamed collection query: %v %s", ids, plan)
 	}

@@ -280,6 +280,13 @@ const maxIndexKeys = 10000
 // element (multikey). At most one field may be an array; otherwise
 // MongoDB's CannotIndexParallelArrays error is returned.
 func (kp *KeyPattern) IndexKeys(doc bson.Raw) ([][]byte, error) {
+	keys, _, err := kp.IndexEntries(doc)
+	return keys, err
+}
+
+// IndexEntries is IndexKeys that also returns, for each key, the field
+// values it encodes (for messages such as a duplicate key's).
+func (kp *KeyPattern) IndexEntries(doc bson.Raw) ([][]byte, [][]bson.RawValue, error) {
 	perField := make([][]bson.RawValue, len(kp.Fields))
 	arrayField := -1
 	for i, parts := range kp.parts {
@@ -301,7 +308,7 @@ func (kp *KeyPattern) IndexKeys(doc bson.Raw) ([][]byte, error) {
 		}
 		if pathHasArray(doc, parts) {
 			if arrayField >= 0 {
-				return nil, mongoerr.New(mongoerr.CannotIndexParallelArrays, "cannot index parallel arrays [%s] [%s]", kp.Fields[i], kp.Fields[arrayField])
+				return nil, nil, mongoerr.New(mongoerr.CannotIndexParallelArrays, "cannot index parallel arrays [%s] [%s]", kp.Fields[i], kp.Fields[arrayField])
 			}
 			arrayField = i
 		}
@@ -316,20 +323,22 @@ func (kp *KeyPattern) IndexKeys(doc bson.Raw) ([][]byte, error) {
 			}
 		}
 		if len(next) > maxIndexKeys {
-			return nil, badValue("document generates too many index keys")
+			return nil, nil, badValue("document generates too many index keys")
 		}
 		keys = next
 	}
 	out := make([][]byte, 0, len(keys))
+	vals := make([][]bson.RawValue, 0, len(keys))
 	seen := map[string]bool{}
 	for _, k := range keys {
 		enc := EncodeIndexKey(k, kp.Directions)
 		if !seen[string(enc)] {
 			seen[string(enc)] = true
 			out = append(out, enc)
+			vals = append(vals, k)
 		}
 	}
-	return out, nil
+	return out, vals, nil
 }
 
 // pathHasArray reports whether any value along the path is an array.
