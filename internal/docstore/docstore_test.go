@@ -212,6 +212,21 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 			t.Errorf("filter %v used no index", f)
 		}
 	}
+	// Filters on null, missing and empty arrays may or may not use an
+	// index; either way the results must be a collection scan's.
+	insert(t, s, "c", bson.D{{Key: "_id", Value: 1000}, {Key: "a", Value: bson.A{}}}, bson.D{{Key: "_id", Value: 1001}, {Key: "a", Value: nil}})
+	for _, f := range []bson.D{
+		{{Key: "a", Value: nil}},
+		{{Key: "a", Value: bson.A{}}},
+		{{Key: "a", Value: bson.D{{Key: "$exists", Value: false}}}},
+		{{Key: "a", Value: bson.D{{Key: "$in", Value: bson.A{nil, 3}}}}},
+		{{Key: "a", Value: bson.D{{Key: "$ne", Value: 3}}}},
+	} {
+		got, plan := find(t, s, "c", f)
+		if want := scanOnly(f); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("filter %v with %s: got %d docs, collection scan %d", f, plan, len(got), len(want))
+		}
+	}
 }
 
 func TestCatalogPersistsAndRename(t *testing.T) {
