@@ -2,6 +2,7 @@ package encfs
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,7 @@ type file struct {
 	readOff      int64
 	closed       bool
 	writeScratch []byte
-	aadScratchW  [saltSize + 8]byte
+	aadScratchW  [aadSize]byte
 	// lastSlot keeps the plaintext of the last partly-read chunk of a
 	// reader, so consecutive block reads decrypt each chunk once.
 	lastSlot slotCache
@@ -87,12 +88,14 @@ func (c *slotCache) wipe() {
 var _ vfs.File = (*file)(nil)
 
 // newWriter starts an empty encrypted file under the source's current key.
-func (fs *FS) newWriter(name string, base vfs.File) (*file, error) {
+// generation is 0 for a new file and one more than the old file's for a
+// recycled one.
+func (fs *FS) newWriter(name string, base vfs.File, generation uint32) (*file, error) {
 	version, dbKey, err := fs.keys.CurrentKey()
 	if err != nil {
 		return nil, fmt.Errorf("encfs: create %s: %w", name, err)
 	}
-	h, err := newHeader(version)
+	h, err := newHeader(version, generation)
 	if err != nil {
 		return nil, err
 	}
@@ -112,16 +115,11 @@ func (fs *FS) openExisting(name string, base vfs.File, writable bool) (*file, er
 	if err != nil {
 		return nil, err
 	}
-	size, err := logicalSize(fi.Size())
-	if err != nil {
-		return nil, &IntegrityError{File: name, Slot: -1, Detail: err.Error()}
-	}
-	f := &file{fs: fs, name: name, base: base, writable: writable, size: size,
-		tail: make([]byte, 0, SlotPayload)}
+	f := &file{fs: fs, name: name, base: base, writable: writable, tail: make([]byte, 0, SlotPayload)}
 	if fi.Size() == 0 {
 		if writable {
 			// An empty file opened for writing becomes a new file.
-			nf, err := fs.newWriter(name, base)
+			nf, err := fs.newWriter(name, base, 0)
 			if err != nil {
 				return nil, err
 			}
@@ -129,12 +127,19 @@ func (fs *FS) openExisting(name string, base vfs.File, writable bool) (*file, er
 		}
 		return f, nil
 	}
+	if fi.Size() < HeaderSize {
+		_, err := logicalSize(fi.Size())
+		return nil, &IntegrityError{File: name, Slot: -1, Detail: err.Error()}
+	}
 	raw := make([]byte, HeaderSize)
 	if _, err := base.ReadAt(raw, 0); err != nil {
 		return nil, fmt.Errorf("encfs: read header of %s: %w", name, err)
 	}
 	h, err := parseHeader(raw)
 	if err != nil {
+		return nil, &IntegrityError{File: name, Slot: -1, Detail: err.Error()}
+	}
+	if f.size, err = sizeOf(base, fi.Size(), h); err != nil {
 		return nil, &IntegrityError{File: name, Slot: -1, Detail: err.Error()}
 	}
 	dbKey, err := fs.keys.Key(h.keyVersion)
@@ -158,8 +163,8 @@ func (fs *FS) openExisting(name string, base vfs.File, writable bool) (*file, er
 	}
 	f.hdr, f.keys, f.headerOnDisk, f.headerBytes = h, keys, true, raw
 	if writable {
-		f.tailSlot = size / SlotPayload
-		if rest := size % SlotPayload; rest > 0 {
+		f.tailSlot = f.size / SlotPayload
+		if rest := f.size % SlotPayload; rest > 0 {
 			f.tail = f.tail[:rest]
 			if err := f.readSlots(f.tail, f.tailSlot*SlotPayload); err != nil {
 				return nil, err
@@ -171,12 +176,14 @@ func (fs *FS) openExisting(name string, base vfs.File, writable bool) (*file, er
 
 // seal encrypts one slot's plaintext into dst (which must have room for
 // len(pt)+SlotOverhead bytes) under a fresh random nonce.
-func (f *file) seal(dst, pt []byte, slot int64, aad *[saltSize + 8]byte) error {
-	nonce := dst[:nonceSize]
+func (f *file) seal(dst, pt []byte, slot int64, aad *[aadSize]byte) error {
+	binary.LittleEndian.PutUint32(dst, f.hdr.generation)
+	binary.LittleEndian.PutUint16(dst[4:], uint16(len(pt)))
+	nonce := dst[slotHdrSize : slotHdrSize+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
 		return fmt.Errorf("encfs: draw nonce: %w", err)
 	}
-	f.keys.aead.Seal(dst[nonceSize:nonceSize], nonce, pt, slotAAD(aad, &f.hdr.salt, slot))
+	f.keys.aead.Seal(dst[slotHdrSize+nonceSize:slotHdrSize+nonceSize], nonce, pt, slotAAD(aad, &f.hdr.salt, slot, f.hdr.generation, len(pt)))
 	return nil
 }
 
@@ -414,7 +421,7 @@ func (f *file) readSlots(p []byte, off int64) error {
 		}
 		return fmt.Errorf("encfs: read %s: %w", f.name, err)
 	}
-	var aad [saltSize + 8]byte
+	var aad [aadSize]byte
 	pos := off
 	out := p
 	for slot := first; slot <= last; slot++ {
@@ -428,14 +435,20 @@ func (f *file) readSlots(p []byte, off int64) error {
 		inSlot := int(pos - slotStart)
 		ptLen := len(s) - SlotOverhead
 		want := min(ptLen-inSlot, len(out))
-		nonce, ct := s[:nonceSize], s[nonceSize:]
+		if gen, n := slotHeader(s); gen != f.hdr.generation || n != ptLen {
+			clear(p)
+			return &IntegrityError{File: f.name, Slot: slot,
+				Detail: fmt.Sprintf("chunk header says generation %d and %d bytes where the file has generation %d and %d bytes", gen, n, f.hdr.generation, ptLen)}
+		}
+		nonce, ct := s[slotHdrSize:slotHdrSize+nonceSize], s[slotHdrSize+nonceSize:]
+		ad := slotAAD(&aad, &f.hdr.salt, slot, f.hdr.generation, ptLen)
 		var err error
 		if inSlot == 0 && want == ptLen {
 			// The caller wants the whole slot: decrypt straight into p.
-			_, err = f.keys.aead.Open(out[:0], nonce, ct, slotAAD(&aad, &f.hdr.salt, slot))
+			_, err = f.keys.aead.Open(out[:0], nonce, ct, ad)
 		} else {
 			var pt []byte
-			pt, err = f.keys.aead.Open(ct[:0], nonce, ct, slotAAD(&aad, &f.hdr.salt, slot))
+			pt, err = f.keys.aead.Open(ct[:0], nonce, ct, ad)
 			if err == nil {
 				copy(out, pt[inSlot:inSlot+want])
 				if slot == last && !f.writable {
@@ -567,3 +580,13 @@ type sizedInfo struct {
 }
 
 func (s sizedInfo) Size() int64 { return s.size }
+
+// sizeOf is the logical size of a file with header h and physical size
+// phys: derived from phys for a file that was never recycled, found by
+// recycledSize for one that was.
+func sizeOf(r io.ReaderAt, phys int64, h header) (int64, error) {
+	if h.generation == 0 {
+		return logicalSize(phys)
+	}
+	return recycledSize(r, phys, h.generation)
+}

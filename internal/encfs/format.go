@@ -10,25 +10,34 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // On-disk layout of an encrypted file (all integers little-endian):
 //
 //	+------------------------- header: HeaderSize bytes -------------------------+
 //	| magic "CMKDB\x00EF" | version u16 | suite u16 | slot size u32 | key ver u32 |
-//	| reserved u32 (0) | salt [32]byte | zero padding ... | HMAC-SHA256 [32]byte  |
+//	| generation u32 | salt [32]byte | zero padding ... | HMAC-SHA256 [32]byte    |
 //	+----------------------------------------------------------------------------+
-//	| slot 0: nonce [12] | AES-256-GCM ciphertext of up to SlotPayload bytes | tag [16] |
+//	| slot 0: generation u32 | length u16 | nonce [12] |                          |
+//	|         AES-256-GCM ciphertext of length (<= SlotPayload) bytes | tag [16]   |
 //	| slot 1: ...                                                                 |
-//	| slot k (last): same, possibly shorter: 28 + n bytes for n plaintext bytes   |
+//	| slot k (last): same, possibly shorter: 34 + n bytes for n plaintext bytes   |
 //	+----------------------------------------------------------------------------+
 //
 // Invariants:
 //   - Every slot starts at HeaderSize + i*SlotSize, so a slot and the header
 //     each sit in exactly one 4 KiB page: rewriting a slot is one pwrite that
 //     never straddles a page, which a process crash cannot tear.
-//   - All slots but the last are full. The logical size therefore follows
-//     from the physical size alone (see logicalSize); no length is stored.
+//   - All slots but the last are full. In a file of generation 0 (never
+//     recycled) the logical size therefore follows from the physical size
+//     alone (logicalSize).
+//   - A recycled file (generation g > 0: an old WAL that Pebble reuses)
+//     still holds the slots of earlier generations after its own. Its
+//     slots of generation g form a prefix of the file; the first slot of a
+//     lower generation ends it (recycledSize). Generation and length are in
+//     the clear, so the end can be found without keys, and authenticated
+//     (they are in each slot's associated data).
 //   - A file of physical size 0 is an empty file. Its header is written with
 //     its first byte of data, so files Pebble creates empty (markers) stay
 //     empty and need no key.
@@ -40,10 +49,12 @@ import (
 const (
 	HeaderSize   = 4096
 	SlotSize     = 4096
+	slotHdrSize  = 6 // generation u32, length u16
 	nonceSize    = 12
 	tagSize      = 16
-	SlotOverhead = nonceSize + tagSize
+	SlotOverhead = slotHdrSize + nonceSize + tagSize
 	SlotPayload  = SlotSize - SlotOverhead
+	aadSize      = saltSize + 8 + 4 + 2
 
 	formatVersion = 1
 	// suiteAES256GCM names the cipher suite: AES-256-GCM slots, keys derived
@@ -83,6 +94,7 @@ func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrity }
 // header is the decoded, authenticated file header.
 type header struct {
 	keyVersion uint32
+	generation uint32
 	salt       [saltSize]byte
 }
 
@@ -123,8 +135,8 @@ func deriveFileKeys(dbKey []byte, scope string, keyVersion uint32, salt []byte) 
 }
 
 // newHeader draws a fresh salt for a new file.
-func newHeader(keyVersion uint32) (header, error) {
-	h := header{keyVersion: keyVersion}
+func newHeader(keyVersion, generation uint32) (header, error) {
+	h := header{keyVersion: keyVersion, generation: generation}
 	if _, err := rand.Read(h.salt[:]); err != nil {
 		return h, fmt.Errorf("encfs: draw file salt: %w", err)
 	}
@@ -139,6 +151,7 @@ func encodeHeader(h header, keys *fileKeys) []byte {
 	binary.LittleEndian.PutUint16(b[10:], suiteAES256GCM)
 	binary.LittleEndian.PutUint32(b[12:], SlotSize)
 	binary.LittleEndian.PutUint32(b[16:], h.keyVersion)
+	binary.LittleEndian.PutUint32(b[20:], h.generation)
 	copy(b[24:], h.salt[:])
 	m := hmac.New(sha256.New, keys.mac[:])
 	m.Write(b[:macOffset])
@@ -166,6 +179,7 @@ func parseHeader(b []byte) (header, error) {
 		return h, fmt.Errorf("unsupported chunk size %d", s)
 	}
 	h.keyVersion = binary.LittleEndian.Uint32(b[16:])
+	h.generation = binary.LittleEndian.Uint32(b[20:])
 	copy(h.salt[:], b[24:24+saltSize])
 	return h, nil
 }
@@ -177,12 +191,20 @@ func verifyHeader(b []byte, keys *fileKeys) bool {
 	return hmac.Equal(m.Sum(nil), b[macOffset:HeaderSize])
 }
 
-// slotAAD binds a slot to its file (the salt is unique per file) and to its
-// position, so swapping, moving or transplanting slots fails authentication.
-func slotAAD(dst *[saltSize + 8]byte, salt *[saltSize]byte, slot int64) []byte {
+// slotAAD binds a slot to its file (the salt is unique per file), its
+// position, its generation and its length, so swapping, moving,
+// transplanting, relabelling or truncating slots fails authentication.
+func slotAAD(dst *[aadSize]byte, salt *[saltSize]byte, slot int64, gen uint32, n int) []byte {
 	copy(dst[:saltSize], salt[:])
 	binary.LittleEndian.PutUint64(dst[saltSize:], uint64(slot))
+	binary.LittleEndian.PutUint32(dst[saltSize+8:], gen)
+	binary.LittleEndian.PutUint16(dst[saltSize+12:], uint16(n))
 	return dst[:]
+}
+
+// slotHeader reads a slot's cleartext generation and length.
+func slotHeader(b []byte) (gen uint32, n int) {
+	return binary.LittleEndian.Uint32(b), int(binary.LittleEndian.Uint16(b[4:]))
 }
 
 // physicalOffset is where slot i starts on disk.
@@ -205,6 +227,53 @@ func logicalSize(phys int64) (int64, error) {
 		return 0, fmt.Errorf("last chunk is %d bytes, too short to hold any data (torn or truncated)", rest)
 	}
 	return full*SlotPayload + rest - SlotOverhead, nil
+}
+
+// recycledSize finds the logical size of a recycled file of generation
+// gen: its slots of that generation are a prefix of the file, so a binary
+// search over the slots' cleartext generations finds the last one, whose
+// length ends the file. A slot claiming a later generation is an integrity
+// failure; one that lies about the prefix is caught when it is read.
+func recycledSize(r io.ReaderAt, phys int64, gen uint32) (int64, error) {
+	if phys <= HeaderSize {
+		return 0, nil
+	}
+	nslots := (phys - HeaderSize + SlotSize - 1) / SlotSize
+	var hb [slotHdrSize]byte
+	current := func(i int64) (bool, int, error) {
+		if n, _ := r.ReadAt(hb[:], physicalOffset(i)); n < slotHdrSize {
+			return false, 0, nil // a torn last slot: not data
+		}
+		g, n := slotHeader(hb[:])
+		if g > gen {
+			return false, 0, fmt.Errorf("chunk %d claims generation %d, after the file's %d", i, g, gen)
+		}
+		return g == gen, n, nil
+	}
+	lo, hi := int64(0), nslots // find the first slot that is not current
+	for lo < hi {
+		mid := (lo + hi) / 2
+		cur, _, err := current(mid)
+		if err != nil {
+			return 0, err
+		}
+		if cur {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		return 0, nil
+	}
+	_, n, err := current(lo - 1)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 || n > SlotPayload {
+		return 0, fmt.Errorf("chunk %d has impossible length %d", lo-1, n)
+	}
+	return (lo-1)*SlotPayload + int64(n), nil
 }
 
 // physicalSize is the inverse of logicalSize.

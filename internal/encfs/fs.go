@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 
@@ -68,7 +69,7 @@ func (fs *FS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, err
 	if err != nil {
 		return nil, err
 	}
-	f, err := fs.newWriter(name, base)
+	f, err := fs.newWriter(name, base, 0)
 	if err != nil {
 		base.Close()
 		_ = fs.base.Remove(name)
@@ -103,15 +104,50 @@ func (fs *FS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ..
 	return f, nil
 }
 
-// ReuseForWrite declines to recycle: the vfs contract allows removing
-// oldname and creating newname instead. Overwriting an old log in place
-// would leave its stale chunks, sealed under the old file key, after the new
-// data, where they would read as integrity failures.
+// ReuseForWrite recycles an old file (Pebble reuses old WAL files: syncing
+// a file whose blocks already exist avoids a metadata sync per commit). The
+// new contents get a new salt, so new keys, and the old file's generation
+// plus one; the old slots that remain after the new data belong to a lower
+// generation and read as the end of the file. A file whose header cannot be
+// read is not recycled: it is removed and a new file created, as the vfs
+// contract allows.
 func (fs *FS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	if err := fs.base.Remove(oldname); err != nil && !os.IsNotExist(err) {
+	gen, ok := fs.generationOf(oldname)
+	if !ok || gen == math.MaxUint32 {
+		if err := fs.base.Remove(oldname); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		return fs.Create(newname, category)
+	}
+	base, err := fs.base.ReuseForWrite(oldname, newname, category)
+	if err != nil {
 		return nil, err
 	}
-	return fs.Create(newname, category)
+	f, err := fs.newWriter(newname, base, gen+1)
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// generationOf reads a file's header generation without keys (structure
+// only; the header is authenticated whenever the file is opened).
+func (fs *FS) generationOf(name string) (uint32, bool) {
+	f, err := fs.base.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	raw := make([]byte, HeaderSize)
+	if n, _ := f.ReadAt(raw, 0); n < HeaderSize {
+		return 0, false
+	}
+	h, err := parseHeader(raw)
+	if err != nil {
+		return 0, false
+	}
+	return h.generation, true
 }
 
 func (fs *FS) Stat(name string) (vfs.FileInfo, error) {
@@ -120,10 +156,25 @@ func (fs *FS) Stat(name string) (vfs.FileInfo, error) {
 		return fi, err
 	}
 	size, err := logicalSize(fi.Size())
+	if fi.Size() >= HeaderSize {
+		// Only a recycled file needs more than the size: read its header.
+		if gen, ok := fs.generationOf(name); ok && gen > 0 {
+			size, err = fs.recycledStat(name, fi.Size(), gen)
+		}
+	}
 	if err != nil {
 		return nil, &IntegrityError{File: name, Slot: -1, Detail: err.Error()}
 	}
 	return sizedInfo{FileInfo: fi, size: size}, nil
+}
+
+func (fs *FS) recycledStat(name string, phys int64, gen uint32) (int64, error) {
+	f, err := fs.base.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return recycledSize(f, phys, gen)
 }
 
 // The rest carries no file contents and passes through. Hard links and
