@@ -236,7 +236,7 @@ func BenchmarkRotateMasterKey(b *testing.B) {
 				batch.Commit(pebble.NoSync)
 			}
 			db.Flush()
-			b.Logf("loaded %d MiB in %v", mb, time.Since(start))
+			b.Logf("loaded %d MiB in %v; %d MiB on disk", mb, time.Since(start), dirSize(b, eng.opts.Dir)>>20)
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -246,4 +246,15 @@ func BenchmarkRotateMasterKey(b *testing.B) {
 			}
 		})
 	}
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	var total int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total
 }
