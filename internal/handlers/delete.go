@@ -98,17 +98,7 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := docstore.ValidateCollectionName(collName); err != nil {
 		return nil, err
 	}
-	if !a.has("deletes") {
-		return nil, mongoerr.New(codeMissingField, "BSON field 'delete.deletes' is missing but a required field")
-	}
-	raw, err := a.array("deletes")
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) == 0 || len(raw) > maxWriteBatch {
-		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(raw))
-	}
-	ordered, err := a.bool("ordered", true)
+	raw, ordered, err := writeBatch(a, "deletes")
 	if err != nil {
 		return nil, err
 	}
@@ -130,20 +120,13 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		if w != nil {
 			coll = w.Collection(collName)
 		}
-		for i, s := range stmts {
-			k, err := runDelete(w, coll, s)
+		var err error
+		werrs, err = runStatements(len(stmts), ordered, func(i int) error {
+			k, err := runDelete(w, coll, stmts[i])
 			n += k
-			if err != nil {
-				if isStorageFailure(err) {
-					return err
-				}
-				werrs = append(werrs, writeError{index: i, err: err})
-				if ordered {
-					return nil
-				}
-			}
-		}
-		return nil
+			return err
+		})
+		return err
 	}
 	if st != nil {
 		err = st.Write(run)
@@ -153,10 +136,5 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err != nil {
 		return nil, err
 	}
-	reply := bson.D{{Key: "n", Value: int32(n)}}
-	if len(werrs) > 0 {
-		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
-	}
-	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
-	return marshal(reply)
+	return writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs)
 }

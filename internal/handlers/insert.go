@@ -99,14 +99,7 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := docstore.ValidateCollectionName(collName); err != nil {
 		return nil, err
 	}
-	docs, err := a.array("documents")
-	if err != nil {
-		return nil, err
-	}
-	if len(docs) > maxWriteBatch {
-		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(docs))
-	}
-	ordered, err := a.bool("ordered", true)
+	docs, ordered, err := writeBatch(a, "documents")
 	if err != nil {
 		return nil, err
 	}
@@ -122,8 +115,9 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	var werrs []writeError
 	n := 0
 	err = st.Write(func(w *docstore.Writer) error {
-		for i, v := range docs {
-			d, ok := v.DocumentOK()
+		var err error
+		werrs, err = runStatements(len(docs), ordered, func(i int) error {
+			d, ok := docs[i].DocumentOK()
 			if !ok {
 				return mongoerr.New(mongoerr.TypeMismatch, "documents[%d] is not an object", i)
 			}
@@ -134,27 +128,15 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			if err == nil {
 				err = w.Insert(coll, d)
 			}
-			if err != nil {
-				if isStorageFailure(err) {
-					return err
-				}
-				werrs = append(werrs, writeError{index: i, err: err})
-				if ordered {
-					return nil
-				}
-				continue
+			if err == nil {
+				n++
 			}
-			n++
-		}
-		return nil
+			return err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	reply := bson.D{{Key: "n", Value: int32(n)}}
-	if len(werrs) > 0 {
-		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
-	}
-	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
-	return marshal(reply)
+	return writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs)
 }

@@ -305,17 +305,7 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := docstore.ValidateCollectionName(collName); err != nil {
 		return nil, err
 	}
-	raw, err := a.array("updates")
-	if err != nil {
-		return nil, err
-	}
-	if !a.has("updates") {
-		return nil, mongoerr.New(codeMissingField, "BSON field 'update.updates' is missing but a required field")
-	}
-	if len(raw) == 0 || len(raw) > maxWriteBatch {
-		return nil, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(raw))
-	}
-	ordered, err := a.bool("ordered", true)
+	raw, ordered, err := writeBatch(a, "updates")
 	if err != nil {
 		return nil, err
 	}
@@ -347,50 +337,35 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		now := time.Now()
 		err = st.Write(func(w *docstore.Writer) error {
 			coll := w.Collection(collName)
-			for i, s := range stmts {
-				cu, err := compileUpdateStmt(s)
+			var err error
+			werrs, err = runStatements(len(stmts), ordered, func(i int) error {
+				cu, err := compileUpdateStmt(stmts[i])
 				var r updateResult
 				if err == nil {
-					r, err = runUpdate(w, coll, cu, s.multi, s.upsert, now)
+					r, err = runUpdate(w, coll, cu, stmts[i].multi, stmts[i].upsert, now)
 				}
 				matched += r.matched
 				modified += r.modified
 				if r.upserted.Type != 0 {
 					upserted = append(upserted, bson.D{{Key: "index", Value: int32(i)}, {Key: "_id", Value: r.upserted}})
 				}
-				if err != nil {
-					if isStorageFailure(err) {
-						return err
-					}
-					werrs = append(werrs, writeError{index: i, err: err})
-					if ordered {
-						return nil
-					}
-				}
-			}
-			return nil
+				return err
+			})
+			return err
 		})
 		if err != nil {
 			return nil, err
 		}
 	} else {
 		// No database: nothing matches; statements still get checked.
-		for i, s := range stmts {
-			if _, err := compileUpdateStmt(s); err != nil {
-				werrs = append(werrs, writeError{index: i, err: err})
-				if ordered {
-					break
-				}
-			}
-		}
+		werrs, _ = runStatements(len(stmts), ordered, func(i int) error {
+			_, err := compileUpdateStmt(stmts[i])
+			return err
+		})
 	}
-	reply := bson.D{{Key: "n", Value: int32(matched)}, {Key: "nModified", Value: int32(modified)}}
+	counts := bson.D{{Key: "n", Value: int32(matched)}, {Key: "nModified", Value: int32(modified)}}
 	if len(upserted) > 0 {
-		reply = append(reply, bson.E{Key: "upserted", Value: upserted})
+		counts = append(counts, bson.E{Key: "upserted", Value: upserted})
 	}
-	if len(werrs) > 0 {
-		reply = append(reply, bson.E{Key: "writeErrors", Value: writeErrorsDoc(werrs)})
-	}
-	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
-	return marshal(reply)
+	return writeReply(counts, werrs)
 }
