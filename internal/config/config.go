@@ -32,8 +32,31 @@ type Config struct {
 // KMS names one provider and its settings. Exactly the block matching
 // Provider must be present.
 type KMS struct {
-	Provider string    `json:"provider"`
-	Local    *LocalKMS `json:"local,omitempty"`
+	Provider string           `json:"provider"`
+	Local    *LocalKMS        `json:"local,omitempty"`
+	AWS      *AWSKMS          `json:"aws,omitempty"`
+	Vault    *VaultTransitKMS `json:"vault,omitempty"`
+}
+
+// AWSKMS is an AWS KMS customer master key. The secret access key is read
+// from a file (mode 0600), never written in the configuration itself.
+type AWSKMS struct {
+	Region              string `json:"region"`
+	KeyID               string `json:"keyId"`
+	AccessKeyID         string `json:"accessKeyId"`
+	SecretAccessKeyFile string `json:"secretAccessKeyFile"`
+	// Endpoint overrides the regional endpoint (VPC endpoints, tests).
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// VaultTransitKMS is a HashiCorp Vault Transit key. The token is read from
+// a file, never written in the configuration itself.
+type VaultTransitKMS struct {
+	Address   string `json:"address"`
+	Mount     string `json:"mount,omitempty"`
+	Key       string `json:"key"`
+	Namespace string `json:"namespace,omitempty"`
+	TokenFile string `json:"tokenFile"`
 }
 
 // LocalKMS is the local key-file provider.
@@ -145,8 +168,18 @@ func (c *Config) validate() error {
 		if c.KMS.Local == nil || c.KMS.Local.KeyFile == "" {
 			return errors.New("kms.local.keyFile is required for the local provider")
 		}
+	case "aws":
+		a := c.KMS.AWS
+		if a == nil || a.Region == "" || a.KeyID == "" || a.AccessKeyID == "" || a.SecretAccessKeyFile == "" {
+			return errors.New("kms.aws needs region, keyId, accessKeyId and secretAccessKeyFile")
+		}
+	case "vault":
+		v := c.KMS.Vault
+		if v == nil || v.Address == "" || v.Key == "" || v.TokenFile == "" {
+			return errors.New("kms.vault needs address, key and tokenFile")
+		}
 	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local)", c.KMS.Provider)
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault)", c.KMS.Provider)
 	}
 	return nil
 }

@@ -17,17 +17,20 @@ func TestParse(t *testing.T) {
 		t.Fatalf("defaults: %+v", c)
 	}
 	bad := map[string]string{
-		"not json":          `{`,
-		"unknown field":     `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "prot": 1}`,
-		"no dir":            `{"kms": {"provider": "local", "local": {"keyFile": "/k"}}}`,
-		"no provider":       `{"dir": "/d"}`,
-		"unknown provider":  `{"dir": "/d", "kms": {"provider": "nope"}}`,
-		"local without key": `{"dir": "/d", "kms": {"provider": "local"}}`,
-		"bad duration":      `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "keyCheckInterval": "soon"}`,
-		"interval too low":  `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "keyCheckInterval": "1ms"}`,
-		"bad port":          `{"dir": "/d", "port": 70000, "kms": {"provider": "local", "local": {"keyFile": "/k"}}}`,
-		"trailing":          good + `{}`,
-		"tls without key":   `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "tls": {"certFile": "c"}}`,
+		"not json":            `{`,
+		"unknown field":       `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "prot": 1}`,
+		"no dir":              `{"kms": {"provider": "local", "local": {"keyFile": "/k"}}}`,
+		"no provider":         `{"dir": "/d"}`,
+		"unknown provider":    `{"dir": "/d", "kms": {"provider": "nope"}}`,
+		"local without key":   `{"dir": "/d", "kms": {"provider": "local"}}`,
+		"bad duration":        `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "keyCheckInterval": "soon"}`,
+		"interval too low":    `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "keyCheckInterval": "1ms"}`,
+		"bad port":            `{"dir": "/d", "port": 70000, "kms": {"provider": "local", "local": {"keyFile": "/k"}}}`,
+		"trailing":            good + `{}`,
+		"aws without secret":  `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "r", "keyId": "k", "accessKeyId": "a"}}}`,
+		"vault without token": `{"dir": "/d", "kms": {"provider": "vault", "vault": {"address": "https://v", "key": "k"}}}`,
+		"inline secret":       `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "r", "keyId": "k", "accessKeyId": "a", "secretAccessKey": "s"}}}`,
+		"tls without key":     `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "tls": {"certFile": "c"}}`,
 	}
 	for name, in := range bad {
 		t.Run(name, func(t *testing.T) {

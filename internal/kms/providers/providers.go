@@ -5,13 +5,18 @@ package providers
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/aws"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
-// Open builds the provider a configuration names.
+// Open builds the provider a configuration names. Secrets are read from
+// their files here and handed to the provider, never logged or echoed.
 func Open(c config.KMS) (kms.Provider, error) {
 	switch c.Provider {
 	case "local":
@@ -19,6 +24,40 @@ func Open(c config.KMS) (kms.Provider, error) {
 			return nil, fmt.Errorf("kms: local provider needs kms.local")
 		}
 		return local.Open(c.Local.KeyFile)
+	case "aws":
+		if c.AWS == nil {
+			return nil, fmt.Errorf("kms: aws provider needs kms.aws")
+		}
+		secret, err := readSecret(c.AWS.SecretAccessKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kms: aws secretAccessKeyFile: %w", err)
+		}
+		return aws.New(aws.Config{Region: c.AWS.Region, KeyID: c.AWS.KeyID, AccessKeyID: c.AWS.AccessKeyID,
+			SecretAccessKey: secret, Endpoint: c.AWS.Endpoint})
+	case "vault":
+		if c.Vault == nil {
+			return nil, fmt.Errorf("kms: vault provider needs kms.vault")
+		}
+		token, err := readSecret(c.Vault.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("kms: vault tokenFile: %w", err)
+		}
+		return vault.New(vault.Config{Address: c.Vault.Address, Token: token, Namespace: c.Vault.Namespace,
+			Mount: c.Vault.Mount, Key: c.Vault.Key})
 	}
 	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
+}
+
+// readSecret reads a one-line secret file. Its contents never appear in an
+// error.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
 }
