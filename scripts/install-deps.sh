@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cmkdb's tests need on a fresh Debian machine with Go, Node 20
-# and npm: Go modules (pinned in go.mod) and the real MongoDB clients the
+# and npm: Go modules (pinned in go.mod); the real KMS peers from Debian
+# (SoftHSM2 for PKCS#11, PyKMIP for KMIP); and the real MongoDB clients the
 # end-to-end tests drive — mongosh and the Node driver, pinned to exact
 # versions in e2e/node/package.json and package-lock.json.
 # Idempotent: it skips what is already there. It downloads nothing but Go
@@ -11,6 +12,18 @@ cd "$(dirname "$0")/.."
 
 echo "== go modules"
 go mod download
+
+echo "== Debian packages: softhsm2 (a real PKCS#11 HSM) and python3-pykmip (a real KMIP server)"
+need=()
+command -v softhsm2-util >/dev/null || need+=(softhsm2)
+[ -x /usr/bin/pykmip-server ] || need+=(python3-pykmip)
+if [ "${#need[@]}" -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "softhsm2 $(dpkg-query -W -f='${Version}' softhsm2), python3-pykmip $(dpkg-query -W -f='${Version}' python3-pykmip)"
 
 echo "== npm: mongosh and the Node driver (e2e/node)"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
