@@ -48,6 +48,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newUpCmd(stdout),
 		newNodeCmd(stdout),
 		newBenchCmd(stdout),
+		newDevCmd(stdout),
 		newKMSCmd(stdout),
 		newKeystoreCmd(stdout),
 		&cobra.Command{

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmkdb/cmkdb/internal/devkms"
+	"github.com/cmkdb/cmkdb/internal/durable"
+)
+
+func newDevCmd(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "dev", Short: "Development tools"}
+	var provider, admin, infoFile string
+	server := &cobra.Command{
+		Use:   "kms-server --provider aws|vault",
+		Short: "Run a faithful KMS server on loopback, with an admin API to change key states and inject faults",
+		Long: "Runs cmkdb's faithful test server for a KMS (AWS KMS: JSON 1.1 with SigV4 verified; Vault Transit:\n" +
+			"the Vault HTTP API) on a loopback port, with one key and test credentials, and prints what a node\n" +
+			"configuration needs. The admin API (POST, on --admin) changes what the SDKs see:\n" +
+			"  aws:   /key/state?value=Enabled|Disabled|PendingDeletion  /key/rotate  /deny?action=kms:Decrypt&on=true\n" +
+			"  vault: /key/rotate  /key/min-decryption-version?value=N  /token/revoke  /seal?on=true|false\n" +
+			"  both:  /throttle?on=true|false  /fail5xx?on=true|false  /stall?on=true|false",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			svc, err := devkms.Start(provider, admin)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			js, _ := json.MarshalIndent(svc.Info, "", "  ")
+			if infoFile != "" {
+				if err := durable.WriteFile(infoFile, append(js, '\n'), 0o600); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(stdout, "%s\n", js)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	server.Flags().StringVar(&provider, "provider", "", "aws or vault")
+	server.Flags().StringVar(&admin, "admin", "127.0.0.1:0", "loopback address of the admin API")
+	server.Flags().StringVar(&infoFile, "info-file", "", "also write the connection details to this file (0600)")
+	server.MarkFlagRequired("provider")
+	cmd.AddCommand(server)
+	return cmd
+}

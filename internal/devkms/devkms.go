@@ -1,0 +1,156 @@
+// Package devkms runs cmkdb's faithful KMS test servers as a development
+// service (`cmkdb dev kms-server`): a real wire-protocol endpoint on
+// loopback that the official SDKs — and so a cmkdb node — talk to, plus a
+// small admin API to change a key's state, deny a permission, throttle,
+// fail or stall, so users can watch their deployment handle every
+// VALID / INVALID / UNREACHABLE path without a cloud account.
+package devkms
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
+	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+)
+
+// Info is what a client needs to use the service. It holds test
+// credentials for a throwaway loopback server, nothing of value.
+type Info struct {
+	Provider string            `json:"provider"`
+	Endpoint string            `json:"endpoint"`
+	AdminURL string            `json:"adminUrl"`
+	Settings map[string]string `json:"settings"`
+}
+
+// Service is a running faithful KMS server and its admin API.
+type Service struct {
+	Info  Info
+	admin *http.Server
+	close func()
+}
+
+// Close stops both servers.
+func (s *Service) Close() {
+	s.admin.Close()
+	s.close()
+}
+
+// Start runs the faithful server for provider ("aws" or "vault") and its
+// admin API on adminAddr (e.g. "127.0.0.1:0").
+func Start(provider, adminAddr string) (*Service, error) {
+	// The admin API has no authentication: it never leaves loopback.
+	host, _, err := net.SplitHostPort(adminAddr)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		return nil, fmt.Errorf("devkms: the admin API listens on loopback only, not %q", adminAddr)
+	}
+	mux := http.NewServeMux()
+	svc := &Service{}
+	switch provider {
+	case "aws":
+		access, secret := "AKIDCMKDBDEV", randomHex(20)
+		srv := awstest.NewServer(awstest.Options{Credentials: map[string]string{access: secret}})
+		id, arn := srv.CreateSymmetricKey()
+		svc.close = srv.Close
+		svc.Info = Info{Provider: "aws", Endpoint: srv.URL, Settings: map[string]string{
+			"region": srv.Region, "keyId": arn, "accessKeyId": access, "secretAccessKey": secret}}
+		mux.HandleFunc("POST /key/state", func(w http.ResponseWriter, r *http.Request) {
+			answer(w, srv.SetKeyState(id, r.URL.Query().Get("value")))
+		})
+		mux.HandleFunc("POST /key/rotate", func(w http.ResponseWriter, r *http.Request) { answer(w, srv.RotateKey(id)) })
+		mux.HandleFunc("POST /deny", func(w http.ResponseWriter, r *http.Request) {
+			on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+			if err == nil {
+				srv.DenyAction(r.URL.Query().Get("action"), on)
+			}
+			answer(w, err)
+		})
+		faults(mux, srv.Throttle, srv.Fail5xx, srv.Stall)
+	case "vault":
+		srv := vaulttest.New()
+		const key = "cmkdb"
+		if err := srv.CreateKey(key, "aes256-gcm96"); err != nil {
+			srv.Close()
+			return nil, err
+		}
+		token := srv.NewToken(vaulttest.TransitPolicy(srv.Mount, key))
+		svc.close = srv.Close
+		svc.Info = Info{Provider: "vault", Endpoint: srv.URL, Settings: map[string]string{
+			"address": srv.URL, "key": key, "mount": srv.Mount, "token": token}}
+		mux.HandleFunc("POST /key/rotate", func(w http.ResponseWriter, r *http.Request) { answer(w, srv.Rotate(key)) })
+		mux.HandleFunc("POST /key/min-decryption-version", func(w http.ResponseWriter, r *http.Request) {
+			v, err := strconv.Atoi(r.URL.Query().Get("value"))
+			if err == nil {
+				err = srv.SetMinDecryptionVersion(key, v)
+			}
+			answer(w, err)
+		})
+		mux.HandleFunc("POST /token/revoke", func(w http.ResponseWriter, r *http.Request) { srv.RevokeToken(token); answer(w, nil) })
+		mux.HandleFunc("POST /seal", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("on") == "false" {
+				srv.Unseal()
+			} else {
+				srv.Seal()
+			}
+			answer(w, nil)
+		})
+		set := func(f vaulttest.Fault) func(bool) {
+			return func(on bool) {
+				if on {
+					srv.SetFault(f)
+				} else {
+					srv.SetFault(vaulttest.NoFault)
+				}
+			}
+		}
+		faults(mux, set(vaulttest.Throttle), set(vaulttest.Fail5xx), set(vaulttest.Stall))
+	default:
+		return nil, fmt.Errorf("devkms: no faithful server for provider %q (have: aws, vault)", provider)
+	}
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(svc.Info)
+	})
+	ln, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		svc.close()
+		return nil, err
+	}
+	svc.Info.AdminURL = "http://" + ln.Addr().String()
+	svc.admin = &http.Server{Handler: mux}
+	go svc.admin.Serve(ln)
+	return svc, nil
+}
+
+// faults registers the switches every provider has: throttling, server
+// errors and stalls (?on=true|false).
+func faults(mux *http.ServeMux, throttle, fail5xx, stall func(bool)) {
+	for path, set := range map[string]func(bool){"/throttle": throttle, "/fail5xx": fail5xx, "/stall": stall} {
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+			on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+			if err == nil {
+				set(on)
+			}
+			answer(w, err)
+		})
+	}
+}
+
+func answer(w http.ResponseWriter, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
