@@ -147,7 +147,30 @@ func Start(t testing.TB, bin, dir string, args ...string) *Server {
 
 // StartErr is Start without a testing.TB; the caller must Stop or Kill it.
 func StartErr(bin, dir string, args ...string) (*Server, error) {
-	full := append([]string{"up", "--dir", dir, "--port", "0", "--bind", "127.0.0.1"}, args...)
+	return StartCommandErr(bin, dir, append([]string{"up", "--dir", dir, "--port", "0", "--bind", "127.0.0.1"}, args...)...)
+}
+
+// StartCommand runs any serving command of the binary (`node --config F`,
+// ...) whose data directory is dir, and waits for its up.json, like Start.
+func StartCommand(t testing.TB, bin, dir string, full ...string) *Server {
+	t.Helper()
+	s, err := StartCommandErr(bin, dir, full...)
+	if err != nil {
+		t.Fatalf("start cmkdb: %v", err)
+	}
+	t.Cleanup(func() {
+		if s.Running() {
+			s.Kill(t)
+		}
+		if t.Failed() {
+			t.Logf("cmkdb %s output:\n%s", strings.Join(full, " "), s.Output.String())
+		}
+	})
+	return s
+}
+
+// StartCommandErr is StartCommand without a testing.TB.
+func StartCommandErr(bin, dir string, full ...string) (*Server, error) {
 	s := &Server{Bin: bin, Dir: dir, Args: full, Output: &SyncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, full...)
 	s.cmd.Stdout = s.Output

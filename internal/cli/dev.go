@@ -23,7 +23,8 @@ func newDevCmd(stdout io.Writer) *cobra.Command {
 			"the Vault HTTP API) on a loopback port, with one key and test credentials, and prints what a node\n" +
 			"configuration needs. The admin API (POST, on --admin) changes what the SDKs see:\n" +
 			"  aws:   /key/state?value=Enabled|Disabled|PendingDeletion  /key/rotate  /deny?action=kms:Decrypt&on=true\n" +
-			"  vault: /key/rotate  /key/min-decryption-version?value=N  /token/revoke  /seal?on=true|false\n" +
+			"  vault: /key/rotate  /key/delete  /key/restore  /key/min-decryption-version?value=N  /token/revoke\n" +
+			"         /seal?on=true|false\n" +
 			"  both:  /throttle?on=true|false  /fail5xx?on=true|false  /stall?on=true|false",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
@@ -91,6 +92,31 @@ func Start(provider, adminAddr string) (*Service, error) {
 			answer(w, err)
 		})
 		mux.HandleFunc("POST /token/revoke", func(w http.ResponseWriter, r *http.Request) { srv.RevokeToken(token); answer(w, nil) })
+		// Vault deletes keys for good; the dev server keeps a copy so that
+		// /key/restore can bring a deleted key back (as a backup would).
+		var deleted *vaulttest.KeySnapshot
+		var mu sync.Mutex
+		mux.HandleFunc("POST /key/delete", func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			snap, err := srv.Snapshot(key)
+			if err == nil {
+				deleted = snap
+				srv.DeleteKey(key)
+			}
+			answer(w, err)
+		})
+		mux.HandleFunc("POST /key/restore", func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			if deleted == nil {
+				answer(w, fmt.Errorf("no deleted key to restore"))
+				return
+			}
+			srv.Restore(deleted)
+			deleted = nil
+			answer(w, nil)
+		})
 		mux.HandleFunc("POST /seal", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("on") == "false" {
 				srv.Unseal()
