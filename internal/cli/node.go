@@ -25,7 +25,7 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			provider, err := providers.Open(c.KMS)
+			provider, err := providers.Open(cmd.Context(), c.KMS)
 			if err != nil {
 				return err
 			}

@@ -36,6 +36,19 @@ type KMS struct {
 	Local    *LocalKMS        `json:"local,omitempty"`
 	AWS      *AWSKMS          `json:"aws,omitempty"`
 	Vault    *VaultTransitKMS `json:"vault,omitempty"`
+	KMIP     *KMIPKMS         `json:"kmip,omitempty"`
+}
+
+// KMIPKMS is a key on a KMIP server, reached over mutual TLS. KeyName
+// follows rotation (the newest Active key of that name); KeyID pins one key.
+type KMIPKMS struct {
+	Address        string   `json:"address"`
+	CAFile         string   `json:"caFile"`
+	ClientCertFile string   `json:"clientCertFile"`
+	ClientKeyFile  string   `json:"clientKeyFile"`
+	KeyID          string   `json:"keyId,omitempty"`
+	KeyName        string   `json:"keyName,omitempty"`
+	PreviousKeyIDs []string `json:"previousKeyIds,omitempty"`
 }
 
 // AWSKMS is an AWS KMS customer master key. The secret access key is read
@@ -178,8 +191,13 @@ func (c *Config) validate() error {
 		if v == nil || v.Address == "" || v.Key == "" || v.TokenFile == "" {
 			return errors.New("kms.vault needs address, key and tokenFile")
 		}
+	case "kmip":
+		k := c.KMS.KMIP
+		if k == nil || k.Address == "" || k.CAFile == "" || k.ClientCertFile == "" || k.ClientKeyFile == "" || (k.KeyID == "") == (k.KeyName == "") {
+			return errors.New("kms.kmip needs address, caFile, clientCertFile, clientKeyFile and one of keyId or keyName")
+		}
 	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault)", c.KMS.Provider)
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault, kmip)", c.KMS.Provider)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@
 package providers
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,13 +12,16 @@ import (
 	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
+	"github.com/cmkdb/cmkdb/internal/kms/kmip"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
-// Open builds the provider a configuration names. Secrets are read from
+// Open builds the provider a configuration names. Only a KMIP key named by
+// keyName is resolved at once (ctx bounds that); every other provider
+// first talks to its KMS when the node unwraps its master key. Secrets are read from
 // their files here and handed to the provider, never logged or echoed.
-func Open(c config.KMS) (kms.Provider, error) {
+func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
 	switch c.Provider {
 	case "local":
 		if c.Local == nil {
@@ -44,6 +48,13 @@ func Open(c config.KMS) (kms.Provider, error) {
 		}
 		return vault.New(vault.Config{Address: c.Vault.Address, Token: token, Namespace: c.Vault.Namespace,
 			Mount: c.Vault.Mount, Key: c.Vault.Key})
+	case "kmip":
+		if c.KMIP == nil {
+			return nil, fmt.Errorf("kms: kmip provider needs kms.kmip")
+		}
+		k := c.KMIP
+		return kmip.New(ctx, kmip.Config{Address: k.Address, CAFile: k.CAFile, ClientCertFile: k.ClientCertFile,
+			ClientKeyFile: k.ClientKeyFile, KeyID: k.KeyID, KeyName: k.KeyName, PreviousKeyIDs: k.PreviousKeyIDs})
 	}
 	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
 }

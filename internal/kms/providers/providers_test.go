@@ -56,7 +56,7 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			p, err := Open(c)
+			p, err := Open(ctx, c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,11 +89,11 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 
 func TestSecretFileErrorsHideContents(t *testing.T) {
 	empty := writeSecret(t, "")
-	_, err := Open(config.KMS{Provider: "vault", Vault: &config.VaultTransitKMS{Address: "http://127.0.0.1:1", Key: "k", TokenFile: empty}})
+	_, err := Open(context.Background(), config.KMS{Provider: "vault", Vault: &config.VaultTransitKMS{Address: "http://127.0.0.1:1", Key: "k", TokenFile: empty}})
 	if err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("empty token file: %v", err)
 	}
-	_, err = Open(config.KMS{Provider: "aws", AWS: &config.AWSKMS{Region: "r", KeyID: "k", AccessKeyID: "a", SecretAccessKeyFile: "/nonexistent"}})
+	_, err = Open(context.Background(), config.KMS{Provider: "aws", AWS: &config.AWSKMS{Region: "r", KeyID: "k", AccessKeyID: "a", SecretAccessKeyFile: "/nonexistent"}})
 	if err == nil {
 		t.Fatal("missing secret file accepted")
 	}
