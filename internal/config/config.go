@@ -37,6 +37,16 @@ type KMS struct {
 	AWS      *AWSKMS          `json:"aws,omitempty"`
 	Vault    *VaultTransitKMS `json:"vault,omitempty"`
 	KMIP     *KMIPKMS         `json:"kmip,omitempty"`
+	PKCS11   *PKCS11KMS       `json:"pkcs11,omitempty"`
+}
+
+// PKCS11KMS is an AES-256 key in an HSM reached through its PKCS#11
+// module. The PIN is read from a file, never written in the configuration.
+type PKCS11KMS struct {
+	ModulePath string `json:"modulePath"`
+	TokenLabel string `json:"tokenLabel"`
+	KeyLabel   string `json:"keyLabel"`
+	PINFile    string `json:"pinFile"`
 }
 
 // KMIPKMS is a key on a KMIP server, reached over mutual TLS. KeyName
@@ -196,8 +206,13 @@ func (c *Config) validate() error {
 		if k == nil || k.Address == "" || k.CAFile == "" || k.ClientCertFile == "" || k.ClientKeyFile == "" || (k.KeyID == "") == (k.KeyName == "") {
 			return errors.New("kms.kmip needs address, caFile, clientCertFile, clientKeyFile and one of keyId or keyName")
 		}
+	case "pkcs11":
+		k := c.KMS.PKCS11
+		if k == nil || k.ModulePath == "" || k.TokenLabel == "" || k.KeyLabel == "" || k.PINFile == "" {
+			return errors.New("kms.pkcs11 needs modulePath, tokenLabel, keyLabel and pinFile")
+		}
 	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault, kmip)", c.KMS.Provider)
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault, kmip, pkcs11)", c.KMS.Provider)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
 	"github.com/cmkdb/cmkdb/internal/kms/kmip"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/kms/pkcs11"
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
@@ -55,6 +56,16 @@ func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
 		k := c.KMIP
 		return kmip.New(ctx, kmip.Config{Address: k.Address, CAFile: k.CAFile, ClientCertFile: k.ClientCertFile,
 			ClientKeyFile: k.ClientKeyFile, KeyID: k.KeyID, KeyName: k.KeyName, PreviousKeyIDs: k.PreviousKeyIDs})
+	case "pkcs11":
+		if c.PKCS11 == nil {
+			return nil, fmt.Errorf("kms: pkcs11 provider needs kms.pkcs11")
+		}
+		pin, err := readSecret(c.PKCS11.PINFile)
+		if err != nil {
+			return nil, fmt.Errorf("kms: pkcs11 pinFile: %w", err)
+		}
+		return pkcs11.New(pkcs11.Config{ModulePath: c.PKCS11.ModulePath, TokenLabel: c.PKCS11.TokenLabel,
+			KeyLabel: c.PKCS11.KeyLabel, PIN: pin})
 	}
 	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
 }
