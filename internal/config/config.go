@@ -38,6 +38,19 @@ type KMS struct {
 	Vault    *VaultTransitKMS `json:"vault,omitempty"`
 	KMIP     *KMIPKMS         `json:"kmip,omitempty"`
 	PKCS11   *PKCS11KMS       `json:"pkcs11,omitempty"`
+	Azure    *AzureKMS        `json:"azure,omitempty"`
+}
+
+// AzureKMS is an RSA key in Azure Key Vault, reached with a service
+// principal. The client secret is read from a file. Without keyVersion the
+// node follows the key's current version.
+type AzureKMS struct {
+	VaultURL         string `json:"vaultUrl"`
+	KeyName          string `json:"keyName"`
+	KeyVersion       string `json:"keyVersion,omitempty"`
+	TenantID         string `json:"tenantId"`
+	ClientID         string `json:"clientId"`
+	ClientSecretFile string `json:"clientSecretFile"`
 }
 
 // PKCS11KMS is an AES-256 key in an HSM reached through its PKCS#11
@@ -211,8 +224,13 @@ func (c *Config) validate() error {
 		if k == nil || k.ModulePath == "" || k.TokenLabel == "" || k.KeyLabel == "" || k.PINFile == "" {
 			return errors.New("kms.pkcs11 needs modulePath, tokenLabel, keyLabel and pinFile")
 		}
+	case "azure":
+		k := c.KMS.Azure
+		if k == nil || k.VaultURL == "" || k.KeyName == "" || k.TenantID == "" || k.ClientID == "" || k.ClientSecretFile == "" {
+			return errors.New("kms.azure needs vaultUrl, keyName, tenantId, clientId and clientSecretFile")
+		}
 	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, vault, kmip, pkcs11)", c.KMS.Provider)
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, azure, vault, kmip, pkcs11)", c.KMS.Provider)
 	}
 	return nil
 }

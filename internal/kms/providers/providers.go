@@ -12,6 +12,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
+	"github.com/cmkdb/cmkdb/internal/kms/azure"
 	"github.com/cmkdb/cmkdb/internal/kms/kmip"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kms/pkcs11"
@@ -66,6 +67,17 @@ func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
 		}
 		return pkcs11.New(pkcs11.Config{ModulePath: c.PKCS11.ModulePath, TokenLabel: c.PKCS11.TokenLabel,
 			KeyLabel: c.PKCS11.KeyLabel, PIN: pin})
+	case "azure":
+		if c.Azure == nil {
+			return nil, fmt.Errorf("kms: azure provider needs kms.azure")
+		}
+		secret, err := readSecret(c.Azure.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("kms: azure clientSecretFile: %w", err)
+		}
+		a := c.Azure
+		return azure.New(azure.Config{VaultURL: a.VaultURL, KeyName: a.KeyName, KeyVersion: a.KeyVersion,
+			TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: secret})
 	}
 	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
 }
