@@ -91,14 +91,7 @@ func runDelete(w *docstore.Writer, coll *docstore.Collection, s *deleteStmt) (in
 
 func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
-	collName, err := a.collection()
-	if err != nil {
-		return nil, err
-	}
-	if err := docstore.ValidateCollectionName(collName); err != nil {
-		return nil, err
-	}
-	raw, ordered, err := writeBatch(a, "deletes")
+	collName, raw, ordered, err := writeBatch(a, "deletes")
 	if err != nil {
 		return nil, err
 	}

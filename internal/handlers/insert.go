@@ -92,14 +92,7 @@ func validateInsertDoc(doc bson.Raw) error {
 
 func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
-	collName, err := a.collection()
-	if err != nil {
-		return nil, err
-	}
-	if err := docstore.ValidateCollectionName(collName); err != nil {
-		return nil, err
-	}
-	docs, ordered, err := writeBatch(a, "documents")
+	collName, docs, ordered, err := writeBatch(a, "documents")
 	if err != nil {
 		return nil, err
 	}

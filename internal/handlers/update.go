@@ -298,14 +298,7 @@ func runUpdate(w *docstore.Writer, coll *docstore.Collection, cu *compiledUpdate
 
 func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
-	collName, err := a.collection()
-	if err != nil {
-		return nil, err
-	}
-	if err := docstore.ValidateCollectionName(collName); err != nil {
-		return nil, err
-	}
-	raw, ordered, err := writeBatch(a, "updates")
+	collName, raw, ordered, err := writeBatch(a, "updates")
 	if err != nil {
 		return nil, err
 	}

@@ -3,28 +3,33 @@ package handlers
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
 
 // writeBatch reads the parts every write command (insert, update, delete)
-// shares: the statement array under field, within mongod's batch limits,
-// and the ordered flag.
-func writeBatch(a args, field string) ([]bson.RawValue, bool, error) {
-	if !a.has(field) {
-		return nil, false, mongoerr.New(codeMissingField, "BSON field '%s.%s' is missing but a required field", a.name, field)
+// shares: the target collection, the statement array under field (within
+// mongod's batch limits) and the ordered flag.
+func writeBatch(a args, field string) (coll string, stmts []bson.RawValue, ordered bool, err error) {
+	if coll, err = a.collection(); err != nil {
+		return "", nil, false, err
 	}
-	stmts, err := a.array(field)
-	if err != nil {
-		return nil, false, err
+	if err = docstore.ValidateCollectionName(coll); err != nil {
+		return "", nil, false, err
+	}
+	if !a.has(field) {
+		return "", nil, false, mongoerr.New(codeMissingField, "BSON field '%s.%s' is missing but a required field", a.name, field)
+	}
+	if stmts, err = a.array(field); err != nil {
+		return "", nil, false, err
 	}
 	if len(stmts) == 0 || len(stmts) > maxWriteBatch {
-		return nil, false, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(stmts))
+		return "", nil, false, mongoerr.New(mongoerr.InvalidLength, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatch, len(stmts))
 	}
-	ordered, err := a.bool("ordered", true)
-	if err != nil {
-		return nil, false, err
+	if ordered, err = a.bool("ordered", true); err != nil {
+		return "", nil, false, err
 	}
-	return stmts, ordered, nil
+	return coll, stmts, ordered, nil
 }
 
 // runStatements runs statements 0..n-1 in order with MongoDB's write
