@@ -39,6 +39,36 @@ type KMS struct {
 	KMIP     *KMIPKMS         `json:"kmip,omitempty"`
 	PKCS11   *PKCS11KMS       `json:"pkcs11,omitempty"`
 	Azure    *AzureKMS        `json:"azure,omitempty"`
+	GCP      *GCPKMS          `json:"gcp,omitempty"`
+	// ControlPlane makes the node a managed node: its master key is
+	// wrapped and unwrapped by the control plane's key service, which alone
+	// holds the KMS credentials.
+	ControlPlane *ControlPlaneKMS `json:"controlPlane,omitempty"`
+}
+
+// GCPKMS is a Google Cloud KMS key. KeyName is a cryptoKey resource name
+// (the node follows its primary version) or a cryptoKeyVersion resource
+// name (pinned). The service account key JSON is read from a file.
+type GCPKMS struct {
+	KeyName         string `json:"keyName"`
+	CredentialsFile string `json:"credentialsFile"`
+	// Endpoint and CAFile point the client at a non-Google endpoint (the
+	// dev KMS server); empty means Google's.
+	Endpoint string `json:"endpoint,omitempty"`
+	CAFile   string `json:"caFile,omitempty"`
+}
+
+// ControlPlaneKMS is the control plane's key service, reached over mutually
+// authenticated TLS.
+type ControlPlaneKMS struct {
+	URL      string `json:"url"`
+	CAFile   string `json:"caFile"`
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+	// GroupID and Cluster say which project and cluster the node belongs
+	// to; the control plane checks them against the client certificate.
+	GroupID string `json:"groupId"`
+	Cluster string `json:"cluster"`
 }
 
 // AzureKMS is an RSA key in Azure Key Vault, reached with a service
@@ -229,8 +259,18 @@ func (c *Config) validate() error {
 		if k == nil || k.VaultURL == "" || k.KeyName == "" || k.TenantID == "" || k.ClientID == "" || k.ClientSecretFile == "" {
 			return errors.New("kms.azure needs vaultUrl, keyName, tenantId, clientId and clientSecretFile")
 		}
+	case "gcp":
+		k := c.KMS.GCP
+		if k == nil || k.KeyName == "" || k.CredentialsFile == "" {
+			return errors.New("kms.gcp needs keyName and credentialsFile")
+		}
+	case "controlplane":
+		k := c.KMS.ControlPlane
+		if k == nil || k.URL == "" || k.CAFile == "" || k.CertFile == "" || k.KeyFile == "" || k.GroupID == "" || k.Cluster == "" {
+			return errors.New("kms.controlPlane needs url, caFile, certFile, keyFile, groupId and cluster")
+		}
 	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, azure, vault, kmip, pkcs11)", c.KMS.Provider)
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, azure, gcp, vault, kmip, pkcs11, controlplane)", c.KMS.Provider)
 	}
 	return nil
 }
