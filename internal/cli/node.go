@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"crypto/tls"
+	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cmkdb/cmkdb/internal/config"
+	"github.com/cmkdb/cmkdb/internal/keyservice"
+	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/providers"
 	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/tlsutil"
 )
 
 func newNodeCmd(stdout io.Writer) *cobra.Command {
@@ -25,8 +30,14 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			provider, err := providers.Open(cmd.Context(), c.KMS)
-			if err != nil {
+			var provider kms.Provider
+			var managed *keyservice.Client
+			if c.KMS.Provider == "controlplane" {
+				if managed, err = managedClient(*c.KMS.ControlPlane); err != nil {
+					return err
+				}
+				provider = managed
+			} else if provider, err = providers.Open(cmd.Context(), c.KMS); err != nil {
 				return err
 			}
 			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration}
@@ -42,10 +53,27 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 					f.security.adminUser = "admin"
 				}
 			}
-			return serve(cmd.Context(), stdout, f, node.Layout{Dir: c.Dir}, provider)
+			return serve(cmd.Context(), stdout, f, node.Layout{Dir: c.Dir}, provider, managed)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "configuration file (JSON)")
 	cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// managedClient connects a node to its control plane's key service with the
+// node certificate the control plane issued (`cmkdb controlplane
+// issue-node-cert`).
+func managedClient(c config.ControlPlaneKMS) (*keyservice.Client, error) {
+	cfg, err := tlsutil.ClientConfig(c.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("kms.controlPlane certFile/keyFile: %w", err)
+	}
+	cfg.Certificates = []tls.Certificate{cert}
+	cfg.MinVersion = tls.VersionTLS13
+	return keyservice.NewClient(c.URL, cfg)
 }

@@ -17,8 +17,10 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/durable"
 	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/nodeagent"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -39,6 +41,14 @@ type upInfo struct {
 	AdminPasswordFile string `json:"adminPasswordFile,omitempty"`
 	TLS               bool   `json:"tls,omitempty"`
 	TLSCAFile         string `json:"tlsCAFile,omitempty"`
+	// The control plane (cmkdb up): its admin API, the API key cmkdb up
+	// created (Organization Owner), and the project and cluster it runs.
+	APIURL        string `json:"apiUrl,omitempty"`
+	APIPublicKey  string `json:"apiPublicKey,omitempty"`
+	APIPrivateKey string `json:"apiPrivateKey,omitempty"`
+	GroupID       string `json:"groupId,omitempty"`
+	Cluster       string `json:"cluster,omitempty"`
+	KeyServiceURL string `json:"keyServiceUrl,omitempty"`
 }
 
 // serveFlags are the flags shared by `up` and `node`.
@@ -46,6 +56,7 @@ type serveFlags struct {
 	dir           string
 	bind          string
 	port          int
+	apiPort       int
 	checkInterval time.Duration
 	plaintext     bool
 	security      securityFlags
@@ -55,63 +66,46 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", defaultDir, "data directory")
 	cmd.Flags().StringVar(&f.bind, "bind", "127.0.0.1", "address to listen on")
 	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0 picks a free one)")
-	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the node checks its CMK")
+	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the CMK is checked")
 	cmd.Flags().BoolVar(&f.plaintext, "insecure-no-encryption", false, "store data unencrypted (only to measure what encryption costs)")
 	f.security.register(cmd)
 }
 
-func newUpCmd(stdout io.Writer) *cobra.Command {
-	var f serveFlags
-	cmd := &cobra.Command{
-		Use:   "up",
-		Short: "Run cmkdb on an embedded default: a local CMK, a node keystore, encrypted storage, the MongoDB wire protocol",
-		Long: "Creates DIR (default ./cmkdb-data) with a local CMK and a node keystore on first run, " +
-			"reopens the same data on later runs, serves the MongoDB wire protocol, and writes what a " +
-			"script needs to connect to DIR/up.json.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l := node.Layout{Dir: f.dir}
-			cmk, created, err := node.EnsureLocalKey(l)
-			if err != nil {
-				return err
-			}
-			if created {
-				slog.Info("created local CMK", "path", l.LocalKeyPath())
-			}
-			return serve(cmd.Context(), stdout, f, l, cmk)
-		},
-	}
-	f.register(cmd)
-	return cmd
+// runningNode is a node serving the wire protocol.
+type runningNode struct {
+	n    *node.Node
+	h    *handlers.Handler
+	info upInfo
+	done chan error
 }
 
-// serve opens the node, serves the wire protocol and checks the CMK on an
-// interval until SIGINT/SIGTERM.
-func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, provider kms.Provider) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+// startNode opens a node with provider and serves the wire protocol. With a
+// key service client (a managed node) the node follows the control plane's
+// directives; otherwise it checks its CMK every f.checkInterval itself.
+func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Provider, managed *keyservice.Client) (*runningNode, error) {
 	if err := f.checkExposure(); err != nil {
-		return err
+		return nil, err
 	}
 	n, err := node.Open(ctx, l, provider, node.Options{Plaintext: f.plaintext})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer n.Close()
+	fail := func(err error) (*runningNode, error) { n.Close(); return nil, err }
 	tlsConfig, caFile, err := f.security.serverTLS(l, f.bind)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(f.bind, strconv.Itoa(f.port)))
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return fail(fmt.Errorf("listen: %w", err))
 	}
 	var srv *wire.Server
 	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }})
-	defer h.Close()
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {
-		return err
+		_ = ln.Close()
+		h.Close()
+		return fail(err)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	admin, err := f.security.ensureAdmin(ctx, h, l, func(a adminCredentials) string {
@@ -119,31 +113,65 @@ func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, p
 	})
 	if err != nil {
 		_ = ln.Close()
-		return err
+		h.Close()
+		return fail(err)
 	}
-	info := upInfo{
+	rn := &runningNode{n: n, h: h, done: make(chan error, 1), info: upInfo{
 		ConnectionString: connectionString(f.bind, addr.Port, admin, tlsConfig != nil, caFile),
 		Dir:              l.Dir, PID: os.Getpid(), StartedAt: time.Now().UTC(), State: n.State().String(),
 		Auth: f.security.auth, AdminUser: admin.user, AdminPasswordFile: admin.passwordFile,
 		TLS: tlsConfig != nil, TLSCAFile: caFile,
-	}
+	}}
 	if _, ks, release, err := n.Acquire(); err == nil {
-		info.NodeID, info.CMK = ks.NodeID(), ks.Master().CMK.String()
+		rn.info.NodeID, rn.info.CMK = ks.NodeID(), ks.Master().CMK.String()
 		release()
 	}
-	js, _ := json.MarshalIndent(info, "", "  ")
-	if err := durable.WriteFile(l.UpFile(), append(js, '\n'), 0o600); err != nil {
+	if managed != nil {
+		agent := &nodeagent.Agent{Node: n, Client: managed, Address: net.JoinHostPort(hostOf(f.bind), strconv.Itoa(addr.Port))}
+		go agent.Run(ctx)
+	} else {
+		go n.RunChecks(ctx, f.checkInterval)
+	}
+	go func() {
+		err := srv.Serve(ctx, ln)
+		h.Close()
+		n.Close()
+		rn.done <- err
+	}()
+	return rn, nil
+}
+
+func hostOf(bind string) string {
+	if ip := net.ParseIP(bind); bind == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return bind
+}
+
+// serve runs one standalone node until SIGINT/SIGTERM (`cmkdb node`).
+func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, provider kms.Provider, managed *keyservice.Client) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rn, err := startNode(ctx, f, l, provider, managed)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "cmkdb is up\n  connect:   mongosh %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
-		redactedConnectionString(info.ConnectionString), l.Dir, info.State, info.CMK, l.UpFile())
-	go n.RunChecks(ctx, f.checkInterval)
-	err = srv.Serve(ctx, ln)
+	if err := writeUpInfo(l, rn.info); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cmkdb node is up\n  connect:   mongosh %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
+		redactedConnectionString(rn.info.ConnectionString), l.Dir, rn.info.State, rn.info.CMK, l.UpFile())
+	err = <-rn.done
 	fmt.Fprintln(stdout, "cmkdb: shut down")
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+func writeUpInfo(l node.Layout, info upInfo) error {
+	js, _ := json.MarshalIndent(info, "", "  ")
+	return durable.WriteFile(l.UpFile(), append(js, '\n'), 0o600)
 }
 
 // checkExposure refuses to serve beyond loopback without both TLS and

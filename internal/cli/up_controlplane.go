@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/cpserver"
+	"github.com/cmkdb/cmkdb/internal/node"
+)
+
+// The names cmkdb up gives what it creates on first run.
+const (
+	upProject = "Project0"
+	upCluster = "Cluster0"
+	upNode    = "node0"
+)
+
+func newUpCmd(stdout io.Writer) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run cmkdb on an embedded default: a control plane, a local CMK and one cluster it manages",
+		Long: "Creates DIR (default ./cmkdb-data) on first run with a local CMK (DIR/kms/local-cmk.json), a control\n" +
+			"plane (DIR/controlplane) holding project \"Project0\" whose encryption at rest uses that CMK, and\n" +
+			"cluster \"Cluster0\" whose node serves the MongoDB wire protocol. The node reaches its CMK only\n" +
+			"through the control plane's key service (mutual TLS). Later runs reopen the same data. DIR/up.json\n" +
+			"(mode 0600) holds the connection string, the admin API URL and an Organization Owner API key.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return up(cmd.Context(), stdout, f)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0 picks a free one; see up.json)")
+	return cmd
+}
+
+func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := f.checkExposure(); err != nil {
+		return err
+	}
+	l := node.Layout{Dir: f.dir}
+	_, created, err := node.EnsureLocalKey(l)
+	if err != nil {
+		return err
+	}
+	if created {
+		slog.Info("created local CMK", "path", l.LocalKeyPath())
+	}
+	cmk, err := filepath.Abs(l.LocalKeyPath())
+	if err != nil {
+		return err
+	}
+	apiTLS, _, err := f.security.serverTLS(l, f.bind)
+	if err != nil {
+		return err
+	}
+	cp, err := cpserver.Start(ctx, cpserver.Config{Dir: filepath.Join(f.dir, "controlplane"),
+		APIAddr: net.JoinHostPort(f.bind, strconv.Itoa(f.apiPort)), KeyServiceAddr: "127.0.0.1:0",
+		APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: min(f.checkInterval, controlplane.MinCheckInterval)})
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	prev := readUpInfo(l)
+	boot, err := bootstrap(ctx, cp.Svc, cmk, f.checkInterval, prev)
+	if err != nil {
+		return err
+	}
+	prov := &upProvisioner{ctx: ctx, f: f, cp: cp, nodes: map[string]*runningNode{}}
+	cp.Svc.SetProvisioner(prov)
+	if err := prov.provisionAll(ctx); err != nil {
+		return err
+	}
+	cp.Svc.Start()
+	first, ok := prov.node(boot.groupID, upCluster)
+	if !ok {
+		return fmt.Errorf("cluster %s of project %s does not exist: delete %s to start afresh", upCluster, upProject, f.dir)
+	}
+	info := first.info
+	info.APIURL, info.APIPublicKey, info.APIPrivateKey = cp.APIURL, boot.key.PublicKey, boot.key.PrivateKey
+	info.GroupID, info.Cluster, info.KeyServiceURL = boot.groupID, upCluster, cp.KeyServiceURL
+	if err := writeUpInfo(l, info); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cmkdb is up\n  connect:   mongosh %s\n  admin API: %s (API key in %s)\n  project:   %s (%s), cluster %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
+		redactedConnectionString(info.ConnectionString), cp.APIURL, l.UpFile(), upProject, boot.groupID, upCluster,
+		l.Dir, info.State, info.CMK, l.UpFile())
+	select {
+	case <-ctx.Done():
+	case err = <-first.done:
+	}
+	prov.stopAll()
+	fmt.Fprintln(stdout, "cmkdb: shut down")
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func readUpInfo(l node.Layout) upInfo {
+	var info upInfo
+	if b, err := os.ReadFile(l.UpFile()); err == nil {
+		_ = json.Unmarshal(b, &info)
+	}
+	return info
+}
+
+type bootInfo struct {
+	groupID string
+	key     controlplane.APIKey
+}
+
+// bootstrap creates, on first run, the project with the local CMK as its
+// encryption at rest provider and the cluster; it sets the check interval
+// and returns the API key of up.json (a new one when that file lost it).
+func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, interval time.Duration, prev upInfo) (bootInfo, error) {
+	g, err := svc.GroupByName(upProject)
+	if err != nil {
+		if g, err = svc.CreateGroup(ctx, "cmkdb-up", upProject, ""); err != nil {
+			return bootInfo{}, err
+		}
+	}
+	ear, err := svc.EncryptionAtRest(ctx, g.ID, false)
+	if err != nil {
+		return bootInfo{}, err
+	}
+	if local, _ := ear["local"].(map[string]any); local["enabled"] != true {
+		p, err := controlplane.ParseEARPatch([]byte(fmt.Sprintf(`{"local":{"enabled":true,"keyFile":%q}}`, cmkPath)))
+		if err != nil {
+			return bootInfo{}, err
+		}
+		if _, err := svc.PatchEncryptionAtRest(ctx, "cmkdb-up", g.ID, p); err != nil {
+			return bootInfo{}, fmt.Errorf("configuring the local CMK for %s: %w", upProject, err)
+		}
+	}
+	if err := svc.SetCheckInterval(g.ID, interval); err != nil {
+		return bootInfo{}, err
+	}
+	if _, err := svc.GetCluster(g.ID, upCluster); err != nil {
+		if _, err := svc.CreateCluster(ctx, "cmkdb-up", g.ID, controlplane.Cluster{Name: upCluster, EncryptionAtRestProvider: controlplane.ProviderLocal}); err != nil {
+			return bootInfo{}, err
+		}
+	}
+	boot := bootInfo{groupID: g.ID}
+	if secret, ok := svc.APIKeySecret(prev.APIPublicKey); ok && string(secret) == prev.APIPrivateKey {
+		boot.key = controlplane.APIKey{PublicKey: prev.APIPublicKey, PrivateKey: prev.APIPrivateKey}
+		return boot, nil
+	}
+	boot.key, err = svc.CreateAPIKey(ctx, "cmkdb up", []controlplane.RoleAssignment{{RoleName: controlplane.RoleOrgOwner}})
+	return boot, err
+}
+
+// upProvisioner runs every cluster's node in this process: Cluster0 of
+// Project0 in DIR on --port, others under DIR/clusters on free ports. Each
+// node talks to the control plane only through the key service.
+type upProvisioner struct {
+	ctx context.Context
+	f   serveFlags
+	cp  *cpserver.Server
+
+	mu    sync.Mutex
+	nodes map[string]*runningNode // by group/cluster
+}
+
+func (p *upProvisioner) node(gid, cluster string) (*runningNode, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.nodes[gid+"/"+cluster]
+	return n, ok
+}
+
+func (p *upProvisioner) provisionAll(ctx context.Context) error {
+	for _, g := range p.cp.Svc.Groups() {
+		cs, err := p.cp.Svc.Clusters(g.ID)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if _, err := p.Provision(ctx, g.ID, c.Name); err != nil {
+				return fmt.Errorf("starting cluster %s: %w", c.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *upProvisioner) layout(gid, cluster string) (node.Layout, serveFlags) {
+	f := p.f
+	g, _ := p.cp.Svc.GetGroup(gid)
+	if g.Name == upProject && cluster == upCluster {
+		return node.Layout{Dir: f.dir}, f
+	}
+	f.port = 0
+	return node.Layout{Dir: filepath.Join(f.dir, "clusters", gid, cluster)}, f
+}
+
+// Provision implements controlplane.Provisioner.
+func (p *upProvisioner) Provision(ctx context.Context, gid, cluster string) (string, error) {
+	if n, ok := p.node(gid, cluster); ok {
+		return n.info.ConnectionString, nil
+	}
+	client, err := p.cp.NodeClient(controlplane.NodeID{GroupID: gid, Cluster: cluster, Name: upNode})
+	if err != nil {
+		return "", err
+	}
+	l, f := p.layout(gid, cluster)
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return "", err
+	}
+	rn, err := startNode(p.ctx, f, l, client, client)
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	p.nodes[gid+"/"+cluster] = rn
+	p.mu.Unlock()
+	return rn.info.ConnectionString, nil
+}
+
+// Deprovision implements controlplane.Provisioner: the node stops and its
+// directory (keystore first) is removed.
+func (p *upProvisioner) Deprovision(_ context.Context, gid, cluster string) error {
+	p.mu.Lock()
+	rn, ok := p.nodes[gid+"/"+cluster]
+	delete(p.nodes, gid+"/"+cluster)
+	p.mu.Unlock()
+	l, _ := p.layout(gid, cluster)
+	if ok {
+		rn.h.Close()
+		_ = rn.n.Close()
+	}
+	if l.Dir == p.f.dir {
+		return errors.New("the first cluster's directory is the data directory; stop cmkdb and delete it instead")
+	}
+	if err := os.RemoveAll(l.KeystoreDir()); err != nil {
+		return err
+	}
+	return os.RemoveAll(l.Dir)
+}
+
+func (p *upProvisioner) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, rn := range p.nodes {
+		rn.h.Close()
+		_ = rn.n.Close()
+	}
+}

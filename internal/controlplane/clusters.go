@@ -1,0 +1,316 @@
+package controlplane
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/cmkdb/cmkdb/internal/kms"
+)
+
+// Provisioner runs a cluster's nodes (cmkdb up runs them in its own process;
+// a deployment may start them elsewhere). Without one, a cluster is a record
+// its nodes join when they start with its name.
+type Provisioner interface {
+	// Provision starts the cluster's nodes and returns their connection
+	// string. The nodes join through the key service.
+	Provision(ctx context.Context, groupID, cluster string) (string, error)
+	// Deprovision stops the nodes and destroys their data.
+	Deprovision(ctx context.Context, groupID, cluster string) error
+}
+
+var clusterName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,63}$`)
+
+func validProvider(p string) bool {
+	if p == ProviderNone {
+		return true
+	}
+	_, ok := specByKind(p)
+	return ok
+}
+
+// CreateCluster creates a cluster; encryptionAtRestProvider other than NONE
+// needs the project's configuration of that provider first.
+func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluster) (Cluster, error) {
+	if !clusterName.MatchString(c.Name) {
+		if c.Name == "" {
+			return Cluster{}, missingAttr("name")
+		}
+		return Cluster{}, apiErr(http.StatusBadRequest, "CLUSTER_NAME_INVALID", "The cluster name %s is invalid.", c.Name)
+	}
+	// Like UpdateCluster, accept the provider in any case ("aws" is AWS).
+	c.EncryptionAtRestProvider = strings.ToUpper(c.EncryptionAtRestProvider)
+	if c.EncryptionAtRestProvider == "" {
+		c.EncryptionAtRestProvider = ProviderNone
+	}
+	s.mu.Lock()
+	gs, err := s.group(gid)
+	if err != nil {
+		s.mu.Unlock()
+		return Cluster{}, err
+	}
+	if _, ok := gs.clusters[c.Name]; ok {
+		s.mu.Unlock()
+		return Cluster{}, apiErr(http.StatusBadRequest, "DUPLICATE_CLUSTER_NAME", "A cluster named %s is already present in group %s.", c.Name, gid)
+	}
+	if err := s.checkProviderLocked(gs, ProviderNone, c.EncryptionAtRestProvider); err != nil {
+		s.mu.Unlock()
+		return Cluster{}, err
+	}
+	now := s.now()
+	nc := Cluster{ID: newID(now), GroupID: gid, Name: c.Name, ClusterType: nonEmpty(c.ClusterType, "REPLICASET"),
+		MongoDBVersion: "7.0.0", MongoDBMajorVersion: "7.0", EncryptionAtRestProvider: c.EncryptionAtRestProvider,
+		ProviderSettings: c.ProviderSettings, DiskSizeGB: c.DiskSizeGB, StateName: "CREATING", CreateDate: now}
+	if nc.ProviderSettings == nil {
+		nc.ProviderSettings = &ProviderSettings{ProviderName: "CMKDB", InstanceSizeName: "M10", RegionName: "LOCAL"}
+	}
+	recs := map[string]any{"cluster/" + gid + "/" + nc.Name: nc}
+	s.addEventLocked(gs, recs, Event{EventTypeName: "CLUSTER_CREATED", ClusterName: nc.Name, PublicKey: actor,
+		Detail: "encryptionAtRestProvider " + nc.EncryptionAtRestProvider})
+	if err := s.st.put(recs); err != nil {
+		s.mu.Unlock()
+		return Cluster{}, err
+	}
+	gs.clusters[nc.Name] = &nc
+	prov := s.provisioner
+	s.mu.Unlock()
+
+	if prov != nil {
+		cs, err := prov.Provision(ctx, gid, nc.Name)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c, ok := gs.clusters[nc.Name]; ok {
+			if err != nil {
+				s.log.Error("provisioning cluster", "cluster", nc.Name, "err", err)
+				c.StateName = "REPAIRING"
+			} else {
+				c.StateName, c.ConnectionStrings.Standard = "IDLE", cs
+			}
+			_ = s.st.put(map[string]any{"cluster/" + gid + "/" + nc.Name: *c})
+			return s.viewLocked(gs, c), nil
+		}
+		return nc, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewLocked(gs, gs.clusters[nc.Name]), nil
+}
+
+// checkProviderLocked enforces Atlas's ordering rules for a cluster's
+// encryptionAtRestProvider going from old to next.
+func (s *Service) checkProviderLocked(gs *groupState, old, next string) error {
+	if !validProvider(next) {
+		return apiErr(http.StatusBadRequest, "INVALID_ENCRYPTION_AT_REST_PROVIDER", "Invalid encryption at rest provider %s.", next)
+	}
+	if next == old {
+		return nil
+	}
+	if old != ProviderNone && next != ProviderNone {
+		return apiErr(http.StatusConflict, "CANNOT_CHANGE_ENCRYPTION_AT_REST_PROVIDER",
+			"Cannot change the encryption at rest provider from %s to %s; set it to NONE first.", old, next)
+	}
+	if next != ProviderNone && gs.ear.Kind != next {
+		return apiErr(http.StatusBadRequest, "ENCRYPTION_AT_REST_NOT_ENABLED",
+			"Encryption at rest with %s is not enabled for group %s.", next, gs.group.ID)
+	}
+	if gs.ear.Kind != "" && (old == gs.ear.Kind || next == gs.ear.Kind) && gs.ear.Key.Validity == kms.Invalid.String() {
+		return apiErr(http.StatusBadRequest, "ENCRYPTION_AT_REST_SETTINGS_INVALID",
+			"We are unable to access your encryption key, so encryption at rest cannot be changed on this cluster until access is restored.")
+	}
+	return nil
+}
+
+// Clusters lists a project's clusters.
+func (s *Service) Clusters(gid string) ([]Cluster, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Cluster, 0, len(gs.clusters))
+	for _, c := range gs.clusters {
+		out = append(out, s.viewLocked(gs, c))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// GetCluster returns one cluster.
+func (s *Service) GetCluster(gid, name string) (Cluster, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return Cluster{}, err
+	}
+	c, ok := gs.clusters[name]
+	if !ok {
+		return Cluster{}, notFound("cluster", name)
+	}
+	return s.viewLocked(gs, c), nil
+}
+
+// viewLocked adds the derived encryptionAtRestStatus to a cluster.
+func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
+	v := *c
+	v.EncryptionAtRestStatus = s.clusterStatusLocked(gs, c)
+	return v
+}
+
+func (s *Service) clusterStatusLocked(gs *groupState, c *Cluster) EARStatus {
+	if c.EncryptionAtRestProvider != ProviderNone && gs.ear.Kind == c.EncryptionAtRestProvider &&
+		gs.ear.Key.Validity == kms.Invalid.String() {
+		return EARStatus{State: "DISABLED", Since: gs.ear.Key.Since,
+			Reason: "the customer master key is invalid (" + string(gs.ear.Key.Reason) + "): " + gs.ear.Key.Detail}
+	}
+	for _, n := range gs.nodes {
+		if n.Cluster == c.Name && n.State == "DISABLED" {
+			return EARStatus{State: "DISABLED", Since: n.LastSeen, Reason: "node " + n.Name + ": " + n.Reason}
+		}
+	}
+	return EARStatus{State: "AVAILABLE", Since: c.CreateDate}
+}
+
+// UpdateCluster applies a cluster update. Changes to a cluster disabled by
+// an invalid key are accepted and queued until it is available again;
+// encryptionAtRestProvider changes follow checkProviderLocked's rules.
+func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p ClusterPatch) (Cluster, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return Cluster{}, err
+	}
+	c, ok := gs.clusters[name]
+	if !ok {
+		return Cluster{}, notFound("cluster", name)
+	}
+	next := *c
+	recs := map[string]any{}
+	if p.EncryptionAtRestProvider != nil {
+		np := strings.ToUpper(*p.EncryptionAtRestProvider)
+		if err := s.checkProviderLocked(gs, c.EncryptionAtRestProvider, np); err != nil {
+			return Cluster{}, err
+		}
+		if np != c.EncryptionAtRestProvider {
+			next.EncryptionAtRestProvider = np
+			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
+				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
+		}
+	}
+	rest := p
+	rest.EncryptionAtRestProvider = nil
+	if s.clusterStatusLocked(gs, c).State == "DISABLED" && rest != (ClusterPatch{}) {
+		queued := mergePatch(next.PendingChanges, rest)
+		next.PendingChanges = &queued
+		s.addEventLocked(gs, recs, Event{EventTypeName: "CLUSTER_UPDATE_QUEUED", ClusterName: name, PublicKey: actor,
+			Detail: "the cluster is disabled; the update applies when its key is valid again"})
+	} else {
+		applyPatch(&next, rest)
+	}
+	recs["cluster/"+gid+"/"+name] = next
+	if err := s.st.put(recs); err != nil {
+		return Cluster{}, err
+	}
+	*c = next
+	s.notifyLocked()
+	return s.viewLocked(gs, c), nil
+}
+
+func mergePatch(q *ClusterPatch, p ClusterPatch) ClusterPatch {
+	var out ClusterPatch
+	if q != nil {
+		out = *q
+	}
+	if p.ProviderSettings != nil {
+		out.ProviderSettings = p.ProviderSettings
+	}
+	if p.DiskSizeGB != nil {
+		out.DiskSizeGB = p.DiskSizeGB
+	}
+	if p.Paused != nil {
+		out.Paused = p.Paused
+	}
+	if p.MongoDBMajorVersion != nil {
+		out.MongoDBMajorVersion = p.MongoDBMajorVersion
+	}
+	return out
+}
+
+func applyPatch(c *Cluster, p ClusterPatch) {
+	if p.ProviderSettings != nil {
+		ps := *p.ProviderSettings
+		if c.ProviderSettings != nil {
+			if ps.ProviderName == "" {
+				ps.ProviderName = c.ProviderSettings.ProviderName
+			}
+			if ps.RegionName == "" {
+				ps.RegionName = c.ProviderSettings.RegionName
+			}
+			if ps.InstanceSizeName == "" {
+				ps.InstanceSizeName = c.ProviderSettings.InstanceSizeName
+			}
+		}
+		c.ProviderSettings = &ps
+	}
+	if p.DiskSizeGB != nil {
+		c.DiskSizeGB = p.DiskSizeGB
+	}
+	if p.Paused != nil {
+		c.Paused = *p.Paused
+	}
+	if p.MongoDBMajorVersion != nil {
+		c.MongoDBMajorVersion = *p.MongoDBMajorVersion
+	}
+}
+
+// applyPendingChangesLocked applies queued updates of clusters that are
+// available again.
+func (s *Service) applyPendingChangesLocked(gs *groupState, recs map[string]any) {
+	for name, c := range gs.clusters {
+		if c.PendingChanges == nil {
+			continue
+		}
+		applyPatch(c, *c.PendingChanges)
+		c.PendingChanges = nil
+		recs["cluster/"+gs.group.ID+"/"+name] = *c
+		s.addEventLocked(gs, recs, Event{EventTypeName: "CLUSTER_UPDATE_APPLIED", ClusterName: name, Detail: "queued update applied"})
+	}
+}
+
+// DeleteCluster deletes a cluster: its nodes stop and their data is destroyed.
+func (s *Service) DeleteCluster(ctx context.Context, actor, gid, name string) error {
+	s.mu.Lock()
+	gs, err := s.group(gid)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if _, ok := gs.clusters[name]; !ok {
+		s.mu.Unlock()
+		return notFound("cluster", name)
+	}
+	recs := map[string]any{"cluster/" + gid + "/" + name: nil}
+	for key, n := range gs.nodes {
+		if n.Cluster == name {
+			recs["node/"+gid+"/"+key] = nil
+			delete(gs.nodes, key)
+		}
+	}
+	s.addEventLocked(gs, recs, Event{EventTypeName: "CLUSTER_DELETED", ClusterName: name, PublicKey: actor})
+	if err := s.st.put(recs); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	delete(gs.clusters, name)
+	s.notifyLocked()
+	prov := s.provisioner
+	s.mu.Unlock()
+	if prov != nil {
+		return prov.Deprovision(ctx, gid, name)
+	}
+	return nil
+}

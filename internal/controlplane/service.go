@@ -1,0 +1,360 @@
+// Package controlplane owns projects, clusters and their nodes, the
+// encryption-at-rest configuration of each project, the validity checks and
+// state machine around its customer master key, node master key rotation,
+// alerts, events and the audit log. It is the service behind the admin API
+// (package atlasapi) and the node key service (package keyservice); it
+// holds every KMS credential, and nodes reach their CMK only through it.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
+)
+
+// Defaults of the lifecycle settings.
+const (
+	DefaultCheckInterval  = 15 * time.Minute
+	MinCheckInterval      = 10 * time.Second
+	DefaultRotationPeriod = 90 * 24 * time.Hour
+	// DefaultRotationAlertDays is the threshold of the automatic
+	// *_ENCRYPTION_KEY_NEEDS_ROTATION alert.
+	DefaultRotationAlertDays = 90
+)
+
+// Notifier delivers an alert notification to a webhook.
+type Notifier interface {
+	Notify(ctx context.Context, url string, secret []byte, body []byte, id string)
+}
+
+// Options configure a Service.
+type Options struct {
+	// Dir holds the store and the internal key.
+	Dir      string
+	Logger   *slog.Logger
+	Notifier Notifier
+	// Now is the clock (tests).
+	Now func() time.Time
+	// MinCheckInterval lowers the floor of a project's check interval
+	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
+	MinCheckInterval time.Duration
+}
+
+// Service is the control plane.
+//
+// Invariants: every change is written to the store (synced) before it is
+// visible in memory or acknowledged; s.mu guards all in-memory state and is
+// never held across a KMS call.
+type Service struct {
+	opts     Options
+	log      *slog.Logger
+	st       *store
+	internal *local.Provider // wraps the master keys of clusters without customer key management
+	// internalRef is the key reference the internal key wraps with.
+	internalRef kms.KeyRef
+	provisioner Provisioner
+
+	mu      sync.Mutex
+	org     Org
+	groups  map[string]*groupState
+	apiKeys map[string]*APIKey // by public key
+	// gen counts changes nodes may care about; changed is closed and
+	// replaced on every change (long-polls wait on it).
+	gen     uint64
+	changed chan struct{}
+
+	checkMu sync.Map // group id → *sync.Mutex: one key check at a time per project
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type groupState struct {
+	group    Group
+	ear      earRecord
+	mw       MaintenanceWindow
+	clusters map[string]*Cluster
+	nodes    map[string]*Node // by cluster/name
+	configs  map[string]*AlertConfig
+	alerts   map[string]*Alert
+	events   []Event
+	// provider is opened from ear; prevProvider from ear.Previous.
+	provider, prevProvider kms.Provider
+	nextCheck              time.Time
+}
+
+// Open opens (or creates) the control plane's state in opts.Dir.
+func Open(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MinCheckInterval == 0 {
+		opts.MinCheckInterval = MinCheckInterval
+	}
+	st, err := openStore(filepath.Join(opts.Dir, "state"))
+	if err != nil {
+		return nil, err
+	}
+	internalPath := filepath.Join(opts.Dir, "internal-cmk.json")
+	if _, err := os.Stat(internalPath); errors.Is(err, os.ErrNotExist) {
+		if _, err := local.Create(internalPath); err != nil {
+			st.close()
+			return nil, fmt.Errorf("controlplane: internal key: %w", err)
+		}
+	}
+	internal, err := local.Open(internalPath)
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("controlplane: internal key: %w", err)
+	}
+	s := &Service{opts: opts, log: opts.Logger, st: st, internal: internal, groups: map[string]*groupState{},
+		apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
+	if err := s.load(ctx); err != nil {
+		st.close()
+		return nil, err
+	}
+	if s.internalRef, err = probeWrap(ctx, internal); err != nil {
+		st.close()
+		return nil, fmt.Errorf("controlplane: internal key: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Service) now() time.Time { return s.opts.Now().UTC() }
+
+// load reads the store into memory and opens each project's provider.
+func (s *Service) load(ctx context.Context) error {
+	var org Org
+	found := false
+	if err := s.st.scan("org", func(_ string, open func(any) error) error { found = true; return open(&org) }); err != nil {
+		return err
+	}
+	if !found {
+		org = Org{ID: newID(s.now()), Name: "cmkdb"}
+		if err := s.st.put(map[string]any{"org": org}); err != nil {
+			return err
+		}
+	}
+	s.org = org
+	scans := []struct {
+		prefix string
+		fn     func(key string, open func(any) error) error
+	}{
+		{"group/", func(_ string, open func(any) error) error {
+			var g Group
+			if err := open(&g); err != nil {
+				return err
+			}
+			s.groups[g.ID] = newGroupState(g)
+			return nil
+		}},
+		{"ear/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error { return open(&gs.ear) })
+		}},
+		{"mw/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error { return open(&gs.mw) })
+		}},
+		{"cluster/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error {
+				var c Cluster
+				if err := open(&c); err != nil {
+					return err
+				}
+				gs.clusters[c.Name] = &c
+				return nil
+			})
+		}},
+		{"node/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error {
+				var n Node
+				if err := open(&n); err != nil {
+					return err
+				}
+				gs.nodes[n.Cluster+"/"+n.Name] = &n
+				return nil
+			})
+		}},
+		{"alertcfg/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error {
+				var c AlertConfig
+				if err := open(&c); err != nil {
+					return err
+				}
+				gs.configs[c.ID] = &c
+				return nil
+			})
+		}},
+		{"alert/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error {
+				var a Alert
+				if err := open(&a); err != nil {
+					return err
+				}
+				gs.alerts[a.ID] = &a
+				return nil
+			})
+		}},
+		{"event/", func(k string, open func(any) error) error {
+			return s.withLoadedGroup(k, func(gs *groupState) error {
+				var e Event
+				if err := open(&e); err != nil {
+					return err
+				}
+				gs.events = append(gs.events, e)
+				return nil
+			})
+		}},
+		{"apikey/", func(_ string, open func(any) error) error {
+			var k APIKey
+			if err := open(&k); err != nil {
+				return err
+			}
+			s.apiKeys[k.PublicKey] = &k
+			return nil
+		}},
+	}
+	for _, sc := range scans {
+		if err := s.st.scan(sc.prefix, sc.fn); err != nil {
+			return fmt.Errorf("controlplane: load %s: %w", sc.prefix, err)
+		}
+	}
+	for _, gs := range s.groups {
+		if gs.ear.Kind != "" {
+			gs.provider = s.openProvider(ctx, gs.ear.Kind, gs.ear.Values)
+		}
+		if gs.ear.Previous != nil {
+			gs.prevProvider = s.openProvider(ctx, gs.ear.Previous.Kind, gs.ear.Previous.Values)
+		}
+		gs.nextCheck = s.now()
+	}
+	return nil
+}
+
+// withLoadedGroup finds the group named by a "<prefix>/<gid>/…" store key.
+func (s *Service) withLoadedGroup(key string, fn func(*groupState) error) error {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) < 2 {
+		return fmt.Errorf("malformed key %q", key)
+	}
+	gs, ok := s.groups[parts[1]]
+	if !ok {
+		return nil // a leftover of a deleted group
+	}
+	return fn(gs)
+}
+
+func newGroupState(g Group) *groupState {
+	return &groupState{group: g, clusters: map[string]*Cluster{}, nodes: map[string]*Node{},
+		configs: map[string]*AlertConfig{}, alerts: map[string]*Alert{}}
+}
+
+// openProvider opens a configured provider. A provider that cannot even be
+// constructed (a KMIP server that does not answer a name lookup, a missing
+// PKCS#11 module) is represented by one whose every call fails with the
+// reason, so the lifecycle treats it like any other KMS answer.
+func (s *Service) openProvider(ctx context.Context, kind string, values map[string]string) kms.Provider {
+	spec, ok := specByKind(kind)
+	if !ok {
+		return failing{err: &kms.Error{Op: "open", Reason: kms.ReasonKeyMalformed, Detail: "unknown provider " + kind}}
+	}
+	p, err := spec.open(ctx, values)
+	if err != nil {
+		r := kms.ReasonOf(err)
+		if r == "" {
+			r = kms.ReasonKeyMalformed
+		}
+		return failing{err: &kms.Error{Op: "open", Reason: r, Detail: redactedError(err, values)}}
+	}
+	return p
+}
+
+// redactedError returns err's text with every configured secret removed.
+func redactedError(err error, values map[string]string) string {
+	msg := err.Error()
+	for _, spec := range specs() {
+		for _, f := range spec.fields {
+			if v := values[f.name]; f.writeOnly && len(v) >= 4 {
+				msg = strings.ReplaceAll(msg, v, "[redacted]")
+			}
+		}
+	}
+	return msg
+}
+
+// failing is a provider that could not be opened.
+type failing struct{ err *kms.Error }
+
+func (f failing) Wrap(context.Context, []byte, []byte) (kms.Wrapped, error) {
+	return kms.Wrapped{}, f.err
+}
+func (f failing) Unwrap(context.Context, kms.Wrapped, []byte) ([]byte, error) {
+	return nil, f.err
+}
+func (f failing) Check(context.Context) kms.Status { return kms.StatusFromError(kms.KeyRef{}, f.err) }
+
+func closeProvider(p kms.Provider) {
+	if c, ok := p.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// SetProvisioner sets what runs new clusters' nodes. Call before Start.
+func (s *Service) SetProvisioner(p Provisioner) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.provisioner = p
+}
+
+// Close stops background work and closes the store.
+func (s *Service) Close() error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, gs := range s.groups {
+		closeProvider(gs.provider)
+		closeProvider(gs.prevProvider)
+	}
+	return s.st.close()
+}
+
+// notifyLocked wakes every node long-poll. Callers hold s.mu.
+func (s *Service) notifyLocked() {
+	s.gen++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Service) group(id string) (*groupState, error) {
+	gs, ok := s.groups[id]
+	if !ok {
+		if !isID(id) {
+			return nil, apiErr(400, "INVALID_GROUP_ID", "An invalid group ID %s was specified.", id)
+		}
+		return nil, notFound("group", id)
+	}
+	return gs, nil
+}
+
+// Org returns the organization.
+func (s *Service) Org() Org {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.org
+}

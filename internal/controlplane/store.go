@@ -1,0 +1,190 @@
+package controlplane
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cmkdb/cmkdb/internal/durable"
+)
+
+// store is the control plane's embedded state: one Pebble database whose
+// every value is sealed with AES-256-GCM under the control plane's own key,
+// with the record's key as associated data. KMS credentials, API key
+// secrets and webhook secrets therefore never reach the disk in plaintext,
+// and a value moved to another key fails to open.
+//
+// Every write is synced before it returns: a state change the API
+// acknowledged survives kill -9.
+type store struct {
+	db   *pebble.DB
+	aead cipher.AEAD
+}
+
+// secretKeyFile holds the control plane's 32-byte store key, mode 0600.
+const secretKeyFile = "store.key"
+
+func openStore(dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(dir, secretKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
+	db, err := pebble.Open(filepath.Join(dir, "state"), &pebble.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: open state: %w", err)
+	}
+	return &store{db: db, aead: aead}, nil
+}
+
+func loadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := durable.WriteFile(path, key, 0o600); err != nil {
+			clear(key)
+			return nil, fmt.Errorf("controlplane: write store key: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: read store key: %w", err)
+	}
+	if len(key) != 32 {
+		clear(key)
+		return nil, fmt.Errorf("controlplane: store key %s is %d bytes, want 32", path, len(key))
+	}
+	return key, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+func (s *store) seal(key string, v any) ([]byte, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(js)
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(js)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(nonce, nonce, js, []byte(key)), nil
+}
+
+func (s *store) open(key string, sealed []byte, v any) error {
+	n := s.aead.NonceSize()
+	if len(sealed) < n+s.aead.Overhead() {
+		return fmt.Errorf("controlplane: record %q is truncated", key)
+	}
+	js, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(key))
+	if err != nil {
+		return fmt.Errorf("controlplane: record %q fails authentication", key)
+	}
+	defer clear(js)
+	return json.Unmarshal(js, v)
+}
+
+// put writes records atomically and durably; a nil value deletes.
+func (s *store) put(recs map[string]any) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for k, v := range recs {
+		if v == nil {
+			if err := b.Delete([]byte(k), nil); err != nil {
+				return err
+			}
+			continue
+		}
+		sealed, err := s.seal(k, v)
+		if err != nil {
+			return err
+		}
+		if err := b.Set([]byte(k), sealed, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("controlplane: commit: %w", err)
+	}
+	return nil
+}
+
+// scan calls fn for every record under prefix, in key order.
+func (s *store) scan(prefix string, fn func(key string, open func(v any) error) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := string(it.Key())
+		val := bytes.Clone(it.Value())
+		if err := fn(k, func(v any) error { return s.open(k, val, v) }); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Blob returns the sealed blob stored under name, creating it with create
+// on first use (the control plane's CA key, for one).
+func (s *Service) Blob(name string, create func() ([]byte, error)) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b []byte
+	found := false
+	if err := s.st.scan("blob/"+name, func(k string, open func(any) error) error {
+		if k != "blob/"+name {
+			return nil
+		}
+		found = true
+		return open(&b)
+	}); err != nil {
+		return nil, err
+	}
+	if found {
+		return b, nil
+	}
+	b, err := create()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.st.put(map[string]any{"blob/" + name: b}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}

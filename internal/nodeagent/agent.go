@@ -1,0 +1,126 @@
+// Package nodeagent runs a managed node's side of the control plane
+// protocol: it long-polls the key service for directives and applies them
+// to the node — drop keys and refuse I/O on INVALID, re-unwrap and serve on
+// VALID, re-wrap the master key under the cluster's current CMK, rotate the
+// master key when asked — and reports the node's state after each.
+package nodeagent
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/keyservice"
+	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/node"
+)
+
+// PollWait is how long one directive long-poll waits for a change; it is
+// also the heartbeat of the node's reports and of retries while disabled.
+const PollWait = 10 * time.Second
+
+// Agent applies directives to one node.
+type Agent struct {
+	Node    *node.Node
+	Client  *keyservice.Client
+	Address string // host:port clients connect to
+	Logger  *slog.Logger
+	// PollWait overrides the package default (tests).
+	PollWait time.Duration
+
+	applied uint64 // rotations applied
+	synced  bool   // applied initialised from the control plane
+}
+
+// Run applies directives until ctx ends. A control plane that does not
+// answer changes nothing: the node keeps its state, as with an unreachable
+// KMS.
+func (a *Agent) Run(ctx context.Context) {
+	log := a.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	wait := a.PollWait
+	if wait == 0 {
+		wait = PollWait
+	}
+	var gen uint64
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		d, err := a.Client.Directive(ctx, gen, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("control plane unreachable: node keeps its state", "state", a.Node.State().String(), "err", err)
+			sleep(ctx, backoff+time.Duration(rand.Int64N(int64(backoff))))
+			backoff = min(backoff*2, 10*time.Second)
+			gen = 0
+			continue
+		}
+		backoff = 250 * time.Millisecond
+		gen = d.Gen
+		a.Apply(ctx, d)
+		if err := a.Client.Report(ctx, a.report()); err != nil && ctx.Err() == nil {
+			log.Warn("reporting to the control plane", "err", err)
+		}
+	}
+}
+
+// Apply applies one directive.
+func (a *Agent) Apply(ctx context.Context, d controlplane.Directive) {
+	log := a.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if !a.synced {
+		a.applied, a.synced = d.RotateApplied, true
+	}
+	a.Node.ApplyCheck(ctx, keyservice.DirectiveStatus(d))
+	_, ks, release, err := a.Node.Acquire()
+	if err != nil {
+		return // disabled: nothing else applies until the key is back
+	}
+	defer release()
+	if d.WrapKey.KeyID != "" && ks.Master().CMK != d.WrapKey {
+		from := ks.Master().CMK
+		if err := ks.RewrapMaster(ctx, a.Client); err != nil {
+			log.Warn("re-wrapping the node master key under the cluster's current CMK", "from", from.String(), "to", d.WrapKey.String(), "err", err)
+		} else {
+			log.Info("node master key re-wrapped", "from", from.String(), "to", ks.Master().CMK.String())
+		}
+	}
+	if d.Rotate > a.applied {
+		if err := ks.RotateMasterKey(ctx); err != nil {
+			log.Warn("rotating the node master key", "err", err)
+			return
+		}
+		a.applied = d.Rotate
+		log.Info("node master key rotated", "version", ks.Master().Version)
+	}
+}
+
+func (a *Agent) report() controlplane.NodeReport {
+	st := a.Node.State()
+	r := controlplane.NodeReport{Address: a.Address, State: "DISABLED", Reason: st.Reason, RotateApplied: a.applied}
+	if _, ks, release, err := a.Node.Acquire(); err == nil {
+		m := ks.Master()
+		r.State, r.Reason = "AVAILABLE", ""
+		r.MasterKeyVersion, r.MasterKeyCreatedAt, r.CMK = m.Version, m.CreatedAt, m.CMK
+		release()
+	}
+	return r
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+var _ kms.Provider = (*keyservice.Client)(nil)
