@@ -2,12 +2,12 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/gcp"
 )
 
-// openGCP is replaced when the gcp provider lands.
-func openGCP(_ context.Context, _ map[string]string) (kms.Provider, error) {
-	return nil, errors.New("gcp: not yet wired")
+func openGCP(ctx context.Context, v map[string]string) (kms.Provider, error) {
+	return gcp.New(ctx, gcp.Config{KeyName: v["keyVersionResourceID"], CredentialsJSON: []byte(v["serviceAccountKey"]),
+		Endpoint: v["endpoint"], CAFile: v["caFile"]})
 }

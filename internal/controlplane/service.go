@@ -73,9 +73,10 @@ type Service struct {
 	gen     uint64
 	changed chan struct{}
 
-	checkMu sync.Map // group id → *sync.Mutex: one key check at a time per project
-	done    chan struct{}
-	wg      sync.WaitGroup
+	checkMu   sync.Map // group id → *sync.Mutex: one key check at a time per project
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 type groupState struct {
@@ -317,21 +318,22 @@ func (s *Service) SetProvisioner(p Provisioner) {
 	s.provisioner = p
 }
 
-// Close stops background work and closes the store.
+// Close stops background work and closes the store. Calling it again does
+// nothing.
 func (s *Service) Close() error {
-	select {
-	case <-s.done:
-	default:
+	var err error
+	s.closeOnce.Do(func() {
 		close(s.done)
-	}
-	s.wg.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, gs := range s.groups {
-		closeProvider(gs.provider)
-		closeProvider(gs.prevProvider)
-	}
-	return s.st.close()
+		s.wg.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, gs := range s.groups {
+			closeProvider(gs.provider)
+			closeProvider(gs.prevProvider)
+		}
+		err = s.st.close()
+	})
+	return err
 }
 
 // notifyLocked wakes every node long-poll. Callers hold s.mu.

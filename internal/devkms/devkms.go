@@ -21,7 +21,8 @@ import (
 )
 
 // Info is what a client needs to use the service. It holds test
-// credentials for a throwaway loopback server, nothing of value.
+// credentials for a throwaway loopback server, nothing of value; files it
+// names (credentials, CA) live in a temporary directory removed by Close.
 type Info struct {
 	Provider string            `json:"provider"`
 	Endpoint string            `json:"endpoint"`
@@ -42,8 +43,8 @@ func (s *Service) Close() {
 	s.close()
 }
 
-// Start runs the faithful server for provider ("aws" or "vault") and its
-// admin API on adminAddr (e.g. "127.0.0.1:0").
+// Start runs the faithful server for provider ("aws", "vault", "gcp" or
+// "azure") and its admin API on adminAddr (e.g. "127.0.0.1:0").
 func Start(provider, adminAddr string) (*Service, error) {
 	// The admin API has no authentication: it never leaves loopback.
 	host, _, err := net.SplitHostPort(adminAddr)
@@ -135,8 +136,16 @@ func Start(provider, adminAddr string) (*Service, error) {
 			}
 		}
 		faults(mux, set(vaulttest.Throttle), set(vaulttest.Fail5xx), set(vaulttest.Stall))
+	case "gcp":
+		if err := startGCP(mux, svc); err != nil {
+			return nil, fmt.Errorf("devkms: gcp: %w", err)
+		}
+	case "azure":
+		if err := startAzure(mux, svc); err != nil {
+			return nil, fmt.Errorf("devkms: azure: %w", err)
+		}
 	default:
-		return nil, fmt.Errorf("devkms: no faithful server for provider %q (have: aws, vault)", provider)
+		return nil, fmt.Errorf("devkms: no faithful server for provider %q (have: aws, vault, gcp, azure)", provider)
 	}
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -165,6 +174,17 @@ func faults(mux *http.ServeMux, throttle, fail5xx, stall func(bool)) {
 			answer(w, err)
 		})
 	}
+}
+
+// onOff registers a switch (?on=true|false).
+func onOff(mux *http.ServeMux, path string, set func(bool) error) {
+	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
+		if err == nil {
+			err = set(on)
+		}
+		answer(w, err)
+	})
 }
 
 func answer(w http.ResponseWriter, err error) {

@@ -2,11 +2,19 @@ package devkms
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
+	"github.com/cmkdb/cmkdb/internal/kms/azure"
+	"github.com/cmkdb/cmkdb/internal/kms/gcp"
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
@@ -66,6 +74,54 @@ func TestAdminSwitchesWhatTheSDKSees(t *testing.T) {
 			{"/throttle?on=false", ""},
 			{"/token/revoke", kms.ReasonCredentialsRejected},
 		}},
+		{"gcp", openGCP, []struct {
+			path   string
+			reason kms.Reason
+		}{
+			{"", ""},
+			{"/key/state?value=DISABLED", kms.ReasonKeyDisabled},
+			{"/key/state?value=ENABLED", ""},
+			{"/key/state?value=destroy-scheduled", kms.ReasonKeyPendingDeletion},
+			{"/key/state?value=DESTROYED", kms.ReasonKeyDeleted},
+			{"/key/state?value=PENDING_GENERATION", kms.ReasonKeyNotYetActive},
+			{"/key/state?value=ENABLED", ""},
+			{"/key/rotate", ""},
+			{"/key/state?value=DISABLED&version=1", ""}, // not the primary any more
+			{"/key/purpose?value=ASYMMETRIC_SIGN", kms.ReasonWrongKeyType},
+			{"/key/purpose?value=ENCRYPT_DECRYPT", ""},
+			{"/key/hide?on=true", kms.ReasonKeyNotFound},
+			{"/key/hide?on=false", ""},
+			{"/deny?permission=cloudkms.cryptoKeyVersions.useToDecrypt&on=true", kms.ReasonPermissionDenied},
+			{"/deny?permission=cloudkms.cryptoKeyVersions.useToDecrypt&on=false", ""},
+			{"/credentials/disable?on=true", kms.ReasonCredentialsRejected},
+			{"/credentials/disable?on=false", ""},
+			{"/corrupt?n=5", kms.ReasonServerError},
+			{"/corrupt?n=0", ""},
+			{"/throttle?on=true", kms.ReasonThrottled},
+			{"/throttle?on=false", ""},
+			{"/unavailable?on=true", kms.ReasonNetwork},
+			{"/unavailable?on=false", ""},
+			{"/fail5xx?on=true", kms.ReasonServerError},
+		}},
+		{"azure", openAzure, []struct {
+			path   string
+			reason kms.Reason
+		}{
+			{"", ""},
+			{"/key/state?value=disabled", kms.ReasonKeyDisabled},
+			{"/key/state?value=expired", kms.ReasonKeyExpired},
+			{"/key/state?value=not-yet-active", kms.ReasonKeyNotYetActive},
+			{"/key/state?value=deleted", kms.ReasonKeyDeleted},
+			{"/key/state?value=enabled", ""},
+			{"/key/rotate", ""},
+			{"/deny?permission=unwrapKey&on=true", kms.ReasonPermissionDenied},
+			{"/deny?permission=unwrapKey&on=false", ""},
+			{"/credentials/revoke?on=true", kms.ReasonCredentialsRejected},
+			{"/credentials/revoke?on=false", ""},
+			{"/throttle?on=true", kms.ReasonThrottled},
+			{"/throttle?on=false", ""},
+			{"/fail5xx?on=true", kms.ReasonServerError},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.provider, func(t *testing.T) {
@@ -88,6 +144,99 @@ func TestAdminSwitchesWhatTheSDKSees(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// openGCP builds the provider from Info exactly as a node configuration
+// would: key name, endpoint, credentials file and CA file.
+func openGCP(i Info) (kms.Provider, error) {
+	s := i.Settings
+	creds, err := os.ReadFile(s["credentialsFile"])
+	if err != nil {
+		return nil, err
+	}
+	return gcp.New(context.Background(), gcp.Config{KeyName: s["keyName"], CredentialsJSON: creds,
+		Endpoint: s["endpoint"], CAFile: s["caFile"], MaxAttempts: 1})
+}
+
+// openAzure routes Azure's host names to the dev server, as the "routing"
+// setting tells a user to, and trusts its CA file.
+func openAzure(i Info) (kms.Provider, error) {
+	s := i.Settings
+	ca, err := os.ReadFile(s["caFile"])
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no certificate in %s", s["caFile"])
+	}
+	addr := strings.TrimPrefix(i.Endpoint, "https://")
+	d := &net.Dialer{}
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+	}}
+	secret, err := os.ReadFile(s["clientSecretFile"])
+	if err != nil {
+		return nil, err
+	}
+	return azure.New(azure.Config{VaultURL: s["vaultUrl"], KeyName: s["keyName"], TenantID: s["tenantId"],
+		ClientID: s["clientId"], ClientSecret: strings.TrimSpace(string(secret)), Transport: client, MaxRetries: -1})
+}
+
+// The files Info names exist while the service runs and go with it.
+func TestInfoFiles(t *testing.T) {
+	for provider, keys := range map[string][]string{
+		"gcp":   {"credentialsFile", "caFile"},
+		"azure": {"clientSecretFile", "caFile"},
+	} {
+		t.Run(provider, func(t *testing.T) {
+			svc, err := Start(provider, "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				fi, err := os.Stat(svc.Info.Settings[k])
+				if err != nil {
+					t.Fatalf("%s: %v", k, err)
+				}
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s mode %v", k, fi.Mode().Perm())
+				}
+			}
+			svc.Close()
+			for _, k := range keys {
+				if _, err := os.Stat(svc.Info.Settings[k]); !os.IsNotExist(err) {
+					t.Errorf("%s left behind after Close: %v", k, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAdminRejectsUnknownValues(t *testing.T) {
+	for provider, paths := range map[string][]string{
+		"gcp":   {"/key/state?value=GONE", "/key/purpose?value=NOPE", "/deny?permission=x&on=true", "/corrupt?n=x"},
+		"azure": {"/key/state?value=gone", "/deny?permission=sign&on=true"},
+	} {
+		svc, err := Start(provider, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			resp, err := http.Post(svc.Info.AdminURL+p, "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s %s: %s, want 400", provider, p, resp.Status)
+			}
+		}
+		svc.Close()
 	}
 }
 

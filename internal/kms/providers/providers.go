@@ -13,6 +13,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
 	"github.com/cmkdb/cmkdb/internal/kms/azure"
+	"github.com/cmkdb/cmkdb/internal/kms/gcp"
 	"github.com/cmkdb/cmkdb/internal/kms/kmip"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kms/pkcs11"
@@ -21,8 +22,9 @@ import (
 
 // Open builds the provider a configuration names. Only a KMIP key named by
 // keyName is resolved at once (ctx bounds that); every other provider
-// first talks to its KMS when the node unwraps its master key. Secrets are read from
-// their files here and handed to the provider, never logged or echoed.
+// first talks to its KMS when the node unwraps its master key. Secrets (and
+// the GCP service account key file) are read from their files here and
+// handed to the provider, never logged or echoed.
 func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
 	switch c.Provider {
 	case "local":
@@ -78,6 +80,17 @@ func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
 		a := c.Azure
 		return azure.New(azure.Config{VaultURL: a.VaultURL, KeyName: a.KeyName, KeyVersion: a.KeyVersion,
 			TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: secret})
+	case "gcp":
+		if c.GCP == nil {
+			return nil, fmt.Errorf("kms: gcp provider needs kms.gcp")
+		}
+		creds, err := readSecret(c.GCP.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("kms: gcp credentialsFile: %w", err)
+		}
+		g := c.GCP
+		return gcp.New(ctx, gcp.Config{KeyName: g.KeyName, CredentialsJSON: []byte(creds),
+			Endpoint: g.Endpoint, CAFile: g.CAFile})
 	}
 	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
 }

@@ -7,9 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"cloud.google.com/go/kms/apiv1/kmspb"
+
 	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
+	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
 	"github.com/cmkdb/cmkdb/internal/node"
@@ -27,8 +30,8 @@ func writeSecret(t *testing.T, s string) string {
 // TestConfiguredProvidersUnlockANode builds each provider from a node
 // configuration, as `cmkdb node --config` does, checks it, and opens a
 // real node whose keystore it wraps — against the local key file, the
-// faithful AWS KMS server (SigV4 verified) and the faithful Vault Transit
-// server.
+// faithful AWS KMS server (SigV4 verified), the faithful Vault Transit
+// server and the faithful Cloud KMS server (service account JWT verified).
 func TestConfiguredProvidersUnlockANode(t *testing.T) {
 	const access, secret = "AKIDEXAMPLE", "aws-secret-not-for-logs"
 	awsSrv := awstest.NewServer(awstest.Options{Credentials: map[string]string{access: secret}})
@@ -38,6 +41,20 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 	vaultSrv := vaulttest.New()
 	t.Cleanup(vaultSrv.Close)
 	if err := vaultSrv.CreateKey("cmkdb", "aes256-gcm96"); err != nil {
+		t.Fatal(err)
+	}
+
+	gcpSrv, err := gcptest.NewServer(gcptest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gcpSrv.Close)
+	gcpKey, err := gcpSrv.CreateKey("cmkdb", kmspb.CryptoKey_ENCRYPT_DECRYPT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := gcpSrv.NewServiceAccount("cmkdb-node")
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -52,6 +69,8 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 			SecretAccessKeyFile: writeSecret(t, secret), Endpoint: awsSrv.URL}},
 		"vault": {Provider: "vault", Vault: &config.VaultTransitKMS{Address: vaultSrv.URL, Key: "cmkdb",
 			TokenFile: writeSecret(t, vaultSrv.RootToken)}},
+		"gcp": {Provider: "gcp", GCP: &config.GCPKMS{KeyName: gcpKey, CredentialsFile: writeSecret(t, string(sa.JSON)),
+			Endpoint: gcpSrv.Addr(), CAFile: writeSecret(t, string(gcpSrv.CAPEM()))}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
