@@ -105,6 +105,12 @@ type UpInfo struct {
 	PID              int    `json:"pid"`
 	State            string `json:"state"`
 	CMK              string `json:"cmk"`
+	// The control plane cmkdb up runs.
+	APIURL        string `json:"apiUrl"`
+	APIPublicKey  string `json:"apiPublicKey"`
+	APIPrivateKey string `json:"apiPrivateKey"`
+	GroupID       string `json:"groupId"`
+	Cluster       string `json:"cluster"`
 }
 
 // Server is one running `cmkdb up` process.

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"log/slog"
 	"net/http"
 
+	"github.com/cmkdb/cmkdb/internal/atlasapi"
 	"github.com/cmkdb/cmkdb/internal/controlplane"
 )
 
 // adminAPI is the control plane's admin API handler.
-func adminAPI(_ *controlplane.Service) http.Handler { return http.NotFoundHandler() }
+func adminAPI(svc *controlplane.Service) http.Handler {
+	return atlasapi.New(svc, atlasapi.Options{Logger: slog.Default()})
+}

@@ -47,6 +47,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newUpCmd(stdout),
 		newNodeCmd(stdout),
+		newControlPlaneCmd(stdout),
 		newBenchCmd(stdout),
 		newDevCmd(stdout),
 		newKMSCmd(stdout),

@@ -132,17 +132,13 @@ type bootInfo struct {
 // encryption at rest provider and the cluster; it sets the check interval
 // and returns the API key of up.json (a new one when that file lost it).
 func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, interval time.Duration, prev upInfo) (bootInfo, error) {
+	// Only the first run configures: later runs keep what the operator
+	// changed through the API (another provider, other clusters).
 	g, err := svc.GroupByName(upProject)
 	if err != nil {
 		if g, err = svc.CreateGroup(ctx, "cmkdb-up", upProject, ""); err != nil {
 			return bootInfo{}, err
 		}
-	}
-	ear, err := svc.EncryptionAtRest(ctx, g.ID, false)
-	if err != nil {
-		return bootInfo{}, err
-	}
-	if local, _ := ear["local"].(map[string]any); local["enabled"] != true {
 		p, err := controlplane.ParseEARPatch([]byte(fmt.Sprintf(`{"local":{"enabled":true,"keyFile":%q}}`, cmkPath)))
 		if err != nil {
 			return bootInfo{}, err
@@ -150,14 +146,12 @@ func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, i
 		if _, err := svc.PatchEncryptionAtRest(ctx, "cmkdb-up", g.ID, p); err != nil {
 			return bootInfo{}, fmt.Errorf("configuring the local CMK for %s: %w", upProject, err)
 		}
-	}
-	if err := svc.SetCheckInterval(g.ID, interval); err != nil {
-		return bootInfo{}, err
-	}
-	if _, err := svc.GetCluster(g.ID, upCluster); err != nil {
 		if _, err := svc.CreateCluster(ctx, "cmkdb-up", g.ID, controlplane.Cluster{Name: upCluster, EncryptionAtRestProvider: controlplane.ProviderLocal}); err != nil {
 			return bootInfo{}, err
 		}
+	}
+	if err := svc.SetCheckInterval(g.ID, interval); err != nil {
+		return bootInfo{}, err
 	}
 	boot := bootInfo{groupID: g.ID}
 	if secret, ok := svc.APIKeySecret(prev.APIPublicKey); ok && string(secret) == prev.APIPrivateKey {

@@ -160,31 +160,49 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// Blob returns the sealed blob stored under name, creating it with create
-// on first use (the control plane's CA key, for one).
-func (s *Service) Blob(name string, create func() ([]byte, error)) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b []byte
-	found := false
-	if err := s.st.scan("blob/"+name, func(k string, open func(any) error) error {
-		if k != "blob/"+name {
-			return nil
-		}
-		found = true
-		return open(&b)
-	}); err != nil {
+// Blob returns the blob stored under name in dir (the control plane's
+// directory), creating it with create on first use. Blobs (the control
+// plane's CA key, for one) live in DIR/blobs/<name>.sealed, sealed with the
+// store key, outside Pebble: a command can read them while the control
+// plane runs (`cmkdb controlplane issue-node-cert`).
+func Blob(dir, name string, create func() ([]byte, error)) ([]byte, error) {
+	key, err := loadOrCreateKey(filepath.Join(dir, "state", secretKeyFile))
+	if err != nil {
 		return nil, err
 	}
-	if found {
+	defer clear(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	sealer := &store{aead: aead}
+	path := filepath.Join(dir, "blobs", name+".sealed")
+	if sealed, err := os.ReadFile(path); err == nil {
+		var b []byte
+		if err := sealer.open("blob/"+name, sealed, &b); err != nil {
+			return nil, err
+		}
 		return b, nil
+	} else if !errors.Is(err, os.ErrNotExist) || create == nil {
+		return nil, fmt.Errorf("controlplane: blob %s: %w", name, err)
 	}
 	b, err := create()
 	if err != nil {
 		return nil, err
 	}
-	if err := s.st.put(map[string]any{"blob/" + name: b}); err != nil {
+	sealed, err := sealer.seal("blob/"+name, b)
+	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(path, sealed, 0o600); err != nil {
+		return nil, fmt.Errorf("controlplane: blob %s: %w", name, err)
 	}
 	return b, nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,7 +96,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context, cfg Config) error {
-	ca, err := loadCA(s.Svc)
+	ca, err := LoadCA(cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -148,31 +149,33 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// loadCA returns the control plane's CA, kept sealed in its store.
-func loadCA(svc *controlplane.Service) (*tlsutil.CA, error) {
-	var fresh *tlsutil.CA
-	certPEM, err := svc.Blob("ca-cert", func() ([]byte, error) {
+// LoadCA returns the control plane's CA, kept sealed in its directory
+// (certificate and key in one blob, so a crash cannot separate them),
+// creating it on first use.
+func LoadCA(dir string) (*tlsutil.CA, error) {
+	type caBlob struct{ Cert, Key []byte }
+	raw, err := controlplane.Blob(dir, "ca", func() ([]byte, error) {
 		ca, err := tlsutil.NewCA("cmkdb control plane CA", caValidity)
 		if err != nil {
 			return nil, err
 		}
-		fresh = ca
-		return ca.CertPEM, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := svc.Blob("ca-key", func() ([]byte, error) {
-		if fresh == nil {
-			return nil, errors.New("controlplane: the CA certificate exists but its key does not")
+		key, err := ca.KeyPEM()
+		if err != nil {
+			return nil, err
 		}
-		return fresh.KeyPEM()
+		defer clear(key)
+		return json.Marshal(caBlob{Cert: ca.CertPEM, Key: key})
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer clear(keyPEM)
-	return tlsutil.ParseCA(certPEM, keyPEM)
+	defer clear(raw)
+	var b caBlob
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("controlplane: CA blob: %w", err)
+	}
+	defer clear(b.Key)
+	return tlsutil.ParseCA(b.Cert, b.Key)
 }
 
 // NodeClient returns a key service client for a node identity, with a
@@ -194,8 +197,8 @@ func (s *Server) NodeClient(id controlplane.NodeID) (*keyservice.Client, error) 
 
 // IssueNodeCert writes a node certificate and key (0600) for a node that
 // runs as its own process (`cmkdb node` with kms.controlPlane).
-func (s *Server) IssueNodeCert(id controlplane.NodeID, dir string) (certFile, keyFile string, err error) {
-	certPEM, keyPEM, err := s.CA.ClientCertificate(id.String(), certValidity)
+func IssueNodeCert(ca *tlsutil.CA, id controlplane.NodeID, dir string) (certFile, keyFile string, err error) {
+	certPEM, keyPEM, err := ca.ClientCertificate(id.String(), certValidity)
 	if err != nil {
 		return "", "", err
 	}
