@@ -26,7 +26,9 @@ func NewAPI(url, publicKey, privateKey string) *API {
 }
 
 // UpAPI is the API of a `cmkdb up`, with the key from its up.json.
-func (s *Server) UpAPI() *API { return NewAPI(s.Info.APIURL, s.Info.APIPublicKey, s.Info.APIPrivateKey) }
+func (s *Server) UpAPI() *API {
+	return NewAPI(s.Info.APIURL, s.Info.APIPublicKey, s.Info.APIPrivateKey)
+}
 
 // Atlas returns the official Atlas Go client for the same API.
 func (a *API) Atlas(t testing.TB) *mongodbatlas.Client {

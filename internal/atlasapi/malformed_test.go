@@ -132,7 +132,17 @@ func TestRouting(t *testing.T) {
 			t.Fatalf("%s Accept %q: %d %q", c.path, c.accept, res.StatusCode, res.Header.Get("Content-Type"))
 		}
 	}
-	res, err := http.Get(e.srv.URL + "/api/atlas/v2/openapi.yaml")
+	req, _ := http.NewRequest(http.MethodPost, e.api+"/groups", strings.NewReader("name=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := (&http.Client{Transport: digestTransport(e.root)}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("form Content-Type: %d", res.StatusCode)
+	}
+	res, err = http.Get(e.srv.URL + "/api/atlas/v2/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,6 +133,9 @@ func newIssueNodeCertCmd(stdout io.Writer) *cobra.Command {
 			if _, ok := controlplane.ParseNodeID(id.String()); !ok {
 				return fmt.Errorf("--group, --cluster and --name are required")
 			}
+			if _, err := os.Stat(filepath.Join(dir, "state")); err != nil {
+				return fmt.Errorf("%s is not a control plane directory (run `cmkdb controlplane serve --dir %s` first): %w", dir, dir, err)
+			}
 			ca, err := cpserver.LoadCA(dir)
 			if err != nil {
 				return err

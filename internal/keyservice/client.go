@@ -117,6 +117,12 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
+	if err != nil && strings.Contains(err.Error(), "remote error: tls:") {
+		// The key service refused the node's certificate in the handshake:
+		// an answer about the node's credentials, not a network failure.
+		return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: kms.ReasonCredentialsRejected,
+			Detail: "the key service refused the node's certificate", Err: stripURL(err)}
+	}
 	if err != nil {
 		return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: kms.ReasonOf(err),
 			Detail: "the control plane's key service did not answer", Err: stripURL(err)}
