@@ -25,7 +25,7 @@ func TestControlPlaneAndNodeAsSeparateProcesses(t *testing.T) {
 	ksAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	out := &e2etest.SyncBuffer{}
 	cp := exec.Command(cmkdbBin, "controlplane", "serve", "--dir", cpDir, "--api-addr", apiAddr,
-		"--key-service-addr", ksAddr, "--min-check-interval", "1s")
+		"--key-service-addr", ksAddr, "--min-check-interval", "1s", "--allow-provider-path", os.TempDir())
 	cp.Stdout, cp.Stderr = out, out
 	if err := cp.Start(); err != nil {
 		t.Fatal(err)

@@ -57,6 +57,7 @@ type serveFlags struct {
 	bind          string
 	port          int
 	apiPort       int
+	providerPaths []string
 	checkInterval time.Duration
 	plaintext     bool
 	security      securityFlags

@@ -47,6 +47,7 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 	}
 	f.register(cmd)
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0 picks a free one; see up.json)")
+	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
 	return cmd
 }
 
@@ -74,7 +75,8 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	}
 	cp, err := cpserver.Start(ctx, cpserver.Config{Dir: filepath.Join(f.dir, "controlplane"),
 		APIAddr: net.JoinHostPort(f.bind, strconv.Itoa(f.apiPort)), KeyServiceAddr: "127.0.0.1:0",
-		APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: min(f.checkInterval, controlplane.MinCheckInterval)})
+		APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: min(f.checkInterval, controlplane.MinCheckInterval),
+		ProviderPaths: append([]string{filepath.Dir(cmk)}, f.providerPaths...)})
 	if err != nil {
 		return err
 	}

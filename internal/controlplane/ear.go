@@ -237,6 +237,9 @@ func (s *Service) PatchEncryptionAtRest(ctx context.Context, actor, gid string, 
 			if !present {
 				continue
 			}
+			if f.path && !allowedPath(v, s.opts.ProviderPaths) {
+				return nil, invalidAttr(spec.object+"."+f.name, "the control plane does not allow provider files there (it allows: "+strings.Join(s.opts.ProviderPaths, ", ")+")")
+			}
 			if f.check != nil {
 				if err := f.check(v); err != nil {
 					if strings.HasPrefix(err.Error(), "AZURE_KEY_VAULT_KEY_IDENTIFIER_INVALID_FORMAT") {

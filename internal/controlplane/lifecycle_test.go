@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ func (c *clock) Add(d time.Duration) {
 
 func openService(t *testing.T, dir string, clk *clock) *Service {
 	t.Helper()
-	opts := Options{Dir: dir, MinCheckInterval: time.Second}
+	opts := Options{Dir: dir, MinCheckInterval: time.Second, ProviderPaths: []string{os.TempDir()}}
 	if clk != nil {
 		opts.Now = clk.Now
 	}
@@ -331,5 +332,52 @@ func TestRollingRotation(t *testing.T) {
 	}
 	if rotate("a") != 2 || rotate("b") != 1 {
 		t.Fatalf("manual rotation: a=%d b=%d", rotate("a"), rotate("b"))
+	}
+}
+
+// TestProviderFilesMustBeAllowed: an API caller cannot point the control
+// plane at a file (a key file, a PKCS#11 module) outside the directories it
+// was started to allow.
+func TestProviderFilesMustBeAllowed(t *testing.T) {
+	ctx := context.Background()
+	allowed := t.TempDir()
+	s, err := Open(ctx, Options{Dir: t.TempDir(), ProviderPaths: []string{allowed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g, err := s.CreateGroup(ctx, "test", "paths", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "cmk.json")
+	if _, err := local.Create(outside); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(allowed, "link.json")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"outside", fmt.Sprintf(`{"local":{"keyFile":%q}}`, outside)},
+		{"dotdot", fmt.Sprintf(`{"local":{"keyFile":%q}}`, allowed+"/../x.json")},
+		{"symlink out", fmt.Sprintf(`{"local":{"keyFile":%q}}`, link)},
+		{"relative", `{"local":{"keyFile":"cmk.json"}}`},
+		{"pkcs11 module", `{"pkcs11":{"modulePath":"/usr/lib/evil.so","tokenLabel":"t","keyLabel":"k","pin":"1234"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := patch(t, s, g.ID, tc.body)
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Code != "INVALID_ATTRIBUTE" {
+				t.Fatalf("got %v, want INVALID_ATTRIBUTE", err)
+			}
+		})
+	}
+	inside := filepath.Join(allowed, "cmk.json")
+	if _, err := local.Create(inside); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := patch(t, s, g.ID, fmt.Sprintf(`{"local":{"keyFile":%q}}`, inside)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -30,6 +31,10 @@ type field struct {
 	writeOnly bool
 	// check validates a value; nil accepts any non-empty string.
 	check func(string) error
+	// path marks a file on the control plane's host (a key file, a
+	// PKCS#11 module, a CA bundle): it must lie under one of the
+	// directories the control plane was started to allow.
+	path bool
 }
 
 // providerSpec is one encryptionAtRest object: awsKms, azureKeyVault,
@@ -85,8 +90,8 @@ func specs() []providerSpec {
 				{name: "keyVaultName", required: true},
 				{name: "keyIdentifier", required: true, check: checkAzureKeyIdentifier},
 				{name: "secret", required: true, writeOnly: true},
-				{name: "authorityHost"}, // cmkdb: a non-Azure AD endpoint
-				{name: "caFile"},        // cmkdb: CA bundle for a non-Azure endpoint
+				{name: "authorityHost"},      // cmkdb: a non-Azure AD endpoint
+				{name: "caFile", path: true}, // cmkdb: CA bundle for a non-Azure endpoint
 			},
 			codes: map[kms.Reason]string{
 				kms.ReasonKeyDisabled: "AZURE_KEY_VAULT_KEY_NOT_ENABLED", kms.ReasonKeyExpired: "AZURE_KEY_VAULT_KEY_EXPIRED",
@@ -101,7 +106,7 @@ func specs() []providerSpec {
 					return fmt.Errorf("cloud provider access roles are not available in cmkdb; use serviceAccountKey")
 				}},
 				{name: "endpoint"}, // cmkdb: a non-Google endpoint
-				{name: "caFile"},
+				{name: "caFile", path: true},
 			},
 			codes: map[kms.Reason]string{
 				kms.ReasonKeyDisabled: "GOOGLE_CLOUD_KMS_KEY_VERSION_DISABLED", kms.ReasonKeyDeleted: "GOOGLE_CLOUD_KMS_KEY_VERSION_DESTROYED",
@@ -111,9 +116,9 @@ func specs() []providerSpec {
 		{object: "kmip", kind: ProviderKMIP, open: openKMIP,
 			fields: []field{
 				{name: "address", required: true},
-				{name: "caFile", required: true},
-				{name: "clientCertificateFile", required: true},
-				{name: "clientKeyFile", required: true},
+				{name: "caFile", required: true, path: true},
+				{name: "clientCertificateFile", required: true, path: true},
+				{name: "clientKeyFile", required: true, path: true},
 				{name: "keyId"},
 				{name: "keyName"},
 			}},
@@ -127,13 +132,13 @@ func specs() []providerSpec {
 			}},
 		{object: "pkcs11", kind: ProviderPKCS11, open: openPKCS11,
 			fields: []field{
-				{name: "modulePath", required: true},
+				{name: "modulePath", required: true, path: true},
 				{name: "tokenLabel", required: true},
 				{name: "keyLabel", required: true},
 				{name: "pin", required: true, writeOnly: true},
 			}},
 		{object: "local", kind: ProviderLocal, open: openLocal,
-			fields: []field{{name: "keyFile", required: true}}},
+			fields: []field{{name: "keyFile", required: true, path: true}}},
 	}
 }
 
@@ -291,4 +296,27 @@ func openPKCS11(_ context.Context, v map[string]string) (kms.Provider, error) {
 
 func openLocal(_ context.Context, v map[string]string) (kms.Provider, error) {
 	return local.Open(v["keyFile"])
+}
+
+// allowedPath reports whether path lies under one of dirs once symlinks
+// are resolved, so an API caller cannot point the control plane at an
+// arbitrary library or file on its host.
+func allowedPath(path string, dirs []string) bool {
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = filepath.Clean(path)
+	}
+	for _, d := range dirs {
+		rd, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			rd = filepath.Clean(d)
+		}
+		if rel, err := filepath.Rel(rd, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel) {
+			return true
+		}
+	}
+	return false
 }

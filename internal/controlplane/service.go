@@ -45,6 +45,10 @@ type Options struct {
 	Notifier Notifier
 	// Now is the clock (tests).
 	Now func() time.Time
+	// ProviderPaths are the directories provider files (local key files,
+	// PKCS#11 modules, KMIP and CA certificates) may be in. None: no
+	// provider that needs a file can be configured.
+	ProviderPaths []string
 	// MinCheckInterval lowers the floor of a project's check interval
 	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
 	MinCheckInterval time.Duration

@@ -39,7 +39,9 @@ type Config struct {
 	// KeyServiceHosts are extra names or IPs the key service certificate covers.
 	KeyServiceHosts  []string
 	MinCheckInterval time.Duration
-	Logger           *slog.Logger
+	// ProviderPaths are the directories provider files may be in.
+	ProviderPaths []string
+	Logger        *slog.Logger
 }
 
 // Server is a running control plane.
@@ -82,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	sender := webhook.New(webhook.Options{Logger: log})
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
