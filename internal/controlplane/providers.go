@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -91,6 +92,7 @@ func specs() []providerSpec {
 				{name: "keyIdentifier", required: true, check: checkAzureKeyIdentifier},
 				{name: "secret", required: true, writeOnly: true},
 				{name: "authorityHost"},      // cmkdb: a non-Azure AD endpoint
+				{name: "endpoint"},           // cmkdb: host:port every Key Vault and Azure AD request goes to (the dev server)
 				{name: "caFile", path: true}, // cmkdb: CA bundle for a non-Azure endpoint
 			},
 			codes: map[kms.Reason]string{
@@ -238,20 +240,38 @@ func checkGCPResource(v string) error {
 	return nil
 }
 
-func tlsClient(caFile string) (*http.Client, error) {
-	if caFile == "" {
+// tlsClient returns an HTTP client trusting caFile (system roots when
+// empty) and, with endpoint set, connecting every request to that address
+// whatever the URL's host (a dev server standing in for a cloud's many host
+// names; TLS still verifies the URL's host name). Nil when neither is set.
+func tlsClient(caFile, endpoint string) (*http.Client, error) {
+	if caFile == "" && endpoint == "" {
 		return nil, nil
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("caFile: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("caFile %s holds no PEM certificate", caFile)
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("caFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("caFile %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	tr.TLSClientConfig = cfg
+	if endpoint != "" {
+		addr := strings.TrimPrefix(endpoint, "https://")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("endpoint %q is not host:port", endpoint)
+		}
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	return &http.Client{Transport: tr}, nil
 }
 
@@ -267,7 +287,7 @@ func openAzure(_ context.Context, v map[string]string) (kms.Provider, error) {
 	}
 	cfg := azure.Config{VaultURL: vaultURL, KeyName: name, KeyVersion: version, TenantID: v["tenantID"],
 		ClientID: v["clientID"], ClientSecret: v["secret"], AuthorityHost: v["authorityHost"]}
-	client, err := tlsClient(v["caFile"])
+	client, err := tlsClient(v["caFile"], v["endpoint"])
 	if err != nil {
 		return nil, err
 	}
