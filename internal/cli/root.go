@@ -52,6 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDevCmd(stdout),
 		newKMSCmd(stdout),
 		newKeystoreCmd(stdout),
+		newCtlCmd(stdout, stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
