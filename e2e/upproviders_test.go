@@ -25,8 +25,8 @@ func TestUpWithEachCloudProvider(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		provider, object, kind, keyRef string
-		revoke, restore, reason       string
-		config                        func(k devKMS) map[string]any
+		revoke, restore, reason        string
+		config                         func(k devKMS) map[string]any
 	}{
 		{"aws", "awsKms", "AWS", "aws", "/key/state?value=Disabled", "/key/state?value=Enabled", "KEY_DISABLED",
 			func(k devKMS) map[string]any {
