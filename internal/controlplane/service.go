@@ -266,8 +266,8 @@ func newGroupState(g Group) *groupState {
 }
 
 // openProvider opens a configured provider. A provider that cannot even be
-// constructed (a KMIP server that does not answer a name lookup, a missing
-// PKCS#11 module) is represented by one whose every call fails with the
+// constructed (a missing PKCS#11 module, an unreadable certificate) is
+// represented by one whose every call fails with the
 // reason, so the lifecycle treats it like any other KMS answer.
 func (s *Service) openProvider(ctx context.Context, kind string, values map[string]string) kms.Provider {
 	spec, ok := specByKind(kind)

@@ -57,8 +57,9 @@ type Config struct {
 	ClientCertFile string
 	ClientKeyFile  string
 	// KeyID is the Unique Identifier of the current CMK. Either KeyID or
-	// KeyName is required; KeyName is resolved to the Active key of that
-	// name when the provider starts and at every Check.
+	// KeyName is required; KeyName is resolved to the newest Active key of
+	// that name on first use (Wrap, Unwrap or Check) and again at every
+	// Check.
 	KeyID   string
 	KeyName string
 	// PreviousKeyIDs are the uids of earlier CMKs (before rotations) whose
@@ -81,19 +82,21 @@ type Provider struct {
 	cfg    Config
 	tlsCfg *tls.Config
 
-	mu     sync.Mutex
-	client *kmipclient.Client
-	keyID  string
+	mu    sync.Mutex
+	keyID string
 	// known are the uids this provider may unwrap with.
 	known map[string]bool
 }
 
 var _ kms.Provider = (*Provider)(nil)
 
-// New validates cfg and loads the TLS material. It does not contact the
-// server unless cfg names the key by KeyName (use Check to validate the
-// key).
-func New(ctx context.Context, cfg Config) (*Provider, error) {
+// New validates cfg and loads the TLS material. It never contacts the
+// server, not even to resolve KeyName: a node must be able to start while
+// its KMIP server is down (it starts DISABLED, UNREACHABLE, and recovers at
+// a later Check) or while its key is revoked, exactly as with every other
+// provider; the server's answers are classified by Check, Wrap and Unwrap.
+// ctx is unused and kept for the callers' sake.
+func New(_ context.Context, cfg Config) (*Provider, error) {
 	if cfg.Address == "" {
 		return nil, configErr("address is required")
 	}
@@ -150,13 +153,6 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 			p.known[id] = true
 		}
 	}
-	if p.keyID == "" {
-		uid, err := p.resolveName(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p.SetKeyID(uid)
-	}
 	return p, nil
 }
 
@@ -180,22 +176,40 @@ func (p *Provider) isKnown(uid string) bool {
 	return p.known[uid]
 }
 
-// Close closes the connection to the server.
-func (p *Provider) Close() error {
-	p.mu.Lock()
-	c := p.client
-	p.client = nil
-	p.mu.Unlock()
-	if c != nil {
-		return c.Close()
-	}
-	return nil
-}
+// Close releases nothing: the provider holds no connection between
+// operations (see once).
+func (p *Provider) Close() error { return nil }
 
 func (p *Provider) current() kms.KeyRef {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.keyID == "" {
+		// KeyName has not resolved yet: name the key the way the
+		// operator configured it.
+		return p.nameRef()
+	}
 	return kms.KeyRef{Provider: ProviderName, KeyID: p.keyID}
+}
+
+func (p *Provider) nameRef() kms.KeyRef {
+	return kms.KeyRef{Provider: ProviderName, KeyID: "name:" + p.cfg.KeyName}
+}
+
+// resolved returns the current CMK, resolving KeyName first if it never
+// resolved (the server was unreachable, or the key missing or revoked, when
+// it was last asked).
+func (p *Provider) resolved(ctx context.Context) (kms.KeyRef, error) {
+	p.mu.Lock()
+	have := p.keyID != ""
+	p.mu.Unlock()
+	if !have {
+		uid, err := p.resolveName(ctx)
+		if err != nil {
+			return p.current(), err
+		}
+		p.SetKeyID(uid)
+	}
+	return p.current(), nil
 }
 
 // Wrap implements kms.Provider.
@@ -203,6 +217,10 @@ func (p *Provider) Wrap(ctx context.Context, plaintext, aad []byte) (kms.Wrapped
 	ref := p.current()
 	if err := ctx.Err(); err != nil {
 		return kms.Wrapped{}, p.ctxErr("wrap", ref, err)
+	}
+	ref, err := p.resolved(ctx)
+	if err != nil {
+		return kms.Wrapped{}, err
 	}
 	iv := make([]byte, ivLen)
 	if _, err := rand.Read(iv); err != nil {
@@ -239,8 +257,18 @@ func (p *Provider) Unwrap(ctx context.Context, w kms.Wrapped, aad []byte) ([]byt
 		return nil, &kms.Error{Op: "unwrap", Key: ref, Reason: kms.ReasonKeyNotFound, Detail: "the record does not name a KMIP key"}
 	}
 	if !p.isKnown(ref.KeyID) && p.cfg.KeyName != "" {
-		// Keys sharing the configured name are this CMK's earlier versions.
-		_, _ = p.resolveName(ctx)
+		// Keys sharing the configured name are this CMK's versions: ask
+		// the server which they are. If it cannot say (unreachable, or no
+		// key of the name is usable), that is the answer: calling the
+		// record foreign (ErrDecrypt) would make a node whose KMIP server
+		// is down at startup refuse to start, as if its data had been
+		// wrapped by another key.
+		uid, err := p.resolveName(ctx)
+		if err == nil {
+			p.SetKeyID(uid)
+		} else if !p.isKnown(ref.KeyID) {
+			return nil, err
+		}
 	}
 	if !p.isKnown(ref.KeyID) {
 		return nil, fmt.Errorf("kms unwrap %s: the record names a KMIP key this provider is not configured for (keyId %s, previousKeyIds): %w", ref, p.current().KeyID, kms.ErrDecrypt)
@@ -272,6 +300,9 @@ func (p *Provider) Unwrap(ctx context.Context, w kms.Wrapped, aad []byte) ([]byt
 // Check implements kms.Provider: the key must exist, be Active, be AES-256,
 // and answer an encrypt/decrypt probe.
 func (p *Provider) Check(ctx context.Context) kms.Status {
+	// KeyName is resolved at every Check (not only until it first
+	// succeeds) so that a rotation, a new Active key of the name, is
+	// followed.
 	if p.cfg.KeyName != "" && ctx.Err() == nil {
 		uid, err := p.resolveName(ctx)
 		if err != nil {
@@ -389,9 +420,12 @@ func validate(op string, ref kms.KeyRef, a keyAttrs) error {
 	return nil
 }
 
-// resolveName finds the Active AES key named cfg.KeyName.
+// resolveName finds the newest Active AES-256 key named cfg.KeyName. Every
+// key of the name becomes one this provider may unwrap with, usable or not,
+// so that a record under a revoked version reaches the server and is
+// refused with the key's state rather than as a foreign key's.
 func (p *Provider) resolveName(ctx context.Context) (string, error) {
-	ref := kms.KeyRef{Provider: ProviderName, KeyID: "name:" + p.cfg.KeyName}
+	ref := p.nameRef()
 	res, err := p.do(ctx, "locate", ref, &payloads.LocateRequestPayload{
 		Attribute: []kmip.Attribute{
 			{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: p.cfg.KeyName, NameType: kmip.NameTypeUninterpretedTextString}},
@@ -410,17 +444,16 @@ func (p *Provider) resolveName(ctx context.Context) (string, error) {
 	best, bestDate := "", time.Time{}
 	var firstErr error
 	for _, uid := range lr.UniqueIdentifier {
+		p.mu.Lock()
+		p.known[uid] = true
+		p.mu.Unlock()
 		a, err := p.attributes(ctx, "locate", kms.KeyRef{Provider: ProviderName, KeyID: uid})
-		_ = a.state
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		p.mu.Lock()
-		p.known[uid] = true
-		p.mu.Unlock()
 		if best == "" || a.initial.After(bestDate) {
 			best, bestDate = uid, a.initial
 		}
@@ -465,18 +498,23 @@ func (p *Provider) do(ctx context.Context, op string, ref kms.KeyRef, reqs ...km
 func (p *Provider) once(ctx context.Context, op string, ref kms.KeyRef, reqs []kmip.OperationPayload) ([]kmip.OperationPayload, error) {
 	actx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	c, err := p.conn(actx)
+	// A connection per operation, never one kept between operations: KMIP
+	// calls are few (a Check per interval, Wrap and Unwrap when a node
+	// unlocks or rotates), and kmip-go's client races with itself when
+	// the server closes a connection it holds (a restarted or idle-timing
+	// server): its read loop closes the channel a new request is being
+	// sent on, a data race and a possible "send on closed channel" panic.
+	c, err := kmipclient.DialContext(actx, p.cfg.Address, kmipclient.WithTlsConfig(p.tlsCfg.Clone()))
 	if err != nil {
 		return nil, p.transportErr(ctx, op, ref, err)
 	}
+	defer closeClient(c)
 	// Roundtrip rather than Batch: a server that stops at the first
 	// failed item (PyKMIP) answers fewer items than were sent, which Batch
 	// reports as a bare "Batch count mismatch".
 	msg := kmip.NewRequestMessage(c.Version(), reqs...)
 	resp, err := c.Roundtrip(actx, &msg)
 	if err != nil {
-		// The connection may be half-used: never reuse it.
-		p.drop(c)
 		return nil, p.transportErr(ctx, op, ref, err)
 	}
 	out := make([]kmip.OperationPayload, len(reqs))
@@ -495,33 +533,13 @@ func (p *Provider) once(ctx context.Context, op string, ref kms.KeyRef, reqs []k
 	return out, nil
 }
 
-func (p *Provider) conn(ctx context.Context) (*kmipclient.Client, error) {
-	p.mu.Lock()
-	c := p.client
-	p.mu.Unlock()
-	if c != nil {
-		return c, nil
-	}
-	c, err := kmipclient.DialContext(ctx, p.cfg.Address, kmipclient.WithTlsConfig(p.tlsCfg.Clone()))
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client != nil {
-		_ = c.Close()
-		return p.client, nil
-	}
-	p.client = c
-	return c, nil
-}
-
-func (p *Provider) drop(c *kmipclient.Client) {
-	p.mu.Lock()
-	if p.client == c {
-		p.client = nil
-	}
-	p.mu.Unlock()
+// closeClient closes c. kmip-go's Client.Close dereferences the client's
+// connection, which is nil once the client's own reconnect failed (the
+// server dropped the connection mid-operation and no longer accepts new
+// ones): such a client holds nothing left to close, and the panic would
+// take the node down exactly when its KMIP server goes away.
+func closeClient(c *kmipclient.Client) {
+	defer func() { _ = recover() }()
 	_ = c.Close()
 }
 

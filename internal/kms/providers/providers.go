@@ -20,9 +20,10 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
-// Open builds the provider a configuration names. Only a KMIP key named by
-// keyName is resolved at once (ctx bounds that); every other provider
-// first talks to its KMS when the node unwraps its master key. Secrets (and
+// Open builds the provider a configuration names. No provider talks to its
+// KMS here (a KMIP keyName too is resolved on first use), so a node whose KMS
+// is down or whose key is revoked starts DISABLED rather than not at all;
+// each first talks to its KMS when the node unwraps its master key. Secrets (and
 // the GCP service account key file) are read from their files here and
 // handed to the provider, never logged or echoed.
 func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
