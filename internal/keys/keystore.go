@@ -49,6 +49,12 @@ type Keystore struct {
 	path     string
 	provider kms.Provider
 
+	// wmu serializes changes: a change holds it from reading ks.b to
+	// installing its successor, so the slow part of a master-key rotation
+	// (the KMS calls, the durable write) runs without mu and readers — every
+	// file open asks for a database key — are not held up by it. mu guards
+	// the fields below; changes take it only to install their result.
+	wmu    sync.Mutex
 	mu     sync.RWMutex
 	b      *body
 	master []byte // nil once closed
@@ -154,6 +160,8 @@ func Open(ctx context.Context, dir string, provider kms.Provider) (*Keystore, er
 // Close drops every key from memory (zeroing it). The keystore file is
 // untouched; Open brings the keys back.
 func (ks *Keystore) Close() {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	clear(ks.master)
@@ -176,6 +184,8 @@ func (ks *Keystore) NodeID() string {
 // AddDatabase creates a key (version 1) for a new database and returns the
 // database's id, which names its directory and scopes its file keys.
 func (ks *Keystore) AddDatabase(name string) (string, error) {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.master == nil {
@@ -210,6 +220,8 @@ func (ks *Keystore) AddDatabase(name string) (string, error) {
 // DropDatabase destroys every version of the database's key. Once this
 // returns, the database's files are unreadable even if they survive.
 func (ks *Keystore) DropDatabase(name string) error {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.master == nil {
@@ -237,6 +249,8 @@ func (ks *Keystore) DropDatabase(name string) error {
 // RotateDatabaseKey adds a new key version for the database; new files use
 // it, files written under older versions stay readable.
 func (ks *Keystore) RotateDatabaseKey(name string) (uint32, error) {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.master == nil {
@@ -278,22 +292,25 @@ func (ks *Keystore) RotateDatabaseKey(name string) (uint32, error) {
 // is re-wrapped under the new one and the new one is wrapped by the CMK (one
 // KMS call). No data file is read or written, whatever the data size.
 func (ks *Keystore) RotateMasterKey(ctx context.Context) error {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	if ks.master == nil {
-		return ErrClosed
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
+	cur, provider, err := ks.snapshot()
+	if err != nil {
+		return err
 	}
 	now := ks.now()
 	master, err := randomKey()
 	if err != nil {
 		return err
 	}
-	b := ks.b.clone()
-	b.Master = masterEntry{Version: ks.b.Master.Version + 1, CreatedAt: now}
-	if err := ks.wrapMaster(ctx, b, master, ks.provider); err != nil {
+	b := cur.clone()
+	b.Master = masterEntry{Version: cur.Master.Version + 1, CreatedAt: now}
+	if err := ks.wrapMaster(ctx, b, master, provider); err != nil {
 		clear(master)
 		return err
 	}
+	// dbKeys changes only under wmu, which this holds: reading it without
+	// mu is safe.
 	if err := ks.rewrapDatabases(b, master, now); err != nil {
 		clear(master)
 		return err
@@ -303,9 +320,26 @@ func (ks *Keystore) RotateMasterKey(ctx context.Context) error {
 		clear(master)
 		return err
 	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.master == nil { // closed meanwhile: Close zeroed the old key
+		clear(master)
+		return ErrClosed
+	}
 	clear(ks.master)
 	ks.b, ks.master = b, master
 	return nil
+}
+
+// snapshot returns the current body and provider for a change; callers hold
+// wmu, so neither can change until they install their result.
+func (ks *Keystore) snapshot() (*body, kms.Provider, error) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	if ks.master == nil {
+		return nil, nil, ErrClosed
+	}
+	return ks.b, ks.provider, nil
 }
 
 // RewrapMaster wraps the current master key under another CMK, or the
@@ -313,20 +347,28 @@ func (ks *Keystore) RotateMasterKey(ctx context.Context) error {
 // new wrapping is unwrapped once before it is committed, so a CMK that can
 // wrap but not unwrap never replaces a working one.
 func (ks *Keystore) RewrapMaster(ctx context.Context, provider kms.Provider) error {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
+	cur, _, err := ks.snapshot()
+	if err != nil {
+		return err
+	}
+	// ks.master changes only under wmu: reading it without mu is safe.
+	master := ks.master
+	now := ks.now()
+	b := cur.clone()
+	old := b.Master.Wrapped.Key
+	if err := ks.wrapMaster(ctx, b, master, provider); err != nil {
+		return err
+	}
+	b.addEvent(now, "rewrap-master-key", fmt.Sprintf("node master key v%d: %s -> %s", b.Master.Version, old, b.Master.Wrapped.Key))
+	if err := ks.commit(b, master); err != nil {
+		return err
+	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.master == nil {
 		return ErrClosed
-	}
-	now := ks.now()
-	b := ks.b.clone()
-	old := b.Master.Wrapped.Key
-	if err := ks.wrapMaster(ctx, b, ks.master, provider); err != nil {
-		return err
-	}
-	b.addEvent(now, "rewrap-master-key", fmt.Sprintf("node master key v%d: %s -> %s", b.Master.Version, old, b.Master.Wrapped.Key))
-	if err := ks.commit(b, ks.master); err != nil {
-		return err
 	}
 	ks.b, ks.provider = b, provider
 	return nil
