@@ -149,6 +149,9 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any,
 			ke.Err = kms.ErrDecrypt
 		}
 		return ke
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: kms.ReasonThrottled,
+			Detail: "the key service (or a proxy in front of it) is throttling"}
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: kms.ReasonCredentialsRejected,
 			Detail: "the key service refused the node's certificate"}
