@@ -47,12 +47,14 @@ type harness struct {
 	fault   atomic.Int32
 	// client is the provider the suite holds; switched to simulate an
 	// unreachable service or rejected credentials.
-	p *switchable
+	p                   *switchable
 	good, dead, foreign *keyservice.Client
 }
 
 // switchable is the provider the suite sees.
-type switchable struct{ cur atomic.Pointer[keyservice.Client] }
+type switchable struct {
+	cur atomic.Pointer[keyservice.Client]
+}
 
 func (s *switchable) Wrap(ctx context.Context, pt, aad []byte) (kms.Wrapped, error) {
 	return s.cur.Load().Wrap(ctx, pt, aad)
