@@ -169,24 +169,9 @@ func GenerateLocalCA(dir string) (*CA, error) {
 // addresses) with a fresh ECDSA P-256 key, returned as PEM (the key in
 // PKCS #8). The caller should clear keyPEM once written.
 func (ca *CA) ServerCertificate(hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	if ca.key == nil {
-		return nil, nil, errors.New("tlsutil: CA has no private key")
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: generating server key: %w", err)
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: firstOr(hosts, "localhost"), Organization: []string{"cmkdb"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
-		tmpl.NotAfter = ca.Cert.NotAfter
+		Subject:     pkix.Name{CommonName: firstOr(hosts, "localhost"), Organization: []string{"cmkdb"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -195,13 +180,34 @@ func (ca *CA) ServerCertificate(hosts []string, validity time.Duration) (certPEM
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
+	return ca.issue(tmpl, validity)
+}
+
+// issue signs tmpl (subject, names and extended key usage set by the
+// caller) for a fresh ECDSA P-256 key, valid for validity but never beyond
+// the CA, and returns the certificate and the key (PKCS #8) as PEM.
+func (ca *CA) issue(tmpl *x509.Certificate, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if ca.key == nil {
+		return nil, nil, errors.New("tlsutil: CA has no private key")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tlsutil: generating key: %w", err)
+	}
+	now := time.Now()
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(validity)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: creating server certificate: %w", err)
+		return nil, nil, fmt.Errorf("tlsutil: creating certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: encoding server key: %w", err)
+		return nil, nil, fmt.Errorf("tlsutil: encoding key: %w", err)
 	}
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	clear(keyDER)
@@ -341,34 +347,8 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 // ClientCertificate issues a client certificate whose common name is the
 // client's identity, with a fresh ECDSA P-256 key (PKCS #8 PEM).
 func (ca *CA) ClientCertificate(commonName string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	if ca.key == nil {
-		return nil, nil, errors.New("tlsutil: CA has no private key")
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: generating client key: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"cmkdb"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
-		tmpl.NotAfter = ca.Cert.NotAfter
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: creating client certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tlsutil: encoding client key: %w", err)
-	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	clear(keyDER)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return ca.issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: commonName, Organization: []string{"cmkdb"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, validity)
 }
