@@ -325,7 +325,7 @@ func (s *Service) applyEARConfig(ctx context.Context, actor, gid string, cur, ne
 		next.Previous = &earPrevious{Kind: gs.ear.Kind, Values: gs.ear.Values}
 		gs.prevProvider, oldProvider = gs.provider, nil
 	}
-	next.Key = KeyState{Validity: kms.Valid.String(), CheckedAt: now, Since: now, Key: wrapRef, RotatedAt: now}
+	next.Key = KeyState{Validity: kms.Valid.String(), CheckedAt: now, Since: now, Key: wrapRef, CheckKey: st.Key, RotatedAt: now, Detail: st.Detail}
 	if !first && !rotated {
 		next.Key.RotatedAt, next.Key.Since = gs.ear.Key.RotatedAt, gs.ear.Key.Since
 	}

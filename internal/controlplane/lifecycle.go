@@ -113,7 +113,9 @@ func (s *Service) applyStatusLocked(gs *groupState, st kms.Status, wrapRef kms.K
 			}
 			k.Since, changed = now, true
 		}
-		k.Validity, k.Reason, k.Detail = kms.Valid.String(), "", ""
+		// A VALID key may still carry a warning (an Azure key expiring
+		// within 48 hours): keep it where operators look.
+		k.Validity, k.Reason, k.Detail = kms.Valid.String(), "", st.Detail
 		if wrapRef.KeyID != "" && wrapRef != k.Key {
 			if k.Key.KeyID != "" {
 				event(keyEvent(kind, KeyEventRotated), fmt.Sprintf("the KMS now wraps with %s (was %s); node master keys are re-wrapped", wrapRef, k.Key))
