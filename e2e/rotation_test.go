@@ -73,26 +73,37 @@ func TestRotationUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	// Two windows of the same length: without rotations, then with a
-	// rotation requested every 500 ms (each applied before the next).
-	const window = 2500 * time.Millisecond
-	// The baseline reads the node list as often as the rotation phase
-	// polls it, so both windows carry the same admin API load.
-	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		version()
-	}
-	phase.Store(1)
-	const rotations = 5
-	rotStart := time.Now()
-	for i := 1; i <= rotations; i++ {
-		api.Call(t, "POST", "/groups/"+gid+"/clusters/Cluster0/encryptionAtRest/rotateMasterKey", nil, nil)
-		e2etest.Eventually(t, stateTimeout, fmt.Sprintf("rotation %d applied", i), func() error {
-			if v := version(); v < v0+i {
-				return fmt.Errorf("master key version %d, want %d", v, v0+i)
-			}
-			return nil
-		})
-		time.Sleep(time.Until(rotStart.Add(time.Duration(i) * window / rotations)))
+	// Alternating windows of the same length, pooled: without rotations,
+	// then with a rotation requested every 500 ms (each applied before the
+	// next), four times over, so drift in the machine's load (a compaction,
+	// a neighbour) falls on both sides alike. Both kinds of window poll the
+	// admin API the same way.
+	const (
+		window  = 1500 * time.Millisecond
+		pairs   = 4
+		perWin  = 3
+		spacing = window / perWin
+	)
+	rotations := 0
+	for range pairs {
+		phase.Store(0)
+		for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			version()
+		}
+		phase.Store(1)
+		start := time.Now()
+		for i := 1; i <= perWin; i++ {
+			rotations++
+			want := v0 + rotations
+			api.Call(t, "POST", "/groups/"+gid+"/clusters/Cluster0/encryptionAtRest/rotateMasterKey", nil, nil)
+			e2etest.Eventually(t, stateTimeout, fmt.Sprintf("rotation %d applied", rotations), func() error {
+				if v := version(); v < want {
+					return fmt.Errorf("master key version %d, want %d", v, want)
+				}
+				return nil
+			})
+			time.Sleep(time.Until(start.Add(time.Duration(i) * spacing)))
+		}
 	}
 	cancel()
 	wg.Wait()
@@ -115,9 +126,9 @@ func TestRotationUnderLoad(t *testing.T) {
 			t.Fatalf("acknowledged write %d: %v", id, err)
 		}
 	}
-	t.Logf("MEASURE %d inserts by %d clients; %s without rotation: p50 %s p99 %s max %s (%d ops); %s with %d rotations: p50 %s p99 %s max %s (%d ops); p99 ratio %.2f",
-		len(acked), writers, window, pct(latency[0], 50), pct(latency[0], 99), pct(latency[0], 100), len(latency[0]),
-		window, rotations, pct(latency[1], 50), pct(latency[1], 99), pct(latency[1], 100), len(latency[1]),
+	t.Logf("MEASURE %d inserts by %d clients; %d×%s without rotation: p50 %s p99 %s max %s (%d ops); %d×%s with %d rotations: p50 %s p99 %s max %s (%d ops); p99 ratio %.2f",
+		len(acked), writers, pairs, window, pct(latency[0], 50), pct(latency[0], 99), pct(latency[0], 100), len(latency[0]),
+		pairs, window, rotations, pct(latency[1], 50), pct(latency[1], 99), pct(latency[1], 100), len(latency[1]),
 		float64(pct(latency[1], 99))/float64(pct(latency[0], 99)))
 	disconnect(c)
 	s.Stop(t)
