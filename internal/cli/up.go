@@ -78,6 +78,9 @@ type runningNode struct {
 	h    *handlers.Handler
 	info upInfo
 	done chan error
+	// stop ends the node's listener, agent and checks, and waits for the
+	// node to close.
+	stop func()
 }
 
 // startNode opens a node with provider and serves the wire protocol. With a
@@ -87,11 +90,13 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	if err := f.checkExposure(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	n, err := node.Open(ctx, l, provider, node.Options{Plaintext: f.plaintext})
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	fail := func(err error) (*runningNode, error) { n.Close(); return nil, err }
+	fail := func(err error) (*runningNode, error) { n.Close(); cancel(); return nil, err }
 	tlsConfig, caFile, err := f.security.serverTLS(l, f.bind)
 	if err != nil {
 		return fail(err)
@@ -117,7 +122,8 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		h.Close()
 		return fail(err)
 	}
-	rn := &runningNode{n: n, h: h, done: make(chan error, 1), info: upInfo{
+	served := make(chan struct{})
+	rn := &runningNode{n: n, h: h, done: make(chan error, 1), stop: func() { cancel(); <-served }, info: upInfo{
 		ConnectionString: connectionString(f.bind, addr.Port, admin, tlsConfig != nil, caFile),
 		Dir:              l.Dir, PID: os.Getpid(), StartedAt: time.Now().UTC(), State: n.State().String(),
 		Auth: f.security.auth, AdminUser: admin.user, AdminPasswordFile: admin.passwordFile,
@@ -137,6 +143,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		err := srv.Serve(ctx, ln)
 		h.Close()
 		n.Close()
+		close(served)
 		rn.done <- err
 	}()
 	return rn, nil

@@ -240,8 +240,7 @@ func (p *upProvisioner) Deprovision(_ context.Context, gid, cluster string) erro
 	p.mu.Unlock()
 	l, _ := p.layout(gid, cluster)
 	if ok {
-		rn.h.Close()
-		_ = rn.n.Close()
+		rn.stop()
 	}
 	if l.Dir == p.f.dir {
 		return errors.New("the first cluster's directory is the data directory; stop cmkdb and delete it instead")
@@ -256,7 +255,6 @@ func (p *upProvisioner) stopAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, rn := range p.nodes {
-		rn.h.Close()
-		_ = rn.n.Close()
+		rn.stop()
 	}
 }
