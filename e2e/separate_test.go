@@ -89,6 +89,20 @@ func TestControlPlaneAndNodeAsSeparateProcesses(t *testing.T) {
 	e2etest.Eventually(t, stateTimeout, "node serves again", func() error { return readAll(opCtx(t), c) })
 	t.Logf("MEASURE separate processes: enable + try again -> serving %s", time.Since(start).Round(time.Millisecond))
 
+	// A certificate for another cluster is named at start.
+	wrong := t.TempDir()
+	e2etest.CLI(t, cmkdbBin, "controlplane", "issue-node-cert", "--dir", cpDir, "--group", g.ID, "--cluster", "C2", "--name", "n1", "--out", wrong)
+	cfgWrong := map[string]any{"dir": t.TempDir(), "port": freePort(t), "kms": map[string]any{"provider": "controlplane",
+		"controlPlane": map[string]any{"url": info.KeyServiceURL, "caFile": filepath.Join(wrong, "ca.pem"),
+			"certFile": filepath.Join(wrong, "node.pem"), "keyFile": filepath.Join(wrong, "node-key.pem"),
+			"groupId": g.ID, "cluster": "C1"}}}
+	jsWrong, _ := json.Marshal(cfgWrong)
+	wrongFile := filepath.Join(t.TempDir(), "wrong.json")
+	_ = os.WriteFile(wrongFile, jsWrong, 0o600)
+	if out, err := exec.Command(cmkdbBin, "node", "--config", wrongFile).CombinedOutput(); err == nil || !strings.Contains(string(out), "the certificate is for node") {
+		t.Fatalf("a node with another cluster's certificate: %v\n%s", err, out)
+	}
+
 	// A certificate the control plane did not issue is refused.
 	other := t.TempDir()
 	out2, err := exec.Command(cmkdbBin, "controlplane", "issue-node-cert", "--dir", t.TempDir(), "--group", g.ID, "--cluster", "C1", "--name", "x", "--out", other).CombinedOutput()

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cmkdb/cmkdb/internal/config"
+	"github.com/cmkdb/cmkdb/internal/controlplane"
 	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/providers"
@@ -72,6 +74,17 @@ func managedClient(c config.ControlPlaneKMS) (*keyservice.Client, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("kms.controlPlane certFile/keyFile: %w", err)
+	}
+	// The key service knows the node only by its certificate; a certificate
+	// for another project or cluster is a configuration mistake to name now.
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("kms.controlPlane certFile: %w", err)
+	}
+	id, ok := controlplane.ParseNodeID(leaf.Subject.CommonName)
+	if !ok || id.GroupID != c.GroupID || id.Cluster != c.Cluster {
+		return nil, fmt.Errorf("kms.controlPlane: the certificate is for node %q, not for a node of project %s cluster %s (issue one with `cmkdb controlplane issue-node-cert`)",
+			leaf.Subject.CommonName, c.GroupID, c.Cluster)
 	}
 	cfg.Certificates = []tls.Certificate{cert}
 	cfg.MinVersion = tls.VersionTLS13
