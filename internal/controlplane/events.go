@@ -41,6 +41,14 @@ func (s *Service) addEventLocked(gs *groupState, recs map[string]any, e Event) {
 	e.ID, e.GroupID, e.Created = newID(now), gs.group.ID, now
 	gs.events = append(gs.events, e)
 	recs[eventKey(gs.group.ID, now, e.ID)] = e
+	// Keep the newest events only: the oldest leave memory and the store
+	// in the batch that adds the new one.
+	if over := len(gs.events) - s.eventRetention(); over > 0 {
+		for _, old := range gs.events[:over] {
+			recs[eventKey(gs.group.ID, old.Created, old.ID)] = nil
+		}
+		gs.events = append([]Event(nil), gs.events[over:]...)
+	}
 	s.log.Info("event", "group", gs.group.ID, "type", e.EventTypeName, "cluster", e.ClusterName, "detail", e.Detail)
 	s.alertOnEventLocked(gs, recs, e)
 }
@@ -65,4 +73,14 @@ func (s *Service) Events(gid, eventType string) ([]Event, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil
+}
+
+// DefaultEventRetention is how many events a project keeps.
+const DefaultEventRetention = 10000
+
+func (s *Service) eventRetention() int {
+	if s.opts.EventRetention > 0 {
+		return s.opts.EventRetention
+	}
+	return DefaultEventRetention
 }

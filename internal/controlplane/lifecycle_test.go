@@ -381,3 +381,37 @@ func TestProviderFilesMustBeAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEventRetention: a project keeps its newest events only, in memory and
+// in the store, across a reopen.
+func TestEventRetention(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Options{Dir: dir, EventRetention: 5, ProviderPaths: []string{os.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.CreateGroup(ctx, "test", "events", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if _, err := s.CreateCluster(ctx, "test", g.ID, Cluster{Name: fmt.Sprintf("c%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := s.Events(g.ID, "")
+	if len(evs) != 5 || evs[0].ClusterName != "c11" {
+		t.Fatalf("events kept: %d, newest %+v", len(evs), evs[0])
+	}
+	s.Close()
+	s2, err := Open(ctx, Options{Dir: dir, EventRetention: 5, ProviderPaths: []string{os.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	evs, _ = s2.Events(g.ID, "")
+	if len(evs) != 5 || evs[0].ClusterName != "c11" || evs[4].ClusterName != "c7" {
+		t.Fatalf("events after reopen: %+v", evs)
+	}
+}

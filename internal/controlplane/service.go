@@ -49,6 +49,9 @@ type Options struct {
 	// PKCS#11 modules, KMIP and CA certificates) may be in. None: no
 	// provider that needs a file can be configured.
 	ProviderPaths []string
+	// EventRetention is how many events a project keeps, newest first
+	// (zero: DefaultEventRetention).
+	EventRetention int
 	// MinCheckInterval lowers the floor of a project's check interval
 	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
 	MinCheckInterval time.Duration
