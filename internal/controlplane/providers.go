@@ -3,12 +3,10 @@ package controlplane
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kms/pkcs11"
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
+	"github.com/cmkdb/cmkdb/internal/tlsutil"
 )
 
 // field describes one attribute of a provider's encryptionAtRest object.
@@ -251,13 +250,9 @@ func tlsClient(caFile, endpoint string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := tlsutil.LoadCertPool(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("caFile %s holds no PEM certificate", caFile)
 		}
 		cfg.RootCAs = pool
 	}

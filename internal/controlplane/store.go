@@ -36,7 +36,21 @@ func openStore(dir string) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	key, err := loadOrCreateKey(filepath.Join(dir, secretKeyFile))
+	aead, err := storeAEAD(filepath.Join(dir, secretKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(dir, "state"), &pebble.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: open state: %w", err)
+	}
+	return &store{db: db, aead: aead}, nil
+}
+
+// storeAEAD is the AES-256-GCM of the store key at path, created on first
+// use; the key bytes are cleared once the cipher holds them.
+func storeAEAD(path string) (cipher.AEAD, error) {
+	key, err := loadOrCreateKey(path)
 	if err != nil {
 		return nil, err
 	}
@@ -49,11 +63,7 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	db, err := pebble.Open(filepath.Join(dir, "state"), &pebble.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: open state: %w", err)
-	}
-	return &store{db: db, aead: aead}, nil
+	return aead, nil
 }
 
 func loadOrCreateKey(path string) ([]byte, error) {
@@ -166,16 +176,7 @@ func prefixEnd(p []byte) []byte {
 // store key, outside Pebble: a command can read them while the control
 // plane runs (`cmkdb controlplane issue-node-cert`).
 func Blob(dir, name string, create func() ([]byte, error)) ([]byte, error) {
-	key, err := loadOrCreateKey(filepath.Join(dir, "state", secretKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
+	aead, err := storeAEAD(filepath.Join(dir, "state", secretKeyFile))
 	if err != nil {
 		return nil, err
 	}

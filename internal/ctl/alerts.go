@@ -10,23 +10,12 @@ import (
 // Alerts lists the project's alerts, newest first; status filters (OPEN,
 // CLOSED).
 func (a *App) Alerts(ctx context.Context, status string) error {
-	path, err := a.groupPath(ctx, "/alerts")
-	if err != nil {
-		return err
-	}
 	q := url.Values{}
 	if status != "" {
 		q.Set("status", strings.ToUpper(status))
 	}
-	raws, err := a.c.List(ctx, path, q, 0)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		return a.printResources(raws)
-	}
-	as, err := decodeAll[Alert](raws)
-	if err != nil {
+	as, printed, err := listProject[Alert](ctx, a, "/alerts", q, 0)
+	if err != nil || printed {
 		return err
 	}
 	rows := make([][]string, len(as))
@@ -42,19 +31,8 @@ func (a *App) Alerts(ctx context.Context, status string) error {
 
 // AlertConfigs lists the project's alert configurations.
 func (a *App) AlertConfigs(ctx context.Context) error {
-	path, err := a.groupPath(ctx, "/alertConfigs")
-	if err != nil {
-		return err
-	}
-	raws, err := a.c.List(ctx, path, nil, 0)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		return a.printResources(raws)
-	}
-	cs, err := decodeAll[AlertConfig](raws)
-	if err != nil {
+	cs, printed, err := listProject[AlertConfig](ctx, a, "/alertConfigs", nil, 0)
+	if err != nil || printed {
 		return err
 	}
 	rows := make([][]string, len(cs))
@@ -90,23 +68,12 @@ func (a *App) Events(ctx context.Context, eventType string, limit int) error {
 	if limit < 0 {
 		return fmt.Errorf("--limit %d: want 0 (all) or more", limit)
 	}
-	path, err := a.groupPath(ctx, "/events")
-	if err != nil {
-		return err
-	}
 	q := url.Values{}
 	if eventType != "" {
 		q.Set("eventType", eventType)
 	}
-	raws, err := a.c.List(ctx, path, q, limit)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		return a.printResources(raws)
-	}
-	es, err := decodeAll[Event](raws)
-	if err != nil {
+	es, printed, err := listProject[Event](ctx, a, "/events", q, limit)
+	if err != nil || printed {
 		return err
 	}
 	rows := make([][]string, len(es))

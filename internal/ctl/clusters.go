@@ -97,19 +97,8 @@ func (a *App) ClusterDelete(ctx context.Context, name string) error {
 
 // Nodes lists a cluster's nodes and their master keys.
 func (a *App) Nodes(ctx context.Context, cluster string) error {
-	path, err := a.groupPath(ctx, "/clusters/"+seg(cluster)+"/nodes")
-	if err != nil {
-		return err
-	}
-	raws, err := a.c.List(ctx, path, nil, 0)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		return a.printResources(raws)
-	}
-	ns, err := decodeAll[Node](raws)
-	if err != nil {
+	ns, printed, err := listProject[Node](ctx, a, "/clusters/"+seg(cluster)+"/nodes", nil, 0)
+	if err != nil || printed {
 		return err
 	}
 	rows := make([][]string, len(ns))

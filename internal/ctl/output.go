@@ -2,8 +2,10 @@ package ctl
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -131,4 +133,23 @@ func yesNo(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// listProject fetches every page of a project resource (sub is its path
+// under the project). With --json it prints the resources and returns
+// printed = true; otherwise it decodes them for a table.
+func listProject[T any](ctx context.Context, a *App, sub string, q url.Values, limit int) (items []T, printed bool, err error) {
+	path, err := a.groupPath(ctx, sub)
+	if err != nil {
+		return nil, false, err
+	}
+	raws, err := a.c.List(ctx, path, q, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	if a.json {
+		return nil, true, a.printResources(raws)
+	}
+	items, err = decodeAll[T](raws)
+	return items, false, err
 }
