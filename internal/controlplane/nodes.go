@@ -2,57 +2,23 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
-	"strings"
-	"time"
 
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
-// NodeID is a node's identity, taken from its client certificate by the key
-// service, never from what the node says about itself.
-type NodeID struct {
-	GroupID string
-	Cluster string
-	Name    string
-}
-
-func (id NodeID) key() string { return id.Cluster + "/" + id.Name }
-
-// Directive is what the control plane wants of a node.
-type Directive struct {
-	// Gen increases with every change; a node long-polls for a larger one.
-	Gen uint64 `json:"gen"`
-	// Validity of the cluster's key: VALID, INVALID (drop keys, refuse
-	// I/O) or UNREACHABLE (keep the current state).
-	Validity string     `json:"validity"`
-	Reason   kms.Reason `json:"reason,omitempty"`
-	Detail   string     `json:"detail,omitempty"`
-	// WrapKey is the key the node's master key must be wrapped with; a node
-	// whose master key names another re-wraps it.
-	WrapKey kms.KeyRef `json:"wrapKey"`
-	// Rotate > the node's last applied rotation asks for a new master key;
-	// RotateApplied is the last one the control plane saw applied (a node
-	// restarting resumes its count from it).
-	Rotate        uint64 `json:"rotate"`
-	RotateApplied uint64 `json:"rotateApplied"`
-}
-
-// NodeReport is what a node says about itself.
-type NodeReport struct {
-	Address            string     `json:"address,omitempty"`
-	State              string     `json:"state"`
-	Reason             string     `json:"reason,omitempty"`
-	MasterKeyVersion   uint32     `json:"masterKeyVersion"`
-	MasterKeyCreatedAt time.Time  `json:"masterKeyCreatedAt"`
-	CMK                kms.KeyRef `json:"cmk"`
-	RotateApplied      uint64     `json:"rotateApplied"`
-}
+// The node <-> control plane protocol types live in cpproto, which a node
+// links without the control plane; these names keep the service's API.
+type (
+	NodeID     = cpproto.NodeID
+	Directive  = cpproto.Directive
+	NodeReport = cpproto.NodeReport
+)
 
 // ErrUnknownCluster is returned to nodes of clusters that do not exist.
-var ErrUnknownCluster = errors.New("controlplane: the node's cluster does not exist")
+var ErrUnknownCluster = cpproto.ErrUnknownCluster
 
 // boundAAD binds a node's associated data to its identity, so one node
 // cannot have the key service unwrap another node's master key.
@@ -158,7 +124,7 @@ func (s *Service) directiveLocked(id NodeID) (Directive, error) {
 	if !ok {
 		return d, ErrUnknownCluster
 	}
-	if n, ok := gs.nodes[id.key()]; ok {
+	if n, ok := gs.nodes[id.InGroup()]; ok {
 		d.Rotate, d.RotateApplied = n.RotateRequested, n.RotateApplied
 	}
 	if c.EncryptionAtRestProvider == ProviderNone {
@@ -192,7 +158,7 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 		return ErrUnknownCluster
 	}
 	now := s.now()
-	n, known := gs.nodes[id.key()]
+	n, known := gs.nodes[id.InGroup()]
 	if !known {
 		n = &Node{Name: id.Name, GroupID: id.GroupID, Cluster: id.Cluster}
 	}
@@ -203,13 +169,13 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 		n.RotateApplied = max(n.RotateApplied, r.RotateApplied)
 	}
 	n.LastSeen = now
-	gs.nodes[id.key()] = n
+	gs.nodes[id.InGroup()] = n
 	meaningful := !known || prev.State != n.State || prev.MasterKeyVersion != n.MasterKeyVersion ||
 		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address
 	if !meaningful {
 		return nil
 	}
-	recs := map[string]any{"node/" + id.GroupID + "/" + id.key(): *n}
+	recs := map[string]any{"node/" + id.GroupID + "/" + id.InGroup(): *n}
 	if known && prev.MasterKeyVersion != 0 && prev.MasterKeyVersion != n.MasterKeyVersion && n.MasterKeyVersion != 0 {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventMasterKeyRotated, ClusterName: id.Cluster,
 			Detail: fmt.Sprintf("node %s master key v%d -> v%d", id.Name, prev.MasterKeyVersion, n.MasterKeyVersion)})
@@ -269,13 +235,4 @@ func (s *Service) Nodes(gid, cluster string) ([]Node, error) {
 }
 
 // ParseNodeID parses the "group/cluster/name" form used in node certificates.
-func ParseNodeID(s string) (NodeID, bool) {
-	p := strings.Split(s, "/")
-	if len(p) != 3 || p[0] == "" || p[1] == "" || p[2] == "" {
-		return NodeID{}, false
-	}
-	return NodeID{GroupID: p[0], Cluster: p[1], Name: p[2]}, true
-}
-
-// String is the certificate form of a node id.
-func (id NodeID) String() string { return id.GroupID + "/" + id.Cluster + "/" + id.Name }
+func ParseNodeID(s string) (NodeID, bool) { return cpproto.ParseNodeID(s) }

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -70,7 +70,7 @@ func (c *Client) Check(ctx context.Context) kms.Status {
 }
 
 // DirectiveStatus turns a directive's verdict into a kms.Status.
-func DirectiveStatus(d controlplane.Directive) kms.Status {
+func DirectiveStatus(d cpproto.Directive) kms.Status {
 	st := kms.Status{Key: d.WrapKey, Reason: d.Reason, Detail: d.Detail, CheckedAt: time.Now().UTC()}
 	switch d.Validity {
 	case kms.Valid.String():
@@ -87,15 +87,15 @@ func DirectiveStatus(d controlplane.Directive) kms.Status {
 }
 
 // Directive long-polls for a directive newer than after, waiting up to wait.
-func (c *Client) Directive(ctx context.Context, after uint64, wait time.Duration) (controlplane.Directive, error) {
-	var d controlplane.Directive
+func (c *Client) Directive(ctx context.Context, after uint64, wait time.Duration) (cpproto.Directive, error) {
+	var d cpproto.Directive
 	path := fmt.Sprintf("/v1/directive?after=%d&wait=%s", after, wait)
 	err := c.call(ctx, "directive", http.MethodGet, path, nil, &d, wait+c.CallTimeout)
 	return d, err
 }
 
 // Report sends the node's state.
-func (c *Client) Report(ctx context.Context, r controlplane.NodeReport) error {
+func (c *Client) Report(ctx context.Context, r cpproto.NodeReport) error {
 	return c.call(ctx, "report", http.MethodPost, "/v1/report", r, nil, c.CallTimeout)
 }
 

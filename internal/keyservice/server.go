@@ -9,8 +9,8 @@
 //
 //	POST /v1/wrap        {plaintext, aad}          → kms.Wrapped
 //	POST /v1/unwrap      {wrapped, aad}            → {plaintext}
-//	GET  /v1/directive?after=N&wait=25s            → controlplane.Directive
-//	POST /v1/report      controlplane.NodeReport   → 204
+//	GET  /v1/directive?after=N&wait=25s            → cpproto.Directive
+//	POST /v1/report      cpproto.NodeReport        → 204
 //
 // A refusal carries the KMS reason: {"reason": "KEY_DISABLED", "detail": …}
 // with status 422, so the node classifies it exactly as it would the KMS's
@@ -27,7 +27,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -55,10 +55,23 @@ type errorBody struct {
 	Decrypt bool `json:"decrypt,omitempty"`
 }
 
+// Keys is what the key service needs of the control plane: a node's key
+// operations and directives, by the node's verified identity. The control
+// plane's *Service implements it; declaring it here keeps the control
+// plane (and every cloud SDK it links) out of a node's import graph.
+type Keys interface {
+	NodeWrap(ctx context.Context, id cpproto.NodeID, plaintext, aad []byte) (kms.Wrapped, error)
+	NodeUnwrap(ctx context.Context, id cpproto.NodeID, w kms.Wrapped, aad []byte) ([]byte, error)
+	// NodeDirective returns the node's directive once its Gen exceeds
+	// after, or the current one when ctx ends.
+	NodeDirective(ctx context.Context, id cpproto.NodeID, after uint64) (cpproto.Directive, error)
+	NodeReport(id cpproto.NodeID, r cpproto.NodeReport) error
+}
+
 // NewServer returns the key service's handler. Serve it only behind TLS
 // that requires and verifies client certificates issued by the control
 // plane's CA.
-func NewServer(svc *controlplane.Service, log *slog.Logger) http.Handler {
+func NewServer(svc Keys, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -72,18 +85,18 @@ func NewServer(svc *controlplane.Service, log *slog.Logger) http.Handler {
 }
 
 type server struct {
-	svc *controlplane.Service
+	svc Keys
 	log *slog.Logger
 }
 
 // node authenticates the caller by its verified client certificate.
-func (s *server) node(h func(http.ResponseWriter, *http.Request, controlplane.NodeID)) http.HandlerFunc {
+func (s *server) node(h func(http.ResponseWriter, *http.Request, cpproto.NodeID)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
 			http.Error(w, "a client certificate is required", http.StatusUnauthorized)
 			return
 		}
-		id, ok := controlplane.ParseNodeID(r.TLS.VerifiedChains[0][0].Subject.CommonName)
+		id, ok := cpproto.ParseNodeID(r.TLS.VerifiedChains[0][0].Subject.CommonName)
 		if !ok {
 			http.Error(w, "the client certificate does not name a node", http.StatusForbidden)
 			return
@@ -93,7 +106,7 @@ func (s *server) node(h func(http.ResponseWriter, *http.Request, controlplane.No
 	}
 }
 
-func (s *server) wrap(w http.ResponseWriter, r *http.Request, id controlplane.NodeID) {
+func (s *server) wrap(w http.ResponseWriter, r *http.Request, id cpproto.NodeID) {
 	var req wrapRequest
 	if !decode(w, r, &req) {
 		return
@@ -107,7 +120,7 @@ func (s *server) wrap(w http.ResponseWriter, r *http.Request, id controlplane.No
 	writeJSON(w, http.StatusOK, wr)
 }
 
-func (s *server) unwrap(w http.ResponseWriter, r *http.Request, id controlplane.NodeID) {
+func (s *server) unwrap(w http.ResponseWriter, r *http.Request, id cpproto.NodeID) {
 	var req unwrapRequest
 	if !decode(w, r, &req) {
 		return
@@ -121,7 +134,7 @@ func (s *server) unwrap(w http.ResponseWriter, r *http.Request, id controlplane.
 	clear(key)
 }
 
-func (s *server) directive(w http.ResponseWriter, r *http.Request, id controlplane.NodeID) {
+func (s *server) directive(w http.ResponseWriter, r *http.Request, id cpproto.NodeID) {
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
 	wait = min(max(wait, 0), time.Minute)
@@ -135,8 +148,8 @@ func (s *server) directive(w http.ResponseWriter, r *http.Request, id controlpla
 	writeJSON(w, http.StatusOK, d)
 }
 
-func (s *server) report(w http.ResponseWriter, r *http.Request, id controlplane.NodeID) {
-	var rep controlplane.NodeReport
+func (s *server) report(w http.ResponseWriter, r *http.Request, id cpproto.NodeID) {
+	var rep cpproto.NodeReport
 	if !decode(w, r, &rep) {
 		return
 	}
@@ -147,8 +160,8 @@ func (s *server) report(w http.ResponseWriter, r *http.Request, id controlplane.
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *server) fail(w http.ResponseWriter, id controlplane.NodeID, op string, err error) {
-	if errors.Is(err, controlplane.ErrUnknownCluster) {
+func (s *server) fail(w http.ResponseWriter, id cpproto.NodeID, op string, err error) {
+	if errors.Is(err, cpproto.ErrUnknownCluster) {
 		writeJSON(w, http.StatusNotFound, errorBody{Reason: kms.ReasonKeyNotFound, Detail: "the node's cluster does not exist"})
 		return
 	}

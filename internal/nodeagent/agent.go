@@ -11,7 +11,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/node"
@@ -70,7 +70,7 @@ func (a *Agent) Run(ctx context.Context) {
 }
 
 // Apply applies one directive.
-func (a *Agent) Apply(ctx context.Context, d controlplane.Directive) {
+func (a *Agent) Apply(ctx context.Context, d cpproto.Directive) {
 	log := a.Logger
 	if log == nil {
 		log = slog.Default()
@@ -102,12 +102,12 @@ func (a *Agent) Apply(ctx context.Context, d controlplane.Directive) {
 	}
 }
 
-func (a *Agent) report() controlplane.NodeReport {
+func (a *Agent) report() cpproto.NodeReport {
 	st := a.Node.State()
-	r := controlplane.NodeReport{Address: a.Address, State: "DISABLED", Reason: st.Reason, RotateApplied: a.applied}
+	r := cpproto.NodeReport{Address: a.Address, State: cpproto.StateDisabled, Reason: st.Reason, RotateApplied: a.applied}
 	if _, ks, release, err := a.Node.Acquire(); err == nil {
 		m := ks.Master()
-		r.State, r.Reason = "AVAILABLE", ""
+		r.State, r.Reason = cpproto.StateAvailable, ""
 		r.MasterKeyVersion, r.MasterKeyCreatedAt, r.CMK = m.Version, m.CreatedAt, m.CMK
 		release()
 	}
