@@ -111,33 +111,62 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	if opts.MinCheckInterval == 0 {
 		opts.MinCheckInterval = MinCheckInterval
 	}
-	st, err := openStore(filepath.Join(opts.Dir, "state"))
+	internalPath := filepath.Join(opts.Dir, "internal-cmk.json")
+	stateDir := filepath.Join(opts.Dir, "state")
+	// The internal key is checked before the store opens (a refused start
+	// leaves the store untouched) and created only with a new store,
+	// before it commits: existing state without it cannot be read
+	// (clusters' master keys are wrapped under it), and is never given a
+	// new one.
+	internal, internalRef, err := openInternalKey(ctx, internalPath)
+	if errors.Is(err, os.ErrNotExist) {
+		if exists, serr := stateExists(stateDir); serr != nil || exists {
+			return nil, &StateError{Path: internalPath, Err: errors.Join(err, serr)}
+		}
+	} else if err != nil {
+		return nil, &StateError{Path: internalPath, Err: err}
+	}
+	st, err := openStore(stateDir, opts.Logger, func(st *store) error {
+		if internal == nil {
+			if _, err := local.Create(internalPath); err != nil {
+				return fmt.Errorf("controlplane: internal key: %w", err)
+			}
+		}
+		return st.put(map[string]any{orgKey: Org{ID: newID(opts.Now().UTC()), Name: "cmkdb"}})
+	})
 	if err != nil {
 		return nil, err
 	}
-	internalPath := filepath.Join(opts.Dir, "internal-cmk.json")
-	if _, err := os.Stat(internalPath); errors.Is(err, os.ErrNotExist) {
-		if _, err := local.Create(internalPath); err != nil {
+	if internal == nil {
+		if internal, internalRef, err = openInternalKey(ctx, internalPath); err != nil {
 			st.close()
-			return nil, fmt.Errorf("controlplane: internal key: %w", err)
+			return nil, &StateError{Path: internalPath, Err: err}
 		}
 	}
-	internal, err := local.Open(internalPath)
-	if err != nil {
-		st.close()
-		return nil, fmt.Errorf("controlplane: internal key: %w", err)
-	}
-	s := &Service{opts: opts, log: opts.Logger, st: st, internal: internal, groups: map[string]*groupState{},
-		apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
+	s := &Service{opts: opts, log: opts.Logger, st: st, internal: internal, internalRef: internalRef,
+		groups: map[string]*groupState{}, apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
 	if err := s.load(ctx); err != nil {
 		st.close()
 		return nil, err
 	}
-	if s.internalRef, err = probeWrap(ctx, internal); err != nil {
-		st.close()
-		return nil, fmt.Errorf("controlplane: internal key: %w", err)
-	}
 	return s, nil
+}
+
+// openInternalKey opens the internal key and proves it wraps; an absent
+// file is an error matching os.ErrNotExist.
+func openInternalKey(ctx context.Context, path string) (*local.Provider, kms.KeyRef, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, kms.KeyRef{}, err
+	}
+	p, err := local.Open(path)
+	if err != nil {
+		return nil, kms.KeyRef{}, err
+	}
+	ref, err := probeWrap(ctx, p)
+	if err != nil {
+		return nil, kms.KeyRef{}, err
+	}
+	return p, ref, nil
 }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC() }
@@ -146,14 +175,13 @@ func (s *Service) now() time.Time { return s.opts.Now().UTC() }
 func (s *Service) load(ctx context.Context) error {
 	var org Org
 	found := false
-	if err := s.st.scan("org", func(_ string, open func(any) error) error { found = true; return open(&org) }); err != nil {
+	if err := s.st.scan(orgKey, func(_ string, open func(any) error) error { found = true; return open(&org) }); err != nil {
 		return err
 	}
 	if !found {
-		org = Org{ID: newID(s.now()), Name: "cmkdb"}
-		if err := s.st.put(map[string]any{"org": org}); err != nil {
-			return err
-		}
+		// Every store is created with its organization record: a store
+		// without one lost state, and is never given a new organization.
+		return &StateError{Path: filepath.Join(s.opts.Dir, "state", storeDirName), Err: errors.New("the store has no organization record")}
 	}
 	s.org = org
 	scans := []struct {

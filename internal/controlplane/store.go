@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"bytes"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
@@ -20,76 +19,37 @@ import (
 // every value is sealed with AES-256-GCM under the control plane's own key,
 // with the record's key as associated data. KMS credentials, API key
 // secrets and webhook secrets therefore never reach the disk in plaintext,
-// and a value moved to another key fails to open.
+// and a value moved to another key fails to open. Its Pebble files are
+// themselves encrypted and authenticated chunk by chunk (encfs), so damage
+// anywhere in them is an error naming the file (store_open.go).
 //
 // Every write is synced before it returns: a state change the API
 // acknowledged survives kill -9.
 type store struct {
 	db   *pebble.DB
 	aead cipher.AEAD
+	// fileKeys encrypt the Pebble files (encfs); lock is the directory
+	// lock taken before the files were verified (nil for a store being
+	// created). Both are released by close.
+	fileKeys *storeFileKeys
+	lock     *pebble.Lock
 }
 
-// secretKeyFile holds the control plane's 32-byte store key, mode 0600.
-const secretKeyFile = "store.key"
+// orgKey is the organization record: every store has it from its creation.
+const orgKey = "org"
 
-func openStore(dir string) (*store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("controlplane: %w", err)
+// close closes the database, releases its directory lock and zeroes the
+// file key.
+func (s *store) close() error {
+	err := s.db.Close()
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
 	}
-	aead, err := storeAEAD(filepath.Join(dir, secretKeyFile))
-	if err != nil {
-		return nil, err
+	if s.fileKeys != nil {
+		clear(s.fileKeys.key)
 	}
-	db, err := pebble.Open(filepath.Join(dir, "state"), &pebble.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: open state: %w", err)
-	}
-	return &store{db: db, aead: aead}, nil
+	return err
 }
-
-// storeAEAD is the AES-256-GCM of the store key at path, created on first
-// use; the key bytes are cleared once the cipher holds them.
-func storeAEAD(path string) (cipher.AEAD, error) {
-	key, err := loadOrCreateKey(path)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: %w", err)
-	}
-	return aead, nil
-}
-
-func loadOrCreateKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := durable.WriteFile(path, key, 0o600); err != nil {
-			clear(key)
-			return nil, fmt.Errorf("controlplane: write store key: %w", err)
-		}
-		return key, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: read store key: %w", err)
-	}
-	if len(key) != 32 {
-		clear(key)
-		return nil, fmt.Errorf("controlplane: store key %s is %d bytes, want 32", path, len(key))
-	}
-	return key, nil
-}
-
-func (s *store) close() error { return s.db.Close() }
 
 func (s *store) seal(key string, v any) ([]byte, error) {
 	js, err := json.Marshal(v)
@@ -176,7 +136,14 @@ func prefixEnd(p []byte) []byte {
 // store key, outside Pebble: a command can read them while the control
 // plane runs (`cmkdb controlplane issue-node-cert`).
 func Blob(dir, name string, create func() ([]byte, error)) ([]byte, error) {
-	aead, err := storeAEAD(filepath.Join(dir, "state", secretKeyFile))
+	// The key is never created here: the store creates it on first run,
+	// and a blob without its key is state that cannot be read.
+	key, err := readStoreKey(filepath.Join(dir, "state", secretKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := keyAEAD(key)
+	clear(key)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +152,7 @@ func Blob(dir, name string, create func() ([]byte, error)) ([]byte, error) {
 	if sealed, err := os.ReadFile(path); err == nil {
 		var b []byte
 		if err := sealer.open("blob/"+name, sealed, &b); err != nil {
-			return nil, err
+			return nil, &StateError{Path: path, Err: err}
 		}
 		return b, nil
 	} else if !errors.Is(err, os.ErrNotExist) || create == nil {
