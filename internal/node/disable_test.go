@@ -65,7 +65,10 @@ func TestDisableCancelsBoundCommandsThenCloses(t *testing.T) {
 		release() // ...and returns.
 	}()
 	disabled := make(chan struct{})
-	go func() { n.Disable("the customer master key is invalid (KEY_DISABLED)", kms.ReasonKeyDisabled); close(disabled) }()
+	go func() {
+		n.Disable("the customer master key is invalid (KEY_DISABLED)", kms.ReasonKeyDisabled)
+		close(disabled)
+	}()
 	waitOrFail(t, disabled, "Disable")
 
 	cause := <-sawCancel
