@@ -1,6 +1,7 @@
 package docstore
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,12 +20,14 @@ func (w *Writer) Collection(name string) *Collection { return w.s.colls[name] }
 // start): callers that modify what they scan collect the matches first and
 // write afterwards, which also keeps a multi-document update from meeting
 // the documents it moved forward in an index (the Halloween problem).
+// The scan stops when the context given to Store.Write is done.
 func (w *Writer) Scan(coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
-	return scan(w.b, coll, plan, pos, fn)
+	return scan(w.ctx, w.b, coll, plan, pos, fn)
 }
 
-// Count returns how many documents coll holds, reading only keys.
-func (s *Store) Count(coll *Collection) (int64, error) {
+// Count returns how many documents coll holds, reading only keys. It
+// stops, with the reason, when ctx is done.
+func (s *Store) Count(ctx context.Context, coll *Collection) (int64, error) {
 	p := docPrefix(coll.ID)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
@@ -32,6 +35,10 @@ func (s *Store) Count(coll *Collection) (int64, error) {
 	}
 	var n int64
 	for it.First(); it.Valid(); it.Next() {
+		if err := Interrupted(ctx, "count "+coll.Name); err != nil {
+			it.Close()
+			return 0, err
+		}
 		n++
 	}
 	if err := it.Close(); err != nil {

@@ -1,6 +1,7 @@
 package docstore
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -17,17 +18,20 @@ func TestCountAndWriterScan(t *testing.T) {
 	if err := insert(t, s, "c", bson.D{{Key: "_id", Value: 1}, {Key: "k", Value: 1}}, bson.D{{Key: "_id", Value: 2}, {Key: "k", Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateIndex("c", IndexSpec{Key: bson.D{{Key: "k", Value: 1}}}); err != nil {
+	if _, err := s.CreateIndex(context.Background(), "c", IndexSpec{Key: bson.D{{Key: "k", Value: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	c := s.Collection("c")
-	if n, err := s.Count(c); err != nil || n != 2 {
+	if n, err := s.Count(context.Background(), c); err != nil || n != 2 {
 		t.Fatalf("Count = %d, %v", n, err)
 	}
 	filter := mustRaw(t, bson.D{{Key: "k", Value: bson.D{{Key: "$gte", Value: 0}}}})
 	plan, err := PlanFor(c, filter)
 	if err != nil || plan.Index == nil || plan.Index.Name != "k_1" {
 		t.Fatalf("plan %v, %v", plan, err)
+	}
+	storeScan := func(c *Collection, p Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+		return s.Scan(context.Background(), c, p, pos, fn)
 	}
 	ids := func(scan func(*Collection, Plan, *Position, func(bson.Raw) (bool, error)) error) string {
 		var out []string
@@ -40,7 +44,7 @@ func TestCountAndWriterScan(t *testing.T) {
 		}
 		return fmt.Sprint(out)
 	}
-	err = s.Write(func(w *Writer) error {
+	err = s.Write(context.Background(), func(w *Writer) error {
 		if w.Collection("c") != c {
 			t.Error("Writer.Collection differs from Store.Collection")
 		}
@@ -56,7 +60,7 @@ func TestCountAndWriterScan(t *testing.T) {
 		if got := ids(w.Scan); got != "[3 2]" {
 			t.Errorf("Writer.Scan = %s, want [3 2]", got)
 		}
-		if got := ids(s.Scan); got != "[1 2]" {
+		if got := ids(storeScan); got != "[1 2]" {
 			t.Errorf("Store.Scan during Write = %s, want [1 2]", got)
 		}
 		return nil
@@ -64,10 +68,10 @@ func TestCountAndWriterScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ids(s.Scan); got != "[3 2]" {
+	if got := ids(storeScan); got != "[3 2]" {
 		t.Errorf("Store.Scan after Write = %s", got)
 	}
-	if n, err := s.Count(c); err != nil || n != 2 {
+	if n, err := s.Count(context.Background(), c); err != nil || n != 2 {
 		t.Fatalf("Count after = %d, %v", n, err)
 	}
 }

@@ -1,6 +1,7 @@
 package docstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -29,7 +30,7 @@ func insert(t testing.TB, s *Store, coll string, docs ...bson.D) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Write(func(w *Writer) error {
+	return s.Write(context.Background(), func(w *Writer) error {
 		for _, d := range docs {
 			if err := w.Insert(c, mustRaw(t, d)); err != nil {
 				return err
@@ -57,7 +58,7 @@ func find(t testing.TB, s *Store, coll string, filter bson.D) ([]string, Plan) {
 	for !pos.Done() {
 		// Small batches exercise resumption.
 		n := 0
-		err := s.Scan(c, plan, &pos, func(doc bson.Raw) (bool, error) {
+		err := s.Scan(context.Background(), c, plan, &pos, func(doc bson.Raw) (bool, error) {
 			if m.Match(doc) {
 				ids = append(ids, idStr(doc))
 			}
@@ -95,7 +96,7 @@ func TestInsertGetDuplicate(t *testing.T) {
 func TestUniqueIndex(t *testing.T) {
 	s, _ := Open(storagetest.NewDB(t, "app"))
 	insert(t, s, "users", bson.D{{Key: "_id", Value: 1}, {Key: "email", Value: "a@x"}}, bson.D{{Key: "_id", Value: 2}, {Key: "email", Value: "b@x"}})
-	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{Key: "email", Value: 1}}, Unique: true}); err != nil {
+	if _, err := s.CreateIndex(context.Background(), "users", IndexSpec{Key: bson.D{{Key: "email", Value: 1}}, Unique: true}); err != nil {
 		t.Fatal(err)
 	}
 	err := insert(t, s, "users", bson.D{{Key: "_id", Value: 3}, {Key: "email", Value: "a@x"}})
@@ -108,7 +109,7 @@ func TestUniqueIndex(t *testing.T) {
 	}
 	// Update a document's key: the old entry goes, the new one is checked.
 	c := s.Collection("users")
-	err = s.Write(func(w *Writer) error {
+	err = s.Write(context.Background(), func(w *Writer) error {
 		old, _, _ := w.Get(c, bson.RawValue{Type: bson.TypeInt32, Value: []byte{2, 0, 0, 0}})
 		return w.Replace(c, old, mustRaw(t, bson.D{{Key: "_id", Value: 2}, {Key: "email", Value: "c@x"}}))
 	})
@@ -120,7 +121,7 @@ func TestUniqueIndex(t *testing.T) {
 	}
 	// Creating a unique index over duplicates fails and changes nothing.
 	insert(t, s, "users", bson.D{{Key: "_id", Value: 5}, {Key: "team", Value: "x"}}, bson.D{{Key: "_id", Value: 6}, {Key: "team", Value: "x"}})
-	if _, err := s.CreateIndex("users", IndexSpec{Key: bson.D{{Key: "team", Value: 1}}, Unique: true}); mongoerr.CodeOf(err) != mongoerr.DuplicateKey {
+	if _, err := s.CreateIndex(context.Background(), "users", IndexSpec{Key: bson.D{{Key: "team", Value: 1}}, Unique: true}); mongoerr.CodeOf(err) != mongoerr.DuplicateKey {
 		t.Fatalf("unique index over duplicates: %v", err)
 	}
 	if n := len(s.Collection("users").Indexes); n != 2 {
@@ -173,7 +174,7 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 		m, _ := query.Compile(mustRaw(t, filter))
 		var ids []string
 		var pos Position
-		s.Scan(c, Plan{}, &pos, func(doc bson.Raw) (bool, error) {
+		s.Scan(context.Background(), c, Plan{}, &pos, func(doc bson.Raw) (bool, error) {
 			if m.Match(doc) {
 				ids = append(ids, idStr(doc))
 			}
@@ -183,7 +184,7 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 		return ids
 	}
 	for _, spec := range []bson.D{{{Key: "a", Value: 1}}, {{Key: "a", Value: -1}}, {{Key: "a", Value: 1}, {Key: "b", Value: 1}}, {{Key: "b", Value: 1}, {Key: "a", Value: -1}}} {
-		if _, err := s.CreateIndex("c", IndexSpec{Key: spec}); err != nil {
+		if _, err := s.CreateIndex(context.Background(), "c", IndexSpec{Key: spec}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +235,7 @@ func TestCatalogPersistsAndRename(t *testing.T) {
 	db, _ := eng.CreateDatabase("app")
 	s, _ := Open(db)
 	insert(t, s, "a", bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}})
-	s.CreateIndex("a", IndexSpec{Key: bson.D{{Key: "x", Value: 1}}})
+	s.CreateIndex(context.Background(), "a", IndexSpec{Key: bson.D{{Key: "x", Value: 1}}})
 	if err := s.RenameCollection("a", "b", false); err != nil {
 		t.Fatal(err)
 	}

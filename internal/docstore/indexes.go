@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -33,7 +34,9 @@ func DefaultIndexName(key bson.D) string {
 // it. It returns false if an identical index exists already. The build and
 // the catalog change commit in one batch; a unique violation among existing
 // documents fails with DuplicateKey and changes nothing.
-func (s *Store) CreateIndex(collName string, spec IndexSpec) (bool, error) {
+//
+// The build stops, changing nothing, when ctx is done.
+func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec) (bool, error) {
 	if len(spec.Key) == 0 {
 		return false, mongoerr.New(mongoerr.BadValue, "Index keys cannot be empty.")
 	}
@@ -79,6 +82,10 @@ func (s *Store) CreateIndex(collName string, spec IndexSpec) (bool, error) {
 		return false, err
 	}
 	for it.First(); it.Valid(); it.Next() {
+		if err := Interrupted(ctx, "create index "+spec.Name); err != nil {
+			it.Close()
+			return false, err
+		}
 		doc := bson.Raw(it.Value())
 		id, err := IDOf(doc)
 		if err != nil {

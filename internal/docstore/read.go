@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,8 +64,25 @@ func (s *Store) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) 
 // resuming from pos (a zero Position starts at the beginning). fn returns
 // false to stop; pos then records where, and the next Scan continues after
 // the last document fn saw. Documents are copies the caller may keep.
-func (s *Store) Scan(coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
-	return scan(s.db, coll, plan, pos, fn)
+//
+// Scan checks ctx before every document: once ctx is done it returns
+// context.Cause(ctx) (wrapped) without handing fn another document, so a
+// disabled node or an expired maxTimeMS stops a long scan at once.
+func (s *Store) Scan(ctx context.Context, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
+	return scan(ctx, s.db, coll, plan, pos, fn)
+}
+
+// Interrupted returns nil while ctx is live, and once it is done the
+// reason, wrapped: context.Cause(ctx) (the node's disabled error, a
+// maxTimeMS deadline) matches with errors.Is/As. It costs a channel poll,
+// cheap enough for every document of a scan.
+func Interrupted(ctx context.Context, what string) error {
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("docstore: %s interrupted: %w", what, context.Cause(ctx))
+	default:
+		return nil
+	}
 }
 
 // reader is what a scan reads from: the database (committed state) or an
@@ -74,17 +92,17 @@ type reader interface {
 	Get(key []byte) ([]byte, io.Closer, error)
 }
 
-func scan(r reader, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
+func scan(ctx context.Context, r reader, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
 	if pos.done {
 		return nil
 	}
 	if plan.Index == nil || plan.Index.ID == 0 {
-		return scanDocs(r, coll, plan, pos, fn)
+		return scanDocs(ctx, r, coll, plan, pos, fn)
 	}
-	return scanIndex(r, coll, plan, pos, fn)
+	return scanIndex(ctx, r, coll, plan, pos, fn)
 }
 
-func scanDocs(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanDocs(ctx context.Context, rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	prefix := docPrefix(coll.ID)
 	ranges := plan.Ranges
 	if plan.Index == nil {
@@ -104,6 +122,10 @@ func scanDocs(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bso
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
+			if err := Interrupted(ctx, "scan "+coll.Name); err != nil {
+				it.Close()
+				return err
+			}
 			more, err := fn(bytes.Clone(it.Value()))
 			if err != nil || !more {
 				pos.after = bytes.Clone(it.Key())
@@ -119,7 +141,7 @@ func scanDocs(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bso
 	return nil
 }
 
-func scanIndex(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanIndex(ctx context.Context, rd reader, coll *Collection, plan Plan, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	prefix := indexPrefix(coll.ID, plan.Index.ID)
 	if pos.seen == nil {
 		pos.seen = map[string]struct{}{}
@@ -139,6 +161,10 @@ func scanIndex(rd reader, coll *Collection, plan Plan, pos *Position, fn func(bs
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
+			if err := Interrupted(ctx, "scan "+coll.Name); err != nil {
+				it.Close()
+				return err
+			}
 			idKey := string(it.Value())
 			if _, dup := pos.seen[idKey]; dup {
 				continue

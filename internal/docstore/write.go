@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -15,8 +16,9 @@ import (
 // Writer stages document writes in one batch. A Writer exists only inside
 // Store.Write, which holds the store's write lock.
 type Writer struct {
-	s *Store
-	b *pebble.Batch
+	ctx context.Context
+	s   *Store
+	b   *pebble.Batch
 }
 
 // Write runs fn with a Writer and commits, with sync, whatever fn staged —
@@ -25,17 +27,22 @@ type Writer struct {
 // checks everything before staging anything, so a failed call stages
 // nothing.
 //
+// Once ctx is done (the node disabled, maxTimeMS expired) every Writer
+// method and scan fails with the reason and stages nothing more: a batch
+// stops between two statements, and what was staged before commits, as an
+// interrupted mongod write keeps the statements it applied.
+//
 // The write lock covers staging and applying the batch (so checks and the
 // writes they guard are atomic) but not the WAL fsync: Write returns, and
 // the write is acknowledged, only once the sync is done, while the next
 // writer is already applying its batch and joins the same group commit.
 // Applying before syncing adds no visibility Pebble does not already give:
 // a committed batch is readable before its WAL sync either way.
-func (s *Store) Write(fn func(w *Writer) error) error {
+func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	s.mu.Lock()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	ferr := fn(&Writer{s: s, b: b})
+	ferr := fn(&Writer{ctx: ctx, s: s, b: b})
 	if b.Empty() {
 		s.mu.Unlock()
 		return ferr
@@ -78,6 +85,9 @@ func IDOf(doc bson.Raw) (bson.RawValue, error) {
 
 // Get reads a document by id, seeing this writer's staged writes.
 func (w *Writer) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) {
+	if err := Interrupted(w.ctx, "write"); err != nil {
+		return nil, false, err
+	}
 	v, closer, err := w.b.Get(DocKey(coll, id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
@@ -92,6 +102,9 @@ func (w *Writer) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error)
 // Insert stages a new document; doc must carry its _id. A duplicate _id or
 // unique-index key fails with DuplicateKey (11000) and stages nothing.
 func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
+	if err := Interrupted(w.ctx, "write"); err != nil {
+		return err
+	}
 	id, err := IDOf(doc)
 	if err != nil {
 		return err
@@ -115,6 +128,9 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 
 // Replace stages old -> new for one document (same _id).
 func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
+	if err := Interrupted(w.ctx, "write"); err != nil {
+		return err
+	}
 	id, err := IDOf(old)
 	if err != nil {
 		return err
@@ -138,6 +154,9 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 
 // Delete stages the removal of a document and its index entries.
 func (w *Writer) Delete(coll *Collection, doc bson.Raw) error {
+	if err := Interrupted(w.ctx, "write"); err != nil {
+		return err
+	}
 	id, err := IDOf(doc)
 	if err != nil {
 		return err

@@ -33,7 +33,7 @@ func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		docs, done, err := s.src.next(s.h, aggregateInputBatch)
+		docs, done, err := s.src.next(ctx, s.h, aggregateInputBatch)
 		if err != nil {
 			return nil, err
 		}
@@ -57,7 +57,7 @@ func (l *lookupSource) Scan(ctx context.Context, coll string) (query.Iterator, e
 	if err != nil {
 		return nil, err
 	}
-	docs, err := l.h.collect(spec)
+	docs, err := l.h.collect(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +70,11 @@ type pipelineSource struct {
 	it query.Iterator
 }
 
-func (p *pipelineSource) next(_ *Handler, n int) ([]bson.Raw, bool, error) {
+func (p *pipelineSource) next(ctx context.Context, _ *Handler, n int) ([]bson.Raw, bool, error) {
 	var out []bson.Raw
 	size := 0
 	for len(out) < n && size < maxBSONSize {
-		d, err := p.it.Next(context.Background())
+		d, err := p.it.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			p.it.Close()
 			return out, true, nil
@@ -168,5 +168,5 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
-	return h.firstBatch(req.DB+"."+collName, c.ID(), &pipelineSource{it: it}, batchSize)
+	return h.firstBatch(ctx, req.DB+"."+collName, c.ID(), &pipelineSource{it: it}, batchSize)
 }

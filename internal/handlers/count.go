@@ -50,7 +50,7 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 		}
 		if st != nil {
 			if coll := st.Collection(collName); coll != nil {
-				n, err = st.Count(coll)
+				n, err = st.Count(ctx, coll)
 			}
 		}
 		release()
@@ -58,9 +58,9 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 			return nil, err
 		}
 	} else {
-		src := &scanSource{spec: spec, ctx: ctx}
+		src := &scanSource{spec: spec}
 		for {
-			docs, done, err := src.next(h, 1<<16)
+			docs, done, err := src.next(ctx, h, 1<<16)
 			if err != nil {
 				return nil, err
 			}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"sync"
@@ -19,15 +20,16 @@ const cursorIdleTimeout = 10 * time.Minute
 // getMores, and its databases closed.
 type batchSource interface {
 	// next returns up to n documents (and at most about 16 MiB), and
-	// whether the source is exhausted.
-	next(h *Handler, n int) ([]bson.Raw, bool, error)
+	// whether the source is exhausted. It stops with ctx's cause once ctx
+	// is done (the node disabled, maxTimeMS expired).
+	next(ctx context.Context, h *Handler, n int) ([]bson.Raw, bool, error)
 }
 
 // sliceSource serves documents computed up front (sorted results,
 // aggregation output, listings).
 type sliceSource struct{ docs []bson.Raw }
 
-func (s *sliceSource) next(_ *Handler, n int) ([]bson.Raw, bool, error) {
+func (s *sliceSource) next(_ context.Context, _ *Handler, n int) ([]bson.Raw, bool, error) {
 	batch, size := 0, 0
 	for batch < len(s.docs) && batch < n && size < maxBSONSize {
 		size += len(s.docs[batch])
@@ -123,12 +125,12 @@ func (m *cursorManager) count() int {
 // firstBatch runs the first batch of a new cursor and renders the
 // {cursor: {firstBatch, id, ns}} reply, registering the cursor if more
 // remains.
-func (h *Handler) firstBatch(ns string, connID int64, src batchSource, batchSize int64) (bson.Raw, error) {
+func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src batchSource, batchSize int64) (bson.Raw, error) {
 	n := 101
 	if batchSize >= 0 {
 		n = int(batchSize)
 	}
-	docs, done, err := src.next(h, n)
+	docs, done, err := src.next(ctx, h, n)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 	if cur, _ := a.doc("cursor"); cur != nil {
 		batchSize, _ = newArgs(cur).int64("batchSize", -1)
 	}
-	return h.firstBatch(req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
+	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
 }
 
 func (h *Handler) create(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

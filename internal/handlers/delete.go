@@ -122,7 +122,7 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		return err
 	}
 	if st != nil {
-		err = st.Write(run)
+		err = st.Write(ctx, run)
 	} else {
 		err = run(nil) // no database: only the filters are checked
 	}

@@ -90,9 +90,9 @@ func (h *Handler) distinct(ctx context.Context, c *wire.ConnState, req *wire.Req
 		return nil, err
 	}
 	var vals []bson.RawValue
-	src := &scanSource{spec: spec, ctx: ctx}
+	src := &scanSource{spec: spec}
 	for {
-		docs, done, err := src.next(h, 1<<12)
+		docs, done, err := src.next(ctx, h, 1<<12)
 		if err != nil {
 			return nil, err
 		}

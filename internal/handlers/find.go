@@ -58,10 +58,9 @@ type scanSource struct {
 	pos     docstore.Position
 	skipped int64
 	emitted int64
-	ctx     context.Context
 }
 
-func (s *scanSource) next(h *Handler, n int) ([]bson.Raw, bool, error) {
+func (s *scanSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, bool, error) {
 	st, release, err := h.store(s.spec.db, false)
 	if err != nil {
 		return nil, false, err
@@ -83,7 +82,7 @@ func (s *scanSource) next(h *Handler, n int) ([]bson.Raw, bool, error) {
 	var out []bson.Raw
 	size := 0
 	limitHit := false
-	err = st.Scan(coll, s.plan, &s.pos, func(doc bson.Raw) (bool, error) {
+	err = st.Scan(ctx, coll, s.plan, &s.pos, func(doc bson.Raw) (bool, error) {
 		if !s.spec.matcher.Match(doc) {
 			return true, nil
 		}
@@ -114,12 +113,12 @@ func (s *scanSource) next(h *Handler, n int) ([]bson.Raw, bool, error) {
 
 // collect runs a query to the end (for sorts, counts and aggregation
 // inputs), applying sort, skip, limit and projection.
-func (h *Handler) collect(spec *findSpec) ([]bson.Raw, error) {
+func (h *Handler) collect(ctx context.Context, spec *findSpec) ([]bson.Raw, error) {
 	if spec.sort == nil {
 		src := &scanSource{spec: spec}
 		var all []bson.Raw
 		for {
-			docs, done, err := src.next(h, 1<<30)
+			docs, done, err := src.next(ctx, h, 1<<30)
 			if err != nil {
 				return nil, err
 			}
@@ -135,7 +134,7 @@ func (h *Handler) collect(spec *findSpec) ([]bson.Raw, error) {
 	var all []bson.Raw
 	bytes := 0
 	for {
-		docs, done, err := src.next(h, 1<<30)
+		docs, done, err := src.next(ctx, h, 1<<30)
 		if err != nil {
 			return nil, err
 		}
@@ -224,7 +223,7 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	ns := req.DB + "." + coll
 	var src batchSource
 	if spec.sort != nil {
-		docs, err := h.collect(spec)
+		docs, err := h.collect(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -236,13 +235,13 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 		if batchSize < 0 {
 			batchSize = 1 << 30
 		}
-		docs, _, err := src.next(h, int(batchSize))
+		docs, _, err := src.next(ctx, h, int(batchSize))
 		if err != nil {
 			return nil, err
 		}
 		return cursorReply(ns, 0, "firstBatch", docs)
 	}
-	return h.firstBatch(ns, c.ID(), src, batchSize)
+	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
 }
 
 func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
@@ -269,7 +268,7 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 	}
 	cur.mu.Lock()
 	defer cur.mu.Unlock()
-	docs, done, err := cur.src.next(h, int(batchSize))
+	docs, done, err := cur.src.next(ctx, h, int(batchSize))
 	if err != nil {
 		h.cursors.remove(id)
 		return nil, err

@@ -128,7 +128,7 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 			}
 		}
 		now := time.Now()
-		err = st.Write(func(w *docstore.Writer) error {
+		err = st.Write(ctx, func(w *docstore.Writer) error {
 			coll := w.Collection(collName)
 			if coll == nil {
 				return nil

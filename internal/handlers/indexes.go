@@ -178,7 +178,7 @@ func (h *Handler) createIndexes(ctx context.Context, c *wire.ConnState, req *wir
 	before := len(coll.Indexes)
 	var created []string
 	for _, spec := range specs {
-		ok, err := st.CreateIndex(collName, spec)
+		ok, err := st.CreateIndex(ctx, collName, spec)
 		if err != nil {
 			// All or nothing, as mongod: undo this command's indexes.
 			for _, name := range created {
@@ -251,7 +251,7 @@ func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.
 		}
 		docs = append(docs, raw)
 	}
-	return h.firstBatch(req.DB+".$cmd.listIndexes."+collName, c.ID(), &sliceSource{docs: docs}, batchSize)
+	return h.firstBatch(ctx, req.DB+".$cmd.listIndexes."+collName, c.ID(), &sliceSource{docs: docs}, batchSize)
 }
 
 func (h *Handler) dropIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

@@ -107,7 +107,7 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	}
 	var werrs []writeError
 	n := 0
-	err = st.Write(func(w *docstore.Writer) error {
+	err = st.Write(ctx, func(w *docstore.Writer) error {
 		var err error
 		werrs, err = runStatements(len(docs), ordered, func(i int) error {
 			d, ok := docs[i].DocumentOK()

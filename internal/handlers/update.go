@@ -328,7 +328,7 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			}
 		}
 		now := time.Now()
-		err = st.Write(func(w *docstore.Writer) error {
+		err = st.Write(ctx, func(w *docstore.Writer) error {
 			coll := w.Collection(collName)
 			var err error
 			werrs, err = runStatements(len(stmts), ordered, func(i int) error {

@@ -69,6 +69,10 @@ type userStore struct {
 	gen     uint64                    // bumped by invalidate: a lookup that raced a write is not cached
 }
 
+// The user store's reads and writes run under context.Background(): they
+// touch admin.system.users only — a handful of small documents, read by
+// authentication before any command context exists — so they run to
+// completion; a disable still waits for them through node.Acquire.
 func newUserStore(h *Handler) *userStore {
 	return &userStore{h: h, roles: map[wire.Principal][]Role{}}
 }
@@ -143,7 +147,7 @@ func (s *userStore) list(keep func(*userDoc) bool) ([]*userDoc, error) {
 		return nil, err
 	}
 	var out []*userDoc
-	err = st.Scan(coll, plan, &docstore.Position{}, func(raw bson.Raw) (bool, error) {
+	err = st.Scan(context.Background(), coll, plan, &docstore.Position{}, func(raw bson.Raw) (bool, error) {
 		var d userDoc
 		if err := bson.Unmarshal(raw, &d); err != nil {
 			return false, fmt.Errorf("handlers: decoding a user: %w", err)
@@ -171,7 +175,7 @@ func (s *userStore) any() (bool, error) {
 		return false, err
 	}
 	found := false
-	err = st.Scan(coll, plan, &docstore.Position{}, func(bson.Raw) (bool, error) {
+	err = st.Scan(context.Background(), coll, plan, &docstore.Position{}, func(bson.Raw) (bool, error) {
 		found = true
 		return false, nil
 	})
@@ -205,7 +209,7 @@ func (s *userStore) create(d *userDoc, precondition func() error) error {
 		return err
 	}
 	defer release()
-	err = st.Write(func(w *docstore.Writer) error { return w.Insert(coll, raw) })
+	err = st.Write(context.Background(), func(w *docstore.Writer) error { return w.Insert(coll, raw) })
 	if mongoerr.CodeOf(err) == mongoerr.DuplicateKey {
 		return mongoerr.New(userAlreadyExists, "User \"%s@%s\" already exists", d.User, d.DB)
 	}
@@ -225,7 +229,7 @@ func (s *userStore) update(db, user string, change func(*userDoc) error) error {
 	if coll == nil {
 		return userNotFound(db, user)
 	}
-	return st.Write(func(w *docstore.Writer) error {
+	return st.Write(context.Background(), func(w *docstore.Writer) error {
 		old, ok, err := w.Get(coll, idValue(userID(db, user)))
 		if err != nil {
 			return err
@@ -282,7 +286,7 @@ func (s *userStore) drop(db, user string) (int, error) {
 		return 0, userNotFound(db, user)
 	}
 	n := 0
-	err = st.Write(func(w *docstore.Writer) error {
+	err = st.Write(context.Background(), func(w *docstore.Writer) error {
 		for _, v := range victims {
 			raw, ok, err := w.Get(coll, idValue(v.ID))
 			if err != nil {

@@ -26,19 +26,55 @@ import (
 //	  │ keys cannot be unwrapped     └─────── check VALID / Enable ────────┘
 //	  └───────────────────────────────────────────────────────────> DISABLED(reason)
 //
-// Entering DISABLED closes every database and zeroes every key in memory;
-// leaving it unwraps the master key again (one KMS call) and reopens
-// storage. UNREACHABLE checks change nothing: a serving node keeps serving,
-// a disabled node stays disabled.
+// Entering DISABLED refuses new operations at once, cancels the context of
+// every command bound to the node (Bind), waits for the operations in flight
+// (Acquire) to release it — at most Options.DisableGrace — and then closes
+// every database and zeroes every key in memory. Leaving it unwraps the
+// master key again (one KMS call) and reopens storage. UNREACHABLE checks
+// change nothing: a serving node keeps serving, a disabled node stays
+// disabled.
 type Node struct {
 	Layout   Layout
 	Provider *kms.Counting
 	opts     Options
 
-	mu       sync.RWMutex
-	keystore *keys.Keystore  // nil while disabled
-	engine   *storage.Engine // nil while disabled
-	state    State
+	// transition serializes the state changes (Disable, Enable, Close), so
+	// that a re-enable never reopens storage while a disable is still
+	// waiting to close it. It is never taken by Acquire or Bind.
+	transition sync.Mutex
+
+	mu    sync.Mutex
+	state State
+	cur   *epoch // the current AVAILABLE period, or a cancelled one while disabled
+}
+
+// epoch is one AVAILABLE period of a node: the storage it opened, the
+// context its commands are bound to, and the operations holding it.
+// Invariant: ctx is cancelled (cause *DisabledError) as soon as the node
+// leaves this epoch; eng and ks are closed only after that, once holders
+// reached zero or the disable grace expired.
+type epoch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	eng    *storage.Engine // nil while disabled
+	ks     *keys.Keystore  // nil while disabled
+	// holders counts Acquire calls not yet released; drained is closed when
+	// it reaches zero while a Disable waits for it (nil otherwise).
+	holders int
+	drained chan struct{}
+}
+
+func newEpoch(eng *storage.Engine, ks *keys.Keystore) *epoch {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &epoch{ctx: ctx, cancel: cancel, eng: eng, ks: ks}
+}
+
+// disabledEpoch is the epoch of a node that is disabled: its context is
+// already cancelled with the reason.
+func disabledEpoch(st State) *epoch {
+	e := newEpoch(nil, nil)
+	e.cancel(&DisabledError{State: st})
+	return e
 }
 
 // State is the node's availability.
@@ -76,13 +112,29 @@ type Options struct {
 	Plaintext bool
 	CacheSize int64
 	Logger    *slog.Logger
+	// DisableGrace bounds how long disabling waits for operations in flight
+	// to release the node after their contexts were cancelled, before it
+	// closes storage under them (default DefaultDisableGrace). Commands
+	// check their context between documents, so they return at once; the
+	// bound is for one stuck where it cannot check.
+	DisableGrace time.Duration
 }
+
+// DefaultDisableGrace is Options.DisableGrace's default.
+const DefaultDisableGrace = 5 * time.Second
 
 func (o Options) logger() *slog.Logger {
 	if o.Logger == nil {
 		return slog.Default()
 	}
 	return o.Logger
+}
+
+func (o Options) grace() time.Duration {
+	if o.DisableGrace <= 0 {
+		return DefaultDisableGrace
+	}
+	return o.DisableGrace
 }
 
 // Open unlocks the node's keystore with provider (one KMS call), creating
@@ -102,103 +154,179 @@ func Open(ctx context.Context, l Layout, provider kms.Provider, opts Options) (*
 		}
 		ks.Close()
 	}
-	if err := n.unlock(ctx); err != nil {
+	ks, eng, err := n.unlock(ctx)
+	if err != nil {
 		var ke *kms.Error
 		if !errors.As(err, &ke) || errors.Is(err, keys.ErrWrongKey) {
 			return nil, err
 		}
 		n.state = State{Reason: err.Error(), Cause: ke.Reason, Since: time.Now().UTC()}
+		n.cur = disabledEpoch(n.state)
 		opts.logger().Warn("node starts DISABLED: its master key cannot be unwrapped", "reason", ke.Reason, "err", err)
 		return n, nil
 	}
+	n.state = State{Available: true, Since: time.Now().UTC()}
+	n.cur = newEpoch(eng, ks)
 	return n, nil
 }
 
-// unlock opens the keystore and storage and marks the node AVAILABLE.
-// Callers hold n.mu or own n exclusively.
-func (n *Node) unlock(ctx context.Context) error {
+// unlock opens the keystore (one KMS call) and storage. Callers hold
+// n.transition or own n exclusively.
+func (n *Node) unlock(ctx context.Context) (*keys.Keystore, *storage.Engine, error) {
 	ks, err := keys.Open(ctx, n.Layout.KeystoreDir(), n.Provider)
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return nil, nil, fmt.Errorf("node: %w", err)
 	}
 	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), Plaintext: n.opts.Plaintext,
 		CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
 	if err != nil {
 		ks.Close()
-		return fmt.Errorf("node: %w", err)
+		return nil, nil, fmt.Errorf("node: %w", err)
 	}
-	n.keystore, n.engine = ks, eng
-	n.state = State{Available: true, Since: time.Now().UTC()}
-	return nil
+	return ks, eng, nil
 }
 
 // State returns the node's current state.
 func (n *Node) State() State {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return n.state
 }
 
 // Acquire gives the caller the engine and keystore for one operation; the
-// node cannot be disabled until release is called. While the node is
-// disabled it returns a *DisabledError.
+// node does not close them until release is called, or until the disable
+// grace expires after the node left AVAILABLE (Disable). While the node is
+// disabled it returns a *DisabledError. release may be called more than
+// once. Acquire may be nested: it never waits for a state change.
 func (n *Node) Acquire() (eng *storage.Engine, ks *keys.Keystore, release func(), err error) {
-	n.mu.RLock()
-	if !n.state.Available {
-		st := n.state
-		n.mu.RUnlock()
-		return nil, nil, nil, &DisabledError{State: st}
-	}
-	return n.engine, n.keystore, n.mu.RUnlock, nil
-}
-
-// Disable closes every database and drops every key from memory. It waits
-// for operations in flight (Acquire) to finish.
-func (n *Node) Disable(reason string, cause kms.Reason) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.state.Available {
+		return nil, nil, nil, &DisabledError{State: n.state}
+	}
+	e := n.cur
+	e.holders++
+	release = sync.OnceFunc(func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		e.holders--
+		if e.holders == 0 && e.drained != nil {
+			close(e.drained)
+			e.drained = nil
+		}
+	})
+	return e.eng, e.ks, release, nil
+}
+
+// Bind returns a context derived from ctx that is also cancelled, with the
+// node's *DisabledError as its cause (context.Cause), as soon as the node
+// leaves AVAILABLE. Commands run under it, so a disable stops their scans
+// between two documents instead of waiting for them. Bound while the node
+// is disabled, the context is cancelled already. stop releases the
+// binding's resources; call it when the command ends.
+func (n *Node) Bind(ctx context.Context) (bound context.Context, stop context.CancelFunc) {
+	n.mu.Lock()
+	live := n.cur.ctx
+	n.mu.Unlock()
+	bctx, cancel := context.WithCancelCause(ctx)
+	if live.Err() != nil {
+		cancel(context.Cause(live))
+		return bctx, func() { cancel(context.Canceled) }
+	}
+	unbind := context.AfterFunc(live, func() { cancel(context.Cause(live)) })
+	return bctx, func() { unbind(); cancel(context.Canceled) }
+}
+
+// Disable closes every database and drops every key from memory. It first
+// refuses new operations and cancels the commands bound to the node (Bind),
+// then waits for the operations in flight to release the node, at most the
+// disable grace: a command stuck where it cannot see its context does not
+// keep the keys in memory.
+func (n *Node) Disable(reason string, cause kms.Reason) {
+	n.transition.Lock()
+	defer n.transition.Unlock()
+	n.mu.Lock()
+	if !n.state.Available {
 		n.state.Reason, n.state.Cause = reason, cause
+		n.mu.Unlock()
 		return
 	}
-	n.lockLocked()
 	n.state = State{Reason: reason, Cause: cause, Since: time.Now().UTC()}
+	old := n.cur
+	n.cur = disabledEpoch(n.state)
+	n.mu.Unlock()
+	n.closeEpoch(old, &DisabledError{State: n.State()})
 	n.opts.logger().Warn("node DISABLED: keys dropped, data commands refused", "reason", reason)
 }
 
-func (n *Node) lockLocked() {
-	if n.engine != nil {
-		if err := n.engine.Close(); err != nil {
+// closeEpoch cancels e's commands, waits for its holders (at most the
+// grace), then closes its storage and keystore. e is no longer n.cur, so
+// no new holder can appear.
+func (n *Node) closeEpoch(e *epoch, why error) {
+	e.cancel(why)
+	n.mu.Lock()
+	var wait chan struct{}
+	if e.holders > 0 {
+		wait = make(chan struct{})
+		e.drained = wait
+	}
+	n.mu.Unlock()
+	if wait != nil {
+		t := time.NewTimer(n.opts.grace())
+		select {
+		case <-wait:
+		case <-t.C:
+			n.mu.Lock()
+			held := e.holders
+			e.drained = nil
+			n.mu.Unlock()
+			n.opts.logger().Warn("closing storage under operations that did not stop within the disable grace",
+				"operations", held, "grace", n.opts.grace().String())
+		}
+		t.Stop()
+	}
+	if e.eng != nil {
+		if err := e.eng.Close(); err != nil {
 			n.opts.logger().Error("closing databases", "err", err)
 		}
-		n.engine = nil
 	}
-	if n.keystore != nil {
-		n.keystore.Close()
-		n.keystore = nil
+	if e.ks != nil {
+		e.ks.Close()
 	}
 }
 
 // Enable unwraps the master key again and reopens storage.
 func (n *Node) Enable(ctx context.Context) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.state.Available {
+	n.transition.Lock()
+	defer n.transition.Unlock()
+	if n.State().Available {
 		return nil
 	}
-	if err := n.unlock(ctx); err != nil {
+	ks, eng, err := n.unlock(ctx)
+	if err != nil {
 		return err
 	}
+	n.mu.Lock()
+	n.state = State{Available: true, Since: time.Now().UTC()}
+	n.cur = newEpoch(eng, ks)
+	n.mu.Unlock()
 	n.opts.logger().Info("node AVAILABLE again: keys unwrapped, databases reopened")
 	return nil
 }
 
-// Close closes the databases and drops every key from memory.
+// Close closes the databases and drops every key from memory, after
+// cancelling the commands in flight as Disable does.
 func (n *Node) Close() error {
+	n.transition.Lock()
+	defer n.transition.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.lockLocked()
 	n.state = State{Reason: "node closed", Since: time.Now().UTC()}
+	old := n.cur
+	n.cur = disabledEpoch(n.state)
+	n.mu.Unlock()
+	if old != nil {
+		n.closeEpoch(old, &DisabledError{State: n.State()})
+	}
 	return nil
 }
 
