@@ -178,6 +178,7 @@ func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
 	// may still hold some: they never leave the control plane.
 	v.ConnectionStrings.Standard = withoutCredentials(v.ConnectionStrings.Standard)
 	v.EncryptionAtRestStatus = s.clusterStatusLocked(gs, c)
+	v.EncryptionAtRestStatus.Reason = s.red.scrub(v.EncryptionAtRestStatus.Reason)
 	return v
 }
 
