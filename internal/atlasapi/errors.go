@@ -103,3 +103,18 @@ func redacted(ae *controlplane.APIError, secrets []string) *controlplane.APIErro
 	}
 	return &out
 }
+
+// redact scrubs an error body of every credential the control plane holds,
+// whatever path built it.
+func (h *handler) redact(ae *controlplane.APIError) *controlplane.APIError {
+	out := *ae
+	out.Detail = h.svc.Redact(ae.Detail)
+	out.Parameters = make([]any, len(ae.Parameters))
+	for i, p := range ae.Parameters {
+		out.Parameters[i] = p
+		if s := fmt.Sprint(p); h.svc.Redact(s) != s {
+			out.Parameters[i] = h.svc.Redact(s)
+		}
+	}
+	return &out
+}

@@ -74,7 +74,7 @@ type rawBody struct {
 // fail writes err in Atlas's envelope. Errors that are not APIErrors are
 // logged and answered as a 500 that reveals nothing.
 func (c *call) fail(err error) {
-	ae := controlplane.AsAPIError(err)
+	ae := c.h.redact(controlplane.AsAPIError(err))
 	if ae.Status >= 500 {
 		c.h.log.Error("admin API request failed", "method", c.r.Method, "path", c.r.URL.Path, "err", err)
 	}

@@ -28,7 +28,8 @@ const (
 
 // Options configure the handler.
 type Options struct {
-	// Logger receives server-side failures; nil means slog.Default().
+	// Logger receives server-side failures; nil means the service's
+	// logger, which scrubs credentials.
 	Logger *slog.Logger
 }
 
@@ -61,7 +62,7 @@ func New(svc *controlplane.Service, opts ...Options) http.Handler {
 		o = opts[0]
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = svc.Logger()
 	}
 	h := &handler{svc: svc, log: o.Logger}
 	h.auth = apiauth.New(apiauth.Realm, h.lookupSecret)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"log/slog"
 	"net/http"
 
 	"github.com/cmkdb/cmkdb/internal/atlasapi"
@@ -10,5 +9,5 @@ import (
 
 // adminAPI is the control plane's admin API handler.
 func adminAPI(svc *controlplane.Service) http.Handler {
-	return atlasapi.New(svc, atlasapi.Options{Logger: slog.Default()})
+	return atlasapi.New(svc, atlasapi.Options{Logger: svc.Logger()})
 }

@@ -35,9 +35,13 @@ type upInfo struct {
 	NodeID           string    `json:"nodeId,omitempty"`
 	CMK              string    `json:"cmk,omitempty"`
 	State            string    `json:"state"`
-	// Set with --auth / --tls.
+	// Set with --auth / --tls. The connection string never carries
+	// credentials; the administrator --auth created is here, as separate
+	// fields: AdminPassword only when cmkdb drew it (this file is 0600),
+	// AdminPasswordFile when the operator supplied it.
 	Auth              bool   `json:"auth,omitempty"`
 	AdminUser         string `json:"adminUser,omitempty"`
+	AdminPassword     string `json:"adminPassword,omitempty"`
 	AdminPasswordFile string `json:"adminPasswordFile,omitempty"`
 	TLS               bool   `json:"tls,omitempty"`
 	TLSCAFile         string `json:"tlsCAFile,omitempty"`
@@ -114,9 +118,8 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		return fail(err)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
-	admin, err := f.security.ensureAdmin(ctx, h, l, func(a adminCredentials) string {
-		return connectionString(f.bind, addr.Port, a, tlsConfig != nil, caFile)
-	})
+	connString := connectionString(f.bind, addr.Port, f.security.auth, tlsConfig != nil, caFile)
+	admin, err := f.security.ensureAdmin(ctx, h, l, connString)
 	if err != nil {
 		_ = ln.Close()
 		h.Close()
@@ -124,9 +127,9 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	}
 	served := make(chan struct{})
 	rn := &runningNode{n: n, h: h, done: make(chan error, 1), stop: func() { cancel(); <-served }, info: upInfo{
-		ConnectionString: connectionString(f.bind, addr.Port, admin, tlsConfig != nil, caFile),
+		ConnectionString: connString,
 		Dir:              l.Dir, PID: os.Getpid(), StartedAt: time.Now().UTC(), State: n.State().String(),
-		Auth: f.security.auth, AdminUser: admin.user, AdminPasswordFile: admin.passwordFile,
+		Auth: f.security.auth, AdminUser: admin.user, AdminPassword: admin.password, AdminPasswordFile: admin.passwordFile,
 		TLS: tlsConfig != nil, TLSCAFile: caFile,
 	}}
 	if _, ks, release, err := n.Acquire(); err == nil {
@@ -168,7 +171,7 @@ func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, p
 		return err
 	}
 	fmt.Fprintf(stdout, "cmkdb node is up\n  connect:   mongosh %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
-		redactedConnectionString(rn.info.ConnectionString), l.Dir, rn.info.State, rn.info.CMK, l.UpFile())
+		rn.info.ConnectionString, l.Dir, rn.info.State, rn.info.CMK, l.UpFile())
 	err = <-rn.done
 	fmt.Fprintln(stdout, "cmkdb: shut down")
 	if ctx.Err() != nil {

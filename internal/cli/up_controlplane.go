@@ -103,7 +103,7 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "cmkdb is up\n  connect:   mongosh %s\n  admin API: %s (API key in %s)\n  project:   %s (%s), cluster %s\n  data:      %s\n  state:     %s\n  CMK:       %s\n  details:   %s\n",
-		redactedConnectionString(info.ConnectionString), cp.APIURL, l.UpFile(), upProject, boot.groupID, upCluster,
+		info.ConnectionString, cp.APIURL, l.UpFile(), upProject, boot.groupID, upCluster,
 		l.Dir, info.State, info.CMK, l.UpFile())
 	select {
 	case <-ctx.Done():

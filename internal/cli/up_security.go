@@ -84,22 +84,23 @@ func (f *securityFlags) serverTLS(l node.Layout, bind string) (*tls.Config, stri
 	return cfg, ca, err
 }
 
-// adminCredentials are what up.json's connection string carries.
+// adminCredentials are the administrator --auth created, as up.json
+// records them (never inside the connection string).
 type adminCredentials struct {
 	user, password string // password "" when not to be written
 	passwordFile   string
 }
 
 // ensureAdmin creates the first administrator when --auth is set and no
-// user exists, and returns what the connection string should carry. The
-// random password of an earlier run is recovered from the previous
-// up.json, the only place it was written.
+// user exists, and returns what up.json should record. The random
+// password of an earlier run is recovered from the previous up.json, the
+// only place it was written.
 //
 // A random password reaches up.json before the user is created, so a
 // crash in between cannot leave a user whose password nobody knows: the
 // next run finds no user, reads the password back and creates it.
-// connString renders the connection string for the provisional up.json.
-func (f *securityFlags) ensureAdmin(ctx context.Context, h *handlers.Handler, l node.Layout, connString func(adminCredentials) string) (adminCredentials, error) {
+// connString is the connection string for the provisional up.json.
+func (f *securityFlags) ensureAdmin(ctx context.Context, h *handlers.Handler, l node.Layout, connString string) (adminCredentials, error) {
 	if !f.auth {
 		return adminCredentials{}, nil
 	}
@@ -116,16 +117,17 @@ func (f *securityFlags) ensureAdmin(ctx context.Context, h *handlers.Handler, l 
 	exists, err := h.HasUsers(ctx)
 	if err != nil {
 		slog.Warn("cannot check for users (is the node disabled?): no administrator created", "err", err)
-		return f.forConnString(creds), nil
+		return f.forUpInfo(creds), nil
 	}
 	if exists {
-		return f.forConnString(creds), nil
+		return f.forUpInfo(creds), nil
 	}
 	if creds.passwordFile == "" && creds.password == "" {
 		b := make([]byte, 24)
 		_, _ = rand.Read(b)
 		creds.password = base64.RawURLEncoding.EncodeToString(b)
-		js, _ := json.MarshalIndent(upInfo{ConnectionString: connString(creds), Dir: l.Dir, PID: os.Getpid(), State: "STARTING"}, "", "  ")
+		js, _ := json.MarshalIndent(upInfo{ConnectionString: connString, Dir: l.Dir, PID: os.Getpid(), State: "STARTING",
+			Auth: true, AdminUser: creds.user, AdminPassword: creds.password}, "", "  ")
 		if err := durable.WriteFile(l.UpFile(), append(js, '\n'), 0o600); err != nil {
 			return adminCredentials{}, err
 		}
@@ -134,12 +136,12 @@ func (f *securityFlags) ensureAdmin(ctx context.Context, h *handlers.Handler, l 
 		return adminCredentials{}, fmt.Errorf("creating the administrator: %w", err)
 	}
 	slog.Info("created the administrator", "user", f.adminUser, "db", "admin", "credentials", l.UpFile())
-	return f.forConnString(creds), nil
+	return f.forUpInfo(creds), nil
 }
 
-// forConnString drops a password the user keeps in their own file: it is
-// not copied into up.json.
-func (f *securityFlags) forConnString(c adminCredentials) adminCredentials {
+// forUpInfo drops a password the user keeps in their own file: it is not
+// copied into up.json.
+func (f *securityFlags) forUpInfo(c adminCredentials) adminCredentials {
 	if c.passwordFile != "" {
 		c.password = ""
 	}
@@ -159,8 +161,10 @@ func readPasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
-// previousPassword returns user's password from the connection string of
-// an existing up.json, or "".
+// previousPassword returns user's password from an existing up.json, or
+// "". up.json files written before connection strings lost their
+// credentials kept it in the connection string: it is read from there
+// too, so upgrading never loses the only copy of a generated password.
 func previousPassword(l node.Layout, user string) string {
 	b, err := os.ReadFile(l.UpFile())
 	if err != nil {
@@ -170,6 +174,9 @@ func previousPassword(l node.Layout, user string) string {
 	if json.Unmarshal(b, &prev) != nil {
 		return ""
 	}
+	if prev.AdminPassword != "" && prev.AdminUser == user {
+		return prev.AdminPassword
+	}
 	u, err := url.Parse(prev.ConnectionString)
 	if err != nil || u.User == nil || u.User.Username() != user {
 		return ""
@@ -178,17 +185,18 @@ func previousPassword(l node.Layout, user string) string {
 	return pw
 }
 
-// connectionString is the mongodb:// URI clients use. A wildcard bind
+// connectionString is the mongodb:// URI clients use. It never carries
+// credentials (up.json holds them as separate fields); with auth it names
+// the admin database as the authentication source. A wildcard bind
 // address is reached through 127.0.0.1.
-func connectionString(bind string, port int, admin adminCredentials, tlsOn bool, caFile string) string {
+func connectionString(bind string, port int, auth, tlsOn bool, caFile string) string {
 	host := bind
 	if ip := net.ParseIP(bind); bind == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
 	u := url.URL{Scheme: "mongodb", Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/"}
 	q := []string{}
-	if admin.user != "" && admin.password != "" {
-		u.User = url.UserPassword(admin.user, admin.password)
+	if auth {
 		q = append(q, "authSource=admin")
 	}
 	if tlsOn {
@@ -199,13 +207,4 @@ func connectionString(bind string, port int, admin adminCredentials, tlsOn bool,
 	}
 	u.RawQuery = strings.Join(q, "&")
 	return u.String()
-}
-
-// redactedConnectionString hides the password for printing.
-func redactedConnectionString(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

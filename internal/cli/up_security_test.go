@@ -43,8 +43,13 @@ type upJSON struct {
 	StartedAt        time.Time `json:"startedAt"`
 	Auth             bool      `json:"auth"`
 	AdminUser        string    `json:"adminUser"`
+	AdminPassword    string    `json:"adminPassword"`
 	TLS              bool      `json:"tls"`
 	TLSCAFile        string    `json:"tlsCAFile"`
+	APIURL           string    `json:"apiUrl"`
+	APIPublicKey     string    `json:"apiPublicKey"`
+	APIPrivateKey    string    `json:"apiPrivateKey"`
+	GroupID          string    `json:"groupId"`
 }
 
 // runUp runs `cmkdb up args...` until the returned stop is called, and
@@ -106,9 +111,14 @@ func TestUpAuthTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw, ok := u.User.Password()
-	if !ok || len(pw) < 24 || u.User.Username() != "admin" {
-		t.Fatalf("connection string carries no generated credentials: %s", u.Redacted())
+	// The connection string never carries credentials; up.json holds the
+	// generated password as its own field.
+	if u.User != nil {
+		t.Fatalf("connection string carries credentials: %s", u.Redacted())
+	}
+	pw := info.AdminPassword
+	if len(pw) < 24 {
+		t.Fatalf("up.json holds no generated password: %+v", info)
 	}
 	q := u.Query()
 	if q.Get("tls") != "true" || q.Get("authSource") != "admin" || q.Get("tlsCAFile") != filepath.Join(dir, "tls", "ca.pem") {
@@ -126,8 +136,12 @@ func TestUpAuthTLS(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	use := func(uri string) error {
-		c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second))
+	use := func(uri string, pw string) error {
+		o := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second)
+		if pw != "" {
+			o.SetAuth(options.Credential{AuthSource: "admin", Username: "admin", Password: pw})
+		}
+		c, err := mongo.Connect(o)
 		if err != nil {
 			return err
 		}
@@ -142,14 +156,11 @@ func TestUpAuthTLS(t *testing.T) {
 		}
 		return err
 	}
-	if err := use(info.ConnectionString); err != nil {
-		t.Fatalf("up.json connection string: %v", err)
+	if err := use(info.ConnectionString, pw); err != nil {
+		t.Fatalf("up.json connection string and password: %v", err)
 	}
 	// Without the password: refused.
-	anon := *u
-	anon.User = nil
-	anon.RawQuery = "tls=true&tlsCAFile=" + url.QueryEscape(q.Get("tlsCAFile"))
-	err = use(anon.String())
+	err = use(info.ConnectionString, "")
 	if err == nil || !strings.Contains(err.Error(), "requires authentication") {
 		t.Fatalf("unauthenticated insert: %v", err)
 	}
@@ -172,14 +183,13 @@ func TestUpAuthTLS(t *testing.T) {
 	caBefore, _ := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
 	info2, _, stop2 := runUp(t, dir, "--auth", "--tls")
 	defer stop2()
-	u2, _ := url.Parse(info2.ConnectionString)
-	if pw2, _ := u2.User.Password(); pw2 != pw {
+	if info2.AdminPassword != pw {
 		t.Errorf("second run changed the password in up.json")
 	}
 	if caAfter, _ := os.ReadFile(filepath.Join(dir, "tls", "ca.pem")); !bytes.Equal(caBefore, caAfter) {
 		t.Error("second run replaced the CA")
 	}
-	if err := use(info2.ConnectionString); err != nil {
+	if err := use(info2.ConnectionString, pw); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 }

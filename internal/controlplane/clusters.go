@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,6 +20,23 @@ type Provisioner interface {
 	Provision(ctx context.Context, groupID, cluster string) (string, error)
 	// Deprovision stops the nodes and destroys their data.
 	Deprovision(ctx context.Context, groupID, cluster string) error
+}
+
+// withoutCredentials returns a connection string with any user name and
+// password removed. Connection strings are readable by every key with
+// read access to the project (GROUP_READ_ONLY included), so, as in Atlas,
+// they never carry credentials: database users are managed as users.
+// A string that does not parse is dropped whole rather than passed on.
+func withoutCredentials(cs string) string {
+	if cs == "" {
+		return ""
+	}
+	u, err := url.Parse(cs)
+	if err != nil {
+		return ""
+	}
+	u.User = nil
+	return u.String()
 }
 
 var clusterName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,63}$`)
@@ -86,7 +104,7 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 				s.log.Error("provisioning cluster", "cluster", nc.Name, "err", err)
 				c.StateName = "REPAIRING"
 			} else {
-				c.StateName, c.ConnectionStrings.Standard = "IDLE", cs
+				c.StateName, c.ConnectionStrings.Standard = "IDLE", withoutCredentials(cs)
 			}
 			_ = s.st.put(map[string]any{"cluster/" + gid + "/" + nc.Name: *c})
 			return s.viewLocked(gs, c), nil
@@ -156,7 +174,11 @@ func (s *Service) GetCluster(gid, name string) (Cluster, error) {
 // viewLocked adds the derived encryptionAtRestStatus to a cluster.
 func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
 	v := *c
+	// A record written before connection strings lost their credentials
+	// may still hold some: they never leave the control plane.
+	v.ConnectionStrings.Standard = withoutCredentials(v.ConnectionStrings.Standard)
 	v.EncryptionAtRestStatus = s.clusterStatusLocked(gs, c)
+	v.EncryptionAtRestStatus.Reason = s.red.scrub(v.EncryptionAtRestStatus.Reason)
 	return v
 }
 

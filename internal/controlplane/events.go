@@ -39,6 +39,9 @@ func keyEvent(kind, suffix string) string { return kind + "_" + suffix }
 func (s *Service) addEventLocked(gs *groupState, recs map[string]any, e Event) {
 	now := s.now()
 	e.ID, e.GroupID, e.Created = newID(now), gs.group.ID, now
+	// Events are read by every key with read access, and alerts and
+	// webhook bodies are made from them.
+	e.Detail = s.red.scrub(e.Detail)
 	gs.events = append(gs.events, e)
 	recs[eventKey(gs.group.ID, now, e.ID)] = e
 	// Keep the newest events only: the oldest leave memory and the store

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -64,7 +65,8 @@ type Options struct {
 // never held across a KMS call.
 type Service struct {
 	opts     Options
-	log      *slog.Logger
+	log      *slog.Logger // scrubs every record of credentials (redact.go)
+	red      *redactor
 	st       *store
 	internal *local.Provider // wraps the master keys of clusters without customer key management
 	// internalRef is the key reference the internal key wraps with.
@@ -143,8 +145,10 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 			return nil, &StateError{Path: internalPath, Err: err}
 		}
 	}
-	s := &Service{opts: opts, log: opts.Logger, st: st, internal: internal, internalRef: internalRef,
-		groups: map[string]*groupState{}, apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
+	red := &redactor{}
+	s := &Service{opts: opts, log: slog.New(redactingHandler{inner: opts.Logger.Handler(), red: red}), red: red,
+		st: st, internal: internal, internalRef: internalRef, groups: map[string]*groupState{},
+		apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
 	if err := s.load(ctx); err != nil {
 		st.close()
 		return nil, err
@@ -296,11 +300,16 @@ func newGroupState(g Group) *groupState {
 		configs: map[string]*AlertConfig{}, alerts: map[string]*Alert{}}
 }
 
-// openProvider opens a configured provider. A provider that cannot even be
-// constructed (a missing PKCS#11 module, an unreadable certificate) is
-// represented by one whose every call fails with the
-// reason, so the lifecycle treats it like any other KMS answer.
+// openProvider opens a configured provider, wrapped so that no error or
+// status it produces carries one of the configuration's secrets (see
+// redact.go). A provider that cannot even be constructed (a missing
+// PKCS#11 module, an unreadable certificate) is represented by one whose
+// every call fails with the reason, so the lifecycle treats it like any
+// other KMS answer.
 func (s *Service) openProvider(ctx context.Context, kind string, values map[string]string) kms.Provider {
+	secrets := secretsOf(values)
+	s.red.add(secrets...)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	spec, ok := specByKind(kind)
 	if !ok {
 		return failing{err: &kms.Error{Op: "open", Reason: kms.ReasonKeyMalformed, Detail: "unknown provider " + kind}}
@@ -311,22 +320,9 @@ func (s *Service) openProvider(ctx context.Context, kind string, values map[stri
 		if r == "" {
 			r = kms.ReasonKeyMalformed
 		}
-		return failing{err: &kms.Error{Op: "open", Reason: r, Detail: redactedError(err, values)}}
+		return failing{err: &kms.Error{Op: "open", Reason: r, Detail: scrubText(err.Error(), secrets)}}
 	}
-	return p
-}
-
-// redactedError returns err's text with every configured secret removed.
-func redactedError(err error, values map[string]string) string {
-	msg := err.Error()
-	for _, spec := range specs() {
-		for _, f := range spec.fields {
-			if v := values[f.name]; f.writeOnly && len(v) >= 4 {
-				msg = strings.ReplaceAll(msg, v, "[redacted]")
-			}
-		}
-	}
-	return msg
+	return &scrubbing{p: p, secrets: secrets}
 }
 
 // failing is a provider that could not be opened.

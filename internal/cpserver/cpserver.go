@@ -89,7 +89,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = sender.Close(ctx)
 		return nil, err
 	}
-	s := &Server{Svc: svc, sender: sender, log: log}
+	// From here on, log through the service: it scrubs credentials.
+	s := &Server{Svc: svc, sender: sender, log: svc.Logger()}
 	if err := s.start(ctx, cfg); err != nil {
 		s.Close()
 		return nil, err
