@@ -180,7 +180,7 @@ func (b *projBuilder) addFields(prefix []string, doc []byte) error {
 				if err != nil {
 					return err
 				}
-				f.elemMatch = pred
+				f.elemMatch = func(v bson.RawValue) bool { ok, _ := pred(v); return ok }
 				f.include = true
 				if err := b.setMode(modeInclude, path); err != nil {
 					return err
