@@ -195,6 +195,9 @@ func parseFilterDoc(doc []byte, depth int) (node, error) {
 			}
 			continue
 		}
+		if pathParts(e.key) > maxMatchPathParts {
+			return nil, mongoerr.New(codeMatchPathLong, "FieldPath is too long")
+		}
 		n, err := parseField(splitPath(e.key), e.val, depth)
 		if err != nil {
 			return nil, err

@@ -52,6 +52,15 @@ func splitFieldPath(prefix int, p string) ([]string, error) {
 	return splitPath(p), nil
 }
 
+// CheckFieldPathLength refuses a dotted field path (a distinct key, say)
+// longer than MongoDB's FieldPath limit, before anything splits it.
+func CheckFieldPathLength(p string) error {
+	if pathParts(p) > maxFieldPathParts {
+		return errFieldPathTooLong()
+	}
+	return nil
+}
+
 func splitPath(p string) []string { return strings.Split(p, ".") }
 
 // visitor receives the values a path reaches. off is MongoDB's array
