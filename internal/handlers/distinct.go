@@ -67,6 +67,9 @@ func (h *Handler) distinct(ctx context.Context, c *wire.ConnState, req *wire.Req
 	if key == "" {
 		return nil, mongoerr.New(40352, "FieldPath cannot be constructed with empty string")
 	}
+	if err := query.CheckFieldPathLength(key); err != nil {
+		return nil, err
+	}
 	parts := strings.Split(key, ".")
 	for _, p := range parts {
 		if p == "" {

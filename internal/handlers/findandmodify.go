@@ -60,8 +60,11 @@ func parseFindAndModify(a args) (*famSpec, error) {
 	if s.upsert, err = a.bool("upsert", false); err != nil {
 		return nil, err
 	}
-	if v, ok := a.value("arrayFilters"); ok && v.Type != bson.TypeNull {
-		return nil, mongoerr.New(mongoerr.NotImplemented, "arrayFilters are not supported")
+	var arrayFilters []bson.Raw
+	if v, ok := a.value("arrayFilters"); ok {
+		if arrayFilters, err = query.ArrayFiltersArg(v, "findAndModify.arrayFilters"); err != nil {
+			return nil, err
+		}
 	}
 	if v, ok := a.value("collation"); ok {
 		if err := checkCollation(v); err != nil {
@@ -87,7 +90,7 @@ func parseFindAndModify(a args) (*famSpec, error) {
 		case bson.TypeArray:
 			return nil, mongoerr.New(mongoerr.NotImplemented, "pipeline-style updates are not supported")
 		case bson.TypeEmbeddedDocument:
-			if s.update, err = query.CompileUpdate(uv.Document()); err != nil {
+			if s.update, err = query.CompileUpdateWithFilters(uv.Document(), arrayFilters); err != nil {
 				return nil, err
 			}
 		default:
@@ -144,7 +147,7 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 				}
 				value, n = doc, 1
 			case doc != nil:
-				nd, _, err := applyUpdate(w, coll, s.update, doc, now)
+				nd, _, err := applyUpdate(w, coll, s.update, s.matcher, doc, now)
 				if err != nil {
 					return err
 				}

@@ -26,7 +26,7 @@ type updateStmt struct {
 	upsert   bool
 	multi    bool
 	sort     bson.Raw
-	filters  bool // arrayFilters given
+	filters  []bson.Raw // arrayFilters
 }
 
 // parseUpdateStmt reads one statement. Its shape errors fail the whole
@@ -74,7 +74,9 @@ func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
 				return nil, err
 			}
 		case "arrayFilters":
-			s.filters = e.Value().Type != bson.TypeNull
+			if s.filters, err = query.ArrayFiltersArg(e.Value(), "update.updates.arrayFilters"); err != nil {
+				return nil, err
+			}
 		case "collation":
 			if err := checkCollation(e.Value()); err != nil {
 				return nil, err
@@ -123,14 +125,11 @@ func compileUpdateStmt(s *updateStmt) (*compiledUpdate, error) {
 	if s.pipeline {
 		return nil, mongoerr.New(mongoerr.NotImplemented, "pipeline-style updates are not supported")
 	}
-	if s.filters {
-		return nil, mongoerr.New(mongoerr.NotImplemented, "arrayFilters are not supported")
-	}
 	m, err := query.Compile(s.q)
 	if err != nil {
 		return nil, err
 	}
-	u, err := query.CompileUpdate(s.u)
+	u, err := query.CompileUpdateWithFilters(s.u, s.filters)
 	if err != nil {
 		return nil, err
 	}
@@ -205,10 +204,11 @@ func firstMatch(w *docstore.Writer, coll *docstore.Collection, filter bson.Raw, 
 	return best, err
 }
 
-// applyUpdate updates one stored document; it reports whether the
+// applyUpdate updates one stored document, which m (the statement's
+// filter, for a positional update) matched; it reports whether the
 // document changed, and returns the new version.
-func applyUpdate(w *docstore.Writer, coll *docstore.Collection, u *query.Update, doc bson.Raw, now time.Time) (bson.Raw, bool, error) {
-	nd, changed, err := u.Apply(doc, query.ApplyOptions{Now: now})
+func applyUpdate(w *docstore.Writer, coll *docstore.Collection, u *query.Update, m *query.Matcher, doc bson.Raw, now time.Time) (bson.Raw, bool, error) {
+	nd, changed, err := u.Apply(doc, query.ApplyOptions{Now: now, Query: m})
 	if err != nil || !changed {
 		return doc, false, err
 	}
@@ -277,7 +277,7 @@ func runUpdate(w *docstore.Writer, coll *docstore.Collection, cu *compiledUpdate
 			continue
 		}
 		r.matched++
-		_, changed, err := applyUpdate(w, coll, cu.update, doc, now)
+		_, changed, err := applyUpdate(w, coll, cu.update, cu.matcher, doc, now)
 		if err != nil {
 			return r, err
 		}

@@ -59,6 +59,8 @@ const (
 	UnsupportedOpQueryCommand  Code = 352
 	CannotCreateIndex          Code = 67
 	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
+	Overflow                   Code = 15
+	QueryFeatureNotAllowed     Code = 224
 )
 
 var names = map[Code]string{
@@ -104,6 +106,8 @@ var names = map[Code]string{
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
 	CannotCreateIndex:          "CannotCreateIndex",
 	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
+	Overflow:                   "Overflow",
+	QueryFeatureNotAllowed:     "QueryFeatureNotAllowed",
 }
 
 // Name returns MongoDB's codeName for c.

@@ -124,7 +124,10 @@ func fieldPathParts(p string) ([]string, error) {
 	if p == "" {
 		return nil, mongoerr.New(codeFieldPath, "'$' by itself is not a valid FieldPath")
 	}
-	parts := splitPath(p)
+	parts, err := splitFieldPath(0, p)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range parts {
 		if s == "" {
 			return nil, mongoerr.New(15998, "FieldPath field names may not be empty strings.")

@@ -34,21 +34,49 @@ func Compile(filter bson.Raw) (*Matcher, error) {
 // Match reports whether doc satisfies the filter. Runtime errors inside
 // $expr (which MongoDB would report as a query failure) count as no match.
 func (m *Matcher) Match(doc bson.Raw) bool {
-	return m.root.matches(rvDoc(doc))
+	return m.root.matches(rvDoc(doc), nil)
+}
+
+// MatchPosition is Match that also reports MongoDB's "elemMatchKey": the
+// position of the array element through which the filter matched, which
+// is what the positional $ of an update or projection designates. It is
+// -1 when no predicate matched through an array. As in MongoDB, only
+// predicates ANDed at the top level record it ($or, $nor and $not do
+// not), the outermost array traversed counts, and when several predicates
+// record one, the last wins: MongoDB documents the result of several
+// conditions on different arrays as undefined.
+func (m *Matcher) MatchPosition(doc bson.Raw) (bool, int) {
+	d := matchDetails{elemKey: -1}
+	ok := m.root.matches(rvDoc(doc), &d)
+	if !ok {
+		return false, -1
+	}
+	return true, d.elemKey
+}
+
+// matchDetails collects what MatchPosition reports; nil when not wanted.
+type matchDetails struct {
+	elemKey int
+}
+
+func (d *matchDetails) record(off int) {
+	if d != nil && off >= 0 {
+		d.elemKey = off
+	}
 }
 
 // node is a compiled match expression evaluated against a context value:
 // the document for top-level expressions, or an array element inside
-// $elemMatch.
+// $elemMatch. d, when not nil, receives the array position matched.
 type node interface {
-	matches(ctx bson.RawValue) bool
+	matches(ctx bson.RawValue, d *matchDetails) bool
 }
 
 type andNode []node
 
-func (a andNode) matches(v bson.RawValue) bool {
+func (a andNode) matches(v bson.RawValue, d *matchDetails) bool {
 	for _, n := range a {
-		if !n.matches(v) {
+		if !n.matches(v, d) {
 			return false
 		}
 	}
@@ -57,9 +85,9 @@ func (a andNode) matches(v bson.RawValue) bool {
 
 type orNode []node
 
-func (o orNode) matches(v bson.RawValue) bool {
+func (o orNode) matches(v bson.RawValue, _ *matchDetails) bool {
 	for _, n := range o {
-		if n.matches(v) {
+		if n.matches(v, nil) {
 			return true
 		}
 	}
@@ -68,38 +96,64 @@ func (o orNode) matches(v bson.RawValue) bool {
 
 type norNode []node
 
-func (o norNode) matches(v bson.RawValue) bool { return !orNode(o).matches(v) }
+func (o norNode) matches(v bson.RawValue, _ *matchDetails) bool { return !orNode(o).matches(v, nil) }
 
 type notNode struct{ n node }
 
-func (n notNode) matches(v bson.RawValue) bool { return !n.n.matches(v) }
+func (n notNode) matches(v bson.RawValue, _ *matchDetails) bool { return !n.n.matches(v, nil) }
 
 type constNode bool
 
-func (c constNode) matches(bson.RawValue) bool { return bool(c) }
+func (c constNode) matches(bson.RawValue, *matchDetails) bool { return bool(c) }
 
 // pathNode matches when any value the path reaches satisfies pred. An empty
 // path applies pred to the context value itself ($elemMatch value form).
+// keyed replaces pred for $elemMatch, which reports the position of the
+// element that matched inside the array it tests.
 type pathNode struct {
 	parts []string
 	mode  pathMode
 	pred  func(bson.RawValue) bool
+	keyed func(bson.RawValue) (bool, int)
 }
 
-func (p *pathNode) matches(ctx bson.RawValue) bool {
+func (p *pathNode) matches(ctx bson.RawValue, d *matchDetails) bool {
 	if len(p.parts) == 0 {
-		return p.pred(ctx)
+		return pathVisit{p, d}.visit(ctx, -1)
 	}
 	if ctx.Type != bson.TypeEmbeddedDocument && ctx.Type != bson.TypeArray {
-		return p.pred(missing)
+		return pathVisit{p, d}.visit(missing, -1)
 	}
-	return walkPath(ctx.Value, p.parts, p.mode, p.pred)
+	return walkDoc(ctx.Value, p.parts, p.mode, -1, pathVisit{p, d})
+}
+
+// pathVisit evaluates a pathNode's predicate on one value the path
+// reached and records the array position it came from.
+type pathVisit struct {
+	p *pathNode
+	d *matchDetails
+}
+
+func (pv pathVisit) visit(v bson.RawValue, off int) bool {
+	if pv.p.keyed != nil {
+		ok, k := pv.p.keyed(v)
+		if ok {
+			pv.d.record(k)
+			pv.d.record(off)
+		}
+		return ok
+	}
+	if pv.p.pred(v) {
+		pv.d.record(off)
+		return true
+	}
+	return false
 }
 
 // exprNode implements $expr.
 type exprNode struct{ e expr }
 
-func (e exprNode) matches(ctx bson.RawValue) bool {
+func (e exprNode) matches(ctx bson.RawValue, _ *matchDetails) bool {
 	v, err := e.e.eval(&evalCtx{root: ctx, current: ctx})
 	return err == nil && truthy(v)
 }
@@ -140,6 +194,9 @@ func parseFilterDoc(doc []byte, depth int) (node, error) {
 				out = append(out, n)
 			}
 			continue
+		}
+		if pathParts(e.key) > maxMatchPathParts {
+			return nil, mongoerr.New(codeMatchPathLong, "FieldPath is too long")
 		}
 		n, err := parseField(splitPath(e.key), e.val, depth)
 		if err != nil {
@@ -205,11 +262,11 @@ func parseField(parts []string, v bson.RawValue, depth int) (node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &pathNode{parts, leafExpand, rp.match}, nil
+		return &pathNode{parts: parts, mode: leafExpand, pred: rp.match}, nil
 	case isOperatorDoc(v):
 		return parseOps(parts, v.Value, depth+1)
 	}
-	return &pathNode{parts, leafExpand, cmpPred(opEQ, v)}, nil
+	return &pathNode{parts: parts, mode: leafExpand, pred: cmpPred(opEQ, v)}, nil
 }
 
 // Comparison operators.
@@ -276,7 +333,7 @@ func parseOps(parts []string, doc []byte, depth int) (node, error) {
 	}
 	var out andNode
 	add := func(mode pathMode, pred func(bson.RawValue) bool) {
-		out = append(out, &pathNode{parts, mode, pred})
+		out = append(out, &pathNode{parts: parts, mode: mode, pred: pred})
 	}
 	var regex, options *bson.RawValue
 	for _, e := range elems(doc) {
@@ -288,7 +345,7 @@ func parseOps(parts []string, doc []byte, depth int) (node, error) {
 			if arg.Type == bson.TypeRegex {
 				return nil, badValue("Can't have regex as arg to $ne.")
 			}
-			out = append(out, notNode{&pathNode{parts, leafExpand, cmpPred(opEQ, arg)}})
+			out = append(out, notNode{&pathNode{parts: parts, mode: leafExpand, pred: cmpPred(opEQ, arg)}})
 		case "$lt":
 			add(leafExpand, cmpPred(opLT, arg))
 		case "$lte":
@@ -302,14 +359,14 @@ func parseOps(parts []string, doc []byte, depth int) (node, error) {
 			if err != nil {
 				return nil, err
 			}
-			n := &pathNode{parts, leafExpand, pred}
+			n := &pathNode{parts: parts, mode: leafExpand, pred: pred}
 			if e.key == "$nin" {
 				out = append(out, notNode{n})
 			} else {
 				out = append(out, n)
 			}
 		case "$exists":
-			n := &pathNode{parts, leafExpand, func(v bson.RawValue) bool { return !isMissing(v) }}
+			n := &pathNode{parts: parts, mode: leafExpand, pred: func(v bson.RawValue) bool { return !isMissing(v) }}
 			if truthy(arg) {
 				out = append(out, n)
 			} else {
@@ -351,7 +408,7 @@ func parseOps(parts []string, doc []byte, depth int) (node, error) {
 			if err != nil {
 				return nil, err
 			}
-			add(leafWhole, pred)
+			out = append(out, &pathNode{parts: parts, mode: leafWhole, keyed: pred})
 		case "$not":
 			n, err := parseNot(parts, arg, depth)
 			if err != nil {
@@ -530,7 +587,7 @@ func parseAll(parts []string, arg bson.RawValue, depth int) (node, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, &pathNode{parts, leafWhole, pred})
+			out = append(out, &pathNode{parts: parts, mode: leafWhole, keyed: pred})
 			continue
 		}
 		switch {
@@ -540,11 +597,11 @@ func parseAll(parts []string, arg bson.RawValue, depth int) (node, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, &pathNode{parts, leafExpand, rp.match})
+			out = append(out, &pathNode{parts: parts, mode: leafExpand, pred: rp.match})
 		case isOperatorDoc(it):
 			return nil, badValue("no $ expressions in $all")
 		default:
-			out = append(out, &pathNode{parts, leafExpand, cmpPred(opEQ, it)})
+			out = append(out, &pathNode{parts: parts, mode: leafExpand, pred: cmpPred(opEQ, it)})
 		}
 	}
 	return out, nil
@@ -554,7 +611,7 @@ func parseAll(parts []string, arg bson.RawValue, depth int) (node, error) {
 // first key is an operator (other than a logical one) is the "value" form
 // applied to each element; otherwise it is a query run against each
 // element that is a document.
-func elemMatchPred(arg bson.RawValue, depth int) (func(bson.RawValue) bool, error) {
+func elemMatchPred(arg bson.RawValue, depth int) (func(bson.RawValue) (bool, int), error) {
 	if arg.Type != bson.TypeEmbeddedDocument {
 		return nil, badValue("$elemMatch needs an Object")
 	}
@@ -570,16 +627,21 @@ func elemMatchPred(arg bson.RawValue, depth int) (func(bson.RawValue) bool, erro
 	if err != nil {
 		return nil, err
 	}
-	return func(v bson.RawValue) bool {
+	return func(v bson.RawValue) (bool, int) {
 		if v.Type != bson.TypeArray {
-			return false
+			return false, -1
 		}
-		return forEachElem(v.Value, func(_ []byte, e bson.RawValue) bool {
-			if !valueForm && e.Type != bson.TypeEmbeddedDocument && e.Type != bson.TypeArray {
-				return false
+		i, at := 0, -1
+		forEachElem(v.Value, func(_ []byte, e bson.RawValue) bool {
+			container := e.Type == bson.TypeEmbeddedDocument || e.Type == bson.TypeArray
+			if (valueForm || container) && sub.matches(e, nil) {
+				at = i
+				return true
 			}
-			return sub.matches(e)
+			i++
+			return false
 		})
+		return at >= 0, at
 	}, nil
 }
 
@@ -591,7 +653,7 @@ func parseNot(parts []string, arg bson.RawValue, depth int) (node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return notNode{&pathNode{parts, leafExpand, rp.match}}, nil
+		return notNode{&pathNode{parts: parts, mode: leafExpand, pred: rp.match}}, nil
 	case bson.TypeEmbeddedDocument:
 		if len(docBody(arg.Value)) == 0 {
 			return nil, badValue("$not cannot be empty")

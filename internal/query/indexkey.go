@@ -262,9 +262,13 @@ func ParseKeyPattern(spec bson.Raw) (*KeyPattern, error) {
 		case f == 0 || math.IsNaN(f):
 			return nil, badValue("Values in the index key pattern can't be 0: %s", e.key)
 		}
+		parts, err := splitFieldPath(0, e.key)
+		if err != nil {
+			return nil, err
+		}
 		kp.Fields = append(kp.Fields, e.key)
 		kp.Directions = append(kp.Directions, dir)
-		kp.parts = append(kp.parts, splitPath(e.key))
+		kp.parts = append(kp.parts, parts)
 	}
 	if len(kp.Fields) == 0 {
 		return nil, badValue("Index keys cannot be empty.")

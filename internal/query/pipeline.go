@@ -333,7 +333,11 @@ func compileAddFields(name string, arg bson.RawValue) (stage, error) {
 			if strings.HasPrefix(e.key, "$") {
 				return mongoerr.New(codeFieldNameDollar, "FieldPath field names may not start with '$'")
 			}
-			parts := append(append([]string{}, prefix...), splitPath(e.key)...)
+			sub, err := splitFieldPath(len(prefix), e.key)
+			if err != nil {
+				return err
+			}
+			parts := append(append([]string{}, prefix...), sub...)
 			if e.val.Type == bson.TypeEmbeddedDocument && !isOperatorDoc(e.val) && len(docBody(e.val.Value)) > 0 {
 				if err := walk(parts, e.val.Value); err != nil {
 					return err

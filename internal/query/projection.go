@@ -127,7 +127,11 @@ func (b *projBuilder) addFields(prefix []string, doc []byte) error {
 		if strings.HasSuffix(e.key, ".$") || strings.Contains(e.key, ".$.") {
 			return mongoerr.New(mongoerr.NotImplemented, "positional projection ('%s') is not supported", e.key)
 		}
-		parts := append(append([]string{}, prefix...), splitPath(e.key)...)
+		sub, err := splitFieldPath(len(prefix), e.key)
+		if err != nil {
+			return err
+		}
+		parts := append(append([]string{}, prefix...), sub...)
 		for _, s := range parts {
 			if s == "" {
 				return mongoerr.New(15998, "FieldPath field names may not be empty strings.")
@@ -180,7 +184,7 @@ func (b *projBuilder) addFields(prefix []string, doc []byte) error {
 				if err != nil {
 					return err
 				}
-				f.elemMatch = pred
+				f.elemMatch = func(v bson.RawValue) bool { ok, _ := pred(v); return ok }
 				f.include = true
 				if err := b.setMode(modeInclude, path); err != nil {
 					return err

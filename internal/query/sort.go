@@ -44,12 +44,16 @@ func CompileSort(spec bson.Raw) (*Sort, error) {
 		default:
 			return nil, mongoerr15975()
 		}
-		for _, p := range splitPath(e.key) {
+		parts, err := splitFieldPath(0, e.key)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
 			if p == "" {
 				return nil, badValue("FieldPath field names may not be empty strings.")
 			}
 		}
-		s.keys = append(s.keys, sortKey{path: e.key, parts: splitPath(e.key), desc: desc})
+		s.keys = append(s.keys, sortKey{path: e.key, parts: parts, desc: desc})
 	}
 	return s, nil
 }

@@ -56,6 +56,9 @@ func compileUnwind(arg bson.RawValue) (stage, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pathParts(u.indexField) > maxFieldPathParts {
+		return nil, errFieldPathTooLong()
+	}
 	u.parts = parts
 	return u, nil
 }
@@ -166,6 +169,11 @@ func compileLookup(arg bson.RawValue, src CollectionSource) (stage, error) {
 		return nil, mongoerr.New(mongoerr.FailedToParse, "must specify 'as' field for a $lookup")
 	case local == "" || l.foreignField == "":
 		return nil, mongoerr.New(mongoerr.FailedToParse, "$lookup requires both or neither of 'localField' and 'foreignField' to be specified")
+	}
+	for _, p := range []string{local, l.foreignField, l.as} {
+		if pathParts(p) > maxFieldPathParts {
+			return nil, errFieldPathTooLong()
+		}
 	}
 	if src == nil {
 		return nil, mongoerr.New(mongoerr.InternalError, "$lookup needs a collection source")

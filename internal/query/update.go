@@ -17,6 +17,13 @@ import (
 type Update struct {
 	replacement *mdoc
 	ops         []*updateOp
+	// positional says some path has a "$" component, which Apply
+	// replaces with the array position the query matched.
+	positional bool
+	// arrayOps says some path has "$", "$[]" or "$[<id>]": targets are
+	// only known per document, so conflicts are checked per document too.
+	arrayOps bool
+	filters  map[string]*arrayFilter
 }
 
 // ApplyOptions control one application of an Update.
@@ -26,6 +33,11 @@ type ApplyOptions struct {
 	Insert bool
 	// Now is the clock for $currentDate; zero means time.Now().
 	Now time.Time
+	// Query is the filter that selected the document; a positional ($)
+	// update asks it which array element matched. Without it (or when
+	// inserting an upsert's document) a positional update fails as in
+	// MongoDB.
+	Query *Matcher
 }
 
 type opKind int8
@@ -71,6 +83,9 @@ type updateOp struct {
 	parts []string
 	arg   bson.RawValue
 
+	positional bool // parts has "$"
+	arrayOps   bool // parts has "$", "$[]" or "$[<id>]"
+
 	dest      []string // $rename target
 	destPath  string
 	push      *pushSpec
@@ -108,6 +123,18 @@ func (u *Update) IsReplacement() bool { return u.replacement != nil }
 // CompileUpdate compiles an update document: either all top-level keys are
 // update operators, or none is and the document replaces the target.
 func CompileUpdate(update bson.Raw) (*Update, error) {
+	return CompileUpdateWithFilters(update, nil)
+}
+
+// CompileUpdateWithFilters is CompileUpdate with the arrayFilters option
+// (see ArrayFiltersArg): every "$[<id>]" in an update path needs a filter
+// for <id>, and every filter must be used. A replacement ignores them, as
+// in MongoDB.
+func CompileUpdateWithFilters(update bson.Raw, arrayFilters []bson.Raw) (*Update, error) {
+	filters, err := compileArrayFilters(arrayFilters)
+	if err != nil {
+		return nil, err
+	}
 	if len(update) == 0 {
 		return &Update{replacement: &mdoc{}}, nil
 	}
@@ -127,7 +154,8 @@ func CompileUpdate(update bson.Raw) (*Update, error) {
 		}
 		return &Update{replacement: d}, nil
 	}
-	u := &Update{}
+	u := &Update{filters: filters}
+	used := map[string]bool{}
 	for _, e := range es {
 		kind, ok := opKinds[e.key]
 		if !ok {
@@ -137,11 +165,24 @@ func CompileUpdate(update bson.Raw) (*Update, error) {
 			return nil, failedToParse("Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", TypeName(e.val.Type), e.key, debugString(e.val))
 		}
 		for _, f := range elems(e.val.Value) {
-			op, err := compileOp1(kind, e.key, f.key, f.val)
+			op, err := compileOp1(kind, e.key, f.key, f.val, filters, used)
 			if err != nil {
 				return nil, err
 			}
 			u.ops = append(u.ops, op)
+			u.positional = u.positional || op.positional
+			u.arrayOps = u.arrayOps || op.arrayOps
+		}
+	}
+	// MongoDB names the first unused filter in identifier order.
+	ids := make([]string, 0, len(filters))
+	for id := range filters {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if !used[id] {
+			return nil, failedToParse("The array filter for identifier '%s' was not used in the update %s", id, renderUpdate(update))
 		}
 	}
 	if err := checkConflicts(u.ops); err != nil {
@@ -170,37 +211,77 @@ func comparePaths(a, b []string) int {
 	return cmpInt(len(a), len(b))
 }
 
-// validateUpdatePath checks a dotted update path the way MongoDB does.
-func validateUpdatePath(path string) ([]string, error) {
-	if path == "" {
-		return nil, mongoerr.New(mongoerr.EmptyFieldName, "An empty update path is not valid.")
-	}
-	parts := splitPath(path)
-	for i, p := range parts {
-		switch {
-		case p == "":
-			return nil, mongoerr.New(mongoerr.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", path)
-		case p == "$":
-			return nil, badValue("The positional operator did not find the match needed from the query.")
-		case p == "$[]":
-			if i == 0 {
-				return nil, badValue("Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
-			}
-		case strings.HasPrefix(p, "$[") && strings.HasSuffix(p, "]"):
-			return nil, badValue("No array filter found for identifier '%s' in path '%s'", p[2:len(p)-1], path)
-		case strings.HasPrefix(p, "$"):
-			return nil, mongoerr.New(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, path)
-		}
-	}
-	return parts, nil
+// maxUpdatePathParts bounds an update path like a FieldPath: a document
+// cannot be nested deeper than this, so a longer path cannot address or
+// create anything storable, and refusing it before splitting bounds the
+// work a hostile path costs.
+const maxUpdatePathParts = maxFieldPathParts
+
+// updatePath is a validated update path and what it uses.
+type updatePath struct {
+	parts      []string
+	positional bool // has "$"
+	arrayOps   bool // has "$", "$[]" or "$[<id>]"
 }
 
-func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, error) {
-	parts, err := validateUpdatePath(path)
+// validateUpdatePath checks a dotted update path the way MongoDB's update
+// parser does, and records which array filters it uses.
+func validateUpdatePath(path string, filters map[string]*arrayFilter, used map[string]bool) (updatePath, error) {
+	var up updatePath
+	if path == "" {
+		return up, mongoerr.New(mongoerr.EmptyFieldName, "An empty update path is not valid.")
+	}
+	if pathParts(path) > maxUpdatePathParts {
+		return up, mongoerr.New(mongoerr.Overflow, "The update path is too long: more than %d components", maxUpdatePathParts)
+	}
+	parts := splitPath(path)
+	for _, p := range parts {
+		if p == "" {
+			return up, mongoerr.New(mongoerr.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", path)
+		}
+	}
+	positionals := 0
+	for i, p := range parts {
+		if p == "$" {
+			if positionals++; positionals > 1 {
+				return up, badValue("Too many positional (i.e. '$') elements found in path '%s'", path)
+			}
+		}
+		if p == "$" && i == 0 {
+			return up, badValue("Cannot have positional (i.e. '$') element in the first position in path '%s'", path)
+		}
+	}
+	for i, p := range parts {
+		switch {
+		case p == "$":
+			up.positional, up.arrayOps = true, true
+		case isArrayFilterPart(p):
+			if i == 0 {
+				return up, badValue("Cannot have array filter identifier (i.e. '$[<id>]') element in the first position in path '%s'", path)
+			}
+			id := p[2 : len(p)-1]
+			if id != "" {
+				if _, ok := filters[id]; !ok {
+					return up, badValue("No array filter found for identifier '%s' in path '%s'", id, path)
+				}
+				used[id] = true
+			}
+			up.arrayOps = true
+		case strings.HasPrefix(p, "$"):
+			return up, mongoerr.New(mongoerr.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not valid for storage.", p, path)
+		}
+	}
+	up.parts = parts
+	return up, nil
+}
+
+func compileOp1(kind opKind, name, path string, arg bson.RawValue, filters map[string]*arrayFilter, used map[string]bool) (*updateOp, error) {
+	up, err := validateUpdatePath(path, filters, used)
 	if err != nil {
 		return nil, err
 	}
-	op := &updateOp{kind: kind, name: name, path: path, parts: parts, arg: arg}
+	parts := up.parts
+	op := &updateOp{kind: kind, name: name, path: path, parts: parts, arg: arg, positional: up.positional, arrayOps: up.arrayOps}
 	switch kind {
 	case opInc, opMul:
 		if !isNumeric(arg.Type) {
@@ -221,16 +302,17 @@ func compileOp1(kind opKind, name, path string, arg bson.RawValue) (*updateOp, e
 		if strings.HasPrefix(to, path+".") || strings.HasPrefix(path, to+".") {
 			return nil, badValue("The source and target field for $rename must not be on the same path: %s: %q", path, to)
 		}
-		dest, err := validateUpdatePath(to)
+		dup, err := validateUpdatePath(to, filters, used)
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range append(append([]string{}, parts...), dest...) {
-			if p == "$[]" {
-				return nil, badValue("The source and target field for $rename must not contain array operators")
-			}
+		if up.positional || dup.positional {
+			return nil, badValue("The source and target field for $rename must not contain positional operators.")
 		}
-		op.dest, op.destPath = dest, to
+		if up.arrayOps || dup.arrayOps {
+			return nil, badValue("The source and target field for $rename must not contain array filters.")
+		}
+		op.dest, op.destPath = dup.parts, to
 	case opPush:
 		ps, err := compilePush(arg)
 		if err != nil {
@@ -379,7 +461,7 @@ func compilePull(arg bson.RawValue) (func(bson.RawValue) bool, error) {
 			return nil, err
 		}
 		return func(v bson.RawValue) bool {
-			return v.Type == bson.TypeEmbeddedDocument && m.matches(v)
+			return v.Type == bson.TypeEmbeddedDocument && m.matches(v, nil)
 		}, nil
 	case arg.Type == bson.TypeEmbeddedDocument || arg.Type == bson.TypeRegex:
 		var n node
@@ -392,36 +474,53 @@ func compilePull(arg bson.RawValue) (func(bson.RawValue) bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		return n.matches, nil
+		return func(v bson.RawValue) bool { return n.matches(v, nil) }, nil
 	}
 	return func(v bson.RawValue) bool { return Compare(v, arg) == 0 }, nil
 }
 
 // checkConflicts rejects updates where one path is equal to or a prefix of
-// another (ConflictingUpdateOperators).
+// another (ConflictingUpdateOperators), naming the conflict as MongoDB's
+// update parser does: it adds the paths in order to a tree of fields and
+// fails on the first path that meets a leaf or ends on an existing node.
+// The tree keeps the check linear in the number of path components, where
+// comparing every pair would let a large update cost quadratic time.
 func checkConflicts(ops []*updateOp) error {
-	var paths [][]string
-	for _, op := range ops {
-		paths = append(paths, op.parts)
-		if op.dest != nil {
-			paths = append(paths, op.dest)
-		}
+	type trie struct {
+		leaf bool
+		kids map[string]*trie
 	}
-	for i := range paths {
-		for j := i + 1; j < len(paths); j++ {
-			a, b := paths[i], paths[j]
-			if len(a) > len(b) {
-				a, b = b, a
+	root := &trie{}
+	add := func(parts []string) error {
+		n := root
+		for i, p := range parts {
+			if n.leaf {
+				return mongoerr.New(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", strings.Join(parts, "."), strings.Join(parts[:i], "."))
 			}
-			prefix := true
-			for k := range a {
-				if a[k] != b[k] {
-					prefix = false
-					break
-				}
+			if n.kids == nil {
+				n.kids = map[string]*trie{}
 			}
-			if prefix {
-				return mongoerr.New(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", strings.Join(b, "."), strings.Join(a, "."))
+			c := n.kids[p]
+			if c == nil {
+				c = &trie{}
+				n.kids[p] = c
+			}
+			n = c
+		}
+		if n.leaf || len(n.kids) > 0 {
+			full := strings.Join(parts, ".")
+			return mongoerr.New(mongoerr.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", full, full)
+		}
+		n.leaf = true
+		return nil
+	}
+	for _, op := range ops {
+		if err := add(op.parts); err != nil {
+			return err
+		}
+		if op.dest != nil {
+			if err := add(op.dest); err != nil {
+				return err
 			}
 		}
 	}
@@ -453,13 +552,8 @@ func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) 
 		if a.opts.Now.IsZero() {
 			a.opts.Now = time.Now()
 		}
-		for _, op := range u.ops {
-			if op.kind == opSetOnInsert && !opts.Insert {
-				continue
-			}
-			if err := a.apply(op); err != nil {
-				return nil, false, err
-			}
+		if err := a.applyOps(u, doc); err != nil {
+			return nil, false, err
 		}
 		if hadID && !opts.Insert {
 			newID, ok := root.get("_id")
@@ -471,6 +565,9 @@ func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) 
 	if err := validateID(root); err != nil {
 		return nil, false, err
 	}
+	if d := treeDepth(root, 0); d > maxStorageDepth && d > rawDepth(doc, 0) {
+		return nil, false, mongoerr.New(mongoerr.Overflow, "Document exceeds maximum nesting depth of %d", maxStorageDepth)
+	}
 	out := root.encode()
 	if bytes.Equal(out, doc) {
 		return doc, false, nil
@@ -479,6 +576,142 @@ func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) 
 }
 
 func emptyDoc() bson.Raw { return bson.Raw{5, 0, 0, 0, 0} }
+
+// maxStorageDepth is MongoDB's nesting limit for stored documents
+// (BSONDepth's maximum less the 20 levels it reserves for the system). An
+// update may not make a document deeper than this; a stored document that
+// already is (cmkdb's inserts allow the wire limit) may still be updated.
+const maxStorageDepth = 180
+
+// treeDepth returns the nesting depth of a tree node (a document is 1).
+func treeDepth(n any, depth int) int {
+	best := depth
+	switch n := n.(type) {
+	case *mdoc:
+		best = depth + 1
+		for _, f := range n.fields {
+			best = max(best, treeDepth(f.val, depth+1))
+		}
+	case *marr:
+		best = depth + 1
+		for _, e := range n.elems {
+			best = max(best, treeDepth(e, depth+1))
+		}
+	}
+	return best
+}
+
+// rawDepth is treeDepth for encoded BSON.
+func rawDepth(doc []byte, depth int) int {
+	best := depth + 1
+	forEachElem(doc, func(_ []byte, v bson.RawValue) bool {
+		if v.Type == bson.TypeEmbeddedDocument || v.Type == bson.TypeArray {
+			best = max(best, rawDepth(v.Value, depth+1))
+		}
+		return false
+	})
+	return best
+}
+
+func errNoPositionalMatch() error {
+	return badValue("The positional operator did not find the match needed from the query.")
+}
+
+// applyOps applies the operators in path order. An update with array
+// operators first replaces "$" with the array position the query matched
+// and expands "$[]" and "$[<id>]" into concrete targets, all against the
+// document before any change, then checks that no two operators reach the
+// same place, then applies.
+func (a *applier) applyOps(u *Update, doc bson.Raw) error {
+	skip := func(op *updateOp) bool { return op.kind == opSetOnInsert && !a.opts.Insert }
+	if !u.arrayOps {
+		for _, op := range u.ops {
+			if skip(op) {
+				continue
+			}
+			if err := a.applyTo(op, target{rest: op.parts}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var pos string
+	if u.positional {
+		if a.opts.Insert || a.opts.Query == nil {
+			return errNoPositionalMatch()
+		}
+		ok, i := a.opts.Query.MatchPosition(doc)
+		if !ok || i < 0 {
+			return errNoPositionalMatch()
+		}
+		pos = strconv.Itoa(i)
+	}
+	targets := make([][]target, len(u.ops))
+	for i, op := range u.ops {
+		if skip(op) {
+			continue
+		}
+		if op.kind == opRename {
+			targets[i] = []target{{path: op.path}, {path: op.destPath}}
+			continue
+		}
+		parts := op.parts
+		if op.positional {
+			parts = make([]string, len(op.parts))
+			for k, p := range op.parts {
+				if p == "$" {
+					p = pos
+				}
+				parts[k] = p
+			}
+		}
+		ts, err := a.expand(parts, u.filters)
+		if err != nil {
+			return err
+		}
+		targets[i] = ts
+	}
+	if err := checkTargetConflicts(targets); err != nil {
+		return err
+	}
+	for i, op := range u.ops {
+		if skip(op) {
+			continue
+		}
+		for _, t := range targets[i] {
+			if err := a.applyTo(op, t); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkTargetConflicts is checkConflicts for the concrete paths of one
+// document, as MongoDB finds when it merges array operators' nodes:
+// "a.$[].b" and "a.$[i].b" conflict only on the elements both select.
+// Paths are sorted with a separator that sorts below every byte of a
+// field name, so a path is directly followed by any path it prefixes.
+func checkTargetConflicts(targets [][]target) error {
+	type entry struct {
+		key string
+		op  int
+	}
+	var all []entry
+	for i, ts := range targets {
+		for _, t := range ts {
+			all = append(all, entry{strings.ReplaceAll(t.path, ".", "\x00"), i})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+	for i := 1; i < len(all); i++ {
+		p, c := all[i-1], all[i]
+		if p.op != c.op && (c.key == p.key || strings.HasPrefix(c.key, p.key+"\x00")) {
+			return mongoerr.New(mongoerr.ConflictingUpdateOperators, "Update created a conflict at '%s'", strings.ReplaceAll(p.key, "\x00", "."))
+		}
+	}
+	return nil
+}
 
 // validateID rejects _id values MongoDB refuses to store.
 func validateID(root *mdoc) error {
@@ -584,35 +817,16 @@ func (s slot) remove() {
 // path like "a.99999999" cannot allocate gigabytes.
 const maxArrayPad = 1 << 20
 
-// resolve walks parts from the root and calls leaf for every slot the path
-// designates ("$[]" fans out over array elements). With create set, missing
-// intermediate documents are created; otherwise a missing path is a no-op.
+// resolve walks parts from the root and calls leaf for the slot the path
+// designates. With create set, missing intermediate documents are
+// created; otherwise a missing path is a no-op.
 func (a *applier) resolve(parts []string, create bool, leaf func(slot) error) error {
-	return a.walk(a.root, "", parts, parts, create, leaf)
+	return a.walk(a.root, "", parts, create, leaf)
 }
 
-func (a *applier) walk(cur any, curKey string, parts, full []string, create bool, leaf func(slot) error) error {
+func (a *applier) walk(cur any, curKey string, parts []string, create bool, leaf func(slot) error) error {
 	key := parts[0]
 	last := len(parts) == 1
-	if key == "$[]" {
-		arr, ok := cur.(*marr)
-		if !ok {
-			return badValue("The path '%s' must exist in the document in order to apply array updates.", strings.Join(full[:len(full)-len(parts)], "."))
-		}
-		for i := range arr.elems {
-			k := strconv.Itoa(i)
-			if last {
-				if err := leaf(slot{arr, k}); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := a.walk(arr.elems[i], k, parts[1:], full, create, leaf); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	switch c := cur.(type) {
 	case *mdoc:
 		if last {
@@ -626,7 +840,7 @@ func (a *applier) walk(cur any, curKey string, parts, full []string, create bool
 			child = &mdoc{}
 			c.set(key, child)
 		}
-		return a.walk(child, key, parts[1:], full, create, leaf)
+		return a.walk(child, key, parts[1:], create, leaf)
 	case *marr:
 		i, ok := arrayIndex(key)
 		if !ok {
@@ -647,7 +861,7 @@ func (a *applier) walk(cur any, curKey string, parts, full []string, create bool
 			}
 			(slot{c, key}).set(&mdoc{})
 		}
-		return a.walk(c.elems[i], key, parts[1:], full, create, leaf)
+		return a.walk(c.elems[i], key, parts[1:], create, leaf)
 	default:
 		if !create {
 			return nil
@@ -656,18 +870,28 @@ func (a *applier) walk(cur any, curKey string, parts, full []string, create bool
 	}
 }
 
-func (a *applier) apply(op *updateOp) error {
+// applyTo applies one operator at one target.
+func (a *applier) applyTo(op *updateOp, t target) error {
 	if op.kind == opRename {
 		return a.rename(op)
 	}
-	return a.resolve(op.parts, op.kind.creates(), func(s slot) error {
-		if _, isArr := s.parent.(*marr); isArr && op.kind.creates() {
+	create := op.kind.creates()
+	leaf := func(s slot) error {
+		if _, isArr := s.parent.(*marr); isArr && create {
 			if _, ok := arrayIndex(s.key); !ok {
 				return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", s.key, debugString(nodeRaw(s.parent)))
 			}
 		}
 		return a.applyLeaf(op, s)
-	})
+	}
+	switch {
+	case t.start.parent == nil:
+		return a.walk(a.root, "", t.rest, create, leaf)
+	case len(t.rest) == 0:
+		return leaf(t.start)
+	}
+	cur, _ := t.start.get()
+	return a.walk(cur, t.start.key, t.rest, create, leaf)
 }
 
 func (a *applier) applyLeaf(op *updateOp, s slot) error {

@@ -47,6 +47,9 @@ func UpsertDocument(filter bson.Raw, u *Update, opts ApplyOptions) (bson.Raw, er
 		if strings.HasPrefix(eq.path, "$") || strings.Contains(eq.path, ".$") {
 			continue
 		}
+		if pathParts(eq.path) > maxMatchPathParts {
+			return nil, mongoerr.New(codeMatchPathLong, "FieldPath is too long")
+		}
 		parts := splitPath(eq.path)
 		val := eq.val
 		if err := a.resolve(parts, true, func(s slot) error { s.set(mustDecode(val)); return nil }); err != nil {
