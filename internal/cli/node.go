@@ -39,7 +39,7 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 					return err
 				}
 				provider = managed
-			} else if provider, err = providers.Open(cmd.Context(), c.KMS); err != nil {
+			} else if provider, err = providers.OpenNode(cmd.Context(), c.KMS.Provider, c.KMS.Settings); err != nil {
 				return err
 			}
 			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration}

@@ -10,7 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/providers"
 )
 
 // Config is a node's configuration. Zero values take the defaults below.
@@ -29,33 +33,109 @@ type Config struct {
 	Auth *Auth `json:"auth,omitempty"`
 }
 
-// KMS names one provider and its settings. Exactly the block matching
-// Provider must be present.
+// KMS names one provider and its settings.
+//
+// The settings of the KMS providers ({"provider": "aws", "aws": {…}}) are
+// described by the provider packages and read through kms/providers, the
+// same registry the control plane's API uses: a block holds string values
+// (a JSON array of strings for list settings, such as kmip's
+// previousKeyIds), and credentials are given as files ("…File"), never
+// inline. Blocks for providers other than Provider are checked for shape
+// and otherwise ignored.
 type KMS struct {
-	Provider string           `json:"provider"`
-	Local    *LocalKMS        `json:"local,omitempty"`
-	AWS      *AWSKMS          `json:"aws,omitempty"`
-	Vault    *VaultTransitKMS `json:"vault,omitempty"`
-	KMIP     *KMIPKMS         `json:"kmip,omitempty"`
-	PKCS11   *PKCS11KMS       `json:"pkcs11,omitempty"`
-	Azure    *AzureKMS        `json:"azure,omitempty"`
-	GCP      *GCPKMS          `json:"gcp,omitempty"`
+	Provider string
+	// Settings is the block of the selected provider, by its names in the
+	// file.
+	Settings map[string]string
 	// ControlPlane makes the node a managed node: its master key is
 	// wrapped and unwrapped by the control plane's key service, which alone
 	// holds the KMS credentials.
-	ControlPlane *ControlPlaneKMS `json:"controlPlane,omitempty"`
+	ControlPlane *ControlPlaneKMS
 }
 
-// GCPKMS is a Google Cloud KMS key. KeyName is a cryptoKey resource name
-// (the node follows its primary version) or a cryptoKeyVersion resource
-// name (pinned). The service account key JSON is read from a file.
-type GCPKMS struct {
-	KeyName         string `json:"keyName"`
-	CredentialsFile string `json:"credentialsFile"`
-	// Endpoint and CAFile point the client at a non-Google endpoint (the
-	// dev KMS server); empty means Google's.
-	Endpoint string `json:"endpoint,omitempty"`
-	CAFile   string `json:"caFile,omitempty"`
+// UnmarshalJSON reads the kms object, refusing unknown members.
+func (k *KMS) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	blocks := map[string]map[string]string{}
+	for name, msg := range raw {
+		switch name {
+		case "provider":
+			if err := json.Unmarshal(msg, &k.Provider); err != nil {
+				return fmt.Errorf("kms.provider must be a string")
+			}
+		case "controlPlane":
+			dec := json.NewDecoder(bytes.NewReader(msg))
+			dec.DisallowUnknownFields()
+			k.ControlPlane = &ControlPlaneKMS{}
+			if err := dec.Decode(k.ControlPlane); err != nil {
+				return fmt.Errorf("kms.controlPlane: %w", err)
+			}
+		default:
+			if _, ok := providers.ByName(name); !ok {
+				return fmt.Errorf("json: unknown field %q in kms", name)
+			}
+			block, err := decodeBlock(name, msg)
+			if err != nil {
+				return err
+			}
+			blocks[name] = block
+		}
+	}
+	k.Settings = blocks[k.Provider]
+	return nil
+}
+
+// MarshalJSON writes the kms object as UnmarshalJSON reads it.
+func (k KMS) MarshalJSON() ([]byte, error) {
+	m := map[string]any{"provider": k.Provider}
+	if k.ControlPlane != nil {
+		m["controlPlane"] = k.ControlPlane
+	}
+	if k.Settings != nil {
+		block := map[string]any{}
+		s, _ := providers.ByName(k.Provider)
+		for key, v := range k.Settings {
+			block[key] = v
+			for _, f := range s.Fields {
+				if f.List && f.NodeName() == key {
+					block[key] = kms.SplitList(v)
+				}
+			}
+		}
+		m[k.Provider] = block
+	}
+	return json.Marshal(m)
+}
+
+// decodeBlock reads a provider block: string values, or arrays of strings
+// joined with commas (which the strings themselves may not hold).
+func decodeBlock(name string, msg json.RawMessage) (map[string]string, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(msg, &obj); err != nil || obj == nil {
+		return nil, fmt.Errorf("kms.%s must be an object", name)
+	}
+	out := make(map[string]string, len(obj))
+	for key, v := range obj {
+		var str string
+		if json.Unmarshal(v, &str) == nil {
+			out[key] = str
+			continue
+		}
+		var list []string
+		if err := json.Unmarshal(v, &list); err != nil {
+			return nil, fmt.Errorf("kms.%s.%s must be a string or an array of strings", name, key)
+		}
+		for _, e := range list {
+			if e == "" || strings.Contains(e, ",") {
+				return nil, fmt.Errorf("kms.%s.%s: %q: list entries are non-empty and hold no comma", name, key, e)
+			}
+		}
+		out[key] = strings.Join(list, ",")
+	}
+	return out, nil
 }
 
 // ControlPlaneKMS is the control plane's key service, reached over mutually
@@ -69,65 +149,6 @@ type ControlPlaneKMS struct {
 	// to; the control plane checks them against the client certificate.
 	GroupID string `json:"groupId"`
 	Cluster string `json:"cluster"`
-}
-
-// AzureKMS is an RSA key in Azure Key Vault, reached with a service
-// principal. The client secret is read from a file. Without keyVersion the
-// node follows the key's current version.
-type AzureKMS struct {
-	VaultURL         string `json:"vaultUrl"`
-	KeyName          string `json:"keyName"`
-	KeyVersion       string `json:"keyVersion,omitempty"`
-	TenantID         string `json:"tenantId"`
-	ClientID         string `json:"clientId"`
-	ClientSecretFile string `json:"clientSecretFile"`
-}
-
-// PKCS11KMS is an AES-256 key in an HSM reached through its PKCS#11
-// module. The PIN is read from a file, never written in the configuration.
-type PKCS11KMS struct {
-	ModulePath string `json:"modulePath"`
-	TokenLabel string `json:"tokenLabel"`
-	KeyLabel   string `json:"keyLabel"`
-	PINFile    string `json:"pinFile"`
-}
-
-// KMIPKMS is a key on a KMIP server, reached over mutual TLS. KeyName
-// follows rotation (the newest Active key of that name); KeyID pins one key.
-type KMIPKMS struct {
-	Address        string   `json:"address"`
-	CAFile         string   `json:"caFile"`
-	ClientCertFile string   `json:"clientCertFile"`
-	ClientKeyFile  string   `json:"clientKeyFile"`
-	KeyID          string   `json:"keyId,omitempty"`
-	KeyName        string   `json:"keyName,omitempty"`
-	PreviousKeyIDs []string `json:"previousKeyIds,omitempty"`
-}
-
-// AWSKMS is an AWS KMS customer master key. The secret access key is read
-// from a file (mode 0600), never written in the configuration itself.
-type AWSKMS struct {
-	Region              string `json:"region"`
-	KeyID               string `json:"keyId"`
-	AccessKeyID         string `json:"accessKeyId"`
-	SecretAccessKeyFile string `json:"secretAccessKeyFile"`
-	// Endpoint overrides the regional endpoint (VPC endpoints, tests).
-	Endpoint string `json:"endpoint,omitempty"`
-}
-
-// VaultTransitKMS is a HashiCorp Vault Transit key. The token is read from
-// a file, never written in the configuration itself.
-type VaultTransitKMS struct {
-	Address   string `json:"address"`
-	Mount     string `json:"mount,omitempty"`
-	Key       string `json:"key"`
-	Namespace string `json:"namespace,omitempty"`
-	TokenFile string `json:"tokenFile"`
-}
-
-// LocalKMS is the local key-file provider.
-type LocalKMS struct {
-	KeyFile string `json:"keyFile"`
 }
 
 // TLS is the listener's certificate.
@@ -230,47 +251,17 @@ func (c *Config) validate() error {
 	switch c.KMS.Provider {
 	case "":
 		return errors.New("kms.provider is required")
-	case "local":
-		if c.KMS.Local == nil || c.KMS.Local.KeyFile == "" {
-			return errors.New("kms.local.keyFile is required for the local provider")
-		}
-	case "aws":
-		a := c.KMS.AWS
-		if a == nil || a.Region == "" || a.KeyID == "" || a.AccessKeyID == "" || a.SecretAccessKeyFile == "" {
-			return errors.New("kms.aws needs region, keyId, accessKeyId and secretAccessKeyFile")
-		}
-	case "vault":
-		v := c.KMS.Vault
-		if v == nil || v.Address == "" || v.Key == "" || v.TokenFile == "" {
-			return errors.New("kms.vault needs address, key and tokenFile")
-		}
-	case "kmip":
-		k := c.KMS.KMIP
-		if k == nil || k.Address == "" || k.CAFile == "" || k.ClientCertFile == "" || k.ClientKeyFile == "" || (k.KeyID == "") == (k.KeyName == "") {
-			return errors.New("kms.kmip needs address, caFile, clientCertFile, clientKeyFile and one of keyId or keyName")
-		}
-	case "pkcs11":
-		k := c.KMS.PKCS11
-		if k == nil || k.ModulePath == "" || k.TokenLabel == "" || k.KeyLabel == "" || k.PINFile == "" {
-			return errors.New("kms.pkcs11 needs modulePath, tokenLabel, keyLabel and pinFile")
-		}
-	case "azure":
-		k := c.KMS.Azure
-		if k == nil || k.VaultURL == "" || k.KeyName == "" || k.TenantID == "" || k.ClientID == "" || k.ClientSecretFile == "" {
-			return errors.New("kms.azure needs vaultUrl, keyName, tenantId, clientId and clientSecretFile")
-		}
-	case "gcp":
-		k := c.KMS.GCP
-		if k == nil || k.KeyName == "" || k.CredentialsFile == "" {
-			return errors.New("kms.gcp needs keyName and credentialsFile")
-		}
 	case "controlplane":
 		k := c.KMS.ControlPlane
 		if k == nil || k.URL == "" || k.CAFile == "" || k.CertFile == "" || k.KeyFile == "" || k.GroupID == "" || k.Cluster == "" {
 			return errors.New("kms.controlPlane needs url, caFile, certFile, keyFile, groupId and cluster")
 		}
-	default:
-		return fmt.Errorf("kms.provider %q is not supported by this build (supported: local, aws, azure, gcp, vault, kmip, pkcs11, controlplane)", c.KMS.Provider)
+		return nil
 	}
-	return nil
+	if c.KMS.Settings == nil {
+		if _, ok := providers.ByName(c.KMS.Provider); ok {
+			return fmt.Errorf("the %s provider needs kms.%s", c.KMS.Provider, c.KMS.Provider)
+		}
+	}
+	return providers.CheckNode(c.KMS.Provider, c.KMS.Settings)
 }

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,15 @@ func TestParse(t *testing.T) {
 		"vault without token": `{"dir": "/d", "kms": {"provider": "vault", "vault": {"address": "https://v", "key": "k"}}}`,
 		"inline secret":       `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "r", "keyId": "k", "accessKeyId": "a", "secretAccessKey": "s"}}}`,
 		"tls without key":     `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "tls": {"certFile": "c"}}`,
+		"unknown kms block":   `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}, "hsm": {}}}`,
+		"unknown kms setting": `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k", "keyfile": "/k"}}}`,
+		"aws bad region":      `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "moon", "keyId": "k", "accessKeyId": "a", "secretAccessKeyFile": "/s"}}}`,
+		"kmip list entry with comma": `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/c",
+			"clientKeyFile": "/k", "keyId": "2", "previousKeyIds": ["1,3"]}}}`,
+		"kmip keyId and keyName": `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/c",
+			"clientKeyFile": "/k", "keyId": "2", "keyName": "n"}}}`,
+		"azure api-only setting": `{"dir": "/d", "kms": {"provider": "azure", "azure": {"vaultUrl": "https://v.vault.azure.net", "keyName": "k",
+			"tenantId": "t", "clientId": "c", "clientSecretFile": "/s", "keyIdentifier": "https://v.vault.azure.net/keys/k"}}}`,
 	}
 	for name, in := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -40,6 +51,51 @@ func TestParse(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "invalid configuration") {
 				t.Fatalf("message %q", err)
+			}
+		})
+	}
+}
+
+// TestParseProviderSettings: a node file's provider block is read by the
+// provider's own settings, names as the file spells them, lists joined.
+func TestParseProviderSettings(t *testing.T) {
+	cases := map[string]struct {
+		in   string
+		want map[string]string
+	}{
+		"kmip previous key ids": {
+			in: `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/cc",
+				"clientKeyFile": "/k", "keyId": "3", "previousKeyIds": ["1", "2"]}}}`,
+			want: map[string]string{"address": "a:1", "caFile": "/c", "clientCertFile": "/cc", "clientKeyFile": "/k", "keyId": "3", "previousKeyIds": "1,2"},
+		},
+		"azure endpoint": {
+			in: `{"dir": "/d", "kms": {"provider": "azure", "azure": {"vaultUrl": "https://v.vault.azure.net", "keyName": "k",
+				"tenantId": "t", "clientId": "c", "clientSecretFile": "/s", "endpoint": "127.0.0.1:8443", "caFile": "/ca"}}}`,
+			want: map[string]string{"vaultUrl": "https://v.vault.azure.net", "keyName": "k", "tenantId": "t", "clientId": "c",
+				"clientSecretFile": "/s", "endpoint": "127.0.0.1:8443", "caFile": "/ca"},
+		},
+		"aws region in Atlas spelling": {
+			in:   `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "EU_WEST_1", "keyId": "k", "accessKeyId": "a", "secretAccessKeyFile": "/s"}}}`,
+			want: map[string]string{"region": "EU_WEST_1", "keyId": "k", "accessKeyId": "a", "secretAccessKeyFile": "/s"},
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Parse([]byte(c.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(cfg.KMS.Settings, c.want) {
+				t.Fatalf("settings %v, want %v", cfg.KMS.Settings, c.want)
+			}
+			// Written back, the configuration reads the same.
+			js, err := json.Marshal(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(js)
+			if err != nil || !maps.Equal(again.KMS.Settings, c.want) {
+				t.Fatalf("round trip %s: %v, %v", js, again, err)
 			}
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kms/providers"
 )
 
 // earView is the encryptionAtRest resource as ctl shows it.
@@ -73,35 +75,15 @@ func parseEAR(raw json.RawMessage) (earView, error) {
 	return v, nil
 }
 
-// secretAttr names the credential attributes of the provider objects.
-func secretAttr(name string) bool {
-	switch name {
-	case "secretAccessKey", "secret", "serviceAccountKey", "token", "pin":
-		return true
-	}
-	return false
-}
+// secretAttr names the credential attributes of the provider objects, as
+// the provider packages declare them (the registry the API reads too).
+func secretAttr(name string) bool { return providers.IsSecret(name) }
 
 // clusterProvider is the encryptionAtRestProvider value clusters use for a
 // provider object, so `ear show` tells the operator what set-provider takes.
 func clusterProvider(object string) string {
-	switch object {
-	case "awsKms":
-		return "AWS"
-	case "azureKeyVault":
-		return "AZURE"
-	case "googleCloudKms":
-		return "GCP"
-	case "kmip":
-		return "KMIP"
-	case "vaultTransit":
-		return "VAULT"
-	case "pkcs11":
-		return "PKCS11"
-	case "local":
-		return "LOCAL"
-	}
-	return ""
+	s, _ := providers.ByObject(object)
+	return s.Kind
 }
 
 func (a *App) getEAR(ctx context.Context) (earView, error) {

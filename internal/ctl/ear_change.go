@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kms/providers"
 )
 
 // EARSet configures (or reconfigures) the provider object with the
@@ -16,7 +18,11 @@ import (
 // the command line lands in shell history and the process list.
 func (a *App) EARSet(ctx context.Context, object string, sets, secretFiles []string) error {
 	if object == "" {
-		return errors.New("name the provider object (awsKms, azureKeyVault, googleCloudKms, kmip, vaultTransit, pkcs11, local)")
+		var objects []string
+		for _, s := range providers.All() {
+			objects = append(objects, s.Object)
+		}
+		return fmt.Errorf("name the provider object (%s)", strings.Join(objects, ", "))
 	}
 	obj := map[string]any{"enabled": true}
 	for _, s := range sets {

@@ -22,8 +22,9 @@ const (
 // bearer challenge, client-secret tokens) with one RSA-2048 key.
 //
 // The Azure SDK reaches them under Azure's own host names
-// (<vault>.vault.azure.net, login.microsoftonline.com): a client must send
-// those names to Endpoint and trust caFile, as the "routing" setting says.
+// (<vault>.vault.azure.net, login.microsoftonline.com): a client sends
+// every request to the "endpoint" setting and trusts caFile, which a node
+// file's azure block and the API's azureKeyVault object both accept.
 //
 // Admin API:
 //
@@ -51,9 +52,7 @@ func startAzure(mux *http.ServeMux, svc *Service) error {
 	}
 	svc.Info = Info{Provider: "azure", Endpoint: srv.URL, Settings: map[string]string{
 		"vaultUrl": srv.VaultURL(), "keyName": devKey, "tenantId": devTenant, "clientId": devClient,
-		"clientSecret": secret, "clientSecretFile": secretFile, "caFile": caFile,
-		"routing": fmt.Sprintf("send %s and login.microsoftonline.com to %s; trust caFile",
-			srv.VaultURL()[len("https://"):], srv.Addr())}}
+		"clientSecret": secret, "clientSecretFile": secretFile, "caFile": caFile, "endpoint": srv.Addr()}}
 
 	mux.HandleFunc("POST /key/state", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, setAzureState(srv, r.URL.Query().Get("value")))

@@ -159,8 +159,8 @@ func openGCP(i Info) (kms.Provider, error) {
 		Endpoint: s["endpoint"], CAFile: s["caFile"], MaxAttempts: 1})
 }
 
-// openAzure routes Azure's host names to the dev server, as the "routing"
-// setting tells a user to, and trusts its CA file.
+// openAzure routes Azure's host names to the dev server, as the "endpoint"
+// setting does, and trusts its CA file.
 func openAzure(i Info) (kms.Provider, error) {
 	s := i.Settings
 	ca, err := os.ReadFile(s["caFile"])

@@ -8,9 +8,9 @@ package nodeagent
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
+	"github.com/cmkdb/cmkdb/internal/backoff"
 	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms"
@@ -20,6 +20,12 @@ import (
 // PollWait is how long one directive long-poll waits for a change; it is
 // also the heartbeat of the node's reports and of retries while disabled.
 const PollWait = 10 * time.Second
+
+// retryPolicy spaces the long-polls of an unreachable control plane: after
+// failure n a wait in [d, 2d), d = 250 ms·2^(n-1) capped at 10 s.
+func retryPolicy() backoff.Policy {
+	return backoff.Policy{Base: 250 * time.Millisecond, Max: 10 * time.Second, Low: 1, High: 2}
+}
 
 // Agent applies directives to one node.
 type Agent struct {
@@ -47,7 +53,7 @@ func (a *Agent) Run(ctx context.Context) {
 		wait = PollWait
 	}
 	var gen uint64
-	backoff := 250 * time.Millisecond
+	failures := 0
 	for ctx.Err() == nil {
 		d, err := a.Client.Directive(ctx, gen, wait)
 		if err != nil {
@@ -55,12 +61,12 @@ func (a *Agent) Run(ctx context.Context) {
 				return
 			}
 			log.Warn("control plane unreachable: node keeps its state", "state", a.Node.State().String(), "err", err)
-			sleep(ctx, backoff+time.Duration(rand.Int64N(int64(backoff))))
-			backoff = min(backoff*2, 10*time.Second)
+			failures++
+			backoff.Wait(ctx, retryPolicy().Delay(failures))
 			gen = 0
 			continue
 		}
-		backoff = 250 * time.Millisecond
+		failures = 0
 		gen = d.Gen
 		a.Apply(ctx, d)
 		if err := a.Client.Report(ctx, a.report()); err != nil && ctx.Err() == nil {
@@ -112,15 +118,6 @@ func (a *Agent) report() cpproto.NodeReport {
 		release()
 	}
 	return r
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 var _ kms.Provider = (*keyservice.Client)(nil)

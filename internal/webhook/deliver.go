@@ -59,7 +59,7 @@ func (s *Sender) deliver(j job) Result {
 			return res
 		}
 
-		wait := fullJitter(s.opts.BaseBackoff, s.opts.MaxBackoff, attempt)
+		wait := retryPolicy(s.opts.BaseBackoff, s.opts.MaxBackoff).Delay(attempt)
 		if ra, ok := parseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
 			wait = min(ra, s.opts.MaxBackoff)
 		}

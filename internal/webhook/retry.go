@@ -2,11 +2,12 @@ package webhook
 
 import (
 	"context"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/backoff"
 )
 
 // retryable reports whether a response status is worth another attempt:
@@ -17,21 +18,10 @@ func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
-// jitterCeiling is the upper bound of the wait after failed attempt n
-// (1-based): base·2^(n-1), capped at max.
-func jitterCeiling(base, max time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
-}
-
-// fullJitter draws the wait uniformly from [0, ceiling] so that many
-// deliveries failing together (a receiver outage) do not retry in lockstep.
-func fullJitter(base, max time.Duration, attempt int) time.Duration {
-	return rand.N(jitterCeiling(base, max, attempt) + 1)
-}
+// retryPolicy is the wait after failed attempt n: full jitter, uniform
+// below min(max, base·2^(n-1)), so that many deliveries failing together
+// (a receiver outage) do not retry in lockstep.
+func retryPolicy(base, max time.Duration) backoff.Policy { return backoff.Full(base, max) }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP-date.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {

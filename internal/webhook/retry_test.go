@@ -10,16 +10,16 @@ func TestJitterCeiling(t *testing.T) {
 	base, max := 100*time.Millisecond, 2*time.Second
 	want := []time.Duration{100, 200, 400, 800, 1600, 2000, 2000}
 	for i, w := range want {
-		if got := jitterCeiling(base, max, i+1); got != w*time.Millisecond {
+		if got := retryPolicy(base, max).Ceiling(i + 1); got != w*time.Millisecond {
 			t.Errorf("attempt %d: ceiling %v, want %v", i+1, got, w*time.Millisecond)
 		}
 	}
-	if got := jitterCeiling(time.Hour, 2*time.Hour, 1000); got != 2*time.Hour {
+	if got := retryPolicy(time.Hour, 2*time.Hour).Ceiling(1000); got != 2*time.Hour {
 		t.Errorf("no overflow at large attempts: %v", got)
 	}
 	for range 1000 {
-		if d := fullJitter(base, max, 3); d < 0 || d > 400*time.Millisecond {
-			t.Fatalf("fullJitter = %v, outside [0, 400ms]", d)
+		if d := retryPolicy(base, max).Delay(3); d < 0 || d > 400*time.Millisecond {
+			t.Fatalf("wait = %v, outside [0, 400ms]", d)
 		}
 	}
 }

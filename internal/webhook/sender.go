@@ -40,7 +40,7 @@ type Options struct {
 	// included.
 	MaxAttempts int
 	// BaseBackoff and MaxBackoff bound the full-jitter wait after a failed
-	// attempt n: uniform in [0, min(MaxBackoff, BaseBackoff·2^(n-1))].
+	// attempt n: uniform in [0, min(MaxBackoff, BaseBackoff·2^(n-1))).
 	// MaxBackoff also caps a receiver's Retry-After, so that one receiver
 	// cannot park a worker for hours.
 	BaseBackoff, MaxBackoff time.Duration

@@ -177,7 +177,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 				t.Fatalf("waits %v, want %d", waits, wantWaits)
 			}
 			for i, w := range waits {
-				if ceil := jitterCeiling(time.Millisecond, time.Second, i+1); w < 0 || w > ceil {
+				if ceil := retryPolicy(time.Millisecond, time.Second).Ceiling(i + 1); w < 0 || w > ceil {
 					t.Fatalf("wait %d = %v, outside [0, %v]", i, w, ceil)
 				}
 			}

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cmkdb/cmkdb/internal/backoff"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -148,23 +148,12 @@ func newRetryer(attempts int, maxBackoff time.Duration) aws.Retryer {
 	})
 }
 
+// jitterBackoff is full jitter below (max/8)·2^(attempt-1), capped at max;
+// the SDK numbers the first retry attempt 1.
 type jitterBackoff struct{ max time.Duration }
 
 func (j jitterBackoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
-	ceil := j.max
-	if attempt < 30 {
-		if d := (j.max / 16) << attempt; d > 0 && d < ceil {
-			ceil = d
-		}
-	}
-	if ceil <= 0 {
-		return 0, nil
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(ceil)))
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(n.Int64()), nil
+	return backoff.Full(j.max/8, j.max).Delay(attempt), nil
 }
 
 func (p *Provider) keyRef() kms.KeyRef {

@@ -3,9 +3,8 @@ package gcp
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
-	"time"
 
+	"github.com/cmkdb/cmkdb/internal/backoff"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -18,13 +17,9 @@ func (p *Provider) retry(ctx context.Context, attempt func() error) error {
 		if err == nil || !retryable(err) || n >= p.maxAttempts || ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(p.backoff(n))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Wait(ctx, p.backoff().Delay(n)) {
 			// The last answer says more than "the deadline passed".
 			return err
-		case <-t.C:
 		}
 	}
 }
@@ -37,15 +32,4 @@ func retryable(err error) bool {
 // backoff is full-jitter exponential: a random wait below
 // maxBackoff/16 · 2^(n-1), capped at maxBackoff, so clients that failed
 // together do not retry together.
-func (p *Provider) backoff(n int) time.Duration {
-	ceil := p.maxBackoff
-	if n < 30 {
-		if d := (p.maxBackoff / 16) << (n - 1); d > 0 && d < ceil {
-			ceil = d
-		}
-	}
-	if ceil <= 0 {
-		return 0
-	}
-	return rand.N(ceil)
-}
+func (p *Provider) backoff() backoff.Policy { return backoff.Full(p.maxBackoff/16, p.maxBackoff) }

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	"github.com/ovh/kmip-go/payloads"
 	"github.com/ovh/kmip-go/ttlv"
 
+	"github.com/cmkdb/cmkdb/internal/backoff"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -464,21 +464,19 @@ func (p *Provider) resolveName(ctx context.Context) (string, error) {
 	return best, nil
 }
 
+// retryPolicy waits Backoff·2^(n-1) after failed attempt n, plus up to
+// half as much again of jitter.
+func (p *Provider) retryPolicy() backoff.Policy {
+	return backoff.Policy{Base: p.cfg.Backoff, Low: 1, High: 1.5}
+}
+
 // do sends a batch of operations, retrying UNREACHABLE-class failures with
 // exponential backoff and jitter, and classifies the outcome.
 func (p *Provider) do(ctx context.Context, op string, ref kms.KeyRef, reqs ...kmip.OperationPayload) ([]kmip.OperationPayload, error) {
 	var last error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		if attempt > 0 {
-			d := p.cfg.Backoff << (attempt - 1)
-			d += time.Duration(mrand.Int64N(int64(d)/2 + 1))
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, p.ctxErr(op, ref, ctx.Err())
-			case <-t.C:
-			}
+		if attempt > 0 && !backoff.Wait(ctx, p.retryPolicy().Delay(attempt)) {
+			return nil, p.ctxErr(op, ref, ctx.Err())
 		}
 		resp, err := p.once(ctx, op, ref, reqs)
 		if err == nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/ovh/kmip-go"
 	"github.com/ovh/kmip-go/kmipclient"
 
-	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
 	"github.com/cmkdb/cmkdb/internal/node"
@@ -38,8 +37,8 @@ func TestKMIPKeyNameServerDownAtStart(t *testing.T) {
 	}
 
 	relay := kmiptest.NewRelay(t, srv.Addr)
-	c := config.KMS{Provider: "kmip", KMIP: &config.KMIPKMS{Address: relay.Addr, CAFile: srv.CAFile,
-		ClientCertFile: srv.Client.CertFile, ClientKeyFile: srv.Client.KeyFile, KeyName: "cmkdb-node"}}
+	block := map[string]string{"address": relay.Addr, "caFile": srv.CAFile,
+		"clientCertFile": srv.Client.CertFile, "clientKeyFile": srv.Client.KeyFile, "keyName": "cmkdb-node"}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l := node.Layout{Dir: t.TempDir()}
@@ -47,7 +46,7 @@ func TestKMIPKeyNameServerDownAtStart(t *testing.T) {
 	// The node's first start, with its server up: the master key is
 	// wrapped under the named key.
 	relay.Up(t)
-	p, err := Open(ctx, c)
+	p, err := OpenNode(ctx, "kmip", block)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +61,7 @@ func TestKMIPKeyNameServerDownAtStart(t *testing.T) {
 
 	// Restart while the server is down.
 	relay.Down()
-	p, err = Open(ctx, c)
+	p, err = OpenNode(ctx, "kmip", block)
 	if err != nil {
 		t.Fatalf("Open with the KMIP server down: %v", err)
 	}

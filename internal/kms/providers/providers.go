@@ -1,6 +1,10 @@
-// Package providers turns a KMS configuration into a kms.Provider. It is the
-// one place that knows every provider package; each provider stays
-// independent of the others and of the configuration format.
+// Package providers is the one registry of KMS providers: it lists every
+// provider package's Settings and builds a provider from them. Node
+// configuration files (config), the control plane's encryptionAtRest API
+// (controlplane) and `cmkdb ctl` all read provider settings from here, so a
+// setting accepted on one surface is accepted, checked and opened the same
+// way on the other. Each provider stays independent of the others and of
+// the configuration formats.
 package providers
 
 import (
@@ -9,7 +13,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws"
 	"github.com/cmkdb/cmkdb/internal/kms/azure"
@@ -20,80 +23,139 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/vault"
 )
 
-// Open builds the provider a configuration names. No provider talks to its
-// KMS here (a KMIP keyName too is resolved on first use), so a node whose KMS
-// is down or whose key is revoked starts DISABLED rather than not at all;
-// each first talks to its KMS when the node unwraps its master key. Secrets (and
-// the GCP service account key file) are read from their files here and
-// handed to the provider, never logged or echoed.
-func Open(ctx context.Context, c config.KMS) (kms.Provider, error) {
-	switch c.Provider {
-	case "local":
-		if c.Local == nil {
-			return nil, fmt.Errorf("kms: local provider needs kms.local")
+// All lists every provider, in the order the API prints their objects.
+func All() []kms.Settings {
+	return []kms.Settings{aws.Settings(), azure.Settings(), gcp.Settings(), kmip.Settings(),
+		vault.Settings(), pkcs11.Settings(), local.Settings()}
+}
+
+// ByName finds a provider by its node-file name ("aws").
+func ByName(name string) (kms.Settings, bool) {
+	return find(func(s kms.Settings) bool { return s.Name == name })
+}
+
+// ByObject finds a provider by its API object name ("awsKms").
+func ByObject(object string) (kms.Settings, bool) {
+	return find(func(s kms.Settings) bool { return s.Object == object })
+}
+
+// ByKind finds a provider by its clusters' encryptionAtRestProvider ("AWS").
+func ByKind(kind string) (kms.Settings, bool) {
+	return find(func(s kms.Settings) bool { return s.Kind == kind })
+}
+
+func find(match func(kms.Settings) bool) (kms.Settings, bool) {
+	for _, s := range All() {
+		if match(s) {
+			return s, true
 		}
-		return local.Open(c.Local.KeyFile)
-	case "aws":
-		if c.AWS == nil {
-			return nil, fmt.Errorf("kms: aws provider needs kms.aws")
-		}
-		secret, err := readSecret(c.AWS.SecretAccessKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: aws secretAccessKeyFile: %w", err)
-		}
-		return aws.New(aws.Config{Region: c.AWS.Region, KeyID: c.AWS.KeyID, AccessKeyID: c.AWS.AccessKeyID,
-			SecretAccessKey: secret, Endpoint: c.AWS.Endpoint})
-	case "vault":
-		if c.Vault == nil {
-			return nil, fmt.Errorf("kms: vault provider needs kms.vault")
-		}
-		token, err := readSecret(c.Vault.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: vault tokenFile: %w", err)
-		}
-		return vault.New(vault.Config{Address: c.Vault.Address, Token: token, Namespace: c.Vault.Namespace,
-			Mount: c.Vault.Mount, Key: c.Vault.Key})
-	case "kmip":
-		if c.KMIP == nil {
-			return nil, fmt.Errorf("kms: kmip provider needs kms.kmip")
-		}
-		k := c.KMIP
-		return kmip.New(ctx, kmip.Config{Address: k.Address, CAFile: k.CAFile, ClientCertFile: k.ClientCertFile,
-			ClientKeyFile: k.ClientKeyFile, KeyID: k.KeyID, KeyName: k.KeyName, PreviousKeyIDs: k.PreviousKeyIDs})
-	case "pkcs11":
-		if c.PKCS11 == nil {
-			return nil, fmt.Errorf("kms: pkcs11 provider needs kms.pkcs11")
-		}
-		pin, err := readSecret(c.PKCS11.PINFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: pkcs11 pinFile: %w", err)
-		}
-		return pkcs11.New(pkcs11.Config{ModulePath: c.PKCS11.ModulePath, TokenLabel: c.PKCS11.TokenLabel,
-			KeyLabel: c.PKCS11.KeyLabel, PIN: pin})
-	case "azure":
-		if c.Azure == nil {
-			return nil, fmt.Errorf("kms: azure provider needs kms.azure")
-		}
-		secret, err := readSecret(c.Azure.ClientSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: azure clientSecretFile: %w", err)
-		}
-		a := c.Azure
-		return azure.New(azure.Config{VaultURL: a.VaultURL, KeyName: a.KeyName, KeyVersion: a.KeyVersion,
-			TenantID: a.TenantID, ClientID: a.ClientID, ClientSecret: secret})
-	case "gcp":
-		if c.GCP == nil {
-			return nil, fmt.Errorf("kms: gcp provider needs kms.gcp")
-		}
-		creds, err := readSecret(c.GCP.CredentialsFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: gcp credentialsFile: %w", err)
-		}
-		g := c.GCP
-		return gcp.New(ctx, gcp.Config{KeyName: g.KeyName, CredentialsJSON: []byte(creds),
-			Endpoint: g.Endpoint, CAFile: g.CAFile})
 	}
-	return nil, fmt.Errorf("kms: provider %q is not supported by this build", c.Provider)
+	return kms.Settings{}, false
+}
+
+// Names lists the node-file names of every provider.
+func Names() []string {
+	var out []string
+	for _, s := range All() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// IsSecret reports whether name is a credential attribute of any provider's
+// API object.
+func IsSecret(name string) bool {
+	for _, s := range All() {
+		if f, ok := s.Field(name); ok && f.Secret && f.On&kms.API != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Open checks values (keyed by API names, secrets inline) against the
+// provider's rules across fields and builds it. No provider talks to its
+// KMS here, so a node whose KMS is down starts DISABLED rather than not at
+// all.
+func Open(ctx context.Context, s kms.Settings, values map[string]string) (kms.Provider, error) {
+	if s.Validate != nil {
+		if err := s.Validate(values); err != nil {
+			return nil, fmt.Errorf("kms: %s: %w", s.Name, err)
+		}
+	}
+	return s.Open(ctx, values)
+}
+
+// secretFromFile stands in for a secret in a node file's values until the
+// file is read: a node's configuration names files, never secrets.
+const secretFromFile = "(read from a file)"
+
+// nodeValues maps a node file's block (node names; secrets as file paths)
+// to values keyed by API names; secrets are read from their files only when
+// read is set, otherwise marked present.
+func nodeValues(s kms.Settings, block map[string]string, read bool) (map[string]string, error) {
+	out := make(map[string]string, len(block))
+	for key, val := range block {
+		f, ok := nodeField(s, key)
+		if !ok {
+			return nil, fmt.Errorf("kms.%s: unknown setting %q", s.Name, key)
+		}
+		switch {
+		case f.Secret && val == "":
+			// missing: reported by Check
+		case f.Secret && read:
+			secret, err := readSecret(val)
+			if err != nil {
+				return nil, fmt.Errorf("kms: %s %s: %w", s.Name, key, err)
+			}
+			val = secret
+		case f.Secret:
+			val = secretFromFile
+		}
+		out[f.Name] = val
+	}
+	return out, nil
+}
+
+func nodeField(s kms.Settings, key string) (kms.Setting, bool) {
+	for _, f := range s.Fields {
+		if f.On&kms.NodeFile != 0 && f.NodeName() == key {
+			return f, true
+		}
+	}
+	return kms.Setting{}, false
+}
+
+// CheckNode validates a node file's block for provider name without reading
+// any file.
+func CheckNode(name string, block map[string]string) error {
+	s, ok := ByName(name)
+	if !ok {
+		return fmt.Errorf("kms.provider %q is not supported by this build (supported: %s, controlplane)", name, strings.Join(Names(), ", "))
+	}
+	v, err := nodeValues(s, block, false)
+	if err != nil {
+		return err
+	}
+	return s.Check(kms.NodeFile, v)
+}
+
+// OpenNode builds the provider a node file's block configures, reading its
+// secrets (and the GCP service account key file) from their files. Their
+// contents never appear in an error.
+func OpenNode(ctx context.Context, name string, block map[string]string) (kms.Provider, error) {
+	if err := CheckNode(name, block); err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
+	}
+	s, _ := ByName(name)
+	v, err := nodeValues(s, block, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Check(kms.NodeFile, v); err != nil { // now with the secrets read
+		return nil, fmt.Errorf("kms: %w", err)
+	}
+	return Open(ctx, s, v)
 }
 
 // readSecret reads a one-line secret file. Its contents never appear in an

@@ -9,7 +9,6 @@ import (
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 
-	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
@@ -63,19 +62,18 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cases := map[string]config.KMS{
-		"local": {Provider: "local", Local: &config.LocalKMS{KeyFile: localKey}},
-		"aws": {Provider: "aws", AWS: &config.AWSKMS{Region: awsSrv.Region, KeyID: arn, AccessKeyID: access,
-			SecretAccessKeyFile: writeSecret(t, secret), Endpoint: awsSrv.URL}},
-		"vault": {Provider: "vault", Vault: &config.VaultTransitKMS{Address: vaultSrv.URL, Key: "cmkdb",
-			TokenFile: writeSecret(t, vaultSrv.RootToken)}},
-		"gcp": {Provider: "gcp", GCP: &config.GCPKMS{KeyName: gcpKey, CredentialsFile: writeSecret(t, string(sa.JSON)),
-			Endpoint: gcpSrv.Addr(), CAFile: writeSecret(t, string(gcpSrv.CAPEM()))}},
+	cases := map[string]map[string]string{
+		"local": {"keyFile": localKey},
+		"aws": {"region": awsSrv.Region, "keyId": arn, "accessKeyId": access,
+			"secretAccessKeyFile": writeSecret(t, secret), "endpoint": awsSrv.URL},
+		"vault": {"address": vaultSrv.URL, "key": "cmkdb", "tokenFile": writeSecret(t, vaultSrv.RootToken)},
+		"gcp": {"keyName": gcpKey, "credentialsFile": writeSecret(t, string(sa.JSON)),
+			"endpoint": gcpSrv.Addr(), "caFile": writeSecret(t, string(gcpSrv.CAPEM()))},
 	}
-	for name, c := range cases {
+	for name, block := range cases {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			p, err := Open(ctx, c)
+			p, err := OpenNode(ctx, name, block)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,11 +106,11 @@ func TestConfiguredProvidersUnlockANode(t *testing.T) {
 
 func TestSecretFileErrorsHideContents(t *testing.T) {
 	empty := writeSecret(t, "")
-	_, err := Open(context.Background(), config.KMS{Provider: "vault", Vault: &config.VaultTransitKMS{Address: "http://127.0.0.1:1", Key: "k", TokenFile: empty}})
+	_, err := OpenNode(context.Background(), "vault", map[string]string{"address": "http://127.0.0.1:1", "key": "k", "tokenFile": empty})
 	if err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Fatalf("empty token file: %v", err)
 	}
-	_, err = Open(context.Background(), config.KMS{Provider: "aws", AWS: &config.AWSKMS{Region: "r", KeyID: "k", AccessKeyID: "a", SecretAccessKeyFile: "/nonexistent"}})
+	_, err = OpenNode(context.Background(), "aws", map[string]string{"region": "us-east-1", "keyId": "k", "accessKeyId": "a", "secretAccessKeyFile": "/nonexistent"})
 	if err == nil {
 		t.Fatal("missing secret file accepted")
 	}

@@ -40,7 +40,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -49,6 +48,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/cmkdb/cmkdb/internal/backoff"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -77,7 +77,8 @@ type Config struct {
 	// (default 3; 1 disables retries).
 	MaxAttempts int
 	// Backoff is the first retry delay (default 200ms); it doubles on each
-	// retry, with full jitter, up to 5s.
+	// retry up to 5s, and each wait is drawn from its upper half (equal
+	// jitter: [delay/2, delay)).
 	Backoff time.Duration
 }
 
@@ -414,7 +415,9 @@ func (p *Provider) ctxError(op string, err error) *kms.Error {
 
 // do runs call with retries on UNREACHABLE-class failures.
 func (p *Provider) do(ctx context.Context, op string, call func(context.Context) (*vaultapi.Secret, error)) (*vaultapi.Secret, error) {
-	delay := p.backoff
+	// Equal jitter: after failed attempt n the wait is uniform in
+	// [d/2, d), d = backoff·2^(n-1) capped at 5 s.
+	policy := backoff.Policy{Base: p.backoff, Max: 5 * time.Second, Low: 0.5, High: 1}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, p.ctxError(op, err)
@@ -428,16 +431,9 @@ func (p *Provider) do(ctx context.Context, op string, call func(context.Context)
 			kerr.Reason == reasonBadRequest || attempt >= p.maxAttempts {
 			return nil, kerr
 		}
-		// Full jitter: sleep a uniform time in [delay/2, delay).
-		d := delay/2 + time.Duration(mrand.Int64N(int64(delay/2)+1))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Wait(ctx, policy.Delay(attempt)) {
 			return nil, p.ctxError(op, ctx.Err())
-		case <-t.C:
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }
 
