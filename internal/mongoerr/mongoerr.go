@@ -59,6 +59,7 @@ const (
 	UnsupportedOpQueryCommand  Code = 352
 	CannotCreateIndex          Code = 67
 	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
+	MaxTimeMSExpired           Code = 50
 )
 
 var names = map[Code]string{
@@ -104,6 +105,7 @@ var names = map[Code]string{
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
 	CannotCreateIndex:          "CannotCreateIndex",
 	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
+	MaxTimeMSExpired:           "MaxTimeMSExpired",
 }
 
 // Name returns MongoDB's codeName for c.
