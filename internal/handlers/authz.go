@@ -40,14 +40,16 @@ import (
 // stored keys.
 type privilege uint8
 
+// privRoot is the zero value: a table entry that names no privilege is
+// closed to everyone but root until someone classifies it.
 const (
-	privNone      privilege = iota // any authenticated user
+	privRoot      privilege = iota // only root
+	privNone                       // any authenticated user
 	privRead                       // read data on the database
 	privWrite                      // modify data on the database
 	privDBAdmin                    // administer the database
 	privUserAdmin                  // manage the database's users
 	privCluster                    // server-wide diagnostics and administration
-	privRoot                       // only root
 	privSelf                       // the command authorizes itself (user commands)
 )
 

@@ -24,7 +24,8 @@ type command struct {
 	// and createUser for the localhost exception).
 	public bool
 	// priv is the privilege the command needs on its database when auth is
-	// on (authz.go); privSelf commands authorize themselves.
+	// on (authz.go); privSelf commands authorize themselves. Left out, it
+	// is privRoot: a new command is closed until it is classified.
 	priv privilege
 	// whileDisabled commands touch no data, so they answer while the node
 	// is DISABLED; every other command is refused then with KeyUnavailable.
@@ -51,8 +52,8 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "the server's version and build"},
 		{name: "whatsmyuri", handler: h.whatsmyuri, public: true, whileDisabled: true, help: "the client's address as the server sees it"},
 		{name: "endSessions", handler: h.endSessions, public: true, whileDisabled: true, help: "forget logical sessions (no state is kept)"},
-		{name: "listCommands", handler: h.listCommands, whileDisabled: true, help: "the commands this server serves"},
-		{name: "connectionStatus", handler: h.connectionStatus, whileDisabled: true, help: "the connection's authenticated users and roles"},
+		{name: "listCommands", handler: h.listCommands, priv: privNone, whileDisabled: true, help: "the commands this server serves"},
+		{name: "connectionStatus", handler: h.connectionStatus, priv: privNone, whileDisabled: true, help: "the connection's authenticated users and roles"},
 		{name: "hostInfo", handler: h.hostInfo, priv: privCluster, whileDisabled: true, help: "the host's name and system"},
 		{name: "getCmdLineOpts", handler: h.getCmdLineOpts, priv: privCluster, whileDisabled: true, adminOnly: true,
 			help: "the server's command line"},
@@ -71,7 +72,7 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "aggregate", handler: h.aggregate, priv: privRead, writeConcern: true,
 			help: "run an aggregation pipeline; returns a cursor"},
 		{name: "explain", handler: h.explain, priv: privRead, help: "the plan of a find, count, distinct, update, delete or aggregate"},
-		{name: "listDatabases", handler: h.listDatabases, adminOnly: true, help: "the node's databases"},
+		{name: "listDatabases", handler: h.listDatabases, priv: privNone, adminOnly: true, help: "the node's databases"},
 		{name: "listCollections", handler: h.listCollections, priv: privRead, help: "a database's collections"},
 		{name: "listIndexes", handler: h.listIndexes, priv: privRead, help: "a collection's indexes"},
 
@@ -93,9 +94,9 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 
 		// Transactions: refused until replica sets exist, as a standalone
 		// mongod refuses them (see session.go).
-		{name: "commitTransaction", handler: h.refuseTransaction, adminOnly: true, writeConcern: true, whileDisabled: true,
+		{name: "commitTransaction", handler: h.refuseTransaction, priv: privNone, adminOnly: true, writeConcern: true, whileDisabled: true,
 			help: "refused: transactions need a replica set"},
-		{name: "abortTransaction", handler: h.refuseTransaction, adminOnly: true, writeConcern: true, whileDisabled: true,
+		{name: "abortTransaction", handler: h.refuseTransaction, priv: privNone, adminOnly: true, writeConcern: true, whileDisabled: true,
 			help: "refused: transactions need a replica set"},
 
 		// Authentication and users.
