@@ -30,8 +30,8 @@ func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
 		if s.done {
 			return nil, io.EOF
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx) // why: disabled, or maxTimeMS
 		}
 		docs, done, err := s.src.next(ctx, s.h, aggregateInputBatch)
 		if err != nil {

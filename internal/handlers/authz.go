@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"context"
 	"net"
 	"strings"
 
@@ -13,8 +12,8 @@ import (
 
 // Authorization, when Options.AuthRequired is set.
 //
-// Every registered command is wrapped by guard (see registerAuth), which
-// classifies it into the privilege it needs on a database:
+// Every command's entry in the command table (commands.go) names the
+// privilege it needs on a database, which Handle checks:
 //
 //	read       find, getMore, count, distinct, aggregate, listCollections, listIndexes, ...
 //	write      insert, update, delete, findAndModify, create, drop, createIndexes, dropIndexes, ...
@@ -23,9 +22,8 @@ import (
 //	cluster    serverStatus, hostInfo, getCmdLineOpts, getLog, currentOp, ...
 //
 // Commands any authenticated user may run (connectionStatus, listDatabases,
-// endSessions, ...) need no role; the handshake and SASL commands need no
-// authentication at all. A command the table does not know needs root:
-// new commands are closed until someone classifies them.
+// listCommands, ...) need no role; the public ones (handshake, SASL) need no
+// authentication at all.
 //
 // The built-in roles grant:
 //
@@ -42,48 +40,18 @@ import (
 // stored keys.
 type privilege uint8
 
+// privRoot is the zero value: a table entry that names no privilege is
+// closed to everyone but root until someone classifies it.
 const (
-	privNone      privilege = iota // any authenticated user
+	privRoot      privilege = iota // only root
+	privNone                       // any authenticated user
 	privRead                       // read data on the database
 	privWrite                      // modify data on the database
 	privDBAdmin                    // administer the database
 	privUserAdmin                  // manage the database's users
 	privCluster                    // server-wide diagnostics and administration
-	privRoot                       // only root
-	privPublic                     // no authentication needed
 	privSelf                       // the command authorizes itself (user commands)
 )
-
-var commandPrivileges = map[string]privilege{
-	// Handshake, SASL and session plumbing: no authentication (mongod's list).
-	"hello": privPublic, "isMaster": privPublic, "ping": privPublic, "buildInfo": privPublic, "buildinfo": privPublic,
-	"saslStart": privPublic, "saslContinue": privPublic, "authenticate": privPublic, "logout": privPublic,
-	"endSessions": privPublic, "whatsmyuri": privPublic, "getnonce": privPublic,
-	// User management checks its own privileges (the localhost exception,
-	// a user reading its own usersInfo).
-	"createUser": privSelf, "updateUser": privSelf, "dropUser": privSelf, "dropAllUsersFromDatabase": privSelf,
-	"usersInfo": privSelf,
-	// Any authenticated user.
-	"connectionStatus": privNone, "listDatabases": privNone, "listCommands": privNone, "startSession": privNone,
-	"refreshSessions": privNone, "killSessions": privNone, "commitTransaction": privNone, "abortTransaction": privNone,
-	"rolesInfo": privNone, "getLastError": privNone, "features": privNone, "lockInfo": privNone,
-	// Reads.
-	"find": privRead, "getMore": privRead, "killCursors": privRead, "count": privRead, "distinct": privRead,
-	"aggregate": privRead, "listCollections": privRead, "listIndexes": privRead, "collStats": privRead,
-	"dbStats": privRead, "dataSize": privRead, "dbHash": privRead, "explain": privRead,
-	// Writes.
-	"insert": privWrite, "update": privWrite, "delete": privWrite, "findAndModify": privWrite, "findandmodify": privWrite,
-	"create": privWrite, "drop": privWrite, "createIndexes": privWrite, "dropIndexes": privWrite, "deleteIndexes": privWrite,
-	"renameCollection": privWrite, "bulkWrite": privWrite, "convertToCapped": privWrite,
-	// Database administration.
-	"dropDatabase": privDBAdmin, "collMod": privDBAdmin, "compact": privDBAdmin, "validate": privDBAdmin,
-	"reIndex": privDBAdmin, "profile": privDBAdmin,
-	// Server-wide.
-	"serverStatus": privCluster, "hostInfo": privCluster, "getCmdLineOpts": privCluster, "getLog": privCluster,
-	"getParameter": privCluster, "currentOp": privCluster, "top": privCluster, "killOp": privCluster,
-	"replSetGetStatus": privCluster, "getDefaultRWConcern": privCluster, "atlasVersion": privCluster,
-	"setParameter": privRoot, "shutdown": privRoot, "fsync": privRoot,
-}
 
 // anyDatabaseRoles exist only on admin and apply to every database.
 var anyDatabaseRoles = map[string][]privilege{
@@ -146,28 +114,23 @@ func allows(roles []Role, p privilege, db string) bool {
 	return false
 }
 
-// guard wraps a command with the system.users protection and, when auth
-// is required, the authorization check. name is the registered name.
-func (h *Handler) guard(name string, fn wire.HandlerFunc) wire.HandlerFunc {
-	priv, known := commandPrivileges[name]
-	if !known {
-		priv = privRoot
+// guard applies the system.users protection and, when auth is required,
+// the authorization check, before cmd runs. It returns what must run once
+// the command ended (nil if nothing).
+func (h *Handler) guard(cmd *command, c *wire.ConnState, req *wire.Request) (after func(), err error) {
+	if err := guardSystemUsers(cmd.name, req); err != nil {
+		return nil, err
 	}
-	return func(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
-		if err := guardSystemUsers(name, req); err != nil {
+	if h.opts.AuthRequired && !cmd.public && cmd.priv != privSelf {
+		if err := h.authorize(c, cmd.name, req, cmd.priv); err != nil {
 			return nil, err
 		}
-		if name == "dropDatabase" && req.DB == usersDB {
-			// Dropping admin drops every user behind the user store's back.
-			defer authOf(h).users.invalidate()
-		}
-		if h.opts.AuthRequired && priv != privPublic && priv != privSelf {
-			if err := h.authorize(c, name, req, priv); err != nil {
-				return nil, err
-			}
-		}
-		return fn(ctx, c, req)
 	}
+	if cmd.name == "dropDatabase" && req.DB == usersDB {
+		// Dropping admin drops every user behind the user store's back.
+		return authOf(h).users.invalidate, nil
+	}
+	return nil, nil
 }
 
 // authorize checks the connection's user may run the command.
@@ -213,9 +176,9 @@ func (h *Handler) needs(name string, req *wire.Request, priv privilege) []need {
 	case "explain":
 		if inner, ok := req.Command.Lookup("explain").DocumentOK(); ok {
 			if e, err := inner.IndexErr(0); err == nil {
-				ip, known := commandPrivileges[e.Key()]
-				if !known || ip == privPublic || ip == privSelf || ip == privNone {
-					ip = privRead
+				ip := privRead
+				if inner, known := h.commands.lookup(e.Key()); known && !inner.public && inner.priv != privSelf && inner.priv != privNone {
+					ip = inner.priv
 				}
 				out = []need{{ip, req.DB}}
 			}

@@ -47,6 +47,12 @@ type cursor struct {
 	src      batchSource
 	lastUsed time.Time
 	mu       sync.Mutex // one getMore at a time per cursor
+	// timed cursors were opened with a maxTimeMS: budget is what is left of
+	// it. Like mongod's, the limit is cumulative over the cursor's
+	// batches and does not run while the cursor is idle between getMores.
+	// Guarded by mu.
+	timed  bool
+	budget time.Duration
 }
 
 type cursorManager struct {
@@ -136,9 +142,31 @@ func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src b
 	}
 	var id int64
 	if !done {
-		id = h.cursors.add(ns, connID, src).id
+		cur := h.cursors.add(ns, connID, src)
+		if dl, ok := ctx.Deadline(); ok {
+			// Only a maxTimeMS sets a command deadline (Handle).
+			cur.timed, cur.budget = true, time.Until(dl)
+		}
+		id = cur.id
 	}
 	return cursorReply(ns, id, "firstBatch", docs)
+}
+
+// nextBatch runs one getMore batch of cur under what is left of the
+// cursor's maxTimeMS, and charges the time it took.
+func (h *Handler) nextBatch(ctx context.Context, cur *cursor, n int) ([]bson.Raw, bool, error) {
+	if !cur.timed {
+		return cur.src.next(ctx, h, n)
+	}
+	if cur.budget <= 0 {
+		return nil, false, maxTimeError()
+	}
+	deadline := time.Now().Add(cur.budget)
+	ctx, cancel := context.WithDeadlineCause(ctx, deadline, errMaxTimeExpired)
+	defer cancel()
+	docs, done, err := cur.src.next(ctx, h, n)
+	cur.budget = time.Until(deadline)
+	return docs, done, err
 }
 
 func cursorReply(ns string, id int64, field string, docs []bson.Raw) (bson.Raw, error) {

@@ -266,9 +266,12 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 	if err != nil {
 		return nil, err
 	}
+	if a.has("maxTimeMS") {
+		return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
+	}
 	cur.mu.Lock()
 	defer cur.mu.Unlock()
-	docs, done, err := cur.src.next(ctx, h, int(batchSize))
+	docs, done, err := h.nextBatch(ctx, cur, int(batchSize))
 	if err != nil {
 		h.cursors.remove(id)
 		return nil, err

@@ -5,20 +5,16 @@
 package handlers
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/storage"
-	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
 // Server identity reported to clients.
@@ -50,15 +46,15 @@ type Options struct {
 
 // Handler serves commands for one node.
 type Handler struct {
-	node    *node.Node
-	opts    Options
-	log     *slog.Logger
-	reg     *wire.Registry
-	cursors *cursorManager
-	started time.Time
-	host    string
+	node     *node.Node
+	opts     Options
+	log      *slog.Logger
+	commands *commandSet
+	cursors  *cursorManager
+	started  time.Time
+	host     string
 
-	auth *authState // set by registerAuth
+	auth *authState
 
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to
@@ -71,35 +67,15 @@ func New(n *node.Node, opts Options) *Handler {
 		opts.Logger = slog.Default()
 	}
 	host, _ := os.Hostname()
-	h := &Handler{node: n, opts: opts, log: opts.Logger, reg: wire.NewRegistry(),
+	h := &Handler{node: n, opts: opts, log: opts.Logger,
 		cursors: newCursorManager(), started: time.Now(), host: host, stores: map[string]*docstore.Store{}}
-	h.register()
+	h.auth = newAuthState(h)
+	h.commands = newCommandSet(h.commandTable(h.auth.authn))
 	return h
 }
 
 // Close releases the handler's cursors.
 func (h *Handler) Close() { h.cursors.closeAll() }
-
-// Handle implements wire.Handler: authorization, then dispatch.
-func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
-	if h.opts.AuthRequired && !publicCommands[req.Name] {
-		if _, ok := c.Authenticated(); !ok {
-			return nil, mongoerr.New(mongoerr.Unauthorized, "Command %s requires authentication", req.Name)
-		}
-	}
-	return h.reg.Handle(ctx, c, req)
-}
-
-// publicCommands run without authentication, as in mongod.
-var publicCommands = map[string]bool{
-	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true, "buildinfo": true,
-	"saslStart": true, "saslContinue": true, "authenticate": true, "logout": true, "endSessions": true,
-	"whatsmyuri": true, "getnonce": true,
-	// createUser reaches its handler unauthenticated so that the localhost
-	// exception (the first user, from loopback, when there are none) can
-	// work; createUser authorizes every other case itself.
-	"createUser": true,
-}
 
 // store returns the docstore of database name while holding the node
 // (release must be called). With create, a missing database is created;

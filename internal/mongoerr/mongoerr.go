@@ -61,6 +61,7 @@ const (
 	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
 	Overflow                   Code = 15
 	QueryFeatureNotAllowed     Code = 224
+	MaxTimeMSExpired           Code = 50
 )
 
 var names = map[Code]string{
@@ -108,6 +109,7 @@ var names = map[Code]string{
 	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
 	Overflow:                   "Overflow",
 	QueryFeatureNotAllowed:     "QueryFeatureNotAllowed",
+	MaxTimeMSExpired:           "MaxTimeMSExpired",
 }
 
 // Name returns MongoDB's codeName for c.

@@ -218,6 +218,14 @@ func (n *Node) Acquire() (eng *storage.Engine, ks *keys.Keystore, release func()
 	return e.eng, e.ks, release, nil
 }
 
+// InFlight returns how many operations hold the node now (Acquire not yet
+// released).
+func (n *Node) InFlight() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cur.holders
+}
+
 // Bind returns a context derived from ctx that is also cancelled, with the
 // node's *DisabledError as its cause (context.Cause), as soon as the node
 // leaves AVAILABLE. Commands run under it, so a disable stops their scans

@@ -20,27 +20,10 @@ type authState struct {
 
 func authOf(h *Handler) *authState { return h.auth }
 
-// registerAuth adds the authentication and user-management commands, then
-// wraps every registered command with guard (authorization and the
-// system.users protection), so it must run after every other registration.
-func (h *Handler) registerAuth(cmds map[string]wire.HandlerFunc) {
+func newAuthState(h *Handler) *authState {
 	st := &authState{users: newUserStore(h)}
 	st.authn = auth.NewAuthenticator(st.users)
-	h.auth = st
-
-	cmds["saslStart"] = st.authn.SaslStart
-	cmds["saslContinue"] = st.authn.SaslContinue
-	cmds["authenticate"] = h.authenticate
-	cmds["logout"] = h.logout
-	cmds["createUser"] = h.createUser
-	cmds["updateUser"] = h.updateUser
-	cmds["dropUser"] = h.dropUser
-	cmds["dropAllUsersFromDatabase"] = h.dropAllUsersFromDatabase
-	cmds["usersInfo"] = h.usersInfo
-
-	for name, fn := range cmds {
-		cmds[name] = h.guard(name, fn)
-	}
+	return st
 }
 
 // helloAuthFields are hello's saslSupportedMechs and

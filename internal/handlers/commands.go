@@ -1,0 +1,166 @@
+package handlers
+
+import (
+	"context"
+	"sort"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/auth"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// command is everything the server knows about one command. The table
+// below (commandTable) is the only place a command is described: adding a
+// command is adding an entry, and dispatch (Handle), authentication,
+// authorization, the DISABLED refusal, writeConcern acceptance and
+// listCommands all read it.
+type command struct {
+	name    string
+	handler wire.HandlerFunc
+	// aliases are other spellings mongod accepts for the command.
+	aliases []string
+	// public commands run without authentication (the handshake, SASL,
+	// and createUser for the localhost exception).
+	public bool
+	// priv is the privilege the command needs on its database when auth is
+	// on (authz.go); privSelf commands authorize themselves. Left out, it
+	// is privRoot: a new command is closed until it is classified.
+	priv privilege
+	// whileDisabled commands touch no data, so they answer while the node
+	// is DISABLED; every other command is refused then with KeyUnavailable.
+	whileDisabled bool
+	// writeConcern commands accept a writeConcern argument; any other
+	// command given one fails with InvalidOptions, as in mongod.
+	writeConcern bool
+	// cursorTime: the command's time limit is the cursor's remaining
+	// maxTimeMS (getMore), not a maxTimeMS of its own.
+	cursorTime bool
+	// adminOnly commands run only against the admin database.
+	adminOnly bool
+	help      string
+}
+
+// commandTable lists every command h serves.
+func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
+	return []*command{
+		// Handshake and diagnostics.
+		{name: "hello", handler: h.hello, aliases: []string{"isMaster", "ismaster"}, public: true, whileDisabled: true,
+			help: "the server's role, limits and wire versions (the driver handshake)"},
+		{name: "ping", handler: h.ping, public: true, whileDisabled: true, help: "a no-op: is the server answering"},
+		{name: "buildInfo", handler: h.buildInfo, aliases: []string{"buildinfo"}, public: true, whileDisabled: true,
+			help: "the server's version and build"},
+		{name: "whatsmyuri", handler: h.whatsmyuri, public: true, whileDisabled: true, help: "the client's address as the server sees it"},
+		{name: "endSessions", handler: h.endSessions, public: true, whileDisabled: true, help: "forget logical sessions (no state is kept)"},
+		{name: "listCommands", handler: h.listCommands, priv: privNone, whileDisabled: true, help: "the commands this server serves"},
+		{name: "connectionStatus", handler: h.connectionStatus, priv: privNone, whileDisabled: true, help: "the connection's authenticated users and roles"},
+		{name: "hostInfo", handler: h.hostInfo, priv: privCluster, whileDisabled: true, help: "the host's name and system"},
+		{name: "getCmdLineOpts", handler: h.getCmdLineOpts, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "the server's command line"},
+		{name: "getLog", handler: h.getLog, priv: privCluster, whileDisabled: true, adminOnly: true, help: "recent log lines (none are kept)"},
+		{name: "getParameter", handler: h.getParameter, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "server parameters"},
+		{name: "serverStatus", handler: h.serverStatus, priv: privCluster, whileDisabled: true,
+			help: "server state, including encryptionAtRest: the node's key state and key ids, never key bytes"},
+
+		// Reads.
+		{name: "find", handler: h.find, priv: privRead, help: "query a collection; returns a cursor"},
+		{name: "getMore", handler: h.getMore, priv: privRead, cursorTime: true, help: "the next batch of a cursor"},
+		{name: "killCursors", handler: h.killCursors, priv: privRead, whileDisabled: true, help: "close cursors"},
+		{name: "count", handler: h.count, priv: privRead, help: "count the documents matching a query"},
+		{name: "distinct", handler: h.distinct, priv: privRead, help: "the distinct values of a field"},
+		{name: "aggregate", handler: h.aggregate, priv: privRead, writeConcern: true,
+			help: "run an aggregation pipeline; returns a cursor"},
+		{name: "explain", handler: h.explain, priv: privRead, help: "the plan of a find, count, distinct, update, delete or aggregate"},
+		{name: "listDatabases", handler: h.listDatabases, priv: privNone, adminOnly: true, help: "the node's databases"},
+		{name: "listCollections", handler: h.listCollections, priv: privRead, help: "a database's collections"},
+		{name: "listIndexes", handler: h.listIndexes, priv: privRead, help: "a collection's indexes"},
+
+		// Writes.
+		{name: "insert", handler: h.insert, priv: privWrite, writeConcern: true, help: "insert documents"},
+		{name: "update", handler: h.update, priv: privWrite, writeConcern: true, help: "update documents"},
+		{name: "delete", handler: h.delete, priv: privWrite, writeConcern: true, help: "delete documents"},
+		{name: "findAndModify", handler: h.findAndModify, aliases: []string{"findandmodify"}, priv: privWrite, writeConcern: true,
+			help: "update or remove one document and return it"},
+		{name: "create", handler: h.create, priv: privWrite, writeConcern: true, help: "create a collection"},
+		{name: "drop", handler: h.drop, priv: privWrite, writeConcern: true, help: "drop a collection"},
+		{name: "renameCollection", handler: h.renameCollection, priv: privWrite, writeConcern: true, adminOnly: true,
+			help: "rename a collection"},
+		{name: "createIndexes", handler: h.createIndexes, priv: privWrite, writeConcern: true, help: "build indexes"},
+		{name: "dropIndexes", handler: h.dropIndexes, aliases: []string{"deleteIndexes"}, priv: privWrite, writeConcern: true,
+			help: "drop indexes"},
+		{name: "dropDatabase", handler: h.dropDatabase, priv: privDBAdmin, writeConcern: true,
+			help: "drop a database: its key is destroyed, so every file it wrote becomes unreadable"},
+
+		// Transactions: refused until replica sets exist, as a standalone
+		// mongod refuses them (see session.go).
+		{name: "commitTransaction", handler: h.refuseTransaction, priv: privNone, adminOnly: true, writeConcern: true, whileDisabled: true,
+			help: "refused: transactions need a replica set"},
+		{name: "abortTransaction", handler: h.refuseTransaction, priv: privNone, adminOnly: true, writeConcern: true, whileDisabled: true,
+			help: "refused: transactions need a replica set"},
+
+		// Authentication and users.
+		{name: "saslStart", handler: authn.SaslStart, public: true, help: "start a SCRAM-SHA-256 conversation"},
+		{name: "saslContinue", handler: authn.SaslContinue, public: true, help: "continue a SCRAM-SHA-256 conversation"},
+		{name: "authenticate", handler: h.authenticate, public: true, whileDisabled: true,
+			help: "pre-SASL authentication (no mechanism is offered)"},
+		{name: "logout", handler: h.logout, public: true, whileDisabled: true, help: "forget the connection's user"},
+		// createUser reaches its handler unauthenticated so that the
+		// localhost exception (the first user, from loopback, when there
+		// are none) can work; it authorizes every other case itself.
+		{name: "createUser", handler: h.createUser, public: true, priv: privSelf, writeConcern: true, help: "add a user"},
+		{name: "updateUser", handler: h.updateUser, priv: privSelf, writeConcern: true, help: "change a user's password or roles"},
+		{name: "dropUser", handler: h.dropUser, priv: privSelf, writeConcern: true, help: "remove a user"},
+		{name: "dropAllUsersFromDatabase", handler: h.dropAllUsersFromDatabase, priv: privSelf, writeConcern: true,
+			help: "remove every user of a database"},
+		{name: "usersInfo", handler: h.usersInfo, priv: privSelf, help: "users and their roles, never their keys"},
+	}
+}
+
+// commandSet is the table indexed by every name and alias, plus the
+// table's order for listCommands.
+type commandSet struct {
+	byName map[string]*command
+	names  []string // every name and alias, sorted
+}
+
+// newCommandSet indexes table. A name given twice is a programming error.
+func newCommandSet(table []*command) *commandSet {
+	s := &commandSet{byName: map[string]*command{}}
+	for _, c := range table {
+		for _, name := range append([]string{c.name}, c.aliases...) {
+			if _, dup := s.byName[name]; dup {
+				panic("handlers: command " + name + " is in the table twice")
+			}
+			s.byName[name] = c
+			s.names = append(s.names, name)
+		}
+	}
+	sort.Strings(s.names)
+	return s
+}
+
+func (s *commandSet) lookup(name string) (*command, bool) {
+	c, ok := s.byName[name]
+	return c, ok
+}
+
+// listCommands serves the command table in mongod's shape: commands.<name>
+// with help, requiresAuth, secondaryOk, adminOnly and the API versions
+// (none: cmkdb offers no Stable API guarantees). Aliases are listed under
+// their own names, as mongod lists them.
+func (h *Handler) listCommands(_ context.Context, _ *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
+	cmds := make(bson.D, 0, len(h.commands.names))
+	for _, name := range h.commands.names {
+		c := h.commands.byName[name]
+		cmds = append(cmds, bson.E{Key: name, Value: bson.D{
+			{Key: "help", Value: c.help},
+			{Key: "requiresAuth", Value: !c.public},
+			{Key: "secondaryOk", Value: true},
+			{Key: "adminOnly", Value: c.adminOnly},
+			{Key: "apiVersions", Value: bson.A{}},
+			{Key: "deprecatedApiVersions", Value: bson.A{}},
+		}})
+	}
+	return marshal(bson.D{{Key: "commands", Value: cmds}, {Key: "ok", Value: 1.0}})
+}

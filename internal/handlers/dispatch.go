@@ -1,0 +1,94 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// Handle implements wire.Handler: it finds the command in the table and
+// applies, in mongod's order, everything the table says about it before
+// the command runs — authentication, the admin-only rule, the session
+// fields (transactions refused), maxTimeMS, writeConcern, authorization,
+// the DISABLED refusal — so that a refused command has changed nothing.
+//
+// The command runs under a context bound to the node (node.Bind): a
+// disable cancels it, and its scans stop between two documents with
+// KeyUnavailable. A maxTimeMS becomes the context's deadline.
+func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	cmd, ok := h.commands.lookup(req.Name)
+	if !ok {
+		return nil, mongoerr.New(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
+	}
+	if h.opts.AuthRequired && !cmd.public {
+		if _, ok := c.Authenticated(); !ok {
+			return nil, mongoerr.New(mongoerr.Unauthorized, "Command %s requires authentication", req.Name)
+		}
+	}
+	if cmd.adminOnly && req.DB != usersDB {
+		return nil, mongoerr.New(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
+	}
+	if err := checkSessionFields(req.Command); err != nil {
+		return nil, err
+	}
+	maxTime, err := parseMaxTimeMS(req.Command)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWriteConcern(cmd, req.Command); err != nil {
+		return nil, err
+	}
+	after, err := h.guard(cmd, c, req)
+	if err != nil {
+		return nil, err
+	}
+	if after != nil {
+		defer after()
+	}
+	if !cmd.whileDisabled {
+		if st := h.node.State(); !st.Available {
+			return nil, acquireError(&node.DisabledError{State: st})
+		}
+	}
+
+	ctx, unbind := h.node.Bind(ctx)
+	defer unbind()
+	if maxTime > 0 && !cmd.cursorTime {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
+		defer cancel()
+	}
+	reply, err := cmd.handler(ctx, c, req)
+	if err != nil {
+		return nil, commandError(ctx, err)
+	}
+	return reply, nil
+}
+
+// commandError gives a failed command its MongoDB error. A command that
+// stopped because its context ended reports why the context ended: the
+// node was disabled (KeyUnavailable, with the reason) or maxTimeMS expired
+// (MaxTimeMSExpired). Errors that carry a MongoDB code keep it.
+func commandError(ctx context.Context, err error) error {
+	var me *mongoerr.Error
+	if errors.As(err, &me) {
+		return err
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// A bare ctx.Err() hides why; the cause says it.
+		err = context.Cause(ctx)
+	}
+	var de *node.DisabledError
+	switch {
+	case errors.As(err, &de):
+		return acquireError(de)
+	case errors.Is(err, errMaxTimeExpired):
+		return maxTimeError()
+	}
+	return err
+}
