@@ -22,7 +22,7 @@ func (a *Authenticator) Register(r *wire.Registry) error {
 // connection's state; a new saslStart abandons any previous one.
 func (a *Authenticator) SaslStart(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	c.SetSASL(nil)
-	conv, reply, err := a.Start(ctx, req.DB, req.Command)
+	conv, reply, err := a.StartFrom(ctx, c.RemoteAddr(), req.DB, req.Command)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (a *Authenticator) HelloFields(ctx context.Context, c *wire.ConnState, req 
 	if spec, ok := req.Command.Lookup("speculativeAuthenticate").DocumentOK(); ok {
 		db, _ := spec.Lookup("db").StringValueOK()
 		if db != "" {
-			if conv, reply, err := a.Start(ctx, db, spec); err == nil {
+			if conv, reply, err := a.StartFrom(ctx, c.RemoteAddr(), db, spec); err == nil {
 				c.SetSASL(conv)
 				out = append(out, bson.E{Key: "speculativeAuthenticate", Value: reply})
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/xdg-go/scram"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -35,13 +36,21 @@ type Authenticator struct {
 	// every attempt, same failure at the same step) keeps user names from
 	// being probed.
 	decoyKey []byte
+	throttle *Throttle
 }
 
-// NewAuthenticator returns an Authenticator over store.
+// NewAuthenticator returns an Authenticator over store, throttling failed
+// logins with the default bounds.
 func NewAuthenticator(store CredentialStore) *Authenticator {
+	return NewAuthenticatorThrottled(store, NewThrottle(ThrottleConfig{}))
+}
+
+// NewAuthenticatorThrottled returns an Authenticator over store that
+// throttles failed logins with t.
+func NewAuthenticatorThrottled(store CredentialStore, t *Throttle) *Authenticator {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // never fails
-	return &Authenticator{store: store, decoyKey: key}
+	return &Authenticator{store: store, decoyKey: key, throttle: t}
 }
 
 type convState int
@@ -59,8 +68,13 @@ type Conversation struct {
 	mech  Mechanism
 	scram *scram.ServerConversation
 	skip  bool // options.skipEmptyExchange
-	decoy bool // unknown user: must fail
+	decoy bool // unknown user, or a throttled one: must fail
 	state convState
+	// throttle and key record the outcome; throttled marks an attempt
+	// refused without being checked (it is not counted again).
+	throttle  *Throttle
+	key       throttleKey
+	throttled bool
 }
 
 // Start begins a conversation for a saslStart command (or the
@@ -68,6 +82,12 @@ type Conversation struct {
 // returns the conversation and the reply; on failure the error is a
 // *mongoerr.Error.
 func (a *Authenticator) Start(ctx context.Context, db string, cmd bson.Raw) (*Conversation, bson.Raw, error) {
+	return a.StartFrom(ctx, nil, db, cmd)
+}
+
+// StartFrom is Start for a client at source, whose failed attempts are
+// throttled (see throttle.go).
+func (a *Authenticator) StartFrom(ctx context.Context, source net.Addr, db string, cmd bson.Raw) (*Conversation, bson.Raw, error) {
 	mv, err := cmd.LookupErr("mechanism")
 	if err != nil {
 		return nil, nil, mongoerr.New(mongoerr.BadValue, "saslStart requires a mechanism")
@@ -85,12 +105,19 @@ func (a *Authenticator) Start(ctx context.Context, db string, cmd bson.Raw) (*Co
 	if err != nil {
 		return nil, nil, err
 	}
-	conv := &Conversation{db: db, mech: mech}
+	conv := &Conversation{db: db, mech: mech, throttle: a.throttle}
 	if skip, ok := cmd.Lookup("options", "skipEmptyExchange").BooleanOK(); ok {
 		conv.skip = skip
 	}
 	var lookupErr error
 	srv, err := hashGen.NewServer(func(user string) (scram.StoredCredentials, error) {
+		conv.key = throttleKey{source: sourceOf(source), db: db, user: user}
+		if a.throttle != nil && !a.throttle.allowed(conv.key) {
+			// Locked out: the conversation goes on exactly as for an
+			// unknown user and fails at the proof, right password or not.
+			conv.decoy, conv.throttled = true, true
+			return a.decoyCredentials(mech, db, user), nil
+		}
 		creds, err := a.store.Credentials(ctx, db, user)
 		if err == nil {
 			if sc, ok := creds.For(mech); ok {
@@ -134,7 +161,13 @@ func (c *Conversation) Continue(cmd bson.Raw) (bson.Raw, error) {
 		out, err := c.scram.Step(string(payload))
 		if err != nil || !c.scram.Valid() || c.decoy {
 			c.state = failed
+			if c.throttle != nil && !c.throttled {
+				c.throttle.failed(c.key)
+			}
 			return nil, ErrAuthFailed()
+		}
+		if c.throttle != nil {
+			c.throttle.succeeded(c.key)
 		}
 		if c.skip {
 			c.state = authenticated
