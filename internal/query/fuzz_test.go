@@ -81,3 +81,37 @@ func FuzzApplyUpdate(f *testing.F) {
 		UpsertDocument(doc, u, ApplyOptions{})
 	})
 }
+
+// FuzzArrayUpdate: positional and array-filter updates with an arbitrary
+// update, array filter, query and document must never panic, and a
+// successful update must produce valid BSON.
+func FuzzArrayUpdate(f *testing.F) {
+	docs := fuzzSeedDocs(f)
+	for _, c := range []struct{ update, filter, query string }{
+		{`{"$set": {"b.$[i].c": 1}}`, `{"i.c": 2}`, `{"b.c": 2}`},
+		{`{"$inc": {"b.$": 1}}`, `{"i": 1}`, `{"b": 1}`},
+		{`{"$set": {"a.$[].b.$[i]": 0, "b.$": 2}}`, `{"i": {"$gt": 0}}`, `{"b": {"$elemMatch": {"c": 2}}}`},
+		{`{"$pull": {"b.$[i]": 1}, "$unset": {"a.$": 1}}`, `{"$or": [{"i": 1}, {"i.c": 2}]}`, `{"a": [1, 2]}`},
+	} {
+		for _, d := range docs {
+			f.Add([]byte(D(f, c.update)), []byte(D(f, c.filter)), []byte(D(f, c.query)), []byte(d))
+		}
+	}
+	f.Fuzz(func(t *testing.T, update, filter, query, doc []byte) {
+		u, err := CompileUpdateWithFilters(update, []bson.Raw{filter})
+		if err != nil {
+			return
+		}
+		m, err := Compile(query)
+		if err != nil {
+			return
+		}
+		out, _, err := u.Apply(doc, ApplyOptions{Query: m})
+		if err == nil {
+			if _, err := decodeDoc(out); err != nil {
+				t.Fatalf("Apply produced invalid BSON: %v", err)
+			}
+		}
+		UpsertDocument(query, u, ApplyOptions{})
+	})
+}

@@ -6,49 +6,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
 
-func TestProjection(t *testing.T) {
-	doc := `{"_id": 1, "a": 1, "b": {"c": 2, "d": 3}, "e": [{"f": 1, "g": 2}, {"f": 3}, 7], "h": [1, 2, 3, 4, 5]}`
-	tests := []struct{ proj, want string }{
-		{`{}`, doc},
-		{`{"a": 1}`, `{"_id": 1, "a": 1}`},
-		{`{"a": true, "_id": 0}`, `{"a": 1}`},
-		{`{"_id": 1}`, `{"_id": 1}`},
-		{`{"_id": 0}`, `{"a": 1, "b": {"c": 2, "d": 3}, "e": [{"f": 1, "g": 2}, {"f": 3}, 7], "h": [1, 2, 3, 4, 5]}`},
-		{`{"b": 1, "a": 1}`, `{"_id": 1, "a": 1, "b": {"c": 2, "d": 3}}`}, // document order, not spec order
-		{`{"b.c": 1}`, `{"_id": 1, "b": {"c": 2}}`},
-		{`{"b": {"c": 1}}`, `{"_id": 1, "b": {"c": 2}}`},
-		{`{"e.f": 1}`, `{"_id": 1, "e": [{"f": 1}, {"f": 3}]}`},
-		{`{"a": 0}`, `{"_id": 1, "b": {"c": 2, "d": 3}, "e": [{"f": 1, "g": 2}, {"f": 3}, 7], "h": [1, 2, 3, 4, 5]}`},
-		{`{"b.c": 0, "e.f": 0, "h": 0, "a": 0}`, `{"_id": 1, "b": {"d": 3}, "e": [{"g": 2}, {}, 7]}`},
-		{`{"zz": 1}`, `{"_id": 1}`},
-		{`{"a.x": 1}`, `{"_id": 1}`},
-		{`{"h": {"$slice": 2}}`, `{"_id": 1, "a": 1, "b": {"c": 2, "d": 3}, "e": [{"f": 1, "g": 2}, {"f": 3}, 7], "h": [1, 2]}`},
-		{`{"h": {"$slice": -2}, "a": 1}`, `{"_id": 1, "a": 1, "h": [4, 5]}`},
-		{`{"h": {"$slice": [1, 2]}, "_id": 0, "a": 1}`, `{"a": 1, "h": [2, 3]}`},
-		{`{"h": {"$slice": [-2, 10]}, "_id": 0, "a": 1}`, `{"a": 1, "h": [4, 5]}`},
-		{`{"e": {"$elemMatch": {"f": 3}}}`, `{"_id": 1, "e": [{"f": 3}]}`},
-		{`{"e": {"$elemMatch": {"f": 9}}}`, `{"_id": 1}`},
-		{`{"x": "$b.c", "a": 1}`, `{"_id": 1, "a": 1, "x": 2}`},
-		{`{"x": {"$add": ["$a", 10]}, "_id": 0}`, `{"x": 11}`},
-		{`{"x": {"$literal": 1}, "_id": 0}`, `{"x": 1}`},
-		{`{"b.z": "$a", "b.c": 1, "_id": 0}`, `{"b": {"c": 2, "z": 1}}`},
-		{`{"q.r": "$a", "_id": 0}`, `{"q": {"r": 1}}`},
-		{`{"_id": "$a", "a": 1}`, `{"a": 1, "_id": 1}`},
-	}
-	for _, tt := range tests {
-		p, err := CompileProjection(D(t, tt.proj))
-		if err != nil {
-			t.Errorf("CompileProjection(%s): %v", tt.proj, err)
-			continue
-		}
-		got, err := p.Apply(D(t, doc))
-		if err != nil {
-			t.Errorf("Apply(%s): %v", tt.proj, err)
-			continue
-		}
-		t.Run(tt.proj, func(t *testing.T) { assertDocEqual(t, got, D(t, tt.want)) })
-	}
-}
+// The projection cases are data-driven: testdata/semantics/projection.txt.
 
 func TestProjectionErrors(t *testing.T) {
 	tests := []struct {

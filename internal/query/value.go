@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -385,6 +386,10 @@ func debugString(v bson.RawValue) string {
 		s = strconv.FormatBool(truthy(v))
 	case bson.TypeNull:
 		s = "null"
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
+		var b strings.Builder
+		renderValue(&b, v)
+		s = b.String()
 	default:
 		s = v.String()
 	}
