@@ -16,4 +16,5 @@ func (h *Handler) registerData(cmds map[string]wire.HandlerFunc) {
 	cmds["dropIndexes"] = h.dropIndexes
 	cmds["deleteIndexes"] = h.dropIndexes
 	cmds["explain"] = h.explain
+	cmds["collMod"] = h.collMod
 }

@@ -59,6 +59,9 @@ const (
 	UnsupportedOpQueryCommand  Code = 352
 	CannotCreateIndex          Code = 67
 	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
+	DocumentValidationFailure  Code = 121
+	NotAReplicaSet             Code = 123
+	CappedPositionLost         Code = 136
 )
 
 var names = map[Code]string{
@@ -104,6 +107,9 @@ var names = map[Code]string{
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
 	CannotCreateIndex:          "CannotCreateIndex",
 	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
+	DocumentValidationFailure:  "DocumentValidationFailure",
+	NotAReplicaSet:             "NotAReplicaSet",
+	CappedPositionLost:         "CappedPositionLost",
 }
 
 // Name returns MongoDB's codeName for c.
