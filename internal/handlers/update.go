@@ -368,6 +368,9 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 				if err == nil {
 					r, err = runUpdate(w, coll, cu, stmts[i].multi, stmts[i].upsert, now)
 				}
+				if err != nil {
+					return err // a failed statement counts nothing, as in mongod
+				}
 				matched += r.matched
 				modified += r.modified
 				if r.upserted.Type != 0 {
