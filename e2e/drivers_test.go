@@ -258,8 +258,13 @@ func TestGoDriver(t *testing.T) {
 		if err != nil || fmt.Sprint(colls) != "[extra orders refs]" {
 			t.Fatalf("listCollections: %v, %v", colls, err)
 		}
-		err = db.CreateCollection(opCtx(t), "extra")
-		wantCode(t, err, 48, "create an existing collection (NamespaceExists)")
+		// MongoDB 7.0: create is idempotent for the same options; other
+		// options on an existing name are NamespaceExists.
+		if err := db.CreateCollection(opCtx(t), "extra"); err != nil {
+			t.Fatalf("create an existing collection with the same options: %v", err)
+		}
+		err = db.CreateCollection(opCtx(t), "extra", options.CreateCollection().SetCapped(true).SetSizeInBytes(4096))
+		wantCode(t, err, 48, "create an existing collection with other options (NamespaceExists)")
 		if err := db.Collection("extra").Drop(opCtx(t)); err != nil {
 			t.Fatalf("drop: %v", err)
 		}

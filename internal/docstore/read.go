@@ -23,6 +23,11 @@ type Plan struct {
 	// Ranges are key ranges inside the index (or, for the _id index, the
 	// document keys), sorted and non-overlapping.
 	Ranges []Range
+	// Natural, for a collection scan, is 1 for natural order and -1 for
+	// reverse natural order ($natural hint or sort). A capped collection's
+	// natural order is insertion order; any other collection's is _id
+	// order. 0 means natural order.
+	Natural int8
 }
 
 // Range is [Lo, Hi) in encoded index-key space; nil Hi is unbounded.
@@ -95,6 +100,12 @@ type reader interface {
 func scan(ctx context.Context, r reader, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
 	if pos.done {
 		return nil
+	}
+	if plan.Index == nil && coll.Capped() {
+		return scanNatural(r, coll, plan.Natural, pos, fn)
+	}
+	if plan.Index == nil && plan.Natural < 0 {
+		return scanDocsReverse(r, coll, pos, fn)
 	}
 	if plan.Index == nil || plan.Index.ID == 0 {
 		return scanDocs(ctx, r, coll, plan, pos, fn)

@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -53,6 +55,11 @@ type Store struct {
 	mu    sync.Mutex // serializes writes and catalog changes
 	colls map[string]*Collection
 	next  uint32
+
+	notify chan struct{} // closed and cleared by the next commit; nil: nobody waits
+
+	// Logger, if set, receives validationAction "warn" warnings.
+	Logger *slog.Logger
 }
 
 // Collection is a collection's metadata. It is immutable once published:
@@ -63,6 +70,10 @@ type Collection struct {
 	Created time.Time   `bson:"created"`
 	UUID    bson.Binary `bson:"uuid"`
 	Indexes []Index     `bson:"indexes"`
+	// Options are the create/collMod options (capped, validator).
+	Options CollOptions `bson:"options,omitempty"`
+
+	validator *query.Matcher // compiled Options.Validator, nil if none
 }
 
 // Index is a secondary index (or the implicit _id index, ID 0).
@@ -122,6 +133,9 @@ func Open(db *storage.DB) (*Store, error) {
 		var c Collection
 		if err := bson.Unmarshal(it.Value(), &c); err != nil {
 			return nil, fmt.Errorf("docstore: collection %q metadata: %w", it.Key()[2:], err)
+		}
+		if err := c.compile(); err != nil {
+			return nil, fmt.Errorf("docstore: collection %q validator: %w", it.Key()[2:], err)
 		}
 		s.colls[c.Name] = &c
 	}
@@ -199,13 +213,21 @@ func (s *Store) EnsureCollection(name string) (*Collection, error) {
 }
 
 func (s *Store) createLocked(name string) (*Collection, error) {
+	return s.createLockedWith(name, CollOptions{})
+}
+
+func (s *Store) createLockedWith(name string, opts CollOptions) (*Collection, error) {
 	if err := ValidateCollectionName(name); err != nil {
 		return nil, err
 	}
 	uuid := bson.Binary{Subtype: 4, Data: make([]byte, 16)}
 	rand.Read(uuid.Data)
 	c := &Collection{Name: name, ID: s.next, Created: time.Now().UTC(), UUID: uuid,
-		Indexes: []Index{{Name: "_id_", ID: 0, Key: bson.D{{Key: "_id", Value: int32(1)}}, Unique: true}}}
+		Indexes: []Index{{Name: "_id_", ID: 0, Key: bson.D{{Key: "_id", Value: int32(1)}}, Unique: true}},
+		Options: opts}
+	if err := c.compile(); err != nil {
+		return nil, err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := s.putCatalog(b, c, s.next+1); err != nil {
@@ -246,6 +268,7 @@ func (s *Store) DropCollection(name string) error {
 		p := indexPrefix(c.ID, ix.ID)
 		b.DeleteRange(p, prefixEnd(p), nil)
 	}
+	dropCapped(b, c)
 	if err := b.Commit(s.sync); err != nil {
 		return fmt.Errorf("docstore: drop collection: %w", err)
 	}

@@ -19,6 +19,9 @@ type Writer struct {
 	ctx context.Context
 	s   *Store
 	b   *pebble.Batch
+	// SkipValidation bypasses collection validators for this write
+	// (bypassDocumentValidation: true).
+	SkipValidation bool
 }
 
 // Write runs fn with a Writer and commits, with sync, whatever fn staged —
@@ -49,6 +52,9 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	}
 	if !s.sync.Sync {
 		err := b.Commit(s.sync)
+		if err == nil {
+			s.notifyLocked()
+		}
 		s.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("docstore: commit: %w", err)
@@ -56,6 +62,9 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 		return ferr
 	}
 	err := s.db.ApplyNoSyncWait(b, s.sync)
+	if err == nil {
+		s.notifyLocked()
+	}
 	s.mu.Unlock()
 	if err == nil {
 		err = b.SyncWait()
@@ -64,6 +73,25 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 		return fmt.Errorf("docstore: commit: %w", err)
 	}
 	return ferr
+}
+
+// Changed returns a channel closed by the next committed write (tailable
+// cursors with awaitData wait on it).
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return s.notify
+}
+
+// notifyLocked wakes the waiters of Changed; s.mu is held.
+func (s *Store) notifyLocked() {
+	if s.notify != nil {
+		close(s.notify)
+		s.notify = nil
+	}
 }
 
 // DocKey is the storage key of a document id in a collection.
@@ -116,6 +144,12 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("docstore: %w", err)
 	}
+	if err := w.validate(coll, nil, doc); err != nil {
+		return err
+	}
+	if err := cappedCheckInsert(coll, doc); err != nil {
+		return err
+	}
 	entries, err := w.checkIndexes(coll, nil, doc, id)
 	if err != nil {
 		return err
@@ -123,7 +157,13 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 	if err := w.b.Set(key, doc, nil); err != nil {
 		return err
 	}
-	return w.applyEntries(entries)
+	if err := w.applyEntries(entries); err != nil {
+		return err
+	}
+	if coll.Capped() {
+		return w.cappedInserted(coll, id, doc)
+	}
+	return nil
 }
 
 // Replace stages old -> new for one document (same _id).
@@ -142,6 +182,9 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 	if query.Compare(id, nid) != 0 || id.Type != nid.Type {
 		return mongoerr.New(mongoerr.ImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
 	}
+	if err := w.validate(coll, old, new); err != nil {
+		return err
+	}
 	entries, err := w.checkIndexes(coll, old, new, id)
 	if err != nil {
 		return err
@@ -149,7 +192,13 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 	if err := w.b.Set(DocKey(coll, id), new, nil); err != nil {
 		return err
 	}
-	return w.applyEntries(entries)
+	if err := w.applyEntries(entries); err != nil {
+		return err
+	}
+	if coll.Capped() && len(old) != len(new) {
+		return w.cappedResized(coll, id, len(old), len(new), false)
+	}
+	return nil
 }
 
 // Delete stages the removal of a document and its index entries.
@@ -168,7 +217,13 @@ func (w *Writer) Delete(coll *Collection, doc bson.Raw) error {
 	if err := w.b.Delete(DocKey(coll, id), nil); err != nil {
 		return err
 	}
-	return w.applyEntries(entries)
+	if err := w.applyEntries(entries); err != nil {
+		return err
+	}
+	if coll.Capped() {
+		return w.cappedRemoved(coll, id, doc)
+	}
+	return nil
 }
 
 type entryOp struct {

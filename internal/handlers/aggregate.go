@@ -116,6 +116,24 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFields(a, "aggregate"); err != nil {
+		return nil, err
+	}
+	if err := refuseLet(a, "aggregate"); err != nil {
+		return nil, err
+	}
+	// No stage writes ($out and $merge are refused by the pipeline
+	// compiler), so bypassDocumentValidation has nothing to bypass.
+	if _, err := a.bool("bypassDocumentValidation", false); err != nil {
+		return nil, err
+	}
+	if _, err := a.bool("allowDiskUse", false); err != nil {
+		return nil, err
+	}
+	hint, natural, err := parseHint(a)
+	if err != nil {
+		return nil, err
+	}
 	if explain, err := a.bool("explain", false); err != nil {
 		return nil, err
 	} else if explain {
@@ -160,6 +178,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
+	spec.hint, spec.natural = hint, natural
 	p, err := query.CompilePipeline(rest, &lookupSource{h: h, db: req.DB})
 	if err != nil {
 		return nil, err

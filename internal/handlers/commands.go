@@ -83,6 +83,7 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "findAndModify", handler: h.findAndModify, aliases: []string{"findandmodify"}, priv: privWrite, writeConcern: true,
 			help: "update or remove one document and return it"},
 		{name: "create", handler: h.create, priv: privWrite, writeConcern: true, help: "create a collection"},
+		{name: "collMod", handler: h.collMod, priv: privWrite, writeConcern: true, help: "change a collection's validator, validation level or validation action"},
 		{name: "drop", handler: h.drop, priv: privWrite, writeConcern: true, help: "drop a collection"},
 		{name: "renameCollection", handler: h.renameCollection, priv: privWrite, writeConcern: true, adminOnly: true,
 			help: "rename a collection"},

@@ -18,6 +18,13 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFields(a, "count"); err != nil {
+		return nil, err
+	}
+	hint, natural, err := parseHint(a)
+	if err != nil {
+		return nil, err
+	}
 	filter, err := a.doc("query")
 	if err != nil {
 		return nil, err
@@ -42,8 +49,9 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	if err != nil {
 		return nil, err
 	}
+	spec.hint, spec.natural = hint, natural
 	var n int64
-	if len(filter) <= 5 && skip == 0 && limit == 0 {
+	if len(filter) <= 5 && skip == 0 && limit == 0 && hint.Type == 0 {
 		st, release, err := h.store(req.DB, false)
 		if err != nil {
 			return nil, err

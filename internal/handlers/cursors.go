@@ -110,6 +110,9 @@ func (m *cursorManager) remove(id int64) bool {
 func (m *cursorManager) reapLocked() {
 	cutoff := time.Now().Add(-cursorIdleTimeout)
 	for id, c := range m.cursors {
+		if nt, ok := c.src.(interface{ noCursorTimeout() bool }); ok && nt.noCursorTimeout() {
+			continue // noCursorTimeout: only killCursors or the session's end close it
+		}
 		if c.lastUsed.Before(cutoff) {
 			delete(m.cursors, id)
 		}

@@ -71,7 +71,7 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 			d := bson.D{{Key: "name", Value: coll.Name}, {Key: "type", Value: "collection"}}
 			if !nameOnly {
 				d = append(d,
-					bson.E{Key: "options", Value: bson.D{}},
+					bson.E{Key: "options", Value: coll.Options.Document()},
 					bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: false}, {Key: "uuid", Value: coll.UUID}}},
 					bson.E{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}})
 			}
@@ -91,22 +91,6 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 		batchSize, _ = newArgs(cur).int64("batchSize", -1)
 	}
 	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
-}
-
-func (h *Handler) create(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
-	coll, err := newArgs(req.Command).collection()
-	if err != nil {
-		return nil, err
-	}
-	st, release, err := h.store(req.DB, true)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	if _, err := st.CreateCollection(coll); err != nil {
-		return nil, err
-	}
-	return marshal(bson.D{{Key: "ok", Value: 1.0}})
 }
 
 func (h *Handler) drop(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

@@ -14,7 +14,8 @@ import (
 // deleteStmt is one entry of delete.deletes.
 type deleteStmt struct {
 	q     bson.Raw
-	limit int64 // 0: all matches, 1: the first
+	limit int64         // 0: all matches, 1: the first
+	hint  bson.RawValue // Type 0: none
 }
 
 func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
@@ -49,6 +50,9 @@ func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
 				return nil, err
 			}
 		case "hint":
+			if s.hint, _, err = checkHint(e.Value()); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, mongoerr.New(codeUnknownField, "BSON field 'delete.deletes.%s' is an unknown field.", k)
 		}
@@ -66,6 +70,9 @@ func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
 func runDelete(w *docstore.Writer, coll *docstore.Collection, s *deleteStmt) (int, error) {
 	m, err := query.Compile(s.q)
 	if err != nil || coll == nil {
+		return 0, err
+	}
+	if err := checkHintExists(coll, s.hint); err != nil {
 		return 0, err
 	}
 	ids, err := matchIDs(w, coll, s.q, m, int(s.limit))
@@ -91,6 +98,12 @@ func runDelete(w *docstore.Writer, coll *docstore.Collection, s *deleteStmt) (in
 
 func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
+	if err := checkFields(a, "delete"); err != nil {
+		return nil, err
+	}
+	if err := refuseLet(a, "delete"); err != nil {
+		return nil, err
+	}
 	collName, raw, ordered, err := writeBatch(a, "deletes")
 	if err != nil {
 		return nil, err

@@ -57,6 +57,9 @@ func (h *Handler) distinct(ctx context.Context, c *wire.ConnState, req *wire.Req
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFields(a, "distinct"); err != nil {
+		return nil, err
+	}
 	if !a.has("key") {
 		return nil, mongoerr.New(codeMissingField, "BSON field 'distinct.key' is missing but a required field")
 	}

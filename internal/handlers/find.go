@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"sort"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -25,6 +26,10 @@ type findSpec struct {
 	projection *query.Projection
 	skip       int64
 	limit      int64 // 0: none
+	// hint names the index to use (Type 0: none); natural asks for
+	// natural order (1) or reverse natural order (-1).
+	hint    bson.RawValue
+	natural int8
 }
 
 func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip, limit int64) (*findSpec, error) {
@@ -74,7 +79,7 @@ func (s *scanSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, b
 		return nil, true, nil
 	}
 	if !s.planned {
-		if s.plan, err = docstore.PlanFor(coll, s.spec.filter); err != nil {
+		if s.plan, err = planFor(coll, s.spec.filter, s.spec.hint, s.spec.natural); err != nil {
 			return nil, false, err
 		}
 		s.planned = true
@@ -129,7 +134,7 @@ func (h *Handler) collect(ctx context.Context, spec *findSpec) ([]bson.Raw, erro
 		}
 	}
 	// Blocking sort: gather every match unprojected, sort, then page.
-	raw := &findSpec{db: spec.db, coll: spec.coll, filter: spec.filter, matcher: spec.matcher}
+	raw := &findSpec{db: spec.db, coll: spec.coll, filter: spec.filter, matcher: spec.matcher, hint: spec.hint, natural: spec.natural}
 	src := &scanSource{spec: raw}
 	var all []bson.Raw
 	bytes := 0
@@ -185,6 +190,25 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFields(a, "find"); err != nil {
+		return nil, err
+	}
+	if err := refuseLet(a, "find"); err != nil {
+		return nil, err
+	}
+	if v, ok := a.value("collation"); ok {
+		if err := checkCollation(v); err != nil {
+			return nil, err
+		}
+	}
+	fo, err := parseFindOptions(a)
+	if err != nil {
+		return nil, err
+	}
+	hint, natural, err := parseHint(a)
+	if err != nil {
+		return nil, err
+	}
 	filter, err := a.doc("filter")
 	if err != nil {
 		return nil, err
@@ -192,6 +216,11 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	sortSpec, err := a.doc("sort")
 	if err != nil {
 		return nil, err
+	}
+	if dir, err := naturalSort(sortSpec); err != nil {
+		return nil, err
+	} else if dir != 0 {
+		natural, sortSpec = dir, nil
 	}
 	proj, err := a.doc("projection")
 	if err != nil {
@@ -220,7 +249,11 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	if err != nil {
 		return nil, err
 	}
+	spec.hint, spec.natural = hint, natural
 	ns := req.DB + "." + coll
+	if fo.tailable {
+		return h.findTailable(ctx, c, ns, spec, fo, batchSize)
+	}
 	var src batchSource
 	if spec.sort != nil {
 		docs, err := h.collect(ctx, spec)
@@ -241,6 +274,38 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 		}
 		return cursorReply(ns, 0, "firstBatch", docs)
 	}
+	if fo.noTimeout {
+		src = noTimeoutSource{src}
+	}
+	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
+}
+
+// findTailable opens a tailable cursor, which only a capped collection
+// supports (mongod's errors otherwise).
+func (h *Handler) findTailable(ctx context.Context, c *wire.ConnState, ns string, spec *findSpec, fo findOptions, batchSize int64) (bson.Raw, error) {
+	if spec.sort != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "error processing query: %s tailable cursor requested with a sort other than {$natural: 1}", ns)
+	}
+	if spec.natural < 0 {
+		return nil, mongoerr.New(mongoerr.BadValue, "error processing query: %s tailable cursor requires {$natural: 1} order", ns)
+	}
+	st, release, err := h.store(spec.db, false)
+	if err != nil {
+		return nil, err
+	}
+	var coll *docstore.Collection
+	if st != nil {
+		coll = st.Collection(spec.coll)
+	}
+	release()
+	if coll != nil && !coll.Capped() {
+		return nil, mongoerr.New(mongoerr.BadValue, "error processing query: %s tailable cursor requested on non capped collection", ns)
+	}
+	if coll == nil {
+		return cursorReply(ns, 0, "firstBatch", nil)
+	}
+	spec.natural, spec.hint = 1, bson.RawValue{}
+	src := &tailSource{scan: &scanSource{spec: spec}, awaitData: fo.awaitData, noTimeout: fo.noTimeout}
 	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
 }
 
@@ -266,11 +331,19 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 	if err != nil {
 		return nil, err
 	}
-	if a.has("maxTimeMS") {
-		return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
-	}
 	cur.mu.Lock()
 	defer cur.mu.Unlock()
+	if ts, ok := cur.src.(*tailSource); a.has("maxTimeMS") && !(ok && ts.awaitData) {
+		return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
+	}
+	if ts, ok := cur.src.(*tailSource); ok {
+		// awaitData: a getMore waits up to its maxTimeMS for new documents.
+		ms, err := a.int64("maxTimeMS", 0)
+		if err != nil {
+			return nil, err
+		}
+		ts.wait = time.Duration(ms) * time.Millisecond
+	}
 	docs, done, err := h.nextBatch(ctx, cur, int(batchSize))
 	if err != nil {
 		h.cursors.remove(id)

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,11 +23,25 @@ type famSpec struct {
 	remove     bool
 	returnNew  bool
 	upsert     bool
+	bypass     bool          // bypassDocumentValidation
+	hint       bson.RawValue // Type 0: none
 }
 
 func parseFindAndModify(a args) (*famSpec, error) {
 	s := &famSpec{}
+	if err := checkFields(a, "findAndModify"); err != nil {
+		return nil, err
+	}
+	if err := refuseLet(a, "findAndModify"); err != nil {
+		return nil, err
+	}
 	var err error
+	if s.bypass, err = a.bool("bypassDocumentValidation", false); err != nil {
+		return nil, err
+	}
+	if s.hint, _, err = parseHint(a); err != nil {
+		return nil, err
+	}
 	if s.filter, err = a.doc("query"); err != nil {
 		return nil, err
 	}
@@ -132,9 +147,13 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 		}
 		now := time.Now()
 		err = st.Write(ctx, func(w *docstore.Writer) error {
+			w.SkipValidation = s.bypass
 			coll := w.Collection(collName)
 			if coll == nil {
 				return nil
+			}
+			if err := checkHintExists(coll, s.hint); err != nil {
+				return err
 			}
 			doc, err := firstMatch(w, coll, s.filter, s.matcher, s.sort)
 			if err != nil {
@@ -167,6 +186,13 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 			}
 			return nil
 		})
+		var ve *docstore.ValidationError
+		if errors.As(err, &ve) {
+			// mongod's reply carries errInfo beside the error.
+			return marshal(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: ve.Err.Msg},
+				{Key: "code", Value: int32(ve.Err.Code)}, {Key: "codeName", Value: ve.Err.Code.Name()},
+				{Key: "errInfo", Value: ve.Info}})
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -113,6 +113,7 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 		release()
 		return nil, nil, err
 	}
+	s.Logger = h.log
 	h.stores[name] = s
 	return s, release, nil
 }

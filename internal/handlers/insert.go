@@ -27,8 +27,13 @@ func writeErrorsDoc(errs []writeError) bson.A {
 		if errors.As(we.err, &me) {
 			msg = me.Msg
 		}
-		out = append(out, bson.D{{Key: "index", Value: int32(we.index)}, {Key: "code", Value: int32(code)},
-			{Key: "codeName", Value: code.Name()}, {Key: "errmsg", Value: msg}})
+		d := bson.D{{Key: "index", Value: int32(we.index)}, {Key: "code", Value: int32(code)},
+			{Key: "codeName", Value: code.Name()}, {Key: "errmsg", Value: msg}}
+		var ve *docstore.ValidationError
+		if errors.As(we.err, &ve) && ve.Info != nil {
+			d = append(d, bson.E{Key: "errInfo", Value: ve.Info})
+		}
+		out = append(out, d)
 	}
 	return out
 }
@@ -92,6 +97,13 @@ func validateInsertDoc(doc bson.Raw) error {
 
 func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
+	if err := checkFields(a, "insert"); err != nil {
+		return nil, err
+	}
+	bypass, err := a.bool("bypassDocumentValidation", false)
+	if err != nil {
+		return nil, err
+	}
 	collName, docs, ordered, err := writeBatch(a, "documents")
 	if err != nil {
 		return nil, err
@@ -101,13 +113,19 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		return nil, err
 	}
 	defer release()
-	coll, err := st.EnsureCollection(collName)
-	if err != nil {
+	if _, err := st.EnsureCollection(collName); err != nil {
 		return nil, err
 	}
 	var werrs []writeError
 	n := 0
 	err = st.Write(ctx, func(w *docstore.Writer) error {
+		w.SkipValidation = bypass
+		// The catalog as of the write lock: a collMod that changed the
+		// validator or a drop just before must be seen.
+		coll := w.Collection(collName)
+		if coll == nil {
+			return mongoerr.New(mongoerr.NamespaceNotFound, "collection %s.%s was dropped during the insert", req.DB, collName)
+		}
 		var err error
 		werrs, err = runStatements(len(docs), ordered, func(i int) error {
 			d, ok := docs[i].DocumentOK()

@@ -26,7 +26,8 @@ type updateStmt struct {
 	upsert   bool
 	multi    bool
 	sort     bson.Raw
-	filters  []bson.Raw // arrayFilters
+	filters  []bson.Raw    // arrayFilters
+	hint     bson.RawValue // Type 0: none
 }
 
 // parseUpdateStmt reads one statement. Its shape errors fail the whole
@@ -81,7 +82,11 @@ func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
 			if err := checkCollation(e.Value()); err != nil {
 				return nil, err
 			}
-		case "hint", "upsertSupplied", "c":
+		case "hint":
+			if s.hint, _, err = checkHint(e.Value()); err != nil {
+				return nil, err
+			}
+		case "upsertSupplied", "c":
 		default:
 			return nil, mongoerr.New(codeUnknownField, "BSON field 'update.updates.%s' is an unknown field.", k)
 		}
@@ -95,7 +100,11 @@ func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
 	return s, nil
 }
 
-// checkCollation accepts only the simple (binary) collation cmkdb has.
+// checkCollation accepts only the simple (binary) collation cmkdb has. Any
+// other collation is refused: comparing in binary order instead would
+// silently change what a query matches and how it sorts. NotImplemented
+// (238) is mongod's code for a feature it knows but the deployment does
+// not offer (a mongod built without ICU is the closest real case).
 func checkCollation(v bson.RawValue) error {
 	if v.Type == bson.TypeNull {
 		return nil
@@ -104,13 +113,21 @@ func checkCollation(v bson.RawValue) error {
 	if !ok {
 		return mongoerr.New(mongoerr.TypeMismatch, "collation must be an object")
 	}
-	if loc, ok := d.Lookup("locale").StringValueOK(); ok && loc == "simple" {
-		return nil
-	}
 	if len(d) <= 5 {
+		return nil // {} is no collation, as in mongod
+	}
+	lv, err := d.LookupErr("locale")
+	if err != nil {
+		return mongoerr.New(codeMissingField, "BSON field 'locale' is missing but a required field")
+	}
+	loc, ok := lv.StringValueOK()
+	if !ok {
+		return mongoerr.New(mongoerr.TypeMismatch, "BSON field 'locale' is the wrong type '%s', expected type 'string'", typeName(lv.Type))
+	}
+	if loc == "simple" {
 		return nil
 	}
-	return mongoerr.New(mongoerr.NotImplemented, "collations other than 'simple' are not supported")
+	return mongoerr.New(mongoerr.NotImplemented, "collation with locale '%s' is not supported: cmkdb compares strings by their binary (simple) collation only", loc)
 }
 
 // compiledUpdate is a statement ready to run.
@@ -298,6 +315,16 @@ func runUpdate(w *docstore.Writer, coll *docstore.Collection, cu *compiledUpdate
 
 func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
+	if err := checkFields(a, "update"); err != nil {
+		return nil, err
+	}
+	if err := refuseLet(a, "update"); err != nil {
+		return nil, err
+	}
+	bypass, err := a.bool("bypassDocumentValidation", false)
+	if err != nil {
+		return nil, err
+	}
 	collName, raw, ordered, err := writeBatch(a, "updates")
 	if err != nil {
 		return nil, err
@@ -329,13 +356,20 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		}
 		now := time.Now()
 		err = st.Write(ctx, func(w *docstore.Writer) error {
+			w.SkipValidation = bypass
 			coll := w.Collection(collName)
 			var err error
 			werrs, err = runStatements(len(stmts), ordered, func(i int) error {
 				cu, err := compileUpdateStmt(stmts[i])
+				if err == nil {
+					err = checkHintExists(coll, stmts[i].hint)
+				}
 				var r updateResult
 				if err == nil {
 					r, err = runUpdate(w, coll, cu, stmts[i].multi, stmts[i].upsert, now)
+				}
+				if err != nil {
+					return err // a failed statement counts nothing, as in mongod
 				}
 				matched += r.matched
 				modified += r.modified

@@ -62,6 +62,9 @@ const (
 	Overflow                   Code = 15
 	QueryFeatureNotAllowed     Code = 224
 	MaxTimeMSExpired           Code = 50
+	DocumentValidationFailure  Code = 121
+	NotAReplicaSet             Code = 123
+	CappedPositionLost         Code = 136
 )
 
 var names = map[Code]string{
@@ -110,6 +113,9 @@ var names = map[Code]string{
 	Overflow:                   "Overflow",
 	QueryFeatureNotAllowed:     "QueryFeatureNotAllowed",
 	MaxTimeMSExpired:           "MaxTimeMSExpired",
+	DocumentValidationFailure:  "DocumentValidationFailure",
+	NotAReplicaSet:             "NotAReplicaSet",
+	CappedPositionLost:         "CappedPositionLost",
 }
 
 // Name returns MongoDB's codeName for c.

@@ -248,7 +248,9 @@ func parseTopLevel(op string, v bson.RawValue, depth int) (node, error) {
 		return nil, nil
 	case "$alwaysTrue", "$alwaysFalse":
 		return constNode(op == "$alwaysTrue"), nil
-	case "$where", "$text", "$jsonSchema", "$sampleRate":
+	case "$jsonSchema":
+		return parseJSONSchemaOp(v, depth+1)
+	case "$where", "$text", "$sampleRate":
 		return nil, mongoerr.New(mongoerr.NotImplemented, "%s is not supported", op)
 	}
 	return nil, badValue("unknown top level operator: %s", op)
