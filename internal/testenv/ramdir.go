@@ -28,3 +28,12 @@ func RAMDir(tb testing.TB) string {
 	}
 	return tb.TempDir()
 }
+
+// UseRAMTempDir points TMPDIR at a RAMDir until the test ends, so that the
+// directories shared test environments make with tb.TempDir() (a node, a
+// control plane) are on tmpfs too. Call it before them; not in parallel
+// tests (it sets an environment variable).
+func UseRAMTempDir(tb testing.TB) {
+	tb.Helper()
+	tb.Setenv("TMPDIR", RAMDir(tb))
+}

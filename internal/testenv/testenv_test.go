@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,5 +97,23 @@ func TestRAMDir(t *testing.T) {
 	})
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s still there after the test: %v", dir, err)
+	}
+}
+
+func TestUseRAMTempDir(t *testing.T) {
+	var ram string
+	t.Run("use", func(t *testing.T) {
+		UseRAMTempDir(t)
+		ram = os.Getenv("TMPDIR")
+		dir := t.TempDir()
+		if !strings.HasPrefix(dir, ram+string(os.PathSeparator)) {
+			t.Fatalf("t.TempDir() = %s, not under TMPDIR %s", dir, ram)
+		}
+	})
+	if os.Getenv("TMPDIR") == ram {
+		t.Fatal("TMPDIR still points at the RAM directory after the test")
+	}
+	if _, err := os.Stat(ram); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still there after the test: %v", ram, err)
 	}
 }
