@@ -221,7 +221,7 @@ func TestControlPlaneUnreachableKMS(t *testing.T) {
 
 	admin(t, k, "/fail5xx?on=true")
 	api.Call(t, "POST", "/groups/"+gid+"/encryptionAtRest/validate", nil, nil)
-	time.Sleep(3 * time.Second) // several check intervals
+	waitProjectUnreachableChecks(t, api, gid, 2) // the verdict, then more checks
 	if err := readAll(opCtx(t), c); err != nil {
 		t.Fatalf("cluster stopped serving while its KMS was unreachable: %v", err)
 	}

@@ -46,11 +46,12 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// opTimeout bounds every single client operation.
+// opTimeout bounds every single client operation (scaled for the machine
+// by e2etest.Scaled).
 const opTimeout = 60 * time.Second
 
 func opCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e2etest.Scaled(opTimeout))
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -67,7 +68,7 @@ func connect(t testing.TB, uri string) *mongo.Client {
 	opts := options.Client().ApplyURI(uri).
 		SetConnectTimeout(20 * time.Second).
 		SetServerSelectionTimeout(30 * time.Second).
-		SetTimeout(opTimeout).
+		SetTimeout(e2etest.Scaled(opTimeout)).
 		SetRetryWrites(false).
 		SetRetryReads(false)
 	c, err := mongo.Connect(opts)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -117,7 +116,7 @@ func TestNodeWithCloudProviders(t *testing.T) {
 
 			// The KMS is unreachable (throttled): the node keeps serving.
 			admin(t, k, "/throttle?on=true")
-			time.Sleep(3 * time.Second) // several check intervals pass
+			waitNodeKMSChecks(t, c, 3) // several checks see the throttled KMS
 			if err := readAll(opCtx(t), c); err != nil {
 				t.Fatalf("node stopped serving while its KMS was only unreachable: %v", err)
 			}

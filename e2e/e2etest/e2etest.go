@@ -23,15 +23,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
-// Timeouts used by the helpers. They are generous because CI machines are
-// small and loaded; they bound waits, they never measure anything.
+// Timeouts used by the helpers, before scaling by Scaled. They are generous
+// because CI machines are small and loaded; they bound waits, they never
+// measure anything.
 const (
 	StartTimeout   = 60 * time.Second
 	StopTimeout    = 60 * time.Second
 	CommandTimeout = 120 * time.Second
 )
+
+// Scaled returns a deadline scaled for this machine: multiplied by
+// CMKDB_TEST_TIMEOUT_SCALE (default 1) and doubled under the race detector
+// (see testenv.Scale). Every helper here scales its own timeouts.
+func Scaled(d time.Duration) time.Duration { return testenv.Timeout(d) }
 
 // ModuleRoot returns the repository root: the directory holding go.mod,
 // found from the current directory upwards.
@@ -66,7 +74,7 @@ func Build(dir string, race bool) (string, error) {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/cmkdb")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(10*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
@@ -189,7 +197,8 @@ func StartCommandErr(bin, dir string, full ...string) (*Server, error) {
 		s.err = s.cmd.Wait()
 		close(s.done)
 	}()
-	deadline := time.Now().Add(StartTimeout)
+	startTimeout := Scaled(StartTimeout)
+	deadline := time.Now().Add(startTimeout)
 	upFile := filepath.Join(dir, "up.json")
 	for {
 		if js, err := os.ReadFile(upFile); err == nil {
@@ -207,7 +216,7 @@ func StartCommandErr(bin, dir string, full ...string) (*Server, error) {
 		if time.Now().After(deadline) {
 			_ = s.cmd.Process.Kill()
 			<-s.done
-			return nil, fmt.Errorf("cmkdb %s wrote no up.json within %s\n%s", strings.Join(full, " "), StartTimeout, s.Output.String())
+			return nil, fmt.Errorf("cmkdb %s wrote no up.json within %s\n%s", strings.Join(full, " "), startTimeout, s.Output.String())
 		}
 	}
 }
@@ -245,10 +254,10 @@ func (s *Server) StopErr() error {
 	select {
 	case <-s.done:
 		return s.err
-	case <-time.After(StopTimeout):
+	case <-time.After(Scaled(StopTimeout)):
 		_ = s.cmd.Process.Kill()
 		<-s.done
-		return fmt.Errorf("cmkdb did not exit within %s of SIGINT", StopTimeout)
+		return fmt.Errorf("cmkdb did not exit within %s of SIGINT", Scaled(StopTimeout))
 	}
 }
 
@@ -263,8 +272,8 @@ func (s *Server) Kill(t testing.TB) {
 	}
 	select {
 	case <-s.done:
-	case <-time.After(StopTimeout):
-		t.Fatalf("cmkdb still running %s after SIGKILL", StopTimeout)
+	case <-time.After(Scaled(StopTimeout)):
+		t.Fatalf("cmkdb still running %s after SIGKILL", Scaled(StopTimeout))
 	}
 }
 
@@ -272,7 +281,7 @@ func (s *Server) Kill(t testing.TB) {
 // D`) and returns its combined output; it fails the test on a non-zero exit.
 func CLI(t testing.TB, bin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(CommandTimeout))
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if err != nil {
@@ -281,21 +290,12 @@ func CLI(t testing.TB, bin string, args ...string) string {
 	return string(out)
 }
 
-// Eventually calls f until it returns nil or timeout passes, and fails the
-// test with f's last error then.
+// Eventually calls f until it returns nil, and fails the test with f's
+// last error if that does not happen within Scaled(timeout). It polls
+// often at first, then a few times a second.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, what, f)
 }
 
 // NodeDir is e2e/node: the npm project with mongosh and the Node driver.
@@ -360,7 +360,7 @@ func Mongosh(t testing.TB, uri, js string) string {
 func MongoshErr(t testing.TB, uri, js string) (string, error) {
 	t.Helper()
 	dir := RequireNodeClients(t)
-	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(CommandTimeout))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "node_modules", ".bin", "mongosh"), uri, "--quiet", "--norc", "--eval", js)
 	cmd.Env = clientEnv(t.TempDir())
@@ -377,7 +377,7 @@ func MongoshErr(t testing.TB, uri, js string) (string, error) {
 func Node(t testing.TB, script string, args ...string) string {
 	t.Helper()
 	dir := RequireNodeClients(t)
-	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(CommandTimeout))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join(dir, script)}, args...)...)
 	cmd.Dir = dir

@@ -6,12 +6,20 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // FuzzPatchEncryptionAtRest feeds arbitrary bodies to the PATCH route of a
 // configured project: the answer is always 2xx or 4xx (never a 5xx, never
 // a dropped connection from a panic), and every 4xx is Atlas's envelope.
+//
+// The control plane is set up once per worker and its store is on tmpfs: an
+// accepted PATCH is a synced store write, which on a busy machine's disk
+// would make the fuzzer measure fsync. Requests reuse one keep-alive
+// connection.
 func FuzzPatchEncryptionAtRest(f *testing.F) {
+	testenv.UseRAMTempDir(f)
 	e := newEnv(f, nil)
 	gid := e.project("fuzz")
 	keyFile := localKey(f)

@@ -400,23 +400,57 @@ func FuzzParseHeader(f *testing.F) {
 
 // FuzzOpenFile feeds arbitrary bytes to the reader: it must return an error
 // or data, never panic, and never return data from a file it did not write.
+// The files are in memory: every input is a file written and read, which on
+// the disk of a busy machine would make the fuzzer measure the disk.
 func FuzzOpenFile(f *testing.F) {
-	dir := f.TempDir()
-	keys := newTestKeys()
-	fs := New(vfs.Default, "db", keys)
-	seedName := filepath.Join(dir, "seed")
-	writeFile(&testing.T{}, fs, seedName, [][]byte{[]byte("hello, world")}, false)
-	seed, _ := os.ReadFile(seedName)
+	mem := vfs.NewMem()
+	fs := New(mem, "db", newTestKeys())
+	seed := memWrite(f, fs, mem, "seed", []byte("hello, world"))
+	if got, err := readAll(fs, "seed"); err != nil || string(got) != "hello, world" {
+		f.Fatalf("the seed file does not read back: %q, %v", got, err)
+	}
 	f.Add(seed)
 	f.Add(seed[:HeaderSize+5])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		name := filepath.Join(t.TempDir(), "x")
-		if err := os.WriteFile(name, b, 0o600); err != nil {
+		raw, err := mem.Create("x", vfs.WriteCategoryUnspecified)
+		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := readAll(fs, name)
+		if _, err := raw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(fs, "x")
 		if err == nil && len(got) > 0 && !bytes.Equal(b, seed) {
 			t.Fatalf("forged file of %d bytes returned %d bytes of data", len(b), len(got))
 		}
 	})
+}
+
+// memWrite writes data to name through fs and returns the bytes stored in
+// the memory file system under it.
+func memWrite(tb testing.TB, fs vfs.FS, mem *vfs.MemFS, name string, data []byte) []byte {
+	tb.Helper()
+	w, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Clone(data)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	r, err := mem.Open(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer r.Close()
+	stored, err := io.ReadAll(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return stored
 }

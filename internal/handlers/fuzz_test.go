@@ -10,6 +10,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/handlers"
 	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -17,7 +18,12 @@ import (
 // handler of a real encrypted node: whatever the input, a handler answers
 // with a reply or a typed error and never panics, and the node keeps
 // serving (a ping after each input succeeds).
+//
+// The node is set up once per worker and its files are on tmpfs: every
+// write command syncs the node's write-ahead log, and on a busy machine's
+// disk the fuzzer would measure fsync instead of the handlers.
 func FuzzHandleCommand(f *testing.F) {
+	testenv.UseRAMTempDir(f)
 	env := handlerstest.StartEnv(f, handlers.Options{})
 	seeds := []bson.D{
 		{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "a", Value: 1}}}}},
@@ -49,7 +55,7 @@ func FuzzHandleCommand(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(10*time.Second))
 		defer cancel()
 		req := &wire.Request{DB: "fuzz", Name: first.Key(), Command: raw}
 		_, _ = env.Handler.Handle(ctx, conn, req)

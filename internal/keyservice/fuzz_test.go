@@ -15,13 +15,18 @@ import (
 	"github.com/cmkdb/cmkdb/internal/controlplane"
 	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // FuzzKeyServiceRequests feeds arbitrary bodies to every key service route
 // as an authenticated node: the server answers with a classified error or
 // a result, never panics, never a 5xx, and keeps serving.
+//
+// The control plane is set up once per worker, and its store lives in a
+// RAM-backed directory: a report that changes the node's record is a synced
+// store write, which on a busy machine's disk stalled the fuzzer.
 func FuzzKeyServiceRequests(f *testing.F) {
-	dir := f.TempDir()
+	dir := testenv.RAMDir(f)
 	svc, err := controlplane.Open(context.Background(), controlplane.Options{Dir: filepath.Join(dir, "cp"), ProviderPaths: []string{dir}})
 	if err != nil {
 		f.Fatal(err)
@@ -56,7 +61,7 @@ func FuzzKeyServiceRequests(f *testing.F) {
 		default:
 			route = "/v1/unwrap"
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(5*time.Second))
 		defer cancel()
 		r := httptest.NewRequestWithContext(ctx, http.MethodPost, route, bytes.NewReader(body))
 		r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{peer}}}

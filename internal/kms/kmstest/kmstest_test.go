@@ -104,7 +104,16 @@ func (p *memProvider) Wrap(ctx context.Context, pt, aad []byte) (kms.Wrapped, er
 		}
 		return kms.Wrapped{Key: p.ref(v), Ciphertext: out}, nil
 	}
-	return kms.Wrapped{Key: p.ref(v), Ciphertext: g.Seal(nonce, nonce, pt, ad)}, nil
+	ct := g.Seal(nonce, nonce, pt, ad)
+	// A format byte outside the authenticated data, ignored on unwrap:
+	// only tampering with that very byte can tell.
+	switch p.bug {
+	case "unchecked-header":
+		ct = append([]byte{1}, ct...)
+	case "unchecked-trailer":
+		ct = append(ct, 1)
+	}
+	return kms.Wrapped{Key: p.ref(v), Ciphertext: ct}, nil
 }
 
 func (p *memProvider) Unwrap(ctx context.Context, w kms.Wrapped, aad []byte) ([]byte, error) {
@@ -119,8 +128,14 @@ func (p *memProvider) Unwrap(ctx context.Context, w kms.Wrapped, aad []byte) ([]
 	if p.bug != "ignore-aad" {
 		ad = append(ad, aad...)
 	}
-	if len(w.Ciphertext) < g.NonceSize() {
+	if len(w.Ciphertext) < g.NonceSize()+1 {
 		return nil, kms.ErrDecrypt
+	}
+	switch p.bug {
+	case "unchecked-header":
+		w.Ciphertext = w.Ciphertext[1:]
+	case "unchecked-trailer":
+		w.Ciphertext = w.Ciphertext[:len(w.Ciphertext)-1]
 	}
 	if p.bug == "unauthenticated" {
 		nonce, ct := w.Ciphertext[:g.NonceSize()], w.Ciphertext[g.NonceSize():]
@@ -147,8 +162,13 @@ func (p *memProvider) Check(ctx context.Context) kms.Status {
 
 type memHarness struct {
 	bug string
-	k   *memKey
+	// remote makes the suite treat the provider as remote, so it samples
+	// the tamperings instead of trying every one.
+	remote bool
+	k      *memKey
 }
+
+func (h *memHarness) InProcess() bool { return !h.remote }
 
 func (h *memHarness) Provider(t testing.TB) kms.Provider {
 	h.k = &memKey{id: hex.EncodeToString(kmstest.Canary(8)), versions: [][]byte{kmstest.Canary(32)}, state: kmstest.Enabled}
@@ -183,7 +203,7 @@ func (h *memHarness) Secrets(testing.TB) [][]byte {
 }
 
 func TestMemProvider(t *testing.T) {
-	kmstest.Run(t, &memHarness{bug: os.Getenv("KMSTEST_BUG")})
+	kmstest.Run(t, &memHarness{bug: os.Getenv("KMSTEST_BUG"), remote: os.Getenv("KMSTEST_REMOTE") == "1"})
 }
 
 // TestSuiteCatchesBugs runs the suite, in a child process, against the
@@ -196,22 +216,41 @@ func TestSuiteCatchesBugs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns test processes")
 	}
-	bugs := map[string]string{
-		"fixed-nonce":          "Randomized",
-		"ignore-aad":           "WrongAAD",
-		"unauthenticated":      "TamperedCiphertext",
-		"leak":                 "States/Disabled",
-		"unwrap-when-disabled": "States/Disabled",
-		"cancel-invalid":       "DeadContext",
-		"no-restore":           "States/Deleted",
-		"rotate-drops-old":     "Rotation",
-		"plain-error":          "States/Throttled",
+	bugs := []struct {
+		bug, subtest string
+		// remote runs the suite in its sampled mode: the sample must
+		// catch what the exhaustive run catches.
+		remote bool
+	}{
+		{"fixed-nonce", "Randomized", false},
+		{"ignore-aad", "WrongAAD", false},
+		{"unauthenticated", "TamperedCiphertext", false},
+		{"unauthenticated", "TamperedCiphertext", true},
+		{"unchecked-header", "TamperedCiphertext", false},
+		{"unchecked-header", "TamperedCiphertext", true},
+		{"unchecked-trailer", "TamperedCiphertext", false},
+		{"unchecked-trailer", "TamperedCiphertext", true},
+		{"leak", "States/Disabled", false},
+		{"unwrap-when-disabled", "States/Disabled", false},
+		{"cancel-invalid", "DeadContext", false},
+		{"no-restore", "States/Deleted", false},
+		{"rotate-drops-old", "Rotation", false},
+		{"plain-error", "States/Throttled", false},
 	}
-	for bug, subtest := range bugs {
-		t.Run(bug, func(t *testing.T) {
+	for _, tc := range bugs {
+		bug, subtest := tc.bug, tc.subtest
+		name := bug
+		if tc.remote {
+			name += "/sampled"
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestMemProvider$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "KMSTEST_BUG="+bug)
+			remote := "0"
+			if tc.remote {
+				remote = "1"
+			}
+			cmd.Env = append(os.Environ(), "KMSTEST_BUG="+bug, "KMSTEST_REMOTE="+remote, kmstest.ExhaustiveEnv+"=0")
 			out, err := cmd.CombinedOutput()
 			if err == nil {
 				t.Fatalf("the suite passed a provider with bug %q", bug)

@@ -227,31 +227,15 @@ func (s *suite) tampered(t *testing.T) {
 	p := s.h.Provider(t)
 	pt, aad := Canary(32), []byte("db/orders")
 	w := mustWrap(t, p, pt, aad)
-	ct := w.Ciphertext
-	try := func(what string, c []byte) {
-		t.Helper()
+	exhaustive := s.exhaustive()
+	ts := tamperings(w.Ciphertext, exhaustive)
+	for _, tc := range ts {
 		tw := w
-		tw.Ciphertext = c
+		tw.Ciphertext = tc.ct
 		out, err := p.Unwrap(opCtx(t), tw, aad)
-		s.expectDecrypt(t, what, out, err, pt)
+		s.expectDecrypt(t, tc.what, out, err, pt)
 	}
-	for i := range ct {
-		for bit := range 8 {
-			c := bytes.Clone(ct)
-			c[i] ^= 1 << bit
-			try(fmt.Sprintf("byte %d bit %d flipped", i, bit), c)
-		}
-		c := bytes.Clone(ct)
-		c[i] = ^c[i]
-		try(fmt.Sprintf("byte %d inverted", i), c)
-	}
-	for n := range len(ct) {
-		try(fmt.Sprintf("truncated to %d", n), bytes.Clone(ct[:n]))
-	}
-	try("nil", nil)
-	try("extended by 1", append(bytes.Clone(ct), 0))
-	try("extended by 16", append(bytes.Clone(ct), make([]byte, 16)...))
-	try("doubled", append(bytes.Clone(ct), ct...))
+	t.Logf("%d tampered copies of a %d-byte ciphertext unwrapped (exhaustive: %v)", len(ts), len(w.Ciphertext), exhaustive)
 	// The original still unwraps: tampering with copies changed nothing.
 	mustUnwrap(t, p, w, aad, pt)
 }

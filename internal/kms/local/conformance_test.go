@@ -176,3 +176,7 @@ func (h *harness) refreshSecrets(t testing.TB) {
 }
 
 func (h *harness) Secrets(testing.TB) [][]byte { return h.secrets }
+
+// InProcess: an unwrap reads a file in this process, so the suite tampers
+// with every bit of a ciphertext.
+func (h *harness) InProcess() bool { return true }
