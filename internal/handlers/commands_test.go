@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
+	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
 // listCommands shows the command table in mongod's shape, and every
@@ -210,5 +215,47 @@ func TestWriteConcern(t *testing.T) {
 			t.Fatal("the w:0 write never appeared")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// While the node is DISABLED only the commands whose table entry says so
+// answer; every other one is refused with KeyUnavailable and the reason.
+func TestDisabledNodeServesOnlyCommandsThatTouchNoData(t *testing.T) {
+	env := handlerstest.StartEnv(t, handlers.Options{})
+	ctx := handlerstest.Context(t)
+	if _, err := env.Client.Database("test").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	env.Node.Disable("the customer master key is invalid (KEY_DISABLED): test", kms.ReasonKeyDisabled)
+	for _, tc := range []struct {
+		db     string
+		cmd    bson.D
+		served bool
+	}{
+		{"admin", bson.D{{Key: "hello", Value: 1}}, true},
+		{"admin", bson.D{{Key: "ping", Value: 1}}, true},
+		{"admin", bson.D{{Key: "serverStatus", Value: 1}}, true},
+		{"admin", bson.D{{Key: "listCommands", Value: 1}}, true},
+		{"admin", bson.D{{Key: "connectionStatus", Value: 1}}, true},
+		{"test", bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{int64(7)}}}, true},
+		{"test", bson.D{{Key: "find", Value: "c"}}, false},
+		{"test", bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{}}}}, false},
+		{"test", bson.D{{Key: "listCollections", Value: 1}}, false},
+		{"admin", bson.D{{Key: "listDatabases", Value: 1}}, false},
+		{"test", bson.D{{Key: "dropDatabase", Value: 1}}, false},
+	} {
+		t.Run(tc.cmd[0].Key, func(t *testing.T) {
+			err := env.Client.Database(tc.db).RunCommand(ctx, tc.cmd).Err()
+			if tc.served {
+				if err != nil {
+					t.Fatalf("refused while disabled: %v", err)
+				}
+				return
+			}
+			wantCode(t, err, 41001)
+			if !strings.Contains(err.Error(), "KEY_DISABLED") {
+				t.Fatalf("the refusal does not say why: %v", err)
+			}
+		})
 	}
 }

@@ -127,45 +127,64 @@ func TestDisableStopsAScanInFlight(t *testing.T) {
 	coll := env.Client.Database("test").Collection("big")
 	const n = 60000
 	seedMany(t, ctx, coll, n)
-
-	type result struct {
-		n   int64
-		err error
-		at  time.Time
-	}
-	done := make(chan result, 1)
-	go func() {
+	all := bson.D{{Key: "x", Value: bson.D{{Key: "$gte", Value: 0}}}}
+	for _, tc := range []struct {
+		name string
+		run  func() error
+	}{
 		// One count with a filter reads all n documents in one batch,
 		// holding the node the whole time.
-		c, err := coll.CountDocuments(ctx, bson.D{{Key: "x", Value: bson.D{{Key: "$gte", Value: 0}}}})
-		done <- result{c, err, time.Now()}
-	}()
-	// Wait until the scan holds the node (it is reading documents).
-	for env.Node.InFlight() == 0 {
-		select {
-		case r := <-done:
-			t.Fatalf("the count ended (%d, %v) before it was seen in flight", r.n, r.err)
-		default:
-			time.Sleep(50 * time.Microsecond)
-		}
-	}
-	verdict := time.Now()
-	env.Node.Disable("the customer master key is invalid (KEY_DISABLED): test", kms.ReasonKeyDisabled)
-	disabled := time.Since(verdict)
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the count did not return")
-	}
-	wantCode(t, r.err, 41001)
-	t.Logf("DISABLED verdict -> in-flight scan's 41001 reply: %v (Disable returned after %v)", r.at.Sub(verdict), disabled)
+		{"count", func() error {
+			_, err := coll.CountDocuments(ctx, all)
+			return err
+		}},
+		// A blocking aggregation reads its input a batch at a time.
+		{"aggregate", func() error {
+			cur, err := coll.Aggregate(ctx, bson.A{bson.D{{Key: "$match", Value: all}}, bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$s"}}}}})
+			if err == nil {
+				cur.Close(ctx)
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type result struct {
+				err error
+				at  time.Time
+			}
+			done := make(chan result, 1)
+			go func() {
+				err := tc.run()
+				done <- result{err, time.Now()}
+			}()
+			// Wait until the scan holds the node (it is reading documents).
+			for env.Node.InFlight() == 0 {
+				select {
+				case r := <-done:
+					t.Fatalf("the scan ended (%v) before it was seen in flight", r.err)
+				default:
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			verdict := time.Now()
+			env.Node.Disable("the customer master key is invalid (KEY_DISABLED): test", kms.ReasonKeyDisabled)
+			disabled := time.Since(verdict)
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("the scan did not return")
+			}
+			wantCode(t, r.err, 41001)
+			t.Logf("DISABLED verdict -> in-flight %s's 41001 reply: %v (Disable returned after %v)", tc.name, r.at.Sub(verdict), disabled)
 
-	// Nothing was lost: re-enabled, the node has every document.
-	if err := env.Node.Enable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := coll.CountDocuments(ctx, bson.D{}); err != nil || c != n {
-		t.Fatalf("after re-enable: %d documents, %v", c, err)
+			// Nothing was lost: re-enabled, the node has every document.
+			if err := env.Node.Enable(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := coll.CountDocuments(ctx, bson.D{}); err != nil || c != n {
+				t.Fatalf("after re-enable: %d documents, %v", c, err)
+			}
+		})
 	}
 }

@@ -39,6 +39,10 @@ func FuzzHandleCommand(f *testing.F) {
 		{{Key: "renameCollection", Value: "fuzz.c"}, {Key: "to", Value: "fuzz.d"}},
 		{{Key: "saslStart", Value: 1}, {Key: "mechanism", Value: "SCRAM-SHA-256"}, {Key: "payload", Value: []byte("n,,n=u,r=abc")}},
 		{{Key: "listCollections", Value: 1}, {Key: "filter", Value: bson.D{{Key: "name", Value: bson.D{{Key: "$regex", Value: "^c"}}}}}},
+		{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{}}}, {Key: "writeConcern", Value: bson.D{{Key: "w", Value: "majority"}, {Key: "j", Value: true}, {Key: "wtimeout", Value: 5}}}},
+		{{Key: "find", Value: "c"}, {Key: "maxTimeMS", Value: 1.0}},
+		{{Key: "update", Value: "c"}, {Key: "updates", Value: bson.A{}}, {Key: "txnNumber", Value: int64(1)}, {Key: "autocommit", Value: false}},
+		{{Key: "listCommands", Value: 1}},
 	}
 	for _, s := range seeds {
 		b, _ := bson.Marshal(s)

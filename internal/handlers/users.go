@@ -60,6 +60,11 @@ func userID(db, user string) string { return db + "." + user }
 // of the admin database. It implements auth.CredentialStore. Writes are
 // serialized by mu so that "no users yet" checks (the localhost exception)
 // and the insert that follows are atomic.
+//
+// Its reads and writes run under context.Background(): they touch
+// admin.system.users only — a handful of small documents, read by
+// authentication before any command context exists — so they run to
+// completion; a disable still waits for them through node.Acquire.
 type userStore struct {
 	h  *Handler
 	mu sync.Mutex
@@ -69,10 +74,6 @@ type userStore struct {
 	gen     uint64                    // bumped by invalidate: a lookup that raced a write is not cached
 }
 
-// The user store's reads and writes run under context.Background(): they
-// touch admin.system.users only — a handful of small documents, read by
-// authentication before any command context exists — so they run to
-// completion; a disable still waits for them through node.Acquire.
 func newUserStore(h *Handler) *userStore {
 	return &userStore{h: h, roles: map[wire.Principal][]Role{}}
 }

@@ -15,9 +15,13 @@ import (
 // ErrDuplicateCommand is returned by Register for a name already taken.
 var ErrDuplicateCommand = errors.New("command already registered")
 
-// Registry is a Handler that dispatches on the command name. Names are
-// case-sensitive, as in mongod, except that "isMaster" and "ismaster" are
-// the same command (both spellings are in use by drivers).
+// Registry is a minimal Handler that dispatches on the command name, for
+// servers that need nothing but dispatch (the wire and auth packages'
+// tests). A node's commands are described by internal/handlers' command
+// table instead, which also carries their aliases, authentication,
+// privileges and help. Names are case-sensitive, as in mongod, except that
+// "isMaster" and "ismaster" are the same command (both spellings are in use
+// by drivers).
 type Registry struct {
 	mu   sync.RWMutex
 	cmds map[string]HandlerFunc
