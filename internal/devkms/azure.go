@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cmkdb/cmkdb/internal/kms/azure/azuretest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/azuretest"
 )
 
 const (

@@ -16,8 +16,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
-	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/vaulttest"
 )
 
 // Info is what a client needs to use the service. It holds test

@@ -11,7 +11,7 @@ import (
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"google.golang.org/grpc/codes"
 
-	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/gcptest"
 )
 
 // startGCP runs the faithful Cloud KMS (gRPC over TLS, service account JWTs
