@@ -110,7 +110,7 @@ func startGCP(mux *http.ServeMux, svc *Service) error {
 		}
 		answer(w, err)
 	})
-	faults(mux, srv.Throttle, func(on bool) { srv.Fail(failCode(on, codes.Internal)) }, srv.Stall)
+	sharedFaults(mux, srv.Faults)
 	return nil
 }
 
