@@ -14,8 +14,8 @@ import (
 	"github.com/ovh/kmip-go/kmipclient"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
-	"github.com/cmkdb/cmkdb/internal/kms/pkcs11/p11test"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/p11test"
 )
 
 // hsmCase is one provider walked by TestUpWithKMIPAndPKCS11: the KMS is

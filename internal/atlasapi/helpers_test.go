@@ -18,8 +18,8 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/atlasapi"
 	"github.com/cmkdb/cmkdb/internal/controlplane"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 // env is a control plane behind the admin API, with an org owner key.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 // TestEncryptionAtRestRules walks Atlas's ordering rules and error codes in

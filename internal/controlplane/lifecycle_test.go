@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 type clock struct {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/cmkdb/cmkdb/internal/ctl"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 // TestEARSetSecretFile configures awsKms with its secret access key read

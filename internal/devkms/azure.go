@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cmkdb/cmkdb/internal/kms/azure/azuretest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/azuretest"
 )
 
 const (
@@ -81,7 +81,7 @@ func startAzure(mux *http.ServeMux, svc *Service) error {
 		}
 		return nil
 	})
-	faults(mux, srv.Throttle, srv.Fail5xx, srv.Stall)
+	sharedFaults(mux, srv.Faults)
 	return nil
 }
 

@@ -16,8 +16,9 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
-	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/vaulttest"
 )
 
 // Info is what a client needs to use the service. It holds test
@@ -72,7 +73,7 @@ func Start(provider, adminAddr string) (*Service, error) {
 			}
 			answer(w, err)
 		})
-		faults(mux, srv.Throttle, srv.Fail5xx, srv.Stall)
+		sharedFaults(mux, srv.Faults)
 	case "vault":
 		srv := vaulttest.New()
 		const key = "cmkdb"
@@ -126,16 +127,7 @@ func Start(provider, adminAddr string) (*Service, error) {
 			}
 			answer(w, nil)
 		})
-		set := func(f vaulttest.Fault) func(bool) {
-			return func(on bool) {
-				if on {
-					srv.SetFault(f)
-				} else {
-					srv.SetFault(vaulttest.NoFault)
-				}
-			}
-		}
-		faults(mux, set(vaulttest.Throttle), set(vaulttest.Fail5xx), set(vaulttest.Stall))
+		sharedFaults(mux, srv.Faults)
 	case "gcp":
 		if err := startGCP(mux, svc); err != nil {
 			return nil, fmt.Errorf("devkms: gcp: %w", err)
@@ -162,10 +154,17 @@ func Start(provider, adminAddr string) (*Service, error) {
 	return svc, nil
 }
 
-// faults registers the switches every provider has: throttling, server
-// errors and stalls (?on=true|false).
-func faults(mux *http.ServeMux, throttle, fail5xx, stall func(bool)) {
-	for path, set := range map[string]func(bool){"/throttle": throttle, "/fail5xx": fail5xx, "/stall": stall} {
+// sharedFaults registers the switches every faithful server shares:
+// throttling, server errors and stalls (?on=true|false).
+func sharedFaults(mux *http.ServeMux, sw *faults.Switches) {
+	fail := func(on bool) {
+		if on {
+			sw.Fail(faults.Internal)
+		} else {
+			sw.Fail(faults.None)
+		}
+	}
+	for path, set := range map[string]func(bool){"/throttle": sw.Throttle, "/fail5xx": fail, "/stall": sw.Stall} {
 		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 			on, err := strconv.ParseBool(r.URL.Query().Get("on"))
 			if err == nil {

@@ -11,7 +11,7 @@ import (
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"google.golang.org/grpc/codes"
 
-	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/gcptest"
 )
 
 // startGCP runs the faithful Cloud KMS (gRPC over TLS, service account JWTs
@@ -110,7 +110,7 @@ func startGCP(mux *http.ServeMux, svc *Service) error {
 		}
 		answer(w, err)
 	})
-	faults(mux, srv.Throttle, func(on bool) { srv.Fail(failCode(on, codes.Internal)) }, srv.Stall)
+	sharedFaults(mux, srv.Faults)
 	return nil
 }
 

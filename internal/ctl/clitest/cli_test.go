@@ -16,8 +16,8 @@ import (
 	"github.com/cmkdb/cmkdb/internal/atlasapi"
 	"github.com/cmkdb/cmkdb/internal/cli"
 	"github.com/cmkdb/cmkdb/internal/controlplane"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 // syncBuffer is a buffer safe to share with goroutines that log.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
 )
 
 const (

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/azure/azuretest"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/azuretest"
 )
 
 const (

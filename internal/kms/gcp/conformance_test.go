@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/gcptest"
 )
 
 func TestConformance(t *testing.T) {

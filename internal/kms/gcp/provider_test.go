@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/gcptest"
 )
 
 func ctxT(t *testing.T) context.Context {

@@ -15,8 +15,8 @@ import (
 	"github.com/ovh/kmip-go/kmipclient"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
 )
 
 func TestMain(m *testing.M) {

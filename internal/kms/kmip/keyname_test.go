@@ -10,7 +10,7 @@ import (
 	"github.com/ovh/kmip-go"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
 )
 
 func uniqueName(prefix string) string { return prefix + "-" + time.Now().Format("150405.000000000") }

@@ -15,7 +15,7 @@ import (
 	"github.com/ovh/kmip-go"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
 )
 
 func ctx(t testing.TB) context.Context {

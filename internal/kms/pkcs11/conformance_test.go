@@ -9,7 +9,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
-	"github.com/cmkdb/cmkdb/internal/kms/pkcs11/p11test"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/p11test"
 )
 
 const tokenLabel = "cmkdb-test"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
-	"github.com/cmkdb/cmkdb/internal/kms/pkcs11/p11test"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/p11test"
 )
 
 func ctx(t testing.TB) context.Context {

@@ -11,7 +11,7 @@ import (
 	"github.com/ovh/kmip-go/kmipclient"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
 	"github.com/cmkdb/cmkdb/internal/node"
 )
 

@@ -10,10 +10,10 @@ import (
 	"cloud.google.com/go/kms/apiv1/kmspb"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
-	"github.com/cmkdb/cmkdb/internal/kms/gcp/gcptest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
-	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/gcptest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/vaulttest"
 	"github.com/cmkdb/cmkdb/internal/node"
 )
 

@@ -20,10 +20,10 @@ import (
 	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/controlplane"
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/aws/awstest"
-	"github.com/cmkdb/cmkdb/internal/kms/azure/azuretest"
-	"github.com/cmkdb/cmkdb/internal/kms/kmip/kmiptest"
 	"github.com/cmkdb/cmkdb/internal/kms/providers"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/azuretest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/kmiptest"
 )
 
 func TestMain(m *testing.M) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
-	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/vaulttest"
 )
 
 func TestConformance(t *testing.T) {

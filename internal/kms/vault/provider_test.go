@@ -14,7 +14,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/kmstest"
-	"github.com/cmkdb/cmkdb/internal/kms/vault/vaulttest"
+	"github.com/cmkdb/cmkdb/internal/kmsserver/vaulttest"
 )
 
 func ctxT(t testing.TB, d time.Duration) context.Context {

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
 )
 
 // Capabilities as Vault's policy language names them.
@@ -144,6 +146,9 @@ const (
 // Server is a Vault server with one Transit mount.
 type Server struct {
 	*httptest.Server
+	// Faults are the switches every faithful server shares. Vault has no
+	// per-permission denials here: a token's policy says what it may do.
+	Faults *faults.Switches
 	// Mount is the transit mount path ("transit").
 	Mount string
 	// RootToken is valid with RootPolicy.
@@ -153,8 +158,7 @@ type Server struct {
 	keys     map[string]*key
 	tokens   map[string]Policy
 	sealed   bool
-	fault    Fault
-	unstall  chan struct{}
+	drop     bool // Drop: not a shared fault
 	requests int
 	log      []Request
 	now      func() time.Time
@@ -184,7 +188,7 @@ func New() *Server {
 		RootToken: "hvs.root-" + randHex(12),
 		keys:      map[string]*key{},
 		tokens:    map[string]Policy{},
-		unstall:   make(chan struct{}),
+		Faults:    &faults.Switches{},
 		now:       time.Now,
 	}
 	s.tokens[s.RootToken] = RootPolicy
@@ -194,7 +198,7 @@ func New() *Server {
 
 // Close releases stalled requests and stops the server.
 func (s *Server) Close() {
-	s.SetFault(NoFault)
+	s.Faults.Close()
 	s.Server.CloseClientConnections()
 	s.Server.Close()
 }
@@ -236,13 +240,16 @@ func (s *Server) Unseal() { s.mu.Lock(); s.sealed = false; s.mu.Unlock() }
 // SetFault injects f into every following request (NoFault clears it and
 // releases stalled requests).
 func (s *Server) SetFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fault == Stall && f != Stall {
-		close(s.unstall)
-		s.unstall = make(chan struct{})
+	s.Faults.Throttle(f == Throttle)
+	fail := faults.None
+	if f == Fail5xx {
+		fail = faults.Internal
 	}
-	s.fault = f
+	s.Faults.Fail(fail)
+	s.Faults.Stall(f == Stall)
+	s.mu.Lock()
+	s.drop = f == Drop
+	s.mu.Unlock()
 }
 
 // Requests returns how many /v1 requests the server has received.
@@ -427,22 +434,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	s.log = append(s.log, Request{Method: r.Method, Path: r.URL.Path, VaultRequest: r.Header.Get("X-Vault-Request"), HasToken: r.Header.Get("X-Vault-Token") != ""})
-	fault, unstall, sealed := s.fault, s.unstall, s.sealed
+	drop := s.drop
 	s.mu.Unlock()
 
-	switch fault {
-	case Stall:
-		// A slow server: the request is answered once the fault is
-		// cleared, if the client still waits.
-		select {
-		case <-r.Context().Done():
-			return
-		case <-unstall:
-		}
-		s.mu.Lock()
-		sealed = s.sealed
-		s.mu.Unlock()
-	case Drop:
+	// A slow server: a stalled request is answered once the stall is
+	// lifted, if the client still waits.
+	if !s.Faults.WaitStall(r.Context()) {
+		return
+	}
+	s.mu.Lock()
+	sealed := s.sealed
+	s.mu.Unlock()
+	st := s.Faults.State()
+	switch {
+	case drop:
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
 				c.Close()
@@ -450,10 +455,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		panic(http.ErrAbortHandler)
-	case Throttle:
+	case st.Throttled:
 		writeErr(w, errf(http.StatusTooManyRequests, "request path %q: rate limit quota exceeded", strings.TrimPrefix(r.URL.Path, "/v1/")))
 		return
-	case Fail5xx:
+	case st.Failure != faults.None:
 		writeErr(w, errf(http.StatusInternalServerError, "internal error"))
 		return
 	}

@@ -34,6 +34,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
 )
 
 // Key states, as AWS names them (types.KeyState).
@@ -64,21 +66,21 @@ type Options struct {
 
 // Server is an in-process AWS KMS endpoint.
 type Server struct {
+	// Faults are the switches every faithful server shares; permissions
+	// are IAM actions ("kms:Decrypt"...).
+	Faults *faults.Switches
+
 	URL     string
 	Region  string
 	Account string
 
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	creds    map[string]string
-	keys     map[string]*key // by key id
-	denied   map[string]bool // "kms:Decrypt"...
-	throttle bool
-	fail5xx  bool
-	stall    chan struct{} // non-nil while stalled; closed to release
-	calls    map[string]int
-	agents   map[string]bool
+	mu     sync.Mutex
+	creds  map[string]string
+	keys   map[string]*key // by key id
+	calls  map[string]int
+	agents map[string]bool
 }
 
 type key struct {
@@ -102,7 +104,7 @@ func NewServer(o Options) *Server {
 		Account: o.AccountID,
 		creds:   map[string]string{},
 		keys:    map[string]*key{},
-		denied:  map[string]bool{},
+		Faults:  &faults.Switches{},
 		calls:   map[string]int{},
 		agents:  map[string]bool{},
 	}
@@ -122,7 +124,7 @@ func NewServer(o Options) *Server {
 
 // Close releases any stalled request and stops the server.
 func (s *Server) Close() {
-	s.Stall(false)
+	s.Faults.Close()
 	s.srv.CloseClientConnections()
 	s.srv.Close()
 }
@@ -230,42 +232,25 @@ func (s *Server) KeyMaterial(keyID string) [][]byte {
 
 // DenyAction makes every request for action ("kms:Decrypt", "kms:Encrypt",
 // "kms:DescribeKey"...) fail with AccessDeniedException; deny false lifts it.
-func (s *Server) DenyAction(action string, deny bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if deny {
-		s.denied[action] = true
-	} else {
-		delete(s.denied, action)
-	}
-}
+func (s *Server) DenyAction(action string, deny bool) { s.Faults.Deny(action, deny) }
 
 // Throttle makes every request fail with 400 ThrottlingException.
-func (s *Server) Throttle(on bool) { s.mu.Lock(); s.throttle = on; s.mu.Unlock() }
+func (s *Server) Throttle(on bool) { s.Faults.Throttle(on) }
 
 // Fail5xx makes every request fail with 500 KMSInternalException.
-func (s *Server) Fail5xx(on bool) { s.mu.Lock(); s.fail5xx = on; s.mu.Unlock() }
+func (s *Server) Fail5xx(on bool) { s.Faults.Fail(failure(on)) }
 
 // Stall makes every request hang until the client gives up (or Stall(false)).
-func (s *Server) Stall(on bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if on && s.stall == nil {
-		s.stall = make(chan struct{})
-	}
-	if !on && s.stall != nil {
-		close(s.stall)
-		s.stall = nil
-	}
-}
+func (s *Server) Stall(on bool) { s.Faults.Stall(on) }
 
 // Reset lifts every fault (denials, throttling, 5xx, stall).
-func (s *Server) Reset() {
-	s.Stall(false)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.denied = map[string]bool{}
-	s.throttle, s.fail5xx = false, false
+func (s *Server) Reset() { s.Faults.Reset() }
+
+func failure(on bool) faults.Failure {
+	if on {
+		return faults.Internal
+	}
+	return faults.None
 }
 
 // Calls returns how many signed requests reached operation op
@@ -339,20 +324,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[op]++
 	s.agents[r.Header.Get("User-Agent")] = true
-	stall, throttle, fail := s.stall, s.throttle, s.fail5xx
 	s.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-r.Context().Done():
-			return
-		}
+	if !s.Faults.WaitStall(r.Context()) {
+		return
 	}
-	if throttle {
+	st := s.Faults.State()
+	if st.Throttled {
 		writeErr(w, errf(400, "ThrottlingException", "Rate exceeded"))
 		return
 	}
-	if fail {
+	if st.Failure != faults.None {
 		writeErr(w, errf(500, "KMSInternalException", "The request was rejected because an internal exception occurred. The request can be retried."))
 		return
 	}
@@ -599,7 +580,7 @@ func (s *Server) arnFor(keyID string) string {
 // the key's state as AWS does for cryptographic operations. Caller holds
 // s.mu.
 func (s *Server) use(action, keyID string, crypto bool) (*key, *apiError) {
-	if s.denied[action] {
+	if s.Faults.Denied(action) {
 		return nil, errf(400, "AccessDeniedException",
 			"User: arn:aws:iam::%s:user/cmkdb is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action",
 			s.Account, action, s.arnFor(keyID), action)
@@ -754,7 +735,7 @@ func (s *Server) decrypt(body []byte) (any, *apiError) {
 	id, version, nonce, sealed, hdr, err := parseBlob(in.CiphertextBlob)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.denied["kms:Decrypt"] {
+	if s.Faults.Denied("kms:Decrypt") {
 		_, e := s.use("kms:Decrypt", in.KeyId, false)
 		return nil, e
 	}
@@ -895,7 +876,7 @@ func (s *Server) createKeyOp(body []byte) (any, *apiError) {
 		in.KeyUsage = "ENCRYPT_DECRYPT"
 	}
 	s.mu.Lock()
-	denied := s.denied["kms:CreateKey"]
+	denied := s.Faults.Denied("kms:CreateKey")
 	s.mu.Unlock()
 	if denied {
 		return nil, errf(400, "AccessDeniedException", "User: arn:aws:iam::%s:user/cmkdb is not authorized to perform: kms:CreateKey", s.Account)

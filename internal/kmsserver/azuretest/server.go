@@ -43,6 +43,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
 )
 
 // Permissions of the access-policy model that the provider needs.
@@ -66,20 +68,18 @@ type Options struct {
 // Server is the fake Key Vault plus Azure AD authority.
 type Server struct {
 	*httptest.Server
+	// Faults are the switches every faithful server shares; permissions
+	// are Key Vault key permissions (PermGet, PermWrapKey...).
+	Faults *faults.Switches
 	opts   Options
 	pool   *x509.CertPool
-	closed chan struct{}
-	once   sync.Once
 
-	mu             sync.Mutex
-	secret         string
-	tokens         map[string]time.Time // token -> expiry
-	keys           map[string]*key
-	shadows        map[string]*key // a key that replaced the named one (wrong type tests)
-	deleted        map[string]*key
-	denied         map[string]bool
-	throttle, fail bool
-	stall          bool
+	mu      sync.Mutex
+	secret  string
+	tokens  map[string]time.Time // token -> expiry
+	keys    map[string]*key
+	shadows map[string]*key // a key that replaced the named one (wrong type tests)
+	deleted map[string]*key
 
 	// Counters, for tests.
 	TokenRequests atomic.Int64
@@ -122,13 +122,12 @@ func NewServer(opts Options) *Server {
 	}
 	s := &Server{
 		opts:    opts,
-		closed:  make(chan struct{}),
 		secret:  opts.ClientSecret,
 		tokens:  map[string]time.Time{},
 		keys:    map[string]*key{},
 		shadows: map[string]*key{},
 		deleted: map[string]*key{},
-		denied:  map[string]bool{},
+		Faults:  &faults.Switches{},
 	}
 	cert, pool := selfSigned()
 	s.pool = pool
@@ -140,7 +139,7 @@ func NewServer(opts Options) *Server {
 
 // Close stops the server, releasing stalled requests first.
 func (s *Server) Close() {
-	s.once.Do(func() { close(s.closed) })
+	s.Faults.Close()
 	s.Server.Close()
 }
 
@@ -362,11 +361,7 @@ func (s *Server) RestoreKey(name string) {
 }
 
 // Deny removes (or with false, grants back) a permission from the client.
-func (s *Server) Deny(perm string, deny bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.denied[perm] = deny
-}
+func (s *Server) Deny(perm string, deny bool) { s.Faults.Deny(perm, deny) }
 
 // SetClientSecret changes the secret the authority accepts, and revokes every
 // token issued so far, as Azure does when a credential is revoked.
@@ -378,21 +373,23 @@ func (s *Server) SetClientSecret(secret string) {
 }
 
 // Throttle makes every vault request answer 429.
-func (s *Server) Throttle(on bool) { s.mu.Lock(); s.throttle = on; s.mu.Unlock() }
+func (s *Server) Throttle(on bool) { s.Faults.Throttle(on) }
 
 // Fail5xx makes every vault request answer 500.
-func (s *Server) Fail5xx(on bool) { s.mu.Lock(); s.fail = on; s.mu.Unlock() }
+func (s *Server) Fail5xx(on bool) {
+	f := faults.None
+	if on {
+		f = faults.Internal
+	}
+	s.Faults.Fail(f)
+}
 
-// Stall makes every vault request hang until the client gives up.
-func (s *Server) Stall(on bool) { s.mu.Lock(); s.stall = on; s.mu.Unlock() }
+// Stall makes every vault request hang until the client gives up (or
+// Stall(false)).
+func (s *Server) Stall(on bool) { s.Faults.Stall(on) }
 
 // Reset clears the fault switches (throttle, 5xx, stall, denials).
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.throttle, s.fail, s.stall = false, false, false
-	clear(s.denied)
-}
+func (s *Server) Reset() { s.Faults.Reset() }
 
 // KeyMaterial returns the private parts of every version of a key (RSA d,
 // p, q; EC d), so tests can check they never leak. The public parts are
@@ -549,16 +546,10 @@ func (s *Server) challenge(w http.ResponseWriter) {
 func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 	s.VaultRequests.Add(1)
 	s.lastUA.Store(r.UserAgent())
-	s.mu.Lock()
-	stall, throttle, fail := s.stall, s.throttle, s.fail
-	s.mu.Unlock()
-	if stall {
-		select {
-		case <-r.Context().Done():
-		case <-s.closed:
-		}
+	if !s.Faults.WaitStall(r.Context()) {
 		return
 	}
+	st := s.Faults.State()
 	// Authentication.
 	authz := r.Header.Get("Authorization")
 	if !strings.HasPrefix(authz, "Bearer ") {
@@ -577,12 +568,12 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 		kvFail(w, http.StatusUnauthorized, "Unauthorized", "", "AKV10013: Invalid claims. The access token has been revoked.")
 		return
 	}
-	if throttle {
+	if st.Throttled {
 		w.Header().Set("Retry-After", "1")
 		kvFail(w, http.StatusTooManyRequests, "Throttled", "", "Request was not processed because too many requests were received. Reason: A1")
 		return
 	}
-	if fail {
+	if st.Failure != faults.None {
 		kvFail(w, http.StatusInternalServerError, "InternalServerError", "", "An unexpected error occurred while processing the request.")
 		return
 	}
@@ -628,10 +619,7 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 
 // allowed enforces the access policy; perm is the Key Vault key permission.
 func (s *Server) allowed(w http.ResponseWriter, r *http.Request, perm string) bool {
-	s.mu.Lock()
-	denied := s.denied[perm]
-	s.mu.Unlock()
-	if !denied {
+	if !s.Faults.Denied(perm) {
 		return true
 	}
 	host := r.Host

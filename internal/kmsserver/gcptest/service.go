@@ -82,18 +82,16 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	s.mu.Lock()
 	s.calls[method]++
 	s.last = call
-	stall, fault, throttle := s.stall, s.fault, s.throttle
 	s.mu.Unlock()
 
-	if stall {
-		select {
-		case <-ctx.Done():
+	if !s.Faults.WaitStall(ctx) {
+		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
-		case <-s.closed:
-			return nil, status.Error(codes.Unavailable, msgUnavailable)
 		}
+		return nil, status.Error(codes.Unavailable, msgUnavailable)
 	}
-	switch fault {
+	st := s.Faults.State()
+	switch fault := codeOf(st.Failure); fault {
 	case codes.OK:
 	case codes.Unavailable:
 		return nil, status.Error(codes.Unavailable, msgUnavailable)
@@ -109,7 +107,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err != nil {
 		return nil, err
 	}
-	if throttle {
+	if st.Throttled {
 		return nil, status.Errorf(codes.ResourceExhausted, msgQuota, s.projectNumber())
 	}
 	return handler(ctx, req)
@@ -124,7 +122,7 @@ func (s *Server) projectNumber() uint64 {
 // allowed is the IAM check. It comes before the lookup, so a denied caller
 // cannot tell a missing resource from a forbidden one. Call with s.mu held.
 func (s *Server) allowed(perm, resource string) error {
-	if s.denied[perm] {
+	if s.Faults.Denied(perm) {
 		return status.Errorf(codes.PermissionDenied, msgDenied, perm, resource)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"google.golang.org/grpc/codes"
+
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
 )
 
 // IAM permissions the server checks, as Cloud KMS names them.
@@ -211,9 +213,7 @@ func (s *Server) Deny(permission string, on bool) error {
 	if !slices.Contains(Permissions(), permission) {
 		return fmt.Errorf("gcptest: unknown permission %q (have %s)", permission, strings.Join(Permissions(), ", "))
 	}
-	s.mu.Lock()
-	s.denied[permission] = on
-	s.mu.Unlock()
+	s.Faults.Deny(permission, on)
 	return nil
 }
 
@@ -225,14 +225,45 @@ func (s *Server) DenyAll(on bool) {
 }
 
 // Throttle makes every call fail with RESOURCE_EXHAUSTED (quota).
-func (s *Server) Throttle(on bool) { s.mu.Lock(); s.throttle = on; s.mu.Unlock() }
+func (s *Server) Throttle(on bool) { s.Faults.Throttle(on) }
 
 // Fail makes every call fail with code (codes.Unavailable or
 // codes.Internal, with Google's messages); codes.OK stops it.
-func (s *Server) Fail(code codes.Code) { s.mu.Lock(); s.fault = code; s.mu.Unlock() }
+func (s *Server) Fail(code codes.Code) { s.Faults.Fail(failureOf(code)) }
 
-// Stall makes every call hang until its deadline (or the server closes).
-func (s *Server) Stall(on bool) { s.mu.Lock(); s.stall = on; s.mu.Unlock() }
+// Stall makes every call hang until its deadline (or Stall(false), or the
+// server closes).
+func (s *Server) Stall(on bool) { s.Faults.Stall(on) }
+
+// failureOf maps a gRPC code to the shared failure switch: Google's
+// INTERNAL and UNAVAILABLE are the shared ones, other codes are kept as
+// values of this server's own.
+func failureOf(c codes.Code) faults.Failure {
+	switch c {
+	case codes.OK:
+		return faults.None
+	case codes.Internal:
+		return faults.Internal
+	case codes.Unavailable:
+		return faults.Unavailable
+	}
+	return otherFailure + faults.Failure(c)
+}
+
+// otherFailure offsets the gRPC codes stored as failures of this server.
+const otherFailure faults.Failure = 1000
+
+func codeOf(f faults.Failure) codes.Code {
+	switch f {
+	case faults.None:
+		return codes.OK
+	case faults.Internal:
+		return codes.Internal
+	case faults.Unavailable:
+		return codes.Unavailable
+	}
+	return codes.Code(f - otherFailure)
+}
 
 // CorruptNext damages the next n Encrypt/Decrypt responses the corruption
 // applies to (n < 0: all of them until Reset).
@@ -245,11 +276,10 @@ func (s *Server) CorruptNext(c Corruption, n int) {
 // Reset clears every injected fault: throttling, failures, stalls,
 // corruption and denied permissions. Keys and accounts are unchanged.
 func (s *Server) Reset() {
+	s.Faults.Reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.throttle, s.stall, s.fault = false, false, codes.OK
 	s.corrupt, s.corruptN = NoCorruption, 0
-	clear(s.denied)
 }
 
 // Calls is how many calls of a method (e.g. "Encrypt") the server got.

@@ -43,8 +43,9 @@ import (
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/cmkdb/cmkdb/internal/kmsserver/faults"
 )
 
 // Options configures a Server. Zero values get defaults.
@@ -61,21 +62,19 @@ type Options struct {
 type Server struct {
 	kmspb.UnimplementedKeyManagementServiceServer
 
-	opts   Options
-	lis    net.Listener
-	grpc   *grpc.Server
-	caPEM  []byte
-	pool   *x509.CertPool
-	closed chan struct{}
-	once   sync.Once
+	opts  Options
+	lis   net.Listener
+	grpc  *grpc.Server
+	caPEM []byte
+	pool  *x509.CertPool
+	once  sync.Once
+	// Faults are the switches every faithful server shares; permissions
+	// are Cloud KMS IAM permissions (Permissions()).
+	Faults *faults.Switches
 
 	mu       sync.Mutex
 	keys     map[string]*cryptoKey // by resource name
 	accounts map[string]*saKey     // by private_key_id
-	denied   map[string]bool       // permission -> denied for everyone
-	fault    codes.Code            // codes.OK: none
-	throttle bool
-	stall    bool
 	corrupt  Corruption
 	corruptN int
 	calls    map[string]int
@@ -125,10 +124,9 @@ func NewServer(opts Options) (*Server, error) {
 		lis:      lis,
 		caPEM:    caPEM,
 		pool:     pool,
-		closed:   make(chan struct{}),
+		Faults:   &faults.Switches{},
 		keys:     map[string]*cryptoKey{},
 		accounts: map[string]*saKey{},
-		denied:   map[string]bool{},
 		calls:    map[string]int{},
 	}
 	s.grpc = grpc.NewServer(
@@ -143,7 +141,7 @@ func NewServer(opts Options) (*Server, error) {
 // Close stops the server, releasing stalled calls first.
 func (s *Server) Close() {
 	s.once.Do(func() {
-		close(s.closed)
+		s.Faults.Close()
 		s.grpc.Stop()
 	})
 }
