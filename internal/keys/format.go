@@ -54,15 +54,29 @@ var (
 
 // body is the JSON document inside the keystore file.
 type body struct {
-	Format     int           `json:"format"`
-	NodeID     string        `json:"nodeId"`
-	Generation uint64        `json:"generation"`
-	CreatedAt  time.Time     `json:"createdAt"`
-	UpdatedAt  time.Time     `json:"updatedAt"`
-	Master     masterEntry   `json:"master"`
-	Databases  []dbEntry     `json:"databases"`
-	Events     []eventRecord `json:"events,omitempty"`
+	Format     int         `json:"format"`
+	NodeID     string      `json:"nodeId"`
+	Generation uint64      `json:"generation"`
+	CreatedAt  time.Time   `json:"createdAt"`
+	UpdatedAt  time.Time   `json:"updatedAt"`
+	Master     masterEntry `json:"master"`
+	Databases  []dbEntry   `json:"databases"`
+	// Dropped are tombstones of dropped databases, newest last: written
+	// in the same commit that destroys a database's key, so a directory
+	// without a key is deleted only when its drop is on record (storage
+	// quarantines any other). Bounded by maxDropped; a directory whose
+	// tombstone aged out is quarantined, never deleted.
+	Dropped []droppedEntry `json:"dropped,omitempty"`
+	Events  []eventRecord  `json:"events,omitempty"`
 }
+
+// droppedEntry records one database drop (no key bytes: those are gone).
+type droppedEntry struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+const maxDropped = 1000
 
 type masterEntry struct {
 	Version   uint32      `json:"version"`

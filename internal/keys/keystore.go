@@ -234,6 +234,10 @@ func (ks *Keystore) DropDatabase(name string) error {
 	b := ks.b.clone()
 	id := b.Databases[i].ID
 	b.Databases = slices.Delete(b.Databases, i, i+1)
+	b.Dropped = append(b.Dropped, droppedEntry{ID: id, At: ks.now()})
+	if len(b.Dropped) > maxDropped {
+		b.Dropped = b.Dropped[len(b.Dropped)-maxDropped:]
+	}
 	b.addEvent(ks.now(), "drop-database", fmt.Sprintf("%s (%s): all key versions destroyed", name, id))
 	if err := ks.commit(b, ks.master); err != nil {
 		return err
@@ -474,6 +478,39 @@ func (ks *Keystore) Database(name string) (DatabaseInfo, bool) {
 	return DatabaseInfo{}, false
 }
 
+// DatabaseIDs maps every database's name to its id.
+func (ks *Keystore) DatabaseIDs() map[string]string {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	m := make(map[string]string, len(ks.b.Databases))
+	for _, d := range ks.b.Databases {
+		m[d.Name] = d.ID
+	}
+	return m
+}
+
+// Dropped reports whether the database with id was dropped (its tombstone
+// is on record): its files, if any survive, may be deleted.
+func (ks *Keystore) Dropped(id string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	for _, d := range ks.b.Dropped {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Generation counts the keystore's commits. It only grows: a keystore
+// presenting a lower generation than one seen before is an older copy put
+// back (a rollback).
+func (ks *Keystore) Generation() uint64 {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.b.Generation
+}
+
 // MasterInfo describes the node master key and the CMK wrapping it.
 type MasterInfo struct {
 	Version   uint32
@@ -556,6 +593,7 @@ func (b *body) clone() *body {
 		d.Versions = slices.Clone(d.Versions)
 		c.Databases[i] = d
 	}
+	c.Dropped = slices.Clone(b.Dropped)
 	c.Events = slices.Clone(b.Events)
 	return &c
 }

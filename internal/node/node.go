@@ -58,6 +58,12 @@ func (s State) String() string {
 	return "DISABLED(" + s.Reason + ")"
 }
 
+// reasonKeystoreRollback is the control plane's reason for refusing a node
+// whose keystore is older than one it reported before
+// (controlplane.ReasonKeystoreRollback; the node does not import the
+// control plane).
+const reasonKeystoreRollback kms.Reason = "KEYSTORE_ROLLBACK"
+
 // ErrDisabled is matched by errors from Acquire while the node is disabled.
 var ErrDisabled = errors.New("node is disabled")
 
@@ -121,8 +127,8 @@ func (n *Node) unlock(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), Plaintext: n.opts.Plaintext,
-		CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
+	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), QuarantineDir: n.Layout.QuarantineDir(),
+		Plaintext: n.opts.Plaintext, CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
 	if err != nil {
 		ks.Close()
 		return fmt.Errorf("node: %w", err)
@@ -130,6 +136,24 @@ func (n *Node) unlock(ctx context.Context) error {
 	n.keystore, n.engine = ks, eng
 	n.state = State{Available: true, Since: time.Now().UTC()}
 	return nil
+}
+
+// KeystoreGeneration is the generation of the node's keystore: from the
+// open keystore, or read from the file (no keys needed) while disabled.
+// Zero when it cannot be read. A managed node reports it, so the control
+// plane can tell an older keystore put back (a rollback).
+func (n *Node) KeystoreGeneration() uint64 {
+	n.mu.RLock()
+	ks := n.keystore
+	n.mu.RUnlock()
+	if ks != nil {
+		return ks.Generation()
+	}
+	r, err := keys.Inspect(n.Layout.KeystoreDir())
+	if err != nil {
+		return 0
+	}
+	return r.Generation
 }
 
 // State returns the node's current state.
@@ -208,6 +232,10 @@ func (n *Node) ApplyCheck(ctx context.Context, st kms.Status) {
 	log := n.opts.logger()
 	switch st.Validity {
 	case kms.Invalid:
+		if st.Reason == reasonKeystoreRollback {
+			n.Disable("keystore rollback: "+st.Detail, st.Reason)
+			return
+		}
 		n.Disable(fmt.Sprintf("the customer master key is invalid (%s): %s", st.Reason, st.Detail), st.Reason)
 	case kms.Valid:
 		if !n.State().Available {

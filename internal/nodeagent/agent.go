@@ -104,7 +104,8 @@ func (a *Agent) Apply(ctx context.Context, d controlplane.Directive) {
 
 func (a *Agent) report() controlplane.NodeReport {
 	st := a.Node.State()
-	r := controlplane.NodeReport{Address: a.Address, State: "DISABLED", Reason: st.Reason, RotateApplied: a.applied}
+	r := controlplane.NodeReport{Address: a.Address, State: "DISABLED", Reason: st.Reason, RotateApplied: a.applied,
+		KeystoreGeneration: a.Node.KeystoreGeneration()}
 	if _, ks, release, err := a.Node.Acquire(); err == nil {
 		m := ks.Master()
 		r.State, r.Reason = "AVAILABLE", ""
