@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/keys"
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -263,23 +261,6 @@ func (n *Node) RunChecks(ctx context.Context, interval time.Duration) {
 			n.ApplyCheck(ctx, st)
 		}
 	}
-}
-
-// EnsureLocalKey opens the layout's local CMK, creating it on first use.
-func EnsureLocalKey(l Layout) (*local.Provider, bool, error) {
-	path := l.LocalKeyPath()
-	created := false
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, fmt.Errorf("node: %w", err)
-		}
-		if _, err := local.Create(path); err != nil {
-			return nil, false, fmt.Errorf("node: create local CMK: %w", err)
-		}
-		created = true
-	}
-	p, err := local.Open(path)
-	return p, created, err
 }
 
 // Plaintext reports whether file encryption is off (benchmark mode).
