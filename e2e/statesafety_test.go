@@ -237,4 +237,31 @@ func TestKeystoreRollbackDetected(t *testing.T) {
 	})
 	disconnect(c)
 	s.Stop(t)
+	checkModes(t, dir)
+}
+
+// checkModes walks a data directory after use: every file cmkdb created is
+// 0600 and every directory 0700.
+func checkModes(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -135,6 +135,10 @@ func Open(ctx context.Context, dir string, provider kms.Provider) (*Keystore, er
 		clear(master)
 		return nil, fmt.Errorf("keystore %s: %w", path, ErrTampered)
 	}
+	if err := openNames(b, master); err != nil {
+		clear(master)
+		return nil, fmt.Errorf("keystore %s: %w", path, err)
+	}
 	ks := &Keystore{path: path, provider: provider, b: b, master: master,
 		dbKeys: map[string]map[uint32][]byte{}, now: func() time.Time { return time.Now().UTC() }}
 	aead, err := masterAEAD(master)
@@ -207,7 +211,7 @@ func (ks *Keystore) AddDatabase(name string) (string, error) {
 		return "", err
 	}
 	b.Databases = append(b.Databases, dbEntry{Name: name, ID: id, CreatedAt: now, Current: 1, Versions: []dbVersionEntry{v}})
-	b.addEvent(now, "add-database", fmt.Sprintf("%s (%s) key v1", name, id))
+	b.addEvent(now, "add-database", fmt.Sprintf("%s key v1", id))
 	if err := ks.commit(b, ks.master); err != nil {
 		clear(key)
 		return "", err
@@ -238,7 +242,7 @@ func (ks *Keystore) DropDatabase(name string) error {
 	if len(b.Dropped) > maxDropped {
 		b.Dropped = b.Dropped[len(b.Dropped)-maxDropped:]
 	}
-	b.addEvent(ks.now(), "drop-database", fmt.Sprintf("%s (%s): all key versions destroyed", name, id))
+	b.addEvent(ks.now(), "drop-database", fmt.Sprintf("%s: all key versions destroyed", id))
 	if err := ks.commit(b, ks.master); err != nil {
 		return err
 	}
@@ -282,7 +286,7 @@ func (ks *Keystore) RotateDatabaseKey(name string) (uint32, error) {
 	}
 	d.Versions = append(d.Versions, v)
 	d.Current = next
-	b.addEvent(now, "rotate-database-key", fmt.Sprintf("%s (%s) key v%d", name, d.ID, next))
+	b.addEvent(now, "rotate-database-key", fmt.Sprintf("%s key v%d", d.ID, next))
 	if err := ks.commit(b, ks.master); err != nil {
 		clear(key)
 		return 0, err
@@ -432,11 +436,23 @@ func (ks *Keystore) sealDBKey(master []byte, nodeID, dbID string, version uint32
 func (ks *Keystore) commit(b *body, master []byte) error {
 	b.Generation++
 	b.UpdatedAt = ks.now()
+	if b.Format == ksFormatV1 {
+		// Upgrade: format 1 events name databases in the clear.
+		for i := range b.Events {
+			b.Events[i].Detail = ""
+		}
+		b.Format = ksFormat
+		b.addEvent(b.UpdatedAt, "upgrade", "keystore format 2: database names sealed; earlier event details removed")
+	}
+	sealed, err := sealNames(b, master)
+	if err != nil {
+		return err
+	}
 	macKey, err := deriveMACKey(master, b.NodeID)
 	if err != nil {
 		return err
 	}
-	raw, err := encodeFile(b, macKey)
+	raw, err := encodeFile(sealed, macKey)
 	clear(macKey)
 	if err != nil {
 		return err
