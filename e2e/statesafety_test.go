@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
 )
@@ -112,5 +115,153 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 			}
 			s2.Stop(t)
 		})
+	}
+}
+
+// keystoreGeneration reads the keystore's generation with `cmkdb keystore
+// inspect` (no keys needed).
+func keystoreGeneration(t *testing.T, dir string) uint64 {
+	t.Helper()
+	out := e2etest.CLI(t, cmkdbBin, "keystore", "inspect", dir)
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "generation:"); ok {
+			var g uint64
+			if _, err := fmt.Sscan(strings.TrimSpace(rest), &g); err == nil {
+				return g
+			}
+		}
+	}
+	t.Fatalf("no generation in keystore inspect output:\n%s", out)
+	return 0
+}
+
+// waitReportedGeneration waits until the control plane has recorded the
+// node's keystore generation gen.
+func waitReportedGeneration(t *testing.T, s *e2etest.Server, gen uint64) {
+	t.Helper()
+	api := s.UpAPI()
+	e2etest.Eventually(t, 2*time.Minute, "the node reports its keystore generation", func() error {
+		var page struct {
+			Results []struct {
+				KeystoreGeneration uint64 `json:"keystoreGeneration"`
+			} `json:"results"`
+		}
+		if err := api.CallErr("GET", "/groups/"+s.Info.GroupID+"/clusters/Cluster0/nodes", nil, &page); err != nil {
+			return err
+		}
+		if len(page.Results) != 1 || page.Results[0].KeystoreGeneration < gen {
+			return fmt.Errorf("nodes %+v, want generation %d", page.Results, gen)
+		}
+		return nil
+	})
+}
+
+// TestKeystoreRollbackDetected: an older copy of the node keystore put back
+// in place. The node does not delete the database created since: its
+// directory is quarantined and serverStatus lists it; the control plane,
+// which saw a newer keystore generation, disables the node with the
+// rollback as the reason. With the newest keystore restored the node
+// serves again and the database is back with its documents.
+func TestKeystoreRollbackDetected(t *testing.T) {
+	dir := t.TempDir()
+	ksPath := filepath.Join(dir, "node", "keystore")
+	s := e2etest.Start(t, cmkdbBin, dir)
+	c := connect(t, s.URI)
+	if _, err := c.Database("first").Collection("c").InsertOne(opCtx(t), bson.D{{Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	disconnect(c)
+	s.Stop(t)
+	older, err := os.ReadFile(ksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = e2etest.Start(t, cmkdbBin, dir)
+	c = connect(t, s.URI)
+	coll := c.Database("second").Collection("c")
+	for i := range 20 {
+		if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "i", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disconnect(c)
+	waitReportedGeneration(t, s, keystoreGeneration(t, dir))
+	s.Stop(t)
+	newest, err := os.ReadFile(ksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(ksPath, older, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = e2etest.Start(t, cmkdbBin, dir)
+	c = connect(t, s.URI)
+	e2etest.Eventually(t, 2*time.Minute, "the node is disabled for the rollback", func() error {
+		var st struct {
+			EncryptionAtRest struct {
+				State  string `bson:"state"`
+				Reason string `bson:"reason"`
+			} `bson:"encryptionAtRest"`
+		}
+		if err := c.Database("admin").RunCommand(opCtx(t), bson.D{{Key: "serverStatus", Value: 1}}).Decode(&st); err != nil {
+			return err
+		}
+		if st.EncryptionAtRest.State != "DISABLED" || !strings.Contains(st.EncryptionAtRest.Reason, "rollback") {
+			return fmt.Errorf("state %s (%s)", st.EncryptionAtRest.State, st.EncryptionAtRest.Reason)
+		}
+		return nil
+	})
+	q, err := os.ReadDir(filepath.Join(dir, "node", "quarantine"))
+	if err != nil || len(q) != 1 {
+		t.Fatalf("quarantine: %v %v", q, err)
+	}
+	disconnect(c)
+	s.Stop(t)
+
+	if err := os.WriteFile(ksPath, newest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = e2etest.Start(t, cmkdbBin, dir)
+	c = connect(t, s.URI)
+	e2etest.Eventually(t, 2*time.Minute, "the database created after the older keystore is back", func() error {
+		n, err := c.Database("second").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		if err != nil {
+			return err
+		}
+		if n != 20 {
+			return fmt.Errorf("%d documents, want 20", n)
+		}
+		return nil
+	})
+	disconnect(c)
+	s.Stop(t)
+	checkModes(t, dir)
+}
+
+// checkModes walks a data directory after use: every file cmkdb created is
+// 0600 and every directory 0700.
+func checkModes(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,6 +33,7 @@ func newKeystoreCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			printReport(stdout, r)
+			printQuarantine(stdout, filepath.Join(dir, "quarantine"))
 			return nil
 		},
 	}
@@ -69,6 +70,19 @@ func printReport(w io.Writer, r *keys.Report) {
 		for _, e := range r.Events {
 			fmt.Fprintf(w, "  %s  %-20s %s\n", ts(e.At), e.Event, e.Detail)
 		}
+	}
+}
+
+// printQuarantine lists database directories the node set aside because no
+// key in its keystore names them (node.Layout.QuarantineDir).
+func printQuarantine(w io.Writer, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "quarantined: %d database directories no key names (an older keystore put back?) in %s\n", len(entries), dir)
+	for _, e := range entries {
+		fmt.Fprintf(w, "  %s\n", e.Name())
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/controlplane"
 	"github.com/cmkdb/cmkdb/internal/cpserver"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
 )
 
@@ -58,7 +59,7 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 		return err
 	}
 	l := node.Layout{Dir: f.dir}
-	_, created, err := node.EnsureLocalKey(l)
+	_, created, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		return err
 	}

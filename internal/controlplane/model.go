@@ -149,6 +149,13 @@ type Node struct {
 	// RotateRequested > RotateApplied asks the node to rotate its master key.
 	RotateRequested uint64 `json:"rotateRequested"`
 	RotateApplied   uint64 `json:"rotateApplied"`
+	// KeystoreGeneration is the highest keystore generation the node has
+	// reported; Rollback, when set, says the node presented a lower one
+	// (an older copy of its keystore was put back). Such a node is told
+	// INVALID and its unwraps are refused until it reports a generation at
+	// least as high again (the newest keystore restored).
+	KeystoreGeneration uint64 `json:"keystoreGeneration,omitempty"`
+	Rollback           string `json:"rollback,omitempty"`
 }
 
 // Event is one entry of a project's event feed and audit log.

@@ -17,6 +17,10 @@ type (
 	NodeReport = cpproto.NodeReport
 )
 
+// ReasonKeystoreRollback is the reason given to a node whose keystore is
+// older than one it reported before.
+const ReasonKeystoreRollback kms.Reason = "KEYSTORE_ROLLBACK"
+
 // ErrUnknownCluster is returned to nodes of clusters that do not exist.
 var ErrUnknownCluster = cpproto.ErrUnknownCluster
 
@@ -72,9 +76,18 @@ func (s *Service) NodeWrap(ctx context.Context, id NodeID, plaintext, aad []byte
 func (s *Service) NodeUnwrap(ctx context.Context, id NodeID, w kms.Wrapped, aad []byte) ([]byte, error) {
 	s.mu.Lock()
 	_, candidates, err := s.nodeKeysLocked(id)
+	rollback := ""
+	if gs, ok := s.groups[id.GroupID]; ok {
+		if n, ok := gs.nodes[id.InGroup()]; ok {
+			rollback = n.Rollback
+		}
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if rollback != "" {
+		return nil, &kms.Error{Op: "unwrap", Key: w.Key, Reason: ReasonKeystoreRollback, Detail: rollback}
 	}
 	bound := boundAAD(id, aad)
 	var first error
@@ -126,6 +139,14 @@ func (s *Service) directiveLocked(id NodeID) (Directive, error) {
 	}
 	if n, ok := gs.nodes[id.InGroup()]; ok {
 		d.Rotate, d.RotateApplied = n.RotateRequested, n.RotateApplied
+		if n.Rollback != "" {
+			d.WrapKey = s.internalRef
+			if c.EncryptionAtRestProvider != ProviderNone {
+				d.WrapKey = gs.ear.Key.Key
+			}
+			d.Validity, d.Reason, d.Detail = kms.Invalid.String(), ReasonKeystoreRollback, n.Rollback
+			return d, nil
+		}
 	}
 	if c.EncryptionAtRestProvider == ProviderNone {
 		d.Validity, d.WrapKey = kms.Valid.String(), s.internalRef
@@ -170,12 +191,18 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 	}
 	n.LastSeen = now
 	gs.nodes[id.InGroup()] = n
+	rolledBack := s.attestGenerationLocked(n, r.KeystoreGeneration)
 	meaningful := !known || prev.State != n.State || prev.MasterKeyVersion != n.MasterKeyVersion ||
-		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address
+		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address ||
+		prev.KeystoreGeneration != n.KeystoreGeneration || prev.Rollback != n.Rollback
 	if !meaningful {
 		return nil
 	}
 	recs := map[string]any{"node/" + id.GroupID + "/" + id.InGroup(): *n}
+	if rolledBack {
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionDisabled, ClusterName: id.Cluster,
+			Detail: "node " + id.Name + ": " + n.Rollback})
+	}
 	if known && prev.MasterKeyVersion != 0 && prev.MasterKeyVersion != n.MasterKeyVersion && n.MasterKeyVersion != 0 {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventMasterKeyRotated, ClusterName: id.Cluster,
 			Detail: fmt.Sprintf("node %s master key v%d -> v%d", id.Name, prev.MasterKeyVersion, n.MasterKeyVersion)})
@@ -197,6 +224,35 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 		}
 	}
 	return nil
+}
+
+// attestGenerationLocked records the keystore generation a node reports
+// and reports whether it just detected a rollback. Generations only grow:
+// a lower one than recorded means an older keystore copy was put back,
+// which would resurrect destroyed keys and hide newer databases. The node
+// is refused (directive INVALID, unwraps refused) until it reports a
+// generation at least as high as the recorded one again. What the
+// control plane attests is what the node reported: a rollback to a
+// generation between two reports goes unseen.
+func (s *Service) attestGenerationLocked(n *Node, gen uint64) bool {
+	if gen == 0 {
+		return false
+	}
+	if gen < n.KeystoreGeneration {
+		if n.Rollback == "" {
+			n.Rollback = fmt.Sprintf("the node's keystore is generation %d, older than generation %d this control plane saw on %s: "+
+				"an older copy of the keystore was put back; restore the newest keystore", gen, n.KeystoreGeneration, n.Cluster+"/"+n.Name)
+			s.notifyLocked()
+			return true
+		}
+		return false
+	}
+	n.KeystoreGeneration = gen
+	if n.Rollback != "" {
+		n.Rollback = ""
+		s.notifyLocked()
+	}
+	return false
 }
 
 // dropPreviousKeyLocked forgets the configuration a CMK change replaced once

@@ -479,3 +479,34 @@ func TestLegacyStoreWithoutOrgRefused(t *testing.T) {
 		t.Fatalf("a store was created: %v", err)
 	}
 }
+
+// TestStateFileModes: every file of the control plane's state is 0600 and
+// every directory 0700.
+func TestStateFileModes(t *testing.T) {
+	dir, _ := populatedControlPlane(t)
+	checked := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 8 {
+		t.Fatalf("only %d entries checked", checked)
+	}
+}

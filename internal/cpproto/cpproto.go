@@ -72,6 +72,9 @@ type NodeReport struct {
 	MasterKeyCreatedAt time.Time  `json:"masterKeyCreatedAt"`
 	CMK                kms.KeyRef `json:"cmk"`
 	RotateApplied      uint64     `json:"rotateApplied"`
+	// KeystoreGeneration is the generation of the node's keystore file
+	// (readable without keys, so reported even while disabled); 0: unknown.
+	KeystoreGeneration uint64 `json:"keystoreGeneration,omitempty"`
 }
 
 // ErrUnknownCluster is returned to nodes of clusters that do not exist.

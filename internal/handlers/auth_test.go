@@ -19,6 +19,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/handlers"
 	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/tlsutil"
@@ -37,7 +38,7 @@ func startAuthNode(t *testing.T, dir string, tlsCfg *tls.Config) *authNode {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	l := node.Layout{Dir: dir}
-	cmk, _, err := node.EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func (h *Handler) encryptionStatus() bson.D {
 		d = append(d, bson.E{Key: "reason", Value: st.Reason}, bson.E{Key: "cause", Value: string(st.Cause)})
 		return d
 	}
-	_, ks, release, err := h.node.Acquire()
+	eng, ks, release, err := h.node.Acquire()
 	if err != nil {
 		return d
 	}
@@ -65,5 +65,15 @@ func (h *Handler) encryptionStatus() bson.D {
 		}
 		dbs = append(dbs, bson.D{{Key: "name", Value: db.Name}, {Key: "keyId", Value: db.ID}, {Key: "currentVersion", Value: int64(db.CurrentVersion)}, {Key: "versions", Value: vs}})
 	}
-	return append(d, bson.E{Key: "databaseKeys", Value: dbs})
+	d = append(d, bson.E{Key: "databaseKeys", Value: dbs})
+	// Database directories no key names (an older keystore put back):
+	// kept aside, never deleted; the operator must see them.
+	if q := eng.Quarantined(); len(q) > 0 {
+		qs := bson.A{}
+		for _, e := range q {
+			qs = append(qs, bson.D{{Key: "id", Value: e.ID}})
+		}
+		d = append(d, bson.E{Key: "quarantinedDatabases", Value: qs})
+	}
+	return d
 }

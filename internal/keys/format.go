@@ -2,7 +2,11 @@ package keys
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -24,9 +28,18 @@ import (
 // key, a renamed database, a changed version — is refused on open. The
 // master key's own wrapping is authenticated by the KMS, with the node id
 // and master version as associated data.
+//
+// Body formats: 1 kept database names in the clear (and in the event
+// history); 2 seals each name (sealedName: nonce | AES-256-GCM | tag under
+// a key derived from the master key, the node and database ids as
+// associated data) and its events name databases by id only. Both are
+// read; every commit writes format 2, so a format 1 keystore is upgraded by
+// its first change (and the name-bearing details of its old events are
+// dropped then).
 const (
 	ksMagic      = "CMKDBKS1"
-	ksFormat     = 1
+	ksFormatV1   = 1
+	ksFormat     = 2
 	maxBodyBytes = 64 << 20
 	trailerLen   = 2 * sha256.Size
 )
@@ -54,15 +67,29 @@ var (
 
 // body is the JSON document inside the keystore file.
 type body struct {
-	Format     int           `json:"format"`
-	NodeID     string        `json:"nodeId"`
-	Generation uint64        `json:"generation"`
-	CreatedAt  time.Time     `json:"createdAt"`
-	UpdatedAt  time.Time     `json:"updatedAt"`
-	Master     masterEntry   `json:"master"`
-	Databases  []dbEntry     `json:"databases"`
-	Events     []eventRecord `json:"events,omitempty"`
+	Format     int         `json:"format"`
+	NodeID     string      `json:"nodeId"`
+	Generation uint64      `json:"generation"`
+	CreatedAt  time.Time   `json:"createdAt"`
+	UpdatedAt  time.Time   `json:"updatedAt"`
+	Master     masterEntry `json:"master"`
+	Databases  []dbEntry   `json:"databases"`
+	// Dropped are tombstones of dropped databases, newest last: written
+	// in the same commit that destroys a database's key, so a directory
+	// without a key is deleted only when its drop is on record (storage
+	// quarantines any other). Bounded by maxDropped; a directory whose
+	// tombstone aged out is quarantined, never deleted.
+	Dropped []droppedEntry `json:"dropped,omitempty"`
+	Events  []eventRecord  `json:"events,omitempty"`
 }
+
+// droppedEntry records one database drop (no key bytes: those are gone).
+type droppedEntry struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+const maxDropped = 1000
 
 type masterEntry struct {
 	Version   uint32      `json:"version"`
@@ -72,7 +99,10 @@ type masterEntry struct {
 }
 
 type dbEntry struct {
-	Name      string           `json:"name"`
+	// Name is in the clear only in format 1 and in memory; format 2 writes
+	// SealedName instead.
+	Name       string           `json:"name,omitempty"`
+	SealedName []byte           `json:"sealedName,omitempty"`
 	ID        string           `json:"id"`
 	CreatedAt time.Time        `json:"createdAt"`
 	Current   uint32           `json:"current"`
@@ -138,13 +168,85 @@ func parseFile(raw []byte) (*body, []byte, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if b.Format != ksFormat {
-		return nil, nil, fmt.Errorf("%w: unsupported keystore format %d (this build reads %d)", ErrCorrupt, b.Format, ksFormat)
+	if b.Format != ksFormat && b.Format != ksFormatV1 {
+		return nil, nil, fmt.Errorf("%w: unsupported keystore format %d (this build reads %d and %d)", ErrCorrupt, b.Format, ksFormatV1, ksFormat)
 	}
 	if err := b.validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return &b, raw, nil
+}
+
+// namesAEAD is the cipher that seals database names: keyed by a subkey of
+// the master key, like the MAC key and the database-key wrapping key, and
+// independent of both. Why not the MAC key itself: one key, one use.
+func namesAEAD(master []byte, nodeID string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, master, nil, "cmkdb keystore names v1|"+nodeID, 32)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: derive names key: %w", err)
+	}
+	defer clear(k)
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func nameAAD(nodeID, dbID string) []byte {
+	return []byte("cmkdb database name v1|" + nodeID + "|" + dbID)
+}
+
+// sealNames returns a copy of b as format 2 writes it: every database name
+// sealed, none in the clear.
+func sealNames(b *body, master []byte) (*body, error) {
+	aead, err := namesAEAD(master, b.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	c := *b
+	c.Databases = make([]dbEntry, len(b.Databases))
+	for i, d := range b.Databases {
+		nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(d.Name)+aead.Overhead())
+		if _, err := rand.Read(nonce); err != nil {
+			return nil, fmt.Errorf("keystore: draw nonce: %w", err)
+		}
+		d.SealedName = aead.Seal(nonce, nonce, []byte(d.Name), nameAAD(b.NodeID, d.ID))
+		d.Name = ""
+		c.Databases[i] = d
+	}
+	return &c, nil
+}
+
+// openNames fills in the names of a format 2 body (authenticated already)
+// and checks they are distinct.
+func openNames(b *body, master []byte) error {
+	names := map[string]bool{}
+	if b.Format != ksFormatV1 {
+		aead, err := namesAEAD(master, b.NodeID)
+		if err != nil {
+			return err
+		}
+		n := aead.NonceSize()
+		for i := range b.Databases {
+			d := &b.Databases[i]
+			if len(d.SealedName) < n+aead.Overhead() {
+				return fmt.Errorf("%w: database %s: sealed name truncated", ErrTampered, d.ID)
+			}
+			name, err := aead.Open(nil, d.SealedName[:n], d.SealedName[n:], nameAAD(b.NodeID, d.ID))
+			if err != nil || len(name) == 0 {
+				return fmt.Errorf("%w: database %s: sealed name", ErrTampered, d.ID)
+			}
+			d.Name, d.SealedName = string(name), nil
+		}
+	}
+	for _, d := range b.Databases {
+		if names[d.Name] {
+			return fmt.Errorf("%w: database %q listed twice", ErrCorrupt, d.Name)
+		}
+		names[d.Name] = true
+	}
+	return nil
 }
 
 // verifyMAC authenticates the file with the key derived from the master.
@@ -164,29 +266,33 @@ func (b *body) validate() error {
 	if b.Master.Version == 0 || len(b.Master.Wrapped.Ciphertext) == 0 {
 		return errors.New("missing master key")
 	}
-	names, ids := map[string]bool{}, map[string]bool{}
+	ids := map[string]bool{}
 	for _, d := range b.Databases {
-		if d.Name == "" || d.ID == "" {
+		named := d.Name != ""
+		if b.Format != ksFormatV1 {
+			named = len(d.SealedName) > 0 && d.Name == ""
+		}
+		if !named || d.ID == "" {
 			return errors.New("database entry without name or id")
 		}
-		if names[d.Name] || ids[d.ID] {
-			return fmt.Errorf("database %q listed twice", d.Name)
+		if ids[d.ID] {
+			return fmt.Errorf("database %s listed twice", d.ID)
 		}
-		names[d.Name], ids[d.ID] = true, true
+		ids[d.ID] = true
 		found := false
 		seen := map[uint32]bool{}
 		for _, v := range d.Versions {
 			if v.Version == 0 || seen[v.Version] {
-				return fmt.Errorf("database %q: bad or repeated key version %d", d.Name, v.Version)
+				return fmt.Errorf("database %s: bad or repeated key version %d", d.ID, v.Version)
 			}
 			seen[v.Version] = true
 			if len(v.Wrapped) != wrappedDBKeyLen {
-				return fmt.Errorf("database %q key version %d: wrapped key is %d bytes", d.Name, v.Version, len(v.Wrapped))
+				return fmt.Errorf("database %s key version %d: wrapped key is %d bytes", d.ID, v.Version, len(v.Wrapped))
 			}
 			found = found || v.Version == d.Current
 		}
 		if !found {
-			return fmt.Errorf("database %q: current key version %d missing", d.Name, d.Current)
+			return fmt.Errorf("database %s: current key version %d missing", d.ID, d.Current)
 		}
 	}
 	return nil

@@ -46,6 +46,12 @@ func Inspect(dir string) (*Report, error) {
 	r := &Report{Path: path, NodeID: b.NodeID, Generation: b.Generation, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt,
 		Master:    MasterInfo{Version: b.Master.Version, CreatedAt: b.Master.CreatedAt, WrappedAt: b.Master.WrappedAt, CMK: b.Master.Wrapped.Key},
 		Databases: b.databases()}
+	for i := range r.Databases {
+		if r.Databases[i].Name == "" {
+			// Format 2 seals names with a key only the CMK unlocks.
+			r.Databases[i].Name = "(sealed)"
+		}
+	}
 	for _, e := range b.Events {
 		r.Events = append(r.Events, Event{At: e.At, Event: e.Event, Detail: e.Detail})
 	}

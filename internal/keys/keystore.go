@@ -135,6 +135,10 @@ func Open(ctx context.Context, dir string, provider kms.Provider) (*Keystore, er
 		clear(master)
 		return nil, fmt.Errorf("keystore %s: %w", path, ErrTampered)
 	}
+	if err := openNames(b, master); err != nil {
+		clear(master)
+		return nil, fmt.Errorf("keystore %s: %w", path, err)
+	}
 	ks := &Keystore{path: path, provider: provider, b: b, master: master,
 		dbKeys: map[string]map[uint32][]byte{}, now: func() time.Time { return time.Now().UTC() }}
 	aead, err := masterAEAD(master)
@@ -207,7 +211,7 @@ func (ks *Keystore) AddDatabase(name string) (string, error) {
 		return "", err
 	}
 	b.Databases = append(b.Databases, dbEntry{Name: name, ID: id, CreatedAt: now, Current: 1, Versions: []dbVersionEntry{v}})
-	b.addEvent(now, "add-database", fmt.Sprintf("%s (%s) key v1", name, id))
+	b.addEvent(now, "add-database", fmt.Sprintf("%s key v1", id))
 	if err := ks.commit(b, ks.master); err != nil {
 		clear(key)
 		return "", err
@@ -234,7 +238,11 @@ func (ks *Keystore) DropDatabase(name string) error {
 	b := ks.b.clone()
 	id := b.Databases[i].ID
 	b.Databases = slices.Delete(b.Databases, i, i+1)
-	b.addEvent(ks.now(), "drop-database", fmt.Sprintf("%s (%s): all key versions destroyed", name, id))
+	b.Dropped = append(b.Dropped, droppedEntry{ID: id, At: ks.now()})
+	if len(b.Dropped) > maxDropped {
+		b.Dropped = b.Dropped[len(b.Dropped)-maxDropped:]
+	}
+	b.addEvent(ks.now(), "drop-database", fmt.Sprintf("%s: all key versions destroyed", id))
 	if err := ks.commit(b, ks.master); err != nil {
 		return err
 	}
@@ -278,7 +286,7 @@ func (ks *Keystore) RotateDatabaseKey(name string) (uint32, error) {
 	}
 	d.Versions = append(d.Versions, v)
 	d.Current = next
-	b.addEvent(now, "rotate-database-key", fmt.Sprintf("%s (%s) key v%d", name, d.ID, next))
+	b.addEvent(now, "rotate-database-key", fmt.Sprintf("%s key v%d", d.ID, next))
 	if err := ks.commit(b, ks.master); err != nil {
 		clear(key)
 		return 0, err
@@ -428,11 +436,23 @@ func (ks *Keystore) sealDBKey(master []byte, nodeID, dbID string, version uint32
 func (ks *Keystore) commit(b *body, master []byte) error {
 	b.Generation++
 	b.UpdatedAt = ks.now()
+	if b.Format == ksFormatV1 {
+		// Upgrade: format 1 events name databases in the clear.
+		for i := range b.Events {
+			b.Events[i].Detail = ""
+		}
+		b.Format = ksFormat
+		b.addEvent(b.UpdatedAt, "upgrade", "keystore format 2: database names sealed; earlier event details removed")
+	}
+	sealed, err := sealNames(b, master)
+	if err != nil {
+		return err
+	}
 	macKey, err := deriveMACKey(master, b.NodeID)
 	if err != nil {
 		return err
 	}
-	raw, err := encodeFile(b, macKey)
+	raw, err := encodeFile(sealed, macKey)
 	clear(macKey)
 	if err != nil {
 		return err
@@ -472,6 +492,39 @@ func (ks *Keystore) Database(name string) (DatabaseInfo, bool) {
 		}
 	}
 	return DatabaseInfo{}, false
+}
+
+// DatabaseIDs maps every database's name to its id.
+func (ks *Keystore) DatabaseIDs() map[string]string {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	m := make(map[string]string, len(ks.b.Databases))
+	for _, d := range ks.b.Databases {
+		m[d.Name] = d.ID
+	}
+	return m
+}
+
+// Dropped reports whether the database with id was dropped (its tombstone
+// is on record): its files, if any survive, may be deleted.
+func (ks *Keystore) Dropped(id string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	for _, d := range ks.b.Dropped {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Generation counts the keystore's commits. It only grows: a keystore
+// presenting a lower generation than one seen before is an older copy put
+// back (a rollback).
+func (ks *Keystore) Generation() uint64 {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return ks.b.Generation
 }
 
 // MasterInfo describes the node master key and the CMK wrapping it.
@@ -556,6 +609,7 @@ func (b *body) clone() *body {
 		d.Versions = slices.Clone(d.Versions)
 		c.Databases[i] = d
 	}
+	c.Dropped = slices.Clone(b.Dropped)
 	c.Events = slices.Clone(b.Events)
 	return &c
 }

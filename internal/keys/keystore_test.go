@@ -96,8 +96,9 @@ func TestLifecycle(t *testing.T) {
 	if _, err := ks.KeySource(shredID).Key(1); !errors.Is(err, ErrNoDatabase) {
 		t.Fatalf("dropped database key still answers: %v", err)
 	}
+	appID := mustID(t, ks, "app")
 	ks.Close()
-	if _, _, err := ks.KeySource(mustIDFromFile(t, ksDir, "app")).CurrentKey(); !errors.Is(err, ErrClosed) {
+	if _, _, err := ks.KeySource(appID).CurrentKey(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed keystore still serves keys: %v", err)
 	}
 
@@ -108,7 +109,9 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ks2.Close()
-	appID := mustID(t, ks2, "app")
+	if id := mustID(t, ks2, "app"); id != appID {
+		t.Fatalf("app id %s after reopen, want %s", id, appID)
+	}
 	for v, want := range map[uint32][]byte{1: appKey1, 2: appKey2} {
 		got, err := ks2.KeySource(appID).Key(v)
 		if err != nil || !bytes.Equal(got, want) {
@@ -141,21 +144,6 @@ func mustID(t *testing.T, ks *Keystore, name string) string {
 		t.Fatalf("no database %q", name)
 	}
 	return d.ID
-}
-
-func mustIDFromFile(t *testing.T, dir, name string) string {
-	t.Helper()
-	r, err := Inspect(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range r.Databases {
-		if d.Name == name {
-			return d.ID
-		}
-	}
-	t.Fatalf("no database %q in file", name)
-	return ""
 }
 
 func TestRewrapUnderNewCMKAndVersion(t *testing.T) {

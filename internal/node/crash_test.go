@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 )
 
 // The crash test re-executes this test binary as a child that writes and
@@ -35,7 +37,7 @@ func TestMain(m *testing.M) {
 func crashChild(dir string) {
 	ctx := context.Background()
 	l := Layout{Dir: dir}
-	cmk, _, err := EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
@@ -172,7 +174,7 @@ func record(acked map[string]map[string]bool, line string) {
 func verifyAfterCrash(t *testing.T, dir string, acked map[string]map[string]bool, round int) {
 	t.Helper()
 	l := Layout{Dir: dir}
-	cmk, _, err := EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatalf("round %d: %v", round, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
 )
 
@@ -29,7 +30,7 @@ import (
 func TestDisableDuringScanLatency(t *testing.T) {
 	const docs, trials, disableAfter = 50000, 15, 1000
 	l := node.Layout{Dir: t.TempDir()}
-	cmk, _, err := node.EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 )
 
 func openTestNode(t *testing.T, opts Options) *Node {
 	t.Helper()
 	l := Layout{Dir: t.TempDir()}
-	cmk, _, err := EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatal(err)
 	}

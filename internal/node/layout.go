@@ -10,6 +10,9 @@ import "path/filepath"
 //	DIR/kms/local-cmk.json   the local CMK (embedded default provider only)
 //	DIR/node/keystore        the node keystore
 //	DIR/node/db/<id>/        one Pebble directory per database
+//	DIR/node/quarantine/<id> database directories no key names and no drop
+//	                         explains (an older keystore put back): kept, not
+//	                         deleted, and moved back once a key names them
 //	DIR/up.json              what a script needs to connect (cmkdb up)
 type Layout struct{ Dir string }
 
@@ -17,3 +20,6 @@ func (l Layout) LocalKeyPath() string { return filepath.Join(l.Dir, "kms", "loca
 func (l Layout) KeystoreDir() string  { return filepath.Join(l.Dir, "node") }
 func (l Layout) DataDir() string      { return filepath.Join(l.Dir, "node", "db") }
 func (l Layout) UpFile() string       { return filepath.Join(l.Dir, "up.json") }
+func (l Layout) QuarantineDir() string {
+	return filepath.Join(l.Dir, "node", "quarantine")
+}

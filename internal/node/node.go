@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/keys"
 	"github.com/cmkdb/cmkdb/internal/kms"
-	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -93,6 +91,12 @@ func (s State) String() string {
 	}
 	return "DISABLED(" + s.Reason + ")"
 }
+
+// reasonKeystoreRollback is the control plane's reason for refusing a node
+// whose keystore is older than one it reported before
+// (controlplane.ReasonKeystoreRollback; the node does not import the
+// control plane).
+const reasonKeystoreRollback kms.Reason = "KEYSTORE_ROLLBACK"
 
 // ErrDisabled is matched by errors from Acquire while the node is disabled.
 var ErrDisabled = errors.New("node is disabled")
@@ -177,13 +181,34 @@ func (n *Node) unlock(ctx context.Context) (*keys.Keystore, *storage.Engine, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: %w", err)
 	}
-	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), Plaintext: n.opts.Plaintext,
-		CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
+	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), QuarantineDir: n.Layout.QuarantineDir(),
+		Plaintext: n.opts.Plaintext, CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
 	if err != nil {
 		ks.Close()
 		return nil, nil, fmt.Errorf("node: %w", err)
 	}
 	return ks, eng, nil
+}
+
+// KeystoreGeneration is the generation of the node's keystore: from the
+// open keystore, or read from the file (no keys needed) while disabled.
+// Zero when it cannot be read. A managed node reports it, so the control
+// plane can tell an older keystore put back (a rollback).
+func (n *Node) KeystoreGeneration() uint64 {
+	var ks *keys.Keystore
+	n.mu.Lock()
+	if n.cur != nil && n.state.Available {
+		ks = n.cur.ks
+	}
+	n.mu.Unlock()
+	if ks != nil {
+		return ks.Generation()
+	}
+	r, err := keys.Inspect(n.Layout.KeystoreDir())
+	if err != nil {
+		return 0
+	}
+	return r.Generation
 }
 
 // State returns the node's current state.
@@ -344,6 +369,10 @@ func (n *Node) ApplyCheck(ctx context.Context, st kms.Status) {
 	log := n.opts.logger()
 	switch st.Validity {
 	case kms.Invalid:
+		if st.Reason == reasonKeystoreRollback {
+			n.Disable("keystore rollback: "+st.Detail, st.Reason)
+			return
+		}
 		n.Disable(fmt.Sprintf("the customer master key is invalid (%s): %s", st.Reason, st.Detail), st.Reason)
 	case kms.Valid:
 		if !n.State().Available {
@@ -371,23 +400,6 @@ func (n *Node) RunChecks(ctx context.Context, interval time.Duration) {
 			n.ApplyCheck(ctx, st)
 		}
 	}
-}
-
-// EnsureLocalKey opens the layout's local CMK, creating it on first use.
-func EnsureLocalKey(l Layout) (*local.Provider, bool, error) {
-	path := l.LocalKeyPath()
-	created := false
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, fmt.Errorf("node: %w", err)
-		}
-		if _, err := local.Create(path); err != nil {
-			return nil, false, fmt.Errorf("node: create local CMK: %w", err)
-		}
-		created = true
-	}
-	p, err := local.Open(path)
-	return p, created, err
 }
 
 // Plaintext reports whether file encryption is off (benchmark mode).

@@ -14,7 +14,7 @@ import (
 func TestDisableDropsKeysAndEnableRestores(t *testing.T) {
 	ctx := context.Background()
 	l := Layout{Dir: t.TempDir()}
-	cmk, _, err := EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestDisableDropsKeysAndEnableRestores(t *testing.T) {
 func TestStartWhileKeyInvalidStartsDisabled(t *testing.T) {
 	ctx := context.Background()
 	l := Layout{Dir: t.TempDir()}
-	cmk, _, _ := EnsureLocalKey(l)
+	cmk, _, _ := local.Ensure(l.LocalKeyPath())
 	n, err := Open(ctx, l, cmk, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,8 @@ func (a *Agent) Apply(ctx context.Context, d cpproto.Directive) {
 
 func (a *Agent) report() cpproto.NodeReport {
 	st := a.Node.State()
-	r := cpproto.NodeReport{Address: a.Address, State: cpproto.StateDisabled, Reason: st.Reason, RotateApplied: a.applied}
+	r := cpproto.NodeReport{Address: a.Address, State: cpproto.StateDisabled, Reason: st.Reason, RotateApplied: a.applied,
+		KeystoreGeneration: a.Node.KeystoreGeneration()}
 	if _, ks, release, err := a.Node.Acquire(); err == nil {
 		m := ks.Master()
 		r.State, r.Reason = cpproto.StateAvailable, ""

@@ -13,15 +13,36 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/cmkdb/cmkdb/internal/durable"
 	"github.com/cmkdb/cmkdb/internal/encfs"
-	"github.com/cmkdb/cmkdb/internal/keys"
 )
+
+// Keys is what storage needs of a keystore: the database keys, by name and
+// id. Storage knows no KMS and no keystore format; the node's keystore
+// (package keys) implements this.
+type Keys interface {
+	// DatabaseIDs maps every database's name to its id (its directory
+	// name and encfs scope).
+	DatabaseIDs() map[string]string
+	// AddDatabase creates the key of a new database and returns its id.
+	AddDatabase(name string) (id string, err error)
+	// DropDatabase destroys every version of a database's key, recording
+	// a tombstone for its id in the same durable change.
+	DropDatabase(name string) error
+	// RotateDatabaseKey adds a key version; new files use it.
+	RotateDatabaseKey(name string) (uint32, error)
+	// Dropped reports whether a tombstone for id is on record.
+	Dropped(id string) bool
+	// KeySource gives encfs the database's key versions.
+	KeySource(id string) encfs.KeySource
+}
 
 // Options configure an Engine.
 type Options struct {
@@ -37,13 +58,27 @@ type Options struct {
 	Logger *slog.Logger
 	// Tune lets callers adjust Pebble options (benchmarks, tests).
 	Tune func(*pebble.Options)
+	// QuarantineDir receives database directories that no key names and
+	// no drop record explains (default: "quarantine" beside Dir).
+	QuarantineDir string
+}
+
+// Quarantined is a database directory set aside because no key names it
+// and no drop is on record: typically the node's keystore was replaced by
+// an older copy (a rollback). Its files are kept, unreadable without the
+// key, for the operator to restore the right keystore.
+type Quarantined struct {
+	ID   string // the directory's name: the database id
+	Path string
 }
 
 // Engine owns the databases of a node.
 type Engine struct {
 	opts  Options
-	ks    *keys.Keystore
+	ks    Keys
 	cache *pebble.Cache
+	// quarantined lists the directories in QuarantineDir (set at Open).
+	quarantined []Quarantined
 
 	mu  sync.Mutex
 	dbs map[string]*DB // open databases by name
@@ -60,45 +95,142 @@ type DB struct {
 var ErrNoDatabase = errors.New("storage: no such database")
 
 // Open starts an engine over a keystore whose keys are loaded. Databases
-// open lazily, on first use. Directories that no key names any more (a drop
-// interrupted after the key was destroyed) are removed: they are unreadable.
-func Open(opts Options, ks *keys.Keystore) (*Engine, error) {
+// open lazily, on first use.
+//
+// A directory that no key names is deleted only if its drop is on record
+// (a drop interrupted after the key was destroyed: the files are already
+// unreadable). Any other such directory is moved to QuarantineDir and
+// reported (Quarantined), never deleted: it is what an older keystore put
+// back in place looks like, and the right keystore would read it.
+func Open(opts Options, ks Keys) (*Engine, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = 128 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+	if opts.QuarantineDir == "" {
+		opts.QuarantineDir = filepath.Join(filepath.Dir(filepath.Clean(opts.Dir)), "quarantine")
+	}
+	if err := os.MkdirAll(opts.Dir, encfs.DirMode); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
 	e := &Engine{opts: opts, ks: ks, cache: pebble.NewCache(opts.CacheSize), dbs: map[string]*DB{}}
-	if err := e.removeOrphans(); err != nil {
+	if err := e.settleOrphans(); err != nil {
 		e.cache.Unref()
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Engine) removeOrphans() error {
+// settleOrphans deletes the directories of dropped databases and
+// quarantines every other directory no key names.
+func (e *Engine) settleOrphans() error {
 	known := map[string]bool{}
-	for _, d := range e.ks.Databases() {
-		known[d.ID] = true
+	for _, id := range e.ks.DatabaseIDs() {
+		known[id] = true
+	}
+	if err := e.restoreQuarantined(known); err != nil {
+		return err
 	}
 	entries, err := os.ReadDir(e.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
 	for _, ent := range entries {
-		if ent.IsDir() && !known[ent.Name()] {
+		if !ent.IsDir() || known[ent.Name()] {
+			continue
+		}
+		path := filepath.Join(e.opts.Dir, ent.Name())
+		if e.ks.Dropped(ent.Name()) {
 			e.opts.Logger.Info("removing files of a dropped database (its key is destroyed)", "dir", ent.Name())
-			if err := os.RemoveAll(filepath.Join(e.opts.Dir, ent.Name())); err != nil {
+			if err := os.RemoveAll(path); err != nil {
 				return fmt.Errorf("storage: remove dropped database files: %w", err)
 			}
+			continue
+		}
+		if err := e.quarantine(ent.Name(), path); err != nil {
+			return err
+		}
+	}
+	return e.listQuarantine()
+}
+
+// restoreQuarantined moves a quarantined directory back once a key names
+// it again (the newest keystore was restored) and its place is free.
+func (e *Engine) restoreQuarantined(known map[string]bool) error {
+	entries, err := os.ReadDir(e.opts.QuarantineDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storage: quarantine: %w", err)
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() || !known[ent.Name()] {
+			continue
+		}
+		dst := filepath.Join(e.opts.Dir, ent.Name())
+		if _, err := os.Lstat(dst); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := os.Rename(filepath.Join(e.opts.QuarantineDir, ent.Name()), dst); err != nil {
+			return fmt.Errorf("storage: restore quarantined database %s: %w", ent.Name(), err)
+		}
+		if err := durable.SyncDir(e.opts.Dir); err != nil {
+			return err
+		}
+		e.opts.Logger.Warn("a quarantined database directory is named by the keystore again: moved back", "id", ent.Name())
+	}
+	return nil
+}
+
+// quarantine moves a database directory no key names into QuarantineDir.
+func (e *Engine) quarantine(id, path string) error {
+	if err := os.MkdirAll(e.opts.QuarantineDir, encfs.DirMode); err != nil {
+		return fmt.Errorf("storage: quarantine: %w", err)
+	}
+	dst := filepath.Join(e.opts.QuarantineDir, id)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = filepath.Join(e.opts.QuarantineDir, fmt.Sprintf("%s.%d", id, i))
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return fmt.Errorf("storage: quarantine database directory %s: %w", id, err)
+	}
+	if err := durable.SyncDir(e.opts.Dir); err != nil {
+		return err
+	}
+	if err := durable.SyncDir(e.opts.QuarantineDir); err != nil {
+		return err
+	}
+	e.opts.Logger.Error("QUARANTINED a database directory that no key in the keystore names and no drop explains: "+
+		"the keystore is probably an older copy (rollback); the files are kept, restore the newest keystore to read them",
+		"id", id, "moved to", dst)
+	return nil
+}
+
+func (e *Engine) listQuarantine() error {
+	entries, err := os.ReadDir(e.opts.QuarantineDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storage: quarantine: %w", err)
+	}
+	for _, ent := range entries {
+		if ent.IsDir() {
+			e.quarantined = append(e.quarantined, Quarantined{ID: ent.Name(), Path: filepath.Join(e.opts.QuarantineDir, ent.Name())})
 		}
 	}
 	return nil
 }
+
+// Quarantined lists the database directories set aside in QuarantineDir
+// (by this open or an earlier one).
+func (e *Engine) Quarantined() []Quarantined { return slices.Clone(e.quarantined) }
 
 // CreateDatabase adds a key for name and opens its (empty) database.
 func (e *Engine) CreateDatabase(name string) (*DB, error) {
@@ -123,22 +255,22 @@ func (e *Engine) Database(name string) (*DB, error) {
 // Databases lists the names of all databases, open or not.
 func (e *Engine) Databases() []string {
 	var names []string
-	for _, d := range e.ks.Databases() {
-		names = append(names, d.Name)
+	for name := range e.ks.DatabaseIDs() {
+		names = append(names, name)
 	}
 	sort.Strings(names)
 	return names
 }
 
 func (e *Engine) openLocked(name string) (*DB, error) {
-	info, ok := e.ks.Database(name)
+	id, ok := e.ks.DatabaseIDs()[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoDatabase, name)
 	}
-	dir := filepath.Join(e.opts.Dir, info.ID)
-	var fs vfs.FS = vfs.Default
+	dir := filepath.Join(e.opts.Dir, id)
+	fs := encfs.Private(vfs.Default)
 	if !e.opts.Plaintext {
-		fs = encfs.New(vfs.Default, info.ID, e.ks.KeySource(info.ID))
+		fs = encfs.New(fs, id, e.ks.KeySource(id))
 	}
 	po := &pebble.Options{
 		FS:                 fs,
@@ -153,18 +285,19 @@ func (e *Engine) openLocked(name string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open database %q: %w", name, err)
 	}
-	db := &DB{Name: name, ID: info.ID, DB: pdb}
+	db := &DB{Name: name, ID: id, DB: pdb}
 	e.dbs[name] = db
 	return db, nil
 }
 
 // DropDatabase closes the database, destroys its key, then deletes its
 // files. The key goes first: if the process dies before the files are
-// deleted, they are already unreadable, and Open removes them.
+// deleted, they are already unreadable, and Open removes them (the drop is
+// on record in the keystore).
 func (e *Engine) DropDatabase(name string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	info, ok := e.ks.Database(name)
+	id, ok := e.ks.DatabaseIDs()[name]
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNoDatabase, name)
 	}
@@ -177,7 +310,7 @@ func (e *Engine) DropDatabase(name string) error {
 	if err := e.ks.DropDatabase(name); err != nil {
 		return fmt.Errorf("storage: drop database %q: %w", name, err)
 	}
-	if err := os.RemoveAll(filepath.Join(e.opts.Dir, info.ID)); err != nil {
+	if err := os.RemoveAll(filepath.Join(e.opts.Dir, id)); err != nil {
 		return fmt.Errorf("storage: database %q key destroyed, but removing its files failed: %w", name, err)
 	}
 	return nil

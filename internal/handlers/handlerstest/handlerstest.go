@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/wire"
 	"github.com/cmkdb/cmkdb/internal/wire/wiretest"
@@ -43,7 +44,7 @@ func StartEnv(t testing.TB, opts handlers.Options) *Env {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	l := node.Layout{Dir: t.TempDir()}
-	cmk, _, err := node.EnsureLocalKey(l)
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
 		t.Fatalf("local CMK: %v", err)
 	}

@@ -343,3 +343,21 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Ensure opens the key file at path, creating it (and its directory, 0700)
+// first when it does not exist; created reports that it did. Only an
+// absent file is created: a file that exists but does not read is an error
+// at its first use, never replaced.
+func Ensure(path string) (p *Provider, created bool, err error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, false, fmt.Errorf("local kms: %w", err)
+		}
+		if _, err := Create(path); err != nil {
+			return nil, false, err
+		}
+		created = true
+	}
+	p, err = Open(path)
+	return p, created, err
+}
