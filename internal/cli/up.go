@@ -62,6 +62,9 @@ type serveFlags struct {
 	port          int
 	apiPort       int
 	providerPaths []string
+	// allowPrivateWebhooks lets alert webhooks target loopback and
+	// private addresses.
+	allowPrivateWebhooks bool
 	checkInterval time.Duration
 	plaintext     bool
 	security      securityFlags

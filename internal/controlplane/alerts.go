@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/webhook"
 )
 
 // closingEvents maps an event to the alert types it resolves.
@@ -140,7 +142,7 @@ func redactConfig(c AlertConfig) AlertConfig {
 	return c
 }
 
-func validateAlertConfig(c *AlertConfig) error {
+func (s *Service) validateAlertConfig(c *AlertConfig) error {
 	if c.EventTypeName == "" {
 		return missingAttr("eventTypeName")
 	}
@@ -153,6 +155,10 @@ func validateAlertConfig(c *AlertConfig) error {
 			u, err := url.Parse(n.WebhookURL)
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				return invalidAttr("notifications.webhookUrl", "must be an http or https URL")
+			}
+			if err := webhook.CheckHost(u.Hostname(), s.opts.AllowPrivateWebhooks); err != nil {
+				return invalidAttr("notifications.webhookUrl", "the control plane does not deliver to "+u.Hostname()+
+					": link-local and cloud metadata addresses are refused, loopback and private ones unless the control plane runs with --allow-private-webhooks")
 			}
 		case "EMAIL", "GROUP", "ORG", "USER", "SLACK", "PAGER_DUTY", "OPS_GENIE", "VICTOR_OPS", "DATADOG", "MICROSOFT_TEAMS", "SMS":
 		case "":
@@ -172,7 +178,7 @@ func validateAlertConfig(c *AlertConfig) error {
 
 // CreateAlertConfig adds an alert configuration.
 func (s *Service) CreateAlertConfig(_ context.Context, gid string, c AlertConfig) (AlertConfig, error) {
-	if err := validateAlertConfig(&c); err != nil {
+	if err := s.validateAlertConfig(&c); err != nil {
 		return AlertConfig{}, err
 	}
 	s.mu.Lock()
@@ -208,7 +214,7 @@ func (s *Service) UpdateAlertConfig(_ context.Context, gid, id string, c AlertCo
 	if toggleOnly {
 		next.Enabled = c.Enabled
 	} else {
-		if err := validateAlertConfig(&c); err != nil {
+		if err := s.validateAlertConfig(&c); err != nil {
 			return AlertConfig{}, err
 		}
 		// A webhook secret shown masked and sent back unchanged keeps the stored one.

@@ -41,6 +41,9 @@ type Config struct {
 	MinCheckInterval time.Duration
 	// ProviderPaths are the directories provider files may be in.
 	ProviderPaths []string
+	// AllowPrivateWebhooks lets alerts go to loopback and private
+	// addresses (link-local and metadata ones are always refused).
+	AllowPrivateWebhooks bool
 	Logger        *slog.Logger
 }
 
@@ -82,9 +85,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	sender := webhook.New(webhook.Options{Logger: log})
+	sender := webhook.New(webhook.Options{Logger: log, AllowPrivate: cfg.AllowPrivateWebhooks})
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
