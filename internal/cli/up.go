@@ -65,9 +65,9 @@ type serveFlags struct {
 	// allowPrivateWebhooks lets alert webhooks target loopback and
 	// private addresses.
 	allowPrivateWebhooks bool
-	checkInterval time.Duration
-	plaintext     bool
-	security      securityFlags
+	checkInterval        time.Duration
+	plaintext            bool
+	security             securityFlags
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {

@@ -44,7 +44,7 @@ type Config struct {
 	// AllowPrivateWebhooks lets alerts go to loopback and private
 	// addresses (link-local and metadata ones are always refused).
 	AllowPrivateWebhooks bool
-	Logger        *slog.Logger
+	Logger               *slog.Logger
 }
 
 // Server is a running control plane.

@@ -125,8 +125,10 @@ func guardedClient(allowPrivate bool) *http.Client {
 		},
 	}
 	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         func(ctx context.Context, network, addr string) (net.Conn, error) { return d.DialContext(ctx, network, addr) },
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        16,
 		IdleConnTimeout:     90 * time.Second,
