@@ -166,6 +166,11 @@ func hostOf(bind string) string {
 func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, provider kms.Provider, managed *keyservice.Client) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	unlock, err := lockDir(l.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rn, err := startNode(ctx, f, l, provider, managed)
 	if err != nil {
 		return err

@@ -61,6 +61,11 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	if err := f.checkExposure(); err != nil {
 		return err
 	}
+	unlock, err := lockDir(f.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l := node.Layout{Dir: f.dir}
 	_, created, err := node.EnsureLocalKey(l)
 	if err != nil {

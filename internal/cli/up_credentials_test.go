@@ -2,7 +2,9 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/mongodb-forks/digest"
+
+	"github.com/cmkdb/cmkdb/internal/cli"
 )
 
 // apiCall sends method path (relative to /api/atlas/v2) to up's admin API
@@ -122,5 +126,19 @@ func TestUpAuthConnectionStringsCarryNoCredentials(t *testing.T) {
 		if u, err := url.Parse(cs); err != nil || u.User != nil {
 			t.Fatalf("up.json connection string %q carries credentials", cs)
 		}
+	}
+}
+
+// TestSecondUpSaysAlreadyRunning: a second `up` on a data directory in use
+// stops at once and names the process holding it.
+func TestSecondUpSaysAlreadyRunning(t *testing.T) {
+	dir := t.TempDir()
+	_, _, stop := runUp(t, dir)
+	defer stop()
+	out := &lockedBuffer{}
+	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
+	want := fmt.Sprintf("already running on %s (pid %d)", dir, os.Getpid())
+	if code == 0 || !strings.Contains(out.String(), want) {
+		t.Fatalf("second up exited %d:\n%s\nwant %q", code, out.String(), want)
 	}
 }

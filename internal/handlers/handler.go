@@ -165,11 +165,12 @@ func validateDBName(name string) error {
 }
 
 // acquireError turns a node.Acquire failure into the command error: a
-// disabled node answers KeyUnavailable with its reason.
+// disabled node answers KeyUnavailable with its cause and the fix, never
+// an internal path or endpoint.
 func acquireError(err error) error {
 	var de *node.DisabledError
 	if errors.As(err, &de) {
-		return mongoerr.New(KeyUnavailable, "%s", de.Error())
+		return mongoerr.New(KeyUnavailable, "%s", de.ClientMessage())
 	}
 	return err
 }

@@ -59,6 +59,9 @@ const (
 	UnsupportedOpQueryCommand  Code = 352
 	CannotCreateIndex          Code = 67
 	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
+	// EncryptionKeyUnavailable is cmkdb's own code: a disabled node's
+	// answer to data commands (its customer master key is unusable).
+	EncryptionKeyUnavailable Code = 41001
 )
 
 var names = map[Code]string{
@@ -104,6 +107,7 @@ var names = map[Code]string{
 	UnsupportedOpQueryCommand:  "UnsupportedOpQueryCommand",
 	CannotCreateIndex:          "CannotCreateIndex",
 	InvalidIndexSpecOption:     "InvalidIndexSpecificationOption",
+	EncryptionKeyUnavailable:   "EncryptionKeyUnavailable",
 }
 
 // Name returns MongoDB's codeName for c.
