@@ -23,6 +23,8 @@ func closingEvents(eventType string) []string {
 		return []string{strings.TrimSuffix(eventType, KeyEventValid) + KeyEventInvalid}
 	case strings.HasSuffix(eventType, "_"+KeyEventRotated):
 		return []string{strings.TrimSuffix(eventType, KeyEventRotated) + KeyEventNeedsRotation}
+	case eventType == EventClusterEncryptionRestored:
+		return []string{EventClusterEncryptionDisabled}
 	}
 	return nil
 }
@@ -41,7 +43,9 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 	now := s.now()
 	for _, closes := range closingEvents(e.EventTypeName) {
 		for _, a := range gs.alerts {
-			if a.EventTypeName == closes && a.Status == "OPEN" {
+			// A cluster's event closes that cluster's alert only.
+			otherCluster := e.ClusterName != "" && a.ClusterName != "" && a.ClusterName != e.ClusterName
+			if a.EventTypeName == closes && a.Status == "OPEN" && !otherCluster {
 				a.Status, a.Updated = "CLOSED", now
 				resolved := now
 				a.Resolved = &resolved
@@ -57,7 +61,7 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 		if !c.Enabled || c.EventTypeName != e.EventTypeName {
 			continue
 		}
-		if s.openAlertLocked(gs, c.ID) != nil {
+		if s.openAlertForLocked(gs, c.ID, e.ClusterName) != nil {
 			continue
 		}
 		a := Alert{ID: newID(now), GroupID: gs.group.ID, AlertConfigID: c.ID, EventTypeName: e.EventTypeName,
@@ -66,6 +70,17 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 		recs["alert/"+gs.group.ID+"/"+a.ID] = a
 		s.deliverLocked(gs, a)
 	}
+}
+
+// openAlertForLocked is the open alert of a configuration for a cluster
+// (each cluster has its own; "" for project-wide events).
+func (s *Service) openAlertForLocked(gs *groupState, configID, cluster string) *Alert {
+	for _, a := range gs.alerts {
+		if a.AlertConfigID == configID && a.Status == "OPEN" && a.ClusterName == cluster {
+			return a
+		}
+	}
+	return nil
 }
 
 func (s *Service) openAlertLocked(gs *groupState, configID string) *Alert {
@@ -160,7 +175,11 @@ func (s *Service) validateAlertConfig(c *AlertConfig) error {
 				return invalidAttr("notifications.webhookUrl", "the control plane does not deliver to "+u.Hostname()+
 					": link-local and cloud metadata addresses are refused, loopback and private ones unless the control plane runs with --allow-private-webhooks")
 			}
-		case "EMAIL", "GROUP", "ORG", "USER", "SLACK", "PAGER_DUTY", "OPS_GENIE", "VICTOR_OPS", "DATADOG", "MICROSOFT_TEAMS", "SMS":
+		case "GROUP":
+			// The alert list of the project: nothing leaves cmkdb.
+		case "EMAIL", "ORG", "USER", "SLACK", "PAGER_DUTY", "OPS_GENIE", "VICTOR_OPS", "DATADOG", "MICROSOFT_TEAMS", "SMS":
+			// Accepting these would record a notification nobody receives.
+			return invalidAttr("notifications.typeName", n.TypeName+" notifications are not delivered by cmkdb: use WEBHOOK, or GROUP to have the alert listed in the project")
 		case "":
 			return missingAttr("notifications.typeName")
 		default:

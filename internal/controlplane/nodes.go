@@ -206,10 +206,14 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 	gs.nodes[id.key()] = n
 	meaningful := !known || prev.State != n.State || prev.MasterKeyVersion != n.MasterKeyVersion ||
 		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address
+	recs := map[string]any{}
+	if s.clusterNodeUpLocked(gs, id.Cluster, n.State, recs) {
+		meaningful = true
+	}
 	if !meaningful {
 		return nil
 	}
-	recs := map[string]any{"node/" + id.GroupID + "/" + id.key(): *n}
+	recs["node/"+id.GroupID+"/"+id.key()] = *n
 	if known && prev.MasterKeyVersion != 0 && prev.MasterKeyVersion != n.MasterKeyVersion && n.MasterKeyVersion != 0 {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventMasterKeyRotated, ClusterName: id.Cluster,
 			Detail: fmt.Sprintf("node %s master key v%d -> v%d", id.Name, prev.MasterKeyVersion, n.MasterKeyVersion)})
@@ -220,6 +224,9 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 	if known && prev.State != n.State && n.State == "DISABLED" && gs.ear.Key.Validity != kms.Invalid.String() {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionDisabled, ClusterName: id.Cluster,
 			Detail: "node " + id.Name + ": " + n.Reason})
+	} else if known && prev.State == "DISABLED" && n.State == "AVAILABLE" && lastClusterEAREvent(gs, id.Cluster) == EventClusterEncryptionDisabled {
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionRestored, ClusterName: id.Cluster,
+			Detail: "node " + id.Name + " serves again"})
 	}
 	s.dropPreviousKeyLocked(gs, recs)
 	if err := s.st.put(recs); err != nil {
