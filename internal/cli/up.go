@@ -73,7 +73,7 @@ type serveFlags struct {
 func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", defaultDir, "data directory")
 	cmd.Flags().StringVar(&f.bind, "bind", "127.0.0.1", "address to listen on")
-	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0 picks a free one)")
+	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0: the one kept in DIR/ports.json, or a free one that is then kept)")
 	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the CMK is checked")
 	cmd.Flags().BoolVar(&f.plaintext, "insecure-no-encryption", false, "store data unencrypted (only to measure what encryption costs)")
 	f.security.register(cmd)
@@ -108,9 +108,9 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	if err != nil {
 		return fail(err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(f.bind, strconv.Itoa(f.port)))
+	ln, err := listenKept(l.Dir, f.bind, f.port, "port")
 	if err != nil {
-		return fail(fmt.Errorf("listen: %w", err))
+		return fail(err)
 	}
 	var srv *wire.Server
 	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -140,5 +141,31 @@ func TestSecondUpSaysAlreadyRunning(t *testing.T) {
 	want := fmt.Sprintf("already running on %s (pid %d)", dir, os.Getpid())
 	if code == 0 || !strings.Contains(out.String(), want) {
 		t.Fatalf("second up exited %d:\n%s\nwant %q", code, out.String(), want)
+	}
+}
+
+// TestUpKeepsPorts: ports picked with port 0 are the same on the next run
+// (connection string and admin API URL unchanged); a kept port that is
+// taken meanwhile is an error naming it.
+func TestUpKeepsPorts(t *testing.T) {
+	dir := t.TempDir()
+	first, _, stop := runUp(t, dir)
+	stop()
+	second, _, stop2 := runUp(t, dir)
+	if second.ConnectionString != first.ConnectionString || second.APIURL != first.APIURL {
+		t.Fatalf("restart changed the addresses: %s %s -> %s %s", first.ConnectionString, first.APIURL, second.ConnectionString, second.APIURL)
+	}
+	stop2()
+	// Someone else takes the kept wire port.
+	u, _ := url.Parse(first.ConnectionString)
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out := &lockedBuffer{}
+	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
+	if code == 0 || !strings.Contains(out.String(), "port "+u.Port()+", kept in") || !strings.Contains(out.String(), "is in use") {
+		t.Fatalf("up with its kept port taken exited %d:\n%s", code, out.String())
 	}
 }
