@@ -24,7 +24,7 @@ func TestControlPlaneSurvivesKill9(t *testing.T) {
 	var ackedDocs []int64
 	next := int64(0)
 	for round := range 5 {
-		s := e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "1s")
+		s := e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "1s", "--allow-private-webhooks")
 		if s.Info.State != "AVAILABLE" {
 			t.Fatalf("round %d: node %s after restart", round, s.Info.State)
 		}

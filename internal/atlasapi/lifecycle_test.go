@@ -80,7 +80,7 @@ func (rc *receiver) wait(t *testing.T, n int) received {
 // cluster, events, an alert and its webhook; then restores it with
 // "try again".
 func TestKeyLifecycleAndWebhook(t *testing.T) {
-	sender := webhook.New(webhook.Options{MaxAttempts: 1})
+	sender := webhook.New(webhook.Options{MaxAttempts: 1, AllowPrivate: true})
 	t.Cleanup(func() { _ = sender.Close(context.Background()) })
 	e := newEnv(t, senderNotifier{sender})
 	rc := newReceiver(t)

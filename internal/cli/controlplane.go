@@ -44,6 +44,7 @@ func newControlPlaneServeCmd(stdout io.Writer) *cobra.Command {
 	var (
 		dir, apiAddr, ksAddr, tlsCert, tlsKey string
 		ksHosts, providerPaths                []string
+		allowPrivateWebhooks                  bool
 		minCheck                              time.Duration
 	)
 	cmd := &cobra.Command{
@@ -70,7 +71,8 @@ func newControlPlaneServeCmd(stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("the admin API on %s, which is not a loopback address, requires --tls-cert-file and --tls-key-file", host)
 			}
 			cp, err := cpserver.Start(ctx, cpserver.Config{Dir: dir, APIAddr: apiAddr, KeyServiceAddr: ksAddr,
-				KeyServiceHosts: ksHosts, ProviderPaths: providerPaths, APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: minCheck})
+				KeyServiceHosts: ksHosts, ProviderPaths: providerPaths, APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: minCheck,
+				AllowPrivateWebhooks: allowPrivateWebhooks})
 			if err != nil {
 				return err
 			}
@@ -105,6 +107,7 @@ func newControlPlaneServeCmd(stdout io.Writer) *cobra.Command {
 	fl.StringVar(&apiAddr, "api-addr", "127.0.0.1:8080", "admin API listen address")
 	fl.StringVar(&ksAddr, "key-service-addr", "127.0.0.1:8443", "node key service listen address (always mutual TLS)")
 	fl.StringSliceVar(&ksHosts, "key-service-host", nil, "extra DNS names or IPs for the key service certificate")
+	fl.BoolVar(&allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
 	fl.StringSliceVar(&providerPaths, "allow-provider-path", nil, "directory whose files (local key files, PKCS#11 modules, KMIP and CA certificates) the admin API may configure as provider settings")
 	fl.StringVar(&tlsCert, "tls-cert-file", "", "PEM certificate for the admin API (required beyond loopback)")
 	fl.StringVar(&tlsKey, "tls-key-file", "", "PEM key of --tls-cert-file")

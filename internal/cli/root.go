@@ -7,12 +7,40 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
 
-// Version is set at build time with -ldflags.
-var Version = "dev"
+// Version is cmkdb's release version. A release build may override it
+// with -ldflags "-X github.com/cmkdb/cmkdb/internal/cli.Version=…"; the
+// commit always comes from the build information Go records.
+var Version = "0.1.0-dev"
+
+// versionString is what `cmkdb version` prints: the version, the commit the
+// binary was built from (vcs.revision) and whether the tree had changes
+// (vcs.modified), and the Go version.
+func versionString() string {
+	commit, modified, goVersion := "unknown", false, runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	out := fmt.Sprintf("cmkdb %s\ncommit %s", Version, commit)
+	if commit == "unknown" {
+		out += " (built without version control information: `go build` in a git checkout records it)"
+	} else if modified {
+		out += " (with uncommitted changes)"
+	}
+	return out + "\n" + goVersion
+}
 
 // Execute runs the command line and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -56,7 +84,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
-			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "cmkdb", Version) },
+			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, versionString()) },
 		},
 	)
 	return root

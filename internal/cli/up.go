@@ -62,15 +62,18 @@ type serveFlags struct {
 	port          int
 	apiPort       int
 	providerPaths []string
-	checkInterval time.Duration
-	plaintext     bool
-	security      securityFlags
+	// allowPrivateWebhooks lets alert webhooks target loopback and
+	// private addresses.
+	allowPrivateWebhooks bool
+	checkInterval        time.Duration
+	plaintext            bool
+	security             securityFlags
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", defaultDir, "data directory")
 	cmd.Flags().StringVar(&f.bind, "bind", "127.0.0.1", "address to listen on")
-	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0 picks a free one)")
+	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0: the one kept in DIR/ports.json, or a free one that is then kept)")
 	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the CMK is checked")
 	cmd.Flags().BoolVar(&f.plaintext, "insecure-no-encryption", false, "store data unencrypted (only to measure what encryption costs)")
 	f.security.register(cmd)
@@ -105,9 +108,9 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	if err != nil {
 		return fail(err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(f.bind, strconv.Itoa(f.port)))
+	ln, err := listenKept(l.Dir, f.bind, f.port, "port")
 	if err != nil {
-		return fail(fmt.Errorf("listen: %w", err))
+		return fail(err)
 	}
 	var srv *wire.Server
 	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }})
@@ -163,6 +166,11 @@ func hostOf(bind string) string {
 func serve(ctx context.Context, stdout io.Writer, f serveFlags, l node.Layout, provider kms.Provider, managed *keyservice.Client) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	unlock, err := lockDir(l.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rn, err := startNode(ctx, f, l, provider, managed)
 	if err != nil {
 		return err

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +21,9 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
 )
+
+// webhookFlagHelp describes --allow-private-webhooks.
+const webhookFlagHelp = "let alert webhooks target loopback and private addresses (127.0.0.0/8, 10/8, 172.16/12, 192.168/16, fc00::/7, localhost); link-local and cloud metadata addresses are refused regardless"
 
 // The names cmkdb up gives what it creates on first run.
 const (
@@ -47,7 +48,8 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0 picks a free one; see up.json)")
+	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0: the one kept in DIR/ports.json, or a free one that is then kept; see up.json)")
+	cmd.Flags().BoolVar(&f.allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
 	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
 	return cmd
 }
@@ -58,6 +60,11 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	if err := f.checkExposure(); err != nil {
 		return err
 	}
+	unlock, err := lockDir(f.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	l := node.Layout{Dir: f.dir}
 	_, created, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
@@ -74,10 +81,14 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	apiLn, err := listenKept(f.dir, f.bind, f.apiPort, "apiPort")
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
 	cp, err := cpserver.Start(ctx, cpserver.Config{Dir: filepath.Join(f.dir, "controlplane"),
-		APIAddr: net.JoinHostPort(f.bind, strconv.Itoa(f.apiPort)), KeyServiceAddr: "127.0.0.1:0",
+		APIListener: apiLn, KeyServiceAddr: "127.0.0.1:0",
 		APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: min(f.checkInterval, controlplane.MinCheckInterval),
-		ProviderPaths: append([]string{filepath.Dir(cmk)}, f.providerPaths...)})
+		ProviderPaths: append([]string{filepath.Dir(cmk)}, f.providerPaths...), AllowPrivateWebhooks: f.allowPrivateWebhooks})
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,11 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/mongodb-forks/digest"
+
+	"github.com/cmkdb/cmkdb/internal/cli"
 )
 
 // apiCall sends method path (relative to /api/atlas/v2) to up's admin API
@@ -122,5 +127,45 @@ func TestUpAuthConnectionStringsCarryNoCredentials(t *testing.T) {
 		if u, err := url.Parse(cs); err != nil || u.User != nil {
 			t.Fatalf("up.json connection string %q carries credentials", cs)
 		}
+	}
+}
+
+// TestSecondUpSaysAlreadyRunning: a second `up` on a data directory in use
+// stops at once and names the process holding it.
+func TestSecondUpSaysAlreadyRunning(t *testing.T) {
+	dir := t.TempDir()
+	_, _, stop := runUp(t, dir)
+	defer stop()
+	out := &lockedBuffer{}
+	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
+	want := fmt.Sprintf("already running on %s (pid %d)", dir, os.Getpid())
+	if code == 0 || !strings.Contains(out.String(), want) {
+		t.Fatalf("second up exited %d:\n%s\nwant %q", code, out.String(), want)
+	}
+}
+
+// TestUpKeepsPorts: ports picked with port 0 are the same on the next run
+// (connection string and admin API URL unchanged); a kept port that is
+// taken meanwhile is an error naming it.
+func TestUpKeepsPorts(t *testing.T) {
+	dir := t.TempDir()
+	first, _, stop := runUp(t, dir)
+	stop()
+	second, _, stop2 := runUp(t, dir)
+	if second.ConnectionString != first.ConnectionString || second.APIURL != first.APIURL {
+		t.Fatalf("restart changed the addresses: %s %s -> %s %s", first.ConnectionString, first.APIURL, second.ConnectionString, second.APIURL)
+	}
+	stop2()
+	// Someone else takes the kept wire port.
+	u, _ := url.Parse(first.ConnectionString)
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out := &lockedBuffer{}
+	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
+	if code == 0 || !strings.Contains(out.String(), "port "+u.Port()+", kept in") || !strings.Contains(out.String(), "is in use") {
+		t.Fatalf("up with its kept port taken exited %d:\n%s", code, out.String())
 	}
 }

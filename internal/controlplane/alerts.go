@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/webhook"
 )
 
 // closingEvents maps an event to the alert types it resolves.
@@ -21,6 +23,8 @@ func closingEvents(eventType string) []string {
 		return []string{strings.TrimSuffix(eventType, KeyEventValid) + KeyEventInvalid}
 	case strings.HasSuffix(eventType, "_"+KeyEventRotated):
 		return []string{strings.TrimSuffix(eventType, KeyEventRotated) + KeyEventNeedsRotation}
+	case eventType == EventClusterEncryptionRestored:
+		return []string{EventClusterEncryptionDisabled}
 	}
 	return nil
 }
@@ -39,7 +43,9 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 	now := s.now()
 	for _, closes := range closingEvents(e.EventTypeName) {
 		for _, a := range gs.alerts {
-			if a.EventTypeName == closes && a.Status == "OPEN" {
+			// A cluster's event closes that cluster's alert only.
+			otherCluster := e.ClusterName != "" && a.ClusterName != "" && a.ClusterName != e.ClusterName
+			if a.EventTypeName == closes && a.Status == "OPEN" && !otherCluster {
 				a.Status, a.Updated = "CLOSED", now
 				resolved := now
 				a.Resolved = &resolved
@@ -55,7 +61,7 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 		if !c.Enabled || c.EventTypeName != e.EventTypeName {
 			continue
 		}
-		if s.openAlertLocked(gs, c.ID) != nil {
+		if s.openAlertForLocked(gs, c.ID, e.ClusterName) != nil {
 			continue
 		}
 		a := Alert{ID: newID(now), GroupID: gs.group.ID, AlertConfigID: c.ID, EventTypeName: e.EventTypeName,
@@ -64,6 +70,17 @@ func (s *Service) alertOnEventLocked(gs *groupState, recs map[string]any, e Even
 		recs["alert/"+gs.group.ID+"/"+a.ID] = a
 		s.deliverLocked(gs, a)
 	}
+}
+
+// openAlertForLocked is the open alert of a configuration for a cluster
+// (each cluster has its own; "" for project-wide events).
+func (s *Service) openAlertForLocked(gs *groupState, configID, cluster string) *Alert {
+	for _, a := range gs.alerts {
+		if a.AlertConfigID == configID && a.Status == "OPEN" && a.ClusterName == cluster {
+			return a
+		}
+	}
+	return nil
 }
 
 func (s *Service) openAlertLocked(gs *groupState, configID string) *Alert {
@@ -140,7 +157,7 @@ func redactConfig(c AlertConfig) AlertConfig {
 	return c
 }
 
-func validateAlertConfig(c *AlertConfig) error {
+func (s *Service) validateAlertConfig(c *AlertConfig) error {
 	if c.EventTypeName == "" {
 		return missingAttr("eventTypeName")
 	}
@@ -154,7 +171,15 @@ func validateAlertConfig(c *AlertConfig) error {
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				return invalidAttr("notifications.webhookUrl", "must be an http or https URL")
 			}
-		case "EMAIL", "GROUP", "ORG", "USER", "SLACK", "PAGER_DUTY", "OPS_GENIE", "VICTOR_OPS", "DATADOG", "MICROSOFT_TEAMS", "SMS":
+			if err := webhook.CheckHost(u.Hostname(), s.opts.AllowPrivateWebhooks); err != nil {
+				return invalidAttr("notifications.webhookUrl", "the control plane does not deliver to "+u.Hostname()+
+					": link-local and cloud metadata addresses are refused, loopback and private ones unless the control plane runs with --allow-private-webhooks")
+			}
+		case "GROUP":
+			// The alert list of the project: nothing leaves cmkdb.
+		case "EMAIL", "ORG", "USER", "SLACK", "PAGER_DUTY", "OPS_GENIE", "VICTOR_OPS", "DATADOG", "MICROSOFT_TEAMS", "SMS":
+			// Accepting these would record a notification nobody receives.
+			return invalidAttr("notifications.typeName", n.TypeName+" notifications are not delivered by cmkdb: use WEBHOOK, or GROUP to have the alert listed in the project")
 		case "":
 			return missingAttr("notifications.typeName")
 		default:
@@ -172,7 +197,7 @@ func validateAlertConfig(c *AlertConfig) error {
 
 // CreateAlertConfig adds an alert configuration.
 func (s *Service) CreateAlertConfig(_ context.Context, gid string, c AlertConfig) (AlertConfig, error) {
-	if err := validateAlertConfig(&c); err != nil {
+	if err := s.validateAlertConfig(&c); err != nil {
 		return AlertConfig{}, err
 	}
 	s.mu.Lock()
@@ -208,7 +233,7 @@ func (s *Service) UpdateAlertConfig(_ context.Context, gid, id string, c AlertCo
 	if toggleOnly {
 		next.Enabled = c.Enabled
 	} else {
-		if err := validateAlertConfig(&c); err != nil {
+		if err := s.validateAlertConfig(&c); err != nil {
 			return AlertConfig{}, err
 		}
 		// A webhook secret shown masked and sent back unchanged keeps the stored one.

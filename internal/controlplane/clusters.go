@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
@@ -171,6 +172,21 @@ func (s *Service) GetCluster(gid, name string) (Cluster, error) {
 	return s.viewLocked(gs, c), nil
 }
 
+// clusterNodeUpLocked moves a cluster that is being created (or repaired)
+// to IDLE once one of its nodes reports it serves: whoever started the
+// node — cmkdb up's provisioner, or an operator joining a node to a
+// cluster record — the cluster is up when its node says so. It reports
+// whether the cluster changed (its record is then in recs).
+func (s *Service) clusterNodeUpLocked(gs *groupState, cluster, nodeState string, recs map[string]any) bool {
+	c, ok := gs.clusters[cluster]
+	if !ok || nodeState != "AVAILABLE" || (c.StateName != "CREATING" && c.StateName != "REPAIRING") {
+		return false
+	}
+	c.StateName = "IDLE"
+	recs["cluster/"+gs.group.ID+"/"+cluster] = *c
+	return true
+}
+
 // viewLocked adds the derived encryptionAtRestStatus to a cluster.
 func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
 	v := *c
@@ -179,6 +195,15 @@ func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
 	v.ConnectionStrings.Standard = withoutCredentials(v.ConnectionStrings.Standard)
 	v.EncryptionAtRestStatus = s.clusterStatusLocked(gs, c)
 	v.EncryptionAtRestStatus.Reason = s.red.scrub(v.EncryptionAtRestStatus.Reason)
+	if v.StateName == "IDLE" {
+		// A rolling master key rotation in progress is an update, as
+		// Atlas reports a cluster under maintenance.
+		for _, n := range gs.nodes {
+			if n.Cluster == c.Name && n.RotateRequested > n.RotateApplied {
+				v.StateName = "UPDATING"
+			}
+		}
+	}
 	return v
 }
 
@@ -193,7 +218,41 @@ func (s *Service) clusterStatusLocked(gs *groupState, c *Cluster) EARStatus {
 			return EARStatus{State: "DISABLED", Since: n.LastSeen, Reason: "node " + n.Name + ": " + n.Reason}
 		}
 	}
-	return EARStatus{State: "AVAILABLE", Since: c.CreateDate}
+	return EARStatus{State: "AVAILABLE", Since: s.availableSinceLocked(gs, c)}
+}
+
+// lastClusterEAREvent is the newest CLUSTER_ENCRYPTION_AT_REST_DISABLED or
+// _AVAILABLE event of a cluster, or "".
+func lastClusterEAREvent(gs *groupState, cluster string) string {
+	for i := len(gs.events) - 1; i >= 0; i-- {
+		e := gs.events[i]
+		if e.ClusterName == cluster && (e.EventTypeName == EventClusterEncryptionDisabled || e.EventTypeName == EventClusterEncryptionRestored) {
+			return e.EventTypeName
+		}
+	}
+	return ""
+}
+
+// availableSinceLocked is when a cluster last became AVAILABLE: its
+// creation, or the last time it came back from DISABLED (the newest
+// CLUSTER_ENCRYPTION_AT_REST_AVAILABLE event naming it, or the key turning
+// VALID again for a cluster on the project's provider).
+func (s *Service) availableSinceLocked(gs *groupState, c *Cluster) time.Time {
+	since := c.CreateDate
+	if c.EncryptionAtRestProvider != ProviderNone && gs.ear.Kind == c.EncryptionAtRestProvider && gs.ear.Key.Since.After(since) {
+		since = gs.ear.Key.Since
+	}
+	for i := len(gs.events) - 1; i >= 0; i-- {
+		e := gs.events[i]
+		if !e.Created.After(since) {
+			break
+		}
+		if e.EventTypeName == EventClusterEncryptionRestored && e.ClusterName == c.Name {
+			since = e.Created
+			break
+		}
+	}
+	return since
 }
 
 // UpdateCluster applies a cluster update. Changes to a cluster disabled by

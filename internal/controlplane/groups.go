@@ -7,8 +7,18 @@ import (
 	"strings"
 )
 
-// CreateGroup creates a project in the org. Like Atlas, it turns on the
-// "KMS network access denied" alert for it at once.
+// defaultAlertEvents are the alert configurations every project starts
+// with, as Atlas turns on its encryption-at-rest alerts for a new project:
+// the KMS unreachable, the configuration no longer valid (Atlas's alert
+// for a key that can no longer be used), and cmkdb's per-cluster alert
+// for a cluster disabled by it. Each opens in the project's alert list;
+// adding a WEBHOOK notification to one (PUT) delivers it.
+func defaultAlertEvents() []string {
+	return []string{EventKMSNetworkAccessDenied, EventConfigNoLongerValid, EventClusterEncryptionDisabled}
+}
+
+// CreateGroup creates a project in the org with the default alert
+// configurations.
 func (s *Service) CreateGroup(_ context.Context, actor, name, orgID string) (Group, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
@@ -32,11 +42,13 @@ func (s *Service) CreateGroup(_ context.Context, actor, name, orgID string) (Gro
 	gs := newGroupState(g)
 	gs.ear.Settings = EARSettings{CheckInterval: DefaultCheckInterval, RotationPeriod: DefaultRotationPeriod}
 	recs := map[string]any{"group/" + g.ID: g, "ear/" + g.ID: gs.ear}
-	cfg := &AlertConfig{ID: newID(now), GroupID: g.ID, EventTypeName: EventKMSNetworkAccessDenied, Enabled: true,
-		Notifications: []Notification{{TypeName: "GROUP", IntervalMin: 60, Roles: []string{RoleGroupOwner}}},
-		Matchers:      []any{}, Created: now, Updated: now}
-	gs.configs[cfg.ID] = cfg
-	recs["alertcfg/"+g.ID+"/"+cfg.ID] = cfg
+	for _, et := range defaultAlertEvents() {
+		cfg := &AlertConfig{ID: newID(now), GroupID: g.ID, EventTypeName: et, Enabled: true,
+			Notifications: []Notification{{TypeName: "GROUP", IntervalMin: 60, Roles: []string{RoleGroupOwner}}},
+			Matchers:      []any{}, Created: now, Updated: now}
+		gs.configs[cfg.ID] = cfg
+		recs["alertcfg/"+g.ID+"/"+cfg.ID] = cfg
+	}
 	s.addEventLocked(gs, recs, Event{EventTypeName: "GROUP_CREATED", PublicKey: actor})
 	if err := s.st.put(recs); err != nil {
 		return Group{}, err

@@ -195,10 +195,14 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 	meaningful := !known || prev.State != n.State || prev.MasterKeyVersion != n.MasterKeyVersion ||
 		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address ||
 		prev.KeystoreGeneration != n.KeystoreGeneration || prev.Rollback != n.Rollback
+	recs := map[string]any{}
+	if s.clusterNodeUpLocked(gs, id.Cluster, n.State, recs) {
+		meaningful = true
+	}
 	if !meaningful {
 		return nil
 	}
-	recs := map[string]any{"node/" + id.GroupID + "/" + id.InGroup(): *n}
+	recs["node/"+id.GroupID+"/"+id.InGroup()] = *n
 	if rolledBack {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionDisabled, ClusterName: id.Cluster,
 			Detail: "node " + id.Name + ": " + n.Rollback})
@@ -213,6 +217,9 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 	if known && prev.State != n.State && n.State == "DISABLED" && gs.ear.Key.Validity != kms.Invalid.String() {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionDisabled, ClusterName: id.Cluster,
 			Detail: "node " + id.Name + ": " + n.Reason})
+	} else if known && prev.State == "DISABLED" && n.State == "AVAILABLE" && lastClusterEAREvent(gs, id.Cluster) == EventClusterEncryptionDisabled {
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionRestored, ClusterName: id.Cluster,
+			Detail: "node " + id.Name + " serves again"})
 	}
 	s.dropPreviousKeyLocked(gs, recs)
 	if err := s.st.put(recs); err != nil {

@@ -53,6 +53,10 @@ type Options struct {
 	// EventRetention is how many events a project keeps, newest first
 	// (zero: DefaultEventRetention).
 	EventRetention int
+	// AllowPrivateWebhooks accepts webhook URLs on loopback and private
+	// addresses (tests, self-hosters); link-local and metadata addresses
+	// are refused whatever it says (webhook.CheckURL).
+	AllowPrivateWebhooks bool
 	// MinCheckInterval lowers the floor of a project's check interval
 	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
 	MinCheckInterval time.Duration

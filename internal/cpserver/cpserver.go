@@ -32,6 +32,9 @@ type Config struct {
 	// APIAddr and KeyServiceAddr are host:port to listen on (port 0 picks one).
 	APIAddr        string
 	KeyServiceAddr string
+	// APIListener, when set, is used instead of listening on APIAddr
+	// (cmkdb up keeps its admin API port across restarts).
+	APIListener net.Listener
 	// APIHandler builds the admin API's handler (package atlasapi).
 	APIHandler func(*controlplane.Service) http.Handler
 	// APITLS serves the admin API over TLS when set.
@@ -41,7 +44,10 @@ type Config struct {
 	MinCheckInterval time.Duration
 	// ProviderPaths are the directories provider files may be in.
 	ProviderPaths []string
-	Logger        *slog.Logger
+	// AllowPrivateWebhooks lets alerts go to loopback and private
+	// addresses (link-local and metadata ones are always refused).
+	AllowPrivateWebhooks bool
+	Logger               *slog.Logger
 }
 
 // Server is a running control plane.
@@ -82,9 +88,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	sender := webhook.New(webhook.Options{Logger: log})
+	sender := webhook.New(webhook.Options{Logger: log, AllowPrivate: cfg.AllowPrivateWebhooks})
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
@@ -132,9 +138,11 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	s.KeyServiceURL = "https://" + ksLn.Addr().String()
 	go func() { _ = s.keySrv.Serve(tls.NewListener(ksLn, ksTLS)) }()
 
-	apiLn, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("controlplane: admin API listen: %w", err)
+	apiLn := cfg.APIListener
+	if apiLn == nil {
+		if apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+			return fmt.Errorf("controlplane: admin API listen: %w", err)
+		}
 	}
 	s.api = &http.Server{Handler: cfg.APIHandler(s.Svc), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}

@@ -30,7 +30,7 @@ const (
 // KeyUnavailable is returned for data commands while the node is disabled
 // because its key cannot be used. Its own code tells it apart from every
 // MongoDB error a client might otherwise retry or misread.
-const KeyUnavailable mongoerr.Code = 41001
+const KeyUnavailable = mongoerr.EncryptionKeyUnavailable
 
 // Options configure the handlers.
 type Options struct {
@@ -142,11 +142,12 @@ func validateDBName(name string) error {
 }
 
 // acquireError turns a node.Acquire failure into the command error: a
-// disabled node answers KeyUnavailable with its reason.
+// disabled node answers KeyUnavailable with its cause and the fix, never
+// an internal path or endpoint.
 func acquireError(err error) error {
 	var de *node.DisabledError
 	if errors.As(err, &de) {
-		return mongoerr.New(KeyUnavailable, "%s", de.Error())
+		return mongoerr.New(KeyUnavailable, "%s", de.ClientMessage())
 	}
 	return err
 }

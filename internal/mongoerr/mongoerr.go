@@ -65,6 +65,9 @@ const (
 	DocumentValidationFailure  Code = 121
 	NotAReplicaSet             Code = 123
 	CappedPositionLost         Code = 136
+	// EncryptionKeyUnavailable is cmkdb's own code: a disabled node's
+	// answer to data commands (its customer master key is unusable).
+	EncryptionKeyUnavailable Code = 41001
 )
 
 var names = map[Code]string{
@@ -116,6 +119,7 @@ var names = map[Code]string{
 	DocumentValidationFailure:  "DocumentValidationFailure",
 	NotAReplicaSet:             "NotAReplicaSet",
 	CappedPositionLost:         "CappedPositionLost",
+	EncryptionKeyUnavailable:   "EncryptionKeyUnavailable",
 }
 
 // Name returns MongoDB's codeName for c.

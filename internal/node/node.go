@@ -110,6 +110,41 @@ func (e *DisabledError) Error() string {
 
 func (e *DisabledError) Is(target error) bool { return target == ErrDisabled }
 
+// ClientMessage is what a database client is told: the cause once, and the
+// fix. It carries no internal path, key-service URL or KMS endpoint (the
+// full reason is in the server log, serverStatus and `cmkdb ctl clusters`).
+func (e *DisabledError) ClientMessage() string {
+	cause := string(e.State.Cause)
+	if cause == "" {
+		cause = "the node's keys are not loaded"
+	} else if what := causeWords[e.State.Cause]; what != "" {
+		cause += " (" + what + ")"
+	}
+	fix := "restore the key (or the credentials to it) in the KMS, then run `cmkdb ctl ear validate`"
+	if e.State.Cause.Validity() == kms.Unreachable {
+		fix = "the KMS (or the control plane) does not answer; the node comes back by itself when it does — `cmkdb ctl ear validate` checks at once"
+	}
+	return fmt.Sprintf("encryption key unavailable: %s, since %s — %s", cause, e.State.Since.Format(time.RFC3339), fix)
+}
+
+// causeWords explain KMS reasons to a database client.
+var causeWords = map[kms.Reason]string{
+	kms.ReasonCredentialsRejected: "the KMS rejected the credentials",
+	kms.ReasonPermissionDenied:    "the credentials may not use the key",
+	kms.ReasonKeyDisabled:         "the customer master key is disabled",
+	kms.ReasonKeyDeleted:          "the customer master key is deleted",
+	kms.ReasonKeyPendingDeletion:  "the customer master key is scheduled for deletion",
+	kms.ReasonKeyExpired:          "the customer master key has expired",
+	kms.ReasonKeyNotYetActive:     "the customer master key is not active yet",
+	kms.ReasonWrongKeyType:        "the key cannot wrap keys",
+	kms.ReasonKeyNotFound:         "the customer master key was not found",
+	kms.ReasonKeyMalformed:        "the key configuration is malformed",
+	kms.ReasonNetwork:             "the KMS is unreachable",
+	kms.ReasonTimeout:             "the KMS did not answer in time",
+	kms.ReasonThrottled:           "the KMS is throttling requests",
+	kms.ReasonServerError:         "the KMS failed",
+}
+
 // Options for opening a node.
 type Options struct {
 	// Plaintext turns file encryption off (benchmark comparisons only).

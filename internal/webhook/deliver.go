@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,6 +47,10 @@ func (s *Sender) deliver(j job) Result {
 			return res
 		case err != nil && s.ctx.Err() != nil:
 			res.Outcome = Canceled
+			return res
+		case errors.Is(err, ErrForbiddenAddress):
+			// The policy will refuse the address again: no retry.
+			res.Outcome = GaveUp
 			return res
 		case err == nil && !retryable(status):
 			res.Outcome = GaveUp

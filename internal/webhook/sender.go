@@ -35,7 +35,13 @@ type Options struct {
 	// Client sends the requests. The default client does not follow
 	// redirects: following one would re-send a signed alert to a host the
 	// user never configured, and 301/302 would turn the POST into a GET.
+	// It refuses link-local and metadata addresses, and loopback and
+	// private ones unless AllowPrivate is set, after DNS resolution (see
+	// guard.go). A Client given here is used as it is.
 	Client *http.Client
+	// AllowPrivate lets the default client deliver to loopback and
+	// private addresses.
+	AllowPrivate bool
 	// MaxAttempts is the total number of attempts per delivery, first
 	// included.
 	MaxAttempts int
@@ -182,9 +188,7 @@ func New(opts Options) *Sender {
 		sleep:   sleepCtx,
 	}
 	if s.client == nil {
-		s.client = &http.Client{
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		s.client = guardedClient(opts.AllowPrivate)
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -80,6 +80,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.AllowPrivate = true // the receivers are on loopback
 	h.s = New(opts)
 	h.s.sleep = func(ctx context.Context, d time.Duration) error {
 		h.mu.Lock()
