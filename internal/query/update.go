@@ -678,6 +678,13 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 		if skip(op) {
 			continue
 		}
+		if op.kind == opRename {
+			// Its two targets are only for the conflict check.
+			if err := a.rename(op); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, t := range targets[i] {
 			if err := a.applyTo(op, t); err != nil {
 				return err
