@@ -583,30 +583,32 @@ func emptyDoc() bson.Raw { return bson.Raw{5, 0, 0, 0, 0} }
 // already is (cmkdb's inserts allow the wire limit) may still be updated.
 const maxStorageDepth = 180
 
-// treeDepth returns the nesting depth of a tree node (a document is 1).
-func treeDepth(n any, depth int) int {
-	best := depth
+// treeDepth returns the deepest element level below a tree node, counted
+// as MongoDB's storage validation does: a top-level field is at level 1,
+// a field of its embedded document at level 2, and so on; level is the
+// level of the element that holds n.
+func treeDepth(n any, level int) int {
+	best := level
 	switch n := n.(type) {
 	case *mdoc:
-		best = depth + 1
 		for _, f := range n.fields {
-			best = max(best, treeDepth(f.val, depth+1))
+			best = max(best, treeDepth(f.val, level+1))
 		}
 	case *marr:
-		best = depth + 1
 		for _, e := range n.elems {
-			best = max(best, treeDepth(e, depth+1))
+			best = max(best, treeDepth(e, level+1))
 		}
 	}
 	return best
 }
 
 // rawDepth is treeDepth for encoded BSON.
-func rawDepth(doc []byte, depth int) int {
-	best := depth + 1
+func rawDepth(doc []byte, level int) int {
+	best := level
 	forEachElem(doc, func(_ []byte, v bson.RawValue) bool {
+		best = max(best, level+1)
 		if v.Type == bson.TypeEmbeddedDocument || v.Type == bson.TypeArray {
-			best = max(best, rawDepth(v.Value, depth+1))
+			best = max(best, rawDepth(v.Value, level+1))
 		}
 		return false
 	})
