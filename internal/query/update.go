@@ -702,6 +702,15 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 // Paths are sorted with a separator that sorts below every byte of a
 // field name, so a path is directly followed by any path it prefixes.
 func checkTargetConflicts(targets [][]target) error {
+	withTargets := 0
+	for _, ts := range targets {
+		if len(ts) > 0 {
+			withTargets++
+		}
+	}
+	if withTargets < 2 {
+		return nil // one operator's targets are distinct elements
+	}
 	type entry struct {
 		key string
 		op  int
