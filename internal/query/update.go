@@ -648,6 +648,13 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 		}
 		pos = strconv.Itoa(i)
 	}
+	// Concrete paths are only needed when two operators could meet.
+	active := 0
+	for _, op := range u.ops {
+		if !skip(op) {
+			active++
+		}
+	}
 	targets := make([][]target, len(u.ops))
 	for i, op := range u.ops {
 		if skip(op) {
@@ -667,7 +674,7 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 				parts[k] = p
 			}
 		}
-		ts, err := a.expand(parts, u.filters)
+		ts, err := a.expand(parts, u.filters, active > 1)
 		if err != nil {
 			return err
 		}
@@ -687,8 +694,9 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 			}
 			continue
 		}
+		leaf := a.leafFor(op)
 		for _, t := range targets[i] {
-			if err := a.applyTo(op, t); err != nil {
+			if err := a.applyAt(op, t, leaf); err != nil {
 				return err
 			}
 		}
@@ -893,8 +901,14 @@ func (a *applier) applyTo(op *updateOp, t target) error {
 	if op.kind == opRename {
 		return a.rename(op)
 	}
+	return a.applyAt(op, t, a.leafFor(op))
+}
+
+// leafFor returns the function that applies op at the slot its path ends
+// on.
+func (a *applier) leafFor(op *updateOp) func(slot) error {
 	create := op.kind.creates()
-	leaf := func(s slot) error {
+	return func(s slot) error {
 		if _, isArr := s.parent.(*marr); isArr && create {
 			if _, ok := arrayIndex(s.key); !ok {
 				return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", s.key, debugString(nodeRaw(s.parent)))
@@ -902,6 +916,12 @@ func (a *applier) applyTo(op *updateOp, t target) error {
 		}
 		return a.applyLeaf(op, s)
 	}
+}
+
+// applyAt walks from a target to the slot its path ends on and applies
+// leaf there.
+func (a *applier) applyAt(op *updateOp, t target, leaf func(slot) error) error {
+	create := op.kind.creates()
 	switch {
 	case t.start.parent == nil:
 		return a.walk(a.root, "", t.rest, create, leaf)
