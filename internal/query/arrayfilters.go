@@ -183,7 +183,7 @@ func isArrayFilterPart(p string) bool {
 // expanded: the array element slot the last array operator chose (or no
 // slot, for a path without array operators, which starts at the root),
 // the plain rest of the path below it, and the concrete path for conflict
-// checks.
+// checks (only computed when there is another operator to conflict with).
 type target struct {
 	start slot
 	rest  []string
@@ -193,8 +193,9 @@ type target struct {
 // expand resolves an update path's array operators against the document
 // as it is now. A path without them yields one target; "$[]" and
 // "$[<id>]" need an existing array at their position (MongoDB's errors
-// otherwise), and yield one target per element selected.
-func (a *applier) expand(parts []string, filters map[string]*arrayFilter) ([]target, error) {
+// otherwise), and yield one target per element selected. withPaths asks
+// for each target's concrete path.
+func (a *applier) expand(parts []string, filters map[string]*arrayFilter, withPaths bool) ([]target, error) {
 	last := -1
 	for i, p := range parts {
 		if isArrayFilterPart(p) {
@@ -205,11 +206,24 @@ func (a *applier) expand(parts []string, filters map[string]*arrayFilter) ([]tar
 		return []target{{rest: parts, path: strings.Join(parts, ".")}}, nil
 	}
 	var out []target
-	err := a.expandFrom(a.root, parts, 0, last, nil, filters, &out)
+	x := expansion{parts: parts, last: last, filters: filters, withPaths: withPaths, out: &out}
+	err := x.from(a.root, 0, nil)
 	return out, err
 }
 
-func (a *applier) expandFrom(cur any, parts []string, i, last int, concrete []string, filters map[string]*arrayFilter, out *[]target) error {
+// expansion is one path's expansion in progress.
+type expansion struct {
+	parts     []string
+	last      int // index of the last array operator in parts
+	filters   map[string]*arrayFilter
+	withPaths bool
+	out       *[]target
+}
+
+// from expands parts[i:] below cur; concrete holds the components taken so
+// far, with array operators replaced by the positions chosen.
+func (x *expansion) from(cur any, i int, concrete []string) error {
+	parts := x.parts
 	for ; !isArrayFilterPart(parts[i]); i++ {
 		child, ok := childOf(cur, parts[i])
 		if !ok {
@@ -228,20 +242,21 @@ func (a *applier) expandFrom(cur any, parts []string, i, last int, concrete []st
 	}
 	id := parts[i][2 : len(parts[i])-1]
 	for k, e := range arr.elems {
-		if id != "" && !filters[id].matchElem(e) {
+		if id != "" && !x.filters[id].matchElem(e) {
 			continue
 		}
 		key := strconv.Itoa(k)
-		c := append(concrete[:len(concrete):len(concrete)], key)
-		if i == last {
-			p := strings.Join(c, ".")
-			if len(parts) > i+1 {
-				p += "." + strings.Join(parts[i+1:], ".")
+		if i == x.last {
+			t := target{start: slot{arr, key}, rest: parts[i+1:]}
+			if x.withPaths {
+				c := append(concrete[:len(concrete):len(concrete)], key)
+				c = append(c, parts[i+1:]...)
+				t.path = strings.Join(c, ".")
 			}
-			*out = append(*out, target{start: slot{arr, key}, rest: parts[i+1:], path: p})
+			*x.out = append(*x.out, t)
 			continue
 		}
-		if err := a.expandFrom(e, parts, i+1, last, c, filters, out); err != nil {
+		if err := x.from(e, i+1, append(concrete[:len(concrete):len(concrete)], key)); err != nil {
 			return err
 		}
 	}

@@ -152,18 +152,39 @@ func TestUpdateNestingLimit(t *testing.T) {
 		{maxStorageDepth, 0},
 		{maxStorageDepth + 1, mongoerr.Overflow},
 	} {
-		u, err := CompileUpdate(wrap("$set", docWithKey(dotted(tc.depth), rvInt32(1))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, err = u.Apply(emptyDoc(), ApplyOptions{})
-		if tc.code == 0 {
+		// A path of n components puts its value at level n; an empty
+		// document there adds no level, a non-empty one adds one.
+		for _, val := range []struct {
+			v     bson.RawValue
+			extra int
+		}{{rvInt32(1), 0}, {rvDoc(emptyDoc()), 0}, {rvDoc(docWithKey("x", rvInt32(1))), 1}} {
+			u, err := CompileUpdate(wrap("$set", docWithKey(dotted(tc.depth-val.extra), val.v)))
 			if err != nil {
-				t.Errorf("depth %d: %v", tc.depth, err)
+				t.Fatal(err)
 			}
-			continue
+			_, _, err = u.Apply(emptyDoc(), ApplyOptions{})
+			if tc.code == 0 {
+				if err != nil {
+					t.Errorf("depth %d: %v", tc.depth, err)
+				}
+				continue
+			}
+			assertCode(t, err, tc.code)
 		}
-		assertCode(t, err, tc.code)
+	}
+	// A stored document already deeper than the limit (cmkdb's inserts
+	// allow the wire protocol's 200 levels) can still be updated
+	// elsewhere.
+	deep := docWithKey("d", rvInt32(1))
+	for i := 0; i < maxStorageDepth+5; i++ {
+		deep = docWithKey("d", rvDoc(deep))
+	}
+	u, err := CompileUpdate(D(t, `{"$set": {"top": 1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := u.Apply(deep, ApplyOptions{}); err != nil {
+		t.Errorf("updating a deep stored document: %v", err)
 	}
 }
 

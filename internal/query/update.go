@@ -583,30 +583,32 @@ func emptyDoc() bson.Raw { return bson.Raw{5, 0, 0, 0, 0} }
 // already is (cmkdb's inserts allow the wire limit) may still be updated.
 const maxStorageDepth = 180
 
-// treeDepth returns the nesting depth of a tree node (a document is 1).
-func treeDepth(n any, depth int) int {
-	best := depth
+// treeDepth returns the deepest element level below a tree node, counted
+// as MongoDB's storage validation does: a top-level field is at level 1,
+// a field of its embedded document at level 2, and so on; level is the
+// level of the element that holds n.
+func treeDepth(n any, level int) int {
+	best := level
 	switch n := n.(type) {
 	case *mdoc:
-		best = depth + 1
 		for _, f := range n.fields {
-			best = max(best, treeDepth(f.val, depth+1))
+			best = max(best, treeDepth(f.val, level+1))
 		}
 	case *marr:
-		best = depth + 1
 		for _, e := range n.elems {
-			best = max(best, treeDepth(e, depth+1))
+			best = max(best, treeDepth(e, level+1))
 		}
 	}
 	return best
 }
 
 // rawDepth is treeDepth for encoded BSON.
-func rawDepth(doc []byte, depth int) int {
-	best := depth + 1
+func rawDepth(doc []byte, level int) int {
+	best := level
 	forEachElem(doc, func(_ []byte, v bson.RawValue) bool {
+		best = max(best, level+1)
 		if v.Type == bson.TypeEmbeddedDocument || v.Type == bson.TypeArray {
-			best = max(best, rawDepth(v.Value, depth+1))
+			best = max(best, rawDepth(v.Value, level+1))
 		}
 		return false
 	})
@@ -646,6 +648,13 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 		}
 		pos = strconv.Itoa(i)
 	}
+	// Concrete paths are only needed when two operators could meet.
+	active := 0
+	for _, op := range u.ops {
+		if !skip(op) {
+			active++
+		}
+	}
 	targets := make([][]target, len(u.ops))
 	for i, op := range u.ops {
 		if skip(op) {
@@ -665,7 +674,7 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 				parts[k] = p
 			}
 		}
-		ts, err := a.expand(parts, u.filters)
+		ts, err := a.expand(parts, u.filters, active > 1)
 		if err != nil {
 			return err
 		}
@@ -678,8 +687,16 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 		if skip(op) {
 			continue
 		}
+		if op.kind == opRename {
+			// Its two targets are only for the conflict check.
+			if err := a.rename(op); err != nil {
+				return err
+			}
+			continue
+		}
+		leaf := a.leafFor(op)
 		for _, t := range targets[i] {
-			if err := a.applyTo(op, t); err != nil {
+			if err := a.applyAt(op, t, leaf); err != nil {
 				return err
 			}
 		}
@@ -693,6 +710,15 @@ func (a *applier) applyOps(u *Update, doc bson.Raw) error {
 // Paths are sorted with a separator that sorts below every byte of a
 // field name, so a path is directly followed by any path it prefixes.
 func checkTargetConflicts(targets [][]target) error {
+	withTargets := 0
+	for _, ts := range targets {
+		if len(ts) > 0 {
+			withTargets++
+		}
+	}
+	if withTargets < 2 {
+		return nil // one operator's targets are distinct elements
+	}
 	type entry struct {
 		key string
 		op  int
@@ -875,8 +901,14 @@ func (a *applier) applyTo(op *updateOp, t target) error {
 	if op.kind == opRename {
 		return a.rename(op)
 	}
+	return a.applyAt(op, t, a.leafFor(op))
+}
+
+// leafFor returns the function that applies op at the slot its path ends
+// on.
+func (a *applier) leafFor(op *updateOp) func(slot) error {
 	create := op.kind.creates()
-	leaf := func(s slot) error {
+	return func(s slot) error {
 		if _, isArr := s.parent.(*marr); isArr && create {
 			if _, ok := arrayIndex(s.key); !ok {
 				return mongoerr.New(mongoerr.PathNotViable, "Cannot create field '%s' in element {%s}", s.key, debugString(nodeRaw(s.parent)))
@@ -884,6 +916,12 @@ func (a *applier) applyTo(op *updateOp, t target) error {
 		}
 		return a.applyLeaf(op, s)
 	}
+}
+
+// applyAt walks from a target to the slot its path ends on and applies
+// leaf there.
+func (a *applier) applyAt(op *updateOp, t target, leaf func(slot) error) error {
+	create := op.kind.creates()
 	switch {
 	case t.start.parent == nil:
 		return a.walk(a.root, "", t.rest, create, leaf)
