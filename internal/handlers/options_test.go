@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -281,7 +282,14 @@ func TestOptionsFind(t *testing.T) {
 				t.Errorf("getMore after an insert = %v, want the new document", more)
 			}
 		}},
-		{name: "tailable awaitData waits for an insert", setup: makeCapped, cmd: find(e("tailable", true), e("awaitData", true)), check: func(t *testing.T, r *optRun) {
+		{name: "tailable awaitData waits for an insert", setup: func(t *testing.T, r *optRun) {
+			// Roomy, so that no insert below evicts the cursor's position.
+			_ = r.e.db.Collection(r.coll).Drop(r.e.ctx)
+			if _, err := r.run(t, bson.D{{Key: "create", Value: r.coll}, {Key: "capped", Value: true}, {Key: "size", Value: 1 << 26}}); err != nil {
+				t.Fatal(err)
+			}
+			r.e.db.Collection(r.coll).InsertOne(r.e.ctx, d{{Key: "_id", Value: 1}})
+		}, cmd: find(e("tailable", true), e("awaitData", true)), check: func(t *testing.T, r *optRun) {
 			id := cursorID(r.reply)
 			// A getMore that finds nothing waits; an insert from another
 			// client wakes it (no timing assertion: the wait bound is long).
@@ -303,7 +311,8 @@ func TestOptionsFind(t *testing.T) {
 					return
 				case <-r.e.ctx.Done():
 					t.Fatal("getMore never returned")
-				default:
+				case <-time.After(50 * time.Millisecond):
+					// Not yet waiting when the last insert landed: insert again.
 				}
 				if i > 10000 {
 					t.Fatal("getMore never returned")
@@ -575,6 +584,19 @@ func TestOptionsOtherCommands(t *testing.T) {
 			}
 		}},
 		{name: "findAndModify hint naming no index", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "hint", Value: "nope"}}), code: codeBadValue},
+		{name: "createIndexes collation en", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "en"}}}}}}}), code: codeNotImplemented},
+		{name: "createIndexes collation simple", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "simple"}}}}}}}), check: func(t *testing.T, r *optRun) {
+			specs, err := r.e.db.Collection(r.coll).Indexes().ListSpecifications(r.e.ctx)
+			if err != nil || len(specs) != 3 {
+				t.Errorf("indexes %v %v", specs, err)
+			}
+		}},
+		{name: "upsert refused by the validator", setup: withValidator, cmd: cmdWith("update", d{{Key: "updates", Value: bson.A{d{{Key: "q", Value: d{{Key: "_id", Value: 50}}}, {Key: "u", Value: d{{Key: "$set", Value: d{{Key: "n", Value: -1}}}}}, {Key: "upsert", Value: true}}}}}), check: func(t *testing.T, r *optRun) {
+			wantWriteError(codeValidation)(t, r)
+			if strings.Contains(r.stored(t), `"_id":50`) {
+				t.Errorf("refused upsert stored its document")
+			}
+		}},
 		{name: "findAndModify let", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "let", Value: d{{Key: "x", Value: 1}}}}), code: codeNotImplemented},
 	})
 }
