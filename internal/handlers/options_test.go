@@ -281,6 +281,29 @@ func TestOptionsFind(t *testing.T) {
 			if vals, _ := arr.Values(); len(vals) != 1 || valText(vals[0].Document().Lookup("_id")) != "4" {
 				t.Errorf("getMore after an insert = %v, want the new document", more)
 			}
+			// Three more inserts evict the cursor's last document (max 3).
+			for _, id := range []int{5, 6, 7} {
+				if _, err := r.e.db.Collection(r.coll).InsertOne(r.e.ctx, d{{Key: "_id", Value: id}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = r.run(t, d{{Key: "getMore", Value: cursorID(r.reply)}, {Key: "collection", Value: r.coll}})
+			if codeOf(err) != 136 {
+				t.Errorf("getMore after its position was evicted: %v, want CappedPositionLost", err)
+			}
+			// Dropping the collection kills a cursor (QueryPlanKilled).
+			first, err := r.run(t, d{{Key: "find", Value: r.coll}, {Key: "tailable", Value: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.reply = first
+			if err := r.e.db.Collection(r.coll).Drop(r.e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.run(t, d{{Key: "getMore", Value: cursorID(r.reply)}, {Key: "collection", Value: r.coll}})
+			if codeOf(err) != 175 {
+				t.Errorf("getMore after drop: %v, want QueryPlanKilled", err)
+			}
 		}},
 		{name: "tailable awaitData waits for an insert", setup: func(t *testing.T, r *optRun) {
 			// Roomy, so that no insert below evicts the cursor's position.
