@@ -353,7 +353,11 @@ func TestOptionsFind(t *testing.T) {
 		{name: "collation simple", cmd: find(e("collation", d{{Key: "locale", Value: "simple"}}), e("filter", d{{Key: "name", Value: "b"}})), check: wantIDs("")},
 		{name: "collation case-insensitive", cmd: find(e("collation", en), e("filter", d{{Key: "name", Value: "b"}})), code: codeNotImplemented},
 		{name: "let empty", cmd: find(e("let", d{}), e("filter", d{{Key: "_id", Value: 1}})), check: wantIDs("1")},
-		{name: "let", cmd: find(e("let", d{{Key: "x", Value: 1}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}})), code: codeNotImplemented},
+		{name: "let", cmd: find(e("let", d{{Key: "x", Value: d{{Key: "$add", Value: bson.A{1, 1}}}}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}})), check: wantIDs("2")},
+		{name: "let path", cmd: find(e("let", d{{Key: "x", Value: d{{Key: "id", Value: 3}}}}), e("filter", d{{Key: "$or", Value: bson.A{d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x.id"}}}}}}}})), check: wantIDs("3")},
+		{name: "let outside $expr is data", cmd: find(e("let", d{{Key: "x", Value: "a"}}), e("filter", d{{Key: "name", Value: "$$x"}})), check: wantIDs("")},
+		{name: "let bad name", cmd: find(e("let", d{{Key: "X", Value: 1}})), code: 16870},
+		{name: "let shadowed by $let", cmd: find(e("let", d{{Key: "x", Value: 1}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$let", Value: d{{Key: "vars", Value: d{{Key: "x", Value: 2}}}, {Key: "in", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}}}})), code: codeNotImplemented},
 		{name: "$jsonSchema filter", cmd: find(e("filter", d{{Key: "$jsonSchema", Value: d{{Key: "properties", Value: d{{Key: "name", Value: d{{Key: "pattern", Value: "^[a-z]$"}}}}}}}}), e("sort", d{{Key: "_id", Value: 1}})), check: wantIDs("1,3")},
 		{name: "unknown field", cmd: find(e("frobnicate", 1)), code: codeUnknownField},
 	})
@@ -385,7 +389,12 @@ func TestOptionsAggregate(t *testing.T) {
 		{name: "hint naming no index", cmd: agg(sortID, e("hint", d{{Key: "nope", Value: 1}})), code: codeBadValue},
 		{name: "comment", cmd: agg(sortID, e("comment", "c")), check: wantIDs("1,2,3")},
 		{name: "writeConcern", cmd: agg(sortID, e("writeConcern", d{{Key: "w", Value: 1}})), check: wantIDs("1,2,3")},
-		{name: "let", cmd: agg(sortID, e("let", d{{Key: "x", Value: 1}})), code: codeNotImplemented},
+		{name: "let", cmd: agg(bson.A{d{{Key: "$match", Value: d{{Key: "$expr", Value: d{{Key: "$lt", Value: bson.A{"$_id", "$$x"}}}}}}}, d{{Key: "$sort", Value: d{{Key: "_id", Value: 1}}}}, d{{Key: "$addFields", Value: d{{Key: "v", Value: "$$x"}}}}}, e("let", d{{Key: "x", Value: 3}})), check: func(t *testing.T, r *optRun) {
+			wantIDs("1,2")(t, r)
+			if v := valText(r.reply.Lookup("cursor", "firstBatch", "0", "v")); v != "3" {
+				t.Errorf("$$x in $addFields = %s, want 3", v)
+			}
+		}},
 		{name: "unknown field", cmd: agg(sortID, e("frobnicate", 1)), code: codeUnknownField},
 	})
 }
@@ -438,7 +447,7 @@ func TestOptionsUpdate(t *testing.T) {
 				t.Errorf("errInfo = %v", r.reply.Lookup("writeErrors", "0", "errInfo"))
 			}
 		}},
-		{name: "let", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}}, e("let", d{{Key: "x", Value: 1}})), code: codeNotImplemented},
+		{name: "let", cmd: upd(d{{Key: "q", Value: d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "u", Value: setX}, {Key: "multi", Value: true}}, e("let", d{{Key: "x", Value: 2}})), check: wantN(1, 1)},
 		{name: "comment", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("comment", "c")), check: wantN(1, 1)},
 		{name: "writeConcern", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("writeConcern", d{{Key: "w", Value: 1}})), check: wantN(1, 1)},
 		{name: "unknown field", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}}, e("frobnicate", 1)), code: codeUnknownField},
@@ -620,7 +629,16 @@ func TestOptionsOtherCommands(t *testing.T) {
 				t.Errorf("refused upsert stored its document")
 			}
 		}},
-		{name: "findAndModify let", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "let", Value: d{{Key: "x", Value: 1}}}}), code: codeNotImplemented},
+		{name: "findAndModify let", cmd: cmdWith("findAndModify", d{{Key: "query", Value: d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "remove", Value: true}, {Key: "let", Value: d{{Key: "x", Value: 3}}}}), check: func(t *testing.T, r *optRun) {
+			if id := valText(r.reply.Lookup("value", "_id")); id != "3" {
+				t.Errorf("removed %v, want _id 3", r.reply)
+			}
+		}},
+		{name: "delete let", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{{Key: "$expr", Value: d{{Key: "$gte", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "limit", Value: 0}}}}, {Key: "let", Value: d{{Key: "x", Value: 2}}}}), check: func(t *testing.T, r *optRun) {
+			if got := r.stored(t); got != `[{"_id":1,"name":"a"}]` {
+				t.Errorf("after delete with let: %s", got)
+			}
+		}},
 	})
 }
 
