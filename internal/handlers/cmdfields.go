@@ -34,7 +34,7 @@ var commandFields = map[string][]string{
 	"update":        {"updates", "ordered", "bypassDocumentValidation", "let"},
 	"delete":        {"deletes", "ordered", "let"},
 	"insert":        {"documents", "ordered", "bypassDocumentValidation"},
-	"count":         {"query", "limit", "skip", "hint", "collation"},
+	"count":         {"query", "limit", "skip", "hint", "collation", "fields"}, // fields: a projection mongod ignores
 	"distinct":      {"key", "query", "collation"},
 	"findAndModify": {"query", "fields", "sort", "remove", "update", "new", "upsert", "bypassDocumentValidation", "collation", "arrayFilters", "hint", "let"},
 	"create": {"capped", "autoIndexId", "idIndex", "size", "max", "storageEngine", "validator",
