@@ -679,3 +679,59 @@ func TestValidationErrInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestCappedCollection drives a capped collection through the wire:
+// insertion order, reverse natural order, deletes and size-changing
+// updates (both allowed in MongoDB 7.0), and eviction after them.
+func TestCappedCollection(t *testing.T) {
+	e0 := newDataEnv(t)
+	r := &optRun{e: e0, coll: "capped_wire"}
+	makeCapped(t, r) // _id 1, 2, 3 with max 3
+	c := e0.db.Collection(r.coll)
+	steps := []struct {
+		name string
+		do   func() error
+		want string // natural order after the step
+	}{
+		{"inserted", func() error { return nil }, `[{"_id":1},{"_id":2},{"_id":3}]`},
+		{"insert evicts the oldest", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 0}})
+			return err
+		}, `[{"_id":2},{"_id":3},{"_id":0}]`},
+		{"delete", func() error {
+			_, err := c.DeleteOne(e0.ctx, d{{Key: "_id", Value: 3}})
+			return err
+		}, `[{"_id":2},{"_id":0}]`},
+		{"update that grows a document", func() error {
+			_, err := c.UpdateOne(e0.ctx, d{{Key: "_id", Value: 2}}, d{{Key: "$set", Value: d{{Key: "big", Value: strings.Repeat("x", 100)}}}})
+			return err
+		}, `[{"_id":2,"big":"` + strings.Repeat("x", 100) + `"},{"_id":0}]`},
+		{"insert after a delete evicts nothing", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 9}})
+			return err
+		}, `[{"_id":2,"big":"` + strings.Repeat("x", 100) + `"},{"_id":0},{"_id":9}]`},
+		{"next insert evicts the updated document", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 8}})
+			return err
+		}, `[{"_id":0},{"_id":9},{"_id":8}]`},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := r.stored(t); got != st.want {
+			t.Fatalf("%s: natural order %s, want %s", st.name, got, st.want)
+		}
+	}
+	reply, err := r.run(t, d{{Key: "find", Value: r.coll}, {Key: "sort", Value: d{{Key: "$natural", Value: -1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := batchIDs(t, reply); got != "8,9,0" {
+		t.Errorf("reverse natural order = %s, want 8,9,0", got)
+	}
+	specs, err := e0.db.ListCollectionSpecifications(e0.ctx, d{{Key: "name", Value: r.coll}})
+	if err != nil || len(specs) != 1 || !specs[0].Options.Lookup("capped").Boolean() {
+		t.Errorf("listCollections: %v %v", specs, err)
+	}
+}
