@@ -1,15 +1,21 @@
 package handlers_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
 )
 
 // The options walk: every option MongoDB 7.0 documents for create, find,
@@ -733,5 +739,51 @@ func TestCappedCollection(t *testing.T) {
 	specs, err := e0.db.ListCollectionSpecifications(e0.ctx, d{{Key: "name", Value: r.coll}})
 	if err != nil || len(specs) != 1 || !specs[0].Options.Lookup("capped").Boolean() {
 		t.Errorf("listCollections: %v %v", specs, err)
+	}
+}
+
+// syncBuffer is a log sink the test reads while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestValidationWarnLogs checks that validationAction "warn" writes the
+// document and logs a warning that names the collection but carries none
+// of the document's data.
+func TestValidationWarnLogs(t *testing.T) {
+	var logs syncBuffer
+	env := handlerstest.StartEnv(t, handlers.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := handlerstest.Context(t)
+	db := env.Client.Database("warn")
+	err := db.RunCommand(ctx, d{{Key: "create", Value: "w"}, {Key: "validator", Value: d{{Key: "n", Value: d{{Key: "$gte", Value: 0}}}}}, {Key: "validationAction", Value: "warn"}}).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "canary-4f1d2c"
+	if _, err := db.Collection("w").InsertOne(ctx, d{{Key: "_id", Value: secret}, {Key: "n", Value: -1}, {Key: "s", Value: secret}}); err != nil {
+		t.Fatalf("warn: insert refused: %v", err)
+	}
+	if n, _ := db.Collection("w").CountDocuments(ctx, d{}); n != 1 {
+		t.Errorf("stored %d documents, want 1", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "document would fail validation") || !strings.Contains(out, "collection=w") {
+		t.Errorf("no validation warning in the log:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("the log carries document data:\n%s", out)
 	}
 }
