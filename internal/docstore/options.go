@@ -70,9 +70,9 @@ func (o CollOptions) Document() bson.D {
 	return d
 }
 
-// check validates option values (the handlers parse types and mongod's
+// Check validates option values (the handlers parse types and mongod's
 // command-level rules; these are the invariants storage relies on).
-func (o CollOptions) check() error {
+func (o CollOptions) Check() error {
 	if o.Capped && (o.Size < 1 || o.Size > MaxCappedSize) {
 		return mongoerr.New(mongoerr.BadValue, "capped collection size must be between 1 and %d", int64(MaxCappedSize))
 	}
@@ -95,7 +95,7 @@ func (o CollOptions) check() error {
 // with the same options it returns the existing collection (mongod's create
 // is idempotent that way).
 func (s *Store) CreateCollectionWithOptions(name string, opts CollOptions) (*Collection, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -138,7 +138,7 @@ func (s *Store) ChangeValidation(name string, ch ValidationChange) (before, afte
 	if ch.ValidationAction != nil {
 		nc.Options.ValidationAction = *ch.ValidationAction
 	}
-	if err := nc.Options.check(); err != nil {
+	if err := nc.Options.Check(); err != nil {
 		return before, after, err
 	}
 	if err := nc.compile(); err != nil {

@@ -11,6 +11,9 @@
 //	"\x01" + coll id (u32 BE) + key(_id)           -> the document (BSON)
 //	"\x02" + coll id + index id (u32 BE) + key(values) [+ key(_id) unless unique]
 //	                                               -> key(_id)
+//	"\x00s" + coll id                              -> capped totals (capped.go)
+//	"\x03" + coll id + seq (u64 BE)                -> key(_id), capped insertion order
+//	"\x04" + coll id + key(_id)                    -> seq
 //
 // key(...) is query.EncodeIndexKey: order-preserving, so range scans over
 // index entries follow MongoDB's comparison order. Every write of a

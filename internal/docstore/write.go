@@ -150,6 +150,13 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 	if err := cappedCheckInsert(coll, doc); err != nil {
 		return err
 	}
+	if coll.Capped() {
+		// Read the totals before staging anything: a damaged record fails
+		// the insert without leaving a document outside the order.
+		if _, err := w.cappedState(coll); err != nil {
+			return err
+		}
+	}
 	entries, err := w.checkIndexes(coll, nil, doc, id)
 	if err != nil {
 		return err

@@ -119,7 +119,8 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err := checkFields(a, "aggregate"); err != nil {
 		return nil, err
 	}
-	if err := refuseLet(a, "aggregate"); err != nil {
+	vars, err := parseLet(a, "aggregate")
+	if err != nil {
 		return nil, err
 	}
 	// No stage writes ($out and $merge are refused by the pipeline
@@ -172,6 +173,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 			return nil, mongoerr.New(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		stages[i] = d
+	}
+	if stages, err = letPipeline(stages, vars); err != nil {
+		return nil, err
 	}
 	filter, rest := aggregatePlan(stages)
 	spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, 0, 0)

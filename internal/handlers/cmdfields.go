@@ -34,7 +34,7 @@ var commandFields = map[string][]string{
 	"update":        {"updates", "ordered", "bypassDocumentValidation", "let"},
 	"delete":        {"deletes", "ordered", "let"},
 	"insert":        {"documents", "ordered", "bypassDocumentValidation"},
-	"count":         {"query", "limit", "skip", "hint", "collation"},
+	"count":         {"query", "limit", "skip", "hint", "collation", "fields"}, // fields: a projection mongod ignores
 	"distinct":      {"key", "query", "collation"},
 	"findAndModify": {"query", "fields", "sort", "remove", "update", "new", "upsert", "bypassDocumentValidation", "collation", "arrayFilters", "hint", "let"},
 	"create": {"capped", "autoIndexId", "idIndex", "size", "max", "storageEngine", "validator",
@@ -120,23 +120,4 @@ func checkReadConcern(a args, command string) error {
 		}
 	}
 	return nil
-}
-
-// refuseLet refuses a non-empty `let`: cmkdb's filters cannot see
-// user variables yet, and ignoring them would change what $expr matches.
-// NotImplemented (238) is mongod's code for a feature it recognises but
-// does not offer.
-func refuseLet(a args, command string) error {
-	v, ok := a.value("let")
-	if !ok || v.Type == bson.TypeNull {
-		return nil
-	}
-	d, ok := v.DocumentOK()
-	if !ok {
-		return mongoerr.New(mongoerr.TypeMismatch, "BSON field '%s.let' is the wrong type '%s', expected type 'object'", command, typeName(v.Type))
-	}
-	if len(d) <= 5 {
-		return nil
-	}
-	return mongoerr.New(mongoerr.NotImplemented, "the 'let' option of %s is not supported", command)
 }

@@ -90,7 +90,11 @@ func createOptions(a args) (docstore.CollOptions, error) {
 	if o.ValidationAction, err = enumField(a, "validationAction", "error", "warn"); err != nil {
 		return o, err
 	}
-	return o, refuseCreateOptions(a)
+	if err := refuseCreateOptions(a); err != nil {
+		return o, err
+	}
+	// The validator compiles here, before anything (a database) is created.
+	return o, o.Check()
 }
 
 // refuseCreateOptions refuses the create options cmkdb does not implement

@@ -101,7 +101,8 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := checkFields(a, "delete"); err != nil {
 		return nil, err
 	}
-	if err := refuseLet(a, "delete"); err != nil {
+	vars, err := parseLet(a, "delete")
+	if err != nil {
 		return nil, err
 	}
 	collName, raw, ordered, err := writeBatch(a, "deletes")
@@ -111,6 +112,9 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	stmts := make([]*deleteStmt, len(raw))
 	for i, v := range raw {
 		if stmts[i], err = parseDeleteStmt(v); err != nil {
+			return nil, err
+		}
+		if stmts[i].q, err = letFilter(stmts[i].q, vars); err != nil {
 			return nil, err
 		}
 	}

@@ -193,7 +193,8 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	if err := checkFields(a, "find"); err != nil {
 		return nil, err
 	}
-	if err := refuseLet(a, "find"); err != nil {
+	vars, err := parseLet(a, "find")
+	if err != nil {
 		return nil, err
 	}
 	if v, ok := a.value("collation"); ok {
@@ -211,6 +212,9 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	}
 	filter, err := a.doc("filter")
 	if err != nil {
+		return nil, err
+	}
+	if filter, err = letFilter(filter, vars); err != nil {
 		return nil, err
 	}
 	sortSpec, err := a.doc("sort")

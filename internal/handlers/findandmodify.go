@@ -32,10 +32,10 @@ func parseFindAndModify(a args) (*famSpec, error) {
 	if err := checkFields(a, "findAndModify"); err != nil {
 		return nil, err
 	}
-	if err := refuseLet(a, "findAndModify"); err != nil {
+	vars, err := parseLet(a, "findAndModify")
+	if err != nil {
 		return nil, err
 	}
-	var err error
 	if s.bypass, err = a.bool("bypassDocumentValidation", false); err != nil {
 		return nil, err
 	}
@@ -43,6 +43,9 @@ func parseFindAndModify(a args) (*famSpec, error) {
 		return nil, err
 	}
 	if s.filter, err = a.doc("query"); err != nil {
+		return nil, err
+	}
+	if s.filter, err = letFilter(s.filter, vars); err != nil {
 		return nil, err
 	}
 	if s.matcher, err = query.Compile(s.filter); err != nil {

@@ -15,6 +15,9 @@ import (
 // cursor's last document was removed from the capped collection.
 const codeCappedPositionLost = mongoerr.CappedPositionLost
 
+// codeQueryPlanKilled is mongod's QueryPlanKilled (175).
+const codeQueryPlanKilled mongoerr.Code = 175
+
 // defaultAwaitData is how long a getMore on an awaitData cursor waits for
 // new documents when it names no maxTimeMS (mongod's default: 1 s).
 const defaultAwaitData = time.Second
@@ -215,13 +218,18 @@ func (t *tailSource) noCursorTimeout() bool { return t.noTimeout }
 func (t *tailSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, bool, error) {
 	first := !t.started
 	t.started = true
-	docs, err := t.batch(ctx, h, n)
-	if err != nil || len(docs) > 0 || first || !t.awaitData {
-		return docs, false, err
+	// The change channel is taken before reading, so a write that lands
+	// between the read and the wait still wakes it.
+	var changed <-chan struct{}
+	if !first && t.awaitData {
+		var err error
+		if changed, err = t.changed(h); err != nil {
+			return nil, false, err
+		}
 	}
-	changed, err := t.changed(h)
-	if err != nil || changed == nil {
-		return nil, false, err
+	docs, err := t.batch(ctx, h, n)
+	if err != nil || len(docs) > 0 || changed == nil {
+		return docs, false, err
 	}
 	wait := t.wait
 	if wait <= 0 {
@@ -243,37 +251,46 @@ func (t *tailSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, b
 
 func (t *tailSource) changed(h *Handler) (<-chan struct{}, error) {
 	st, release, err := h.store(t.scan.spec.db, false)
-	if err != nil || st == nil {
+	if err != nil {
 		return nil, err
 	}
 	defer release()
+	if st == nil {
+		return nil, mongoerr.New(codeQueryPlanKilled, "database dropped")
+	}
 	return st.Changed(), nil
 }
 
 // batch reads what the capped collection holds after the cursor's
-// position; at the end it re-arms the scan for the next call.
+// position. It first re-arms a finished scan and checks that the last
+// document returned is still there: if the collection removed it, the
+// documents inserted between may be gone too, and mongod reports
+// CappedPositionLost rather than skip them silently.
 func (t *tailSource) batch(ctx context.Context, h *Handler, n int) ([]bson.Raw, error) {
-	docs, done, err := t.scan.next(ctx, h, n)
-	if err != nil || !done {
-		return docs, err
-	}
 	st, release, err := h.store(t.scan.spec.db, false)
-	if err != nil || st == nil {
-		return docs, err
+	if err != nil {
+		return nil, err
 	}
-	defer release()
+	if st == nil {
+		release()
+		return nil, mongoerr.New(codeQueryPlanKilled, "database dropped")
+	}
 	coll := st.Collection(t.scan.spec.coll)
 	if coll == nil {
-		return docs, nil
+		release()
+		// mongod kills a tailable cursor whose collection was dropped.
+		return nil, mongoerr.New(codeQueryPlanKilled, "collection dropped")
 	}
 	ok, err := st.Tail(coll, &t.scan.pos)
+	release()
 	if err != nil {
-		return docs, err
+		return nil, err
 	}
 	if !ok {
-		return docs, mongoerr.New(codeCappedPositionLost, "CollectionScan died due to position in capped collection being deleted")
+		return nil, mongoerr.New(codeCappedPositionLost, "CollectionScan died due to position in capped collection being deleted")
 	}
-	return docs, nil
+	docs, _, err := t.scan.next(ctx, h, n)
+	return docs, err
 }
 
 // noTimeoutSource marks a cursor opened with noCursorTimeout.

@@ -47,7 +47,11 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			if truthy(ev) {
 				return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)
 			}
-		case "partialFilterExpression", "expireAfterSeconds", "collation", "weights", "default_language",
+		case "collation":
+			if err := checkCollation(ev); err != nil {
+				return spec, err
+			}
+		case "partialFilterExpression", "expireAfterSeconds", "weights", "default_language",
 			"language_override", "textIndexVersion", "2dsphereIndexVersion", "bits", "min", "max",
 			"wildcardProjection", "bucketSize", "clustered", "prepareUnique":
 			return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)

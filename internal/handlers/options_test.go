@@ -1,15 +1,22 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
 )
 
 // The options walk: every option MongoDB 7.0 documents for create, find,
@@ -283,8 +290,38 @@ func TestOptionsFind(t *testing.T) {
 			if vals, _ := arr.Values(); len(vals) != 1 || valText(vals[0].Document().Lookup("_id")) != "4" {
 				t.Errorf("getMore after an insert = %v, want the new document", more)
 			}
+			// Three more inserts evict the cursor's last document (max 3).
+			for _, id := range []int{5, 6, 7} {
+				if _, err := r.e.db.Collection(r.coll).InsertOne(r.e.ctx, d{{Key: "_id", Value: id}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = r.run(t, d{{Key: "getMore", Value: cursorID(r.reply)}, {Key: "collection", Value: r.coll}})
+			if codeOf(err) != 136 {
+				t.Errorf("getMore after its position was evicted: %v, want CappedPositionLost", err)
+			}
+			// Dropping the collection kills a cursor (QueryPlanKilled).
+			first, err := r.run(t, d{{Key: "find", Value: r.coll}, {Key: "tailable", Value: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.reply = first
+			if err := r.e.db.Collection(r.coll).Drop(r.e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.run(t, d{{Key: "getMore", Value: cursorID(r.reply)}, {Key: "collection", Value: r.coll}})
+			if codeOf(err) != 175 {
+				t.Errorf("getMore after drop: %v, want QueryPlanKilled", err)
+			}
 		}},
-		{name: "tailable awaitData waits for an insert", setup: makeCapped, cmd: find(e("tailable", true), e("awaitData", true)), check: func(t *testing.T, r *optRun) {
+		{name: "tailable awaitData waits for an insert", setup: func(t *testing.T, r *optRun) {
+			// Roomy, so that no insert below evicts the cursor's position.
+			_ = r.e.db.Collection(r.coll).Drop(r.e.ctx)
+			if _, err := r.run(t, bson.D{{Key: "create", Value: r.coll}, {Key: "capped", Value: true}, {Key: "size", Value: 1 << 26}}); err != nil {
+				t.Fatal(err)
+			}
+			r.e.db.Collection(r.coll).InsertOne(r.e.ctx, d{{Key: "_id", Value: 1}})
+		}, cmd: find(e("tailable", true), e("awaitData", true)), check: func(t *testing.T, r *optRun) {
 			id := cursorID(r.reply)
 			// A getMore that finds nothing waits; an insert from another
 			// client wakes it (no timing assertion: the wait bound is long).
@@ -306,7 +343,8 @@ func TestOptionsFind(t *testing.T) {
 					return
 				case <-r.e.ctx.Done():
 					t.Fatal("getMore never returned")
-				default:
+				case <-time.After(50 * time.Millisecond):
+					// Not yet waiting when the last insert landed: insert again.
 				}
 				if i > 10000 {
 					t.Fatal("getMore never returned")
@@ -324,7 +362,11 @@ func TestOptionsFind(t *testing.T) {
 		{name: "collation simple", cmd: find(e("collation", d{{Key: "locale", Value: "simple"}}), e("filter", d{{Key: "name", Value: "b"}})), check: wantIDs("")},
 		{name: "collation case-insensitive", cmd: find(e("collation", en), e("filter", d{{Key: "name", Value: "b"}})), code: codeNotImplemented},
 		{name: "let empty", cmd: find(e("let", d{}), e("filter", d{{Key: "_id", Value: 1}})), check: wantIDs("1")},
-		{name: "let", cmd: find(e("let", d{{Key: "x", Value: 1}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}})), code: codeNotImplemented},
+		{name: "let", cmd: find(e("let", d{{Key: "x", Value: d{{Key: "$add", Value: bson.A{1, 1}}}}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}})), check: wantIDs("2")},
+		{name: "let path", cmd: find(e("let", d{{Key: "x", Value: d{{Key: "id", Value: 3}}}}), e("filter", d{{Key: "$or", Value: bson.A{d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x.id"}}}}}}}})), check: wantIDs("3")},
+		{name: "let outside $expr is data", cmd: find(e("let", d{{Key: "x", Value: "a"}}), e("filter", d{{Key: "name", Value: "$$x"}})), check: wantIDs("")},
+		{name: "let bad name", cmd: find(e("let", d{{Key: "X", Value: 1}})), code: 16870},
+		{name: "let shadowed by $let", cmd: find(e("let", d{{Key: "x", Value: 1}}), e("filter", d{{Key: "$expr", Value: d{{Key: "$let", Value: d{{Key: "vars", Value: d{{Key: "x", Value: 2}}}, {Key: "in", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}}}})), code: codeNotImplemented},
 		{name: "$jsonSchema filter", cmd: find(e("filter", d{{Key: "$jsonSchema", Value: d{{Key: "properties", Value: d{{Key: "name", Value: d{{Key: "pattern", Value: "^[a-z]$"}}}}}}}}), e("sort", d{{Key: "_id", Value: 1}})), check: wantIDs("1,3")},
 		{name: "unknown field", cmd: find(e("frobnicate", 1)), code: codeUnknownField},
 	})
@@ -356,7 +398,12 @@ func TestOptionsAggregate(t *testing.T) {
 		{name: "hint naming no index", cmd: agg(sortID, e("hint", d{{Key: "nope", Value: 1}})), code: codeBadValue},
 		{name: "comment", cmd: agg(sortID, e("comment", "c")), check: wantIDs("1,2,3")},
 		{name: "writeConcern", cmd: agg(sortID, e("writeConcern", d{{Key: "w", Value: 1}})), check: wantIDs("1,2,3")},
-		{name: "let", cmd: agg(sortID, e("let", d{{Key: "x", Value: 1}})), code: codeNotImplemented},
+		{name: "let", cmd: agg(bson.A{d{{Key: "$match", Value: d{{Key: "$expr", Value: d{{Key: "$lt", Value: bson.A{"$_id", "$$x"}}}}}}}, d{{Key: "$sort", Value: d{{Key: "_id", Value: 1}}}}, d{{Key: "$addFields", Value: d{{Key: "v", Value: "$$x"}}}}}, e("let", d{{Key: "x", Value: 3}})), check: func(t *testing.T, r *optRun) {
+			wantIDs("1,2")(t, r)
+			if v := valText(r.reply.Lookup("cursor", "firstBatch", "0", "v")); v != "3" {
+				t.Errorf("$$x in $addFields = %s, want 3", v)
+			}
+		}},
 		{name: "unknown field", cmd: agg(sortID, e("frobnicate", 1)), code: codeUnknownField},
 	})
 }
@@ -409,7 +456,7 @@ func TestOptionsUpdate(t *testing.T) {
 				t.Errorf("errInfo = %v", r.reply.Lookup("writeErrors", "0", "errInfo"))
 			}
 		}},
-		{name: "let", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}}, e("let", d{{Key: "x", Value: 1}})), code: codeNotImplemented},
+		{name: "let", cmd: upd(d{{Key: "q", Value: d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "u", Value: setX}, {Key: "multi", Value: true}}, e("let", d{{Key: "x", Value: 2}})), check: wantN(1, 1)},
 		{name: "comment", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("comment", "c")), check: wantN(1, 1)},
 		{name: "writeConcern", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("writeConcern", d{{Key: "w", Value: 1}})), check: wantN(1, 1)},
 		{name: "unknown field", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}}, e("frobnicate", 1)), code: codeUnknownField},
@@ -578,7 +625,29 @@ func TestOptionsOtherCommands(t *testing.T) {
 			}
 		}},
 		{name: "findAndModify hint naming no index", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "hint", Value: "nope"}}), code: codeBadValue},
-		{name: "findAndModify let", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "let", Value: d{{Key: "x", Value: 1}}}}), code: codeNotImplemented},
+		{name: "createIndexes collation en", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "en"}}}}}}}), code: codeNotImplemented},
+		{name: "createIndexes collation simple", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "simple"}}}}}}}), check: func(t *testing.T, r *optRun) {
+			specs, err := r.e.db.Collection(r.coll).Indexes().ListSpecifications(r.e.ctx)
+			if err != nil || len(specs) != 3 {
+				t.Errorf("indexes %v %v", specs, err)
+			}
+		}},
+		{name: "upsert refused by the validator", setup: withValidator, cmd: cmdWith("update", d{{Key: "updates", Value: bson.A{d{{Key: "q", Value: d{{Key: "_id", Value: 50}}}, {Key: "u", Value: d{{Key: "$set", Value: d{{Key: "n", Value: -1}}}}}, {Key: "upsert", Value: true}}}}}), check: func(t *testing.T, r *optRun) {
+			wantWriteError(codeValidation)(t, r)
+			if strings.Contains(r.stored(t), `"_id":50`) {
+				t.Errorf("refused upsert stored its document")
+			}
+		}},
+		{name: "findAndModify let", cmd: cmdWith("findAndModify", d{{Key: "query", Value: d{{Key: "$expr", Value: d{{Key: "$eq", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "remove", Value: true}, {Key: "let", Value: d{{Key: "x", Value: 3}}}}), check: func(t *testing.T, r *optRun) {
+			if id := valText(r.reply.Lookup("value", "_id")); id != "3" {
+				t.Errorf("removed %v, want _id 3", r.reply)
+			}
+		}},
+		{name: "delete let", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{{Key: "$expr", Value: d{{Key: "$gte", Value: bson.A{"$_id", "$$x"}}}}}}, {Key: "limit", Value: 0}}}}, {Key: "let", Value: d{{Key: "x", Value: 2}}}}), check: func(t *testing.T, r *optRun) {
+			if got := r.stored(t); got != `[{"_id":1,"name":"a"}]` {
+				t.Errorf("after delete with let: %s", got)
+			}
+		}},
 	})
 }
 
@@ -617,5 +686,107 @@ func TestValidationErrInfo(t *testing.T) {
 		if got := valText(info.Lookup(tc.path...)); got != tc.want {
 			t.Errorf("errInfo.%s = %s, want %s (errInfo %v)", strings.Join(tc.path, "."), got, tc.want, info)
 		}
+	}
+}
+
+// TestCappedCollection drives a capped collection through the wire:
+// insertion order, reverse natural order, deletes and size-changing
+// updates (both allowed in MongoDB 7.0), and eviction after them.
+func TestCappedCollection(t *testing.T) {
+	e0 := newDataEnv(t)
+	r := &optRun{e: e0, coll: "capped_wire"}
+	makeCapped(t, r) // _id 1, 2, 3 with max 3
+	c := e0.db.Collection(r.coll)
+	steps := []struct {
+		name string
+		do   func() error
+		want string // natural order after the step
+	}{
+		{"inserted", func() error { return nil }, `[{"_id":1},{"_id":2},{"_id":3}]`},
+		{"insert evicts the oldest", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 0}})
+			return err
+		}, `[{"_id":2},{"_id":3},{"_id":0}]`},
+		{"delete", func() error {
+			_, err := c.DeleteOne(e0.ctx, d{{Key: "_id", Value: 3}})
+			return err
+		}, `[{"_id":2},{"_id":0}]`},
+		{"update that grows a document", func() error {
+			_, err := c.UpdateOne(e0.ctx, d{{Key: "_id", Value: 2}}, d{{Key: "$set", Value: d{{Key: "big", Value: strings.Repeat("x", 100)}}}})
+			return err
+		}, `[{"_id":2,"big":"` + strings.Repeat("x", 100) + `"},{"_id":0}]`},
+		{"insert after a delete evicts nothing", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 9}})
+			return err
+		}, `[{"_id":2,"big":"` + strings.Repeat("x", 100) + `"},{"_id":0},{"_id":9}]`},
+		{"next insert evicts the updated document", func() error {
+			_, err := c.InsertOne(e0.ctx, d{{Key: "_id", Value: 8}})
+			return err
+		}, `[{"_id":0},{"_id":9},{"_id":8}]`},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := r.stored(t); got != st.want {
+			t.Fatalf("%s: natural order %s, want %s", st.name, got, st.want)
+		}
+	}
+	reply, err := r.run(t, d{{Key: "find", Value: r.coll}, {Key: "sort", Value: d{{Key: "$natural", Value: -1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := batchIDs(t, reply); got != "8,9,0" {
+		t.Errorf("reverse natural order = %s, want 8,9,0", got)
+	}
+	specs, err := e0.db.ListCollectionSpecifications(e0.ctx, d{{Key: "name", Value: r.coll}})
+	if err != nil || len(specs) != 1 || !specs[0].Options.Lookup("capped").Boolean() {
+		t.Errorf("listCollections: %v %v", specs, err)
+	}
+}
+
+// syncBuffer is a log sink the test reads while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestValidationWarnLogs checks that validationAction "warn" writes the
+// document and logs a warning that names the collection but carries none
+// of the document's data.
+func TestValidationWarnLogs(t *testing.T) {
+	var logs syncBuffer
+	env := handlerstest.StartEnv(t, handlers.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := handlerstest.Context(t)
+	db := env.Client.Database("warn")
+	err := db.RunCommand(ctx, d{{Key: "create", Value: "w"}, {Key: "validator", Value: d{{Key: "n", Value: d{{Key: "$gte", Value: 0}}}}}, {Key: "validationAction", Value: "warn"}}).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "canary-4f1d2c"
+	if _, err := db.Collection("w").InsertOne(ctx, d{{Key: "_id", Value: secret}, {Key: "n", Value: -1}, {Key: "s", Value: secret}}); err != nil {
+		t.Fatalf("warn: insert refused: %v", err)
+	}
+	if n, _ := db.Collection("w").CountDocuments(ctx, d{}); n != 1 {
+		t.Errorf("stored %d documents, want 1", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "document would fail validation") || !strings.Contains(out, "collection=w") {
+		t.Errorf("no validation warning in the log:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Errorf("the log carries document data:\n%s", out)
 	}
 }

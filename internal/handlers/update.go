@@ -318,7 +318,8 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := checkFields(a, "update"); err != nil {
 		return nil, err
 	}
-	if err := refuseLet(a, "update"); err != nil {
+	vars, err := parseLet(a, "update")
+	if err != nil {
 		return nil, err
 	}
 	bypass, err := a.bool("bypassDocumentValidation", false)
@@ -333,6 +334,9 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	anyUpsert := false
 	for i, v := range raw {
 		if stmts[i], err = parseUpdateStmt(v); err != nil {
+			return nil, err
+		}
+		if stmts[i].q, err = letFilter(stmts[i].q, vars); err != nil {
 			return nil, err
 		}
 		anyUpsert = anyUpsert || stmts[i].upsert

@@ -3,6 +3,7 @@ package query
 import (
 	"math"
 	"regexp"
+	"sort"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -620,12 +621,13 @@ func compileSchemaKeyword(kw string, v bson.RawValue, has map[string]bson.RawVal
 			if !isArr(x) {
 				return true
 			}
+			// Sorted, equal items are neighbours: O(n log n) even for the
+			// largest array a document can hold.
 			items := arrayValues(x.Value)
-			for i := range items {
-				for j := i + 1; j < len(items); j++ {
-					if Compare(items[i], items[j]) == 0 {
-						return false
-					}
+			sort.Slice(items, func(i, j int) bool { return Compare(items[i], items[j]) < 0 })
+			for i := 1; i < len(items); i++ {
+				if Compare(items[i-1], items[i]) == 0 {
+					return false
 				}
 			}
 			return true

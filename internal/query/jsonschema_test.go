@@ -156,3 +156,33 @@ func TestJSONSchemaFailures(t *testing.T) {
 		t.Errorf("failing rules = %v, want required,properties", names)
 	}
 }
+
+// FuzzJSONSchema: an arbitrary schema either fails to compile or matches
+// and explains any document without panicking.
+func FuzzJSONSchema(f *testing.F) {
+	docs := fuzzSeedDocs(f)
+	for _, js := range []string{
+		`{"required": ["a"], "properties": {"a": {"bsonType": "int", "minimum": 1}}}`,
+		`{"properties": {"b": {"items": [{"type": "number"}], "additionalItems": false, "uniqueItems": true}}}`,
+		`{"patternProperties": {"^d": {"minProperties": 1}}, "additionalProperties": {"not": {"type": "null"}}}`,
+		`{"anyOf": [{"required": ["a"]}, {"dependencies": {"b": ["c"]}}], "oneOf": [{}, {"maxProperties": 0}]}`,
+		`{"properties": {"d": {"properties": {"e": {"pattern": "^x", "minLength": 1, "enum": ["x", 1]}}}}}`,
+	} {
+		f.Add([]byte(D(f, js)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if validateDoc(data) != nil {
+			return
+		}
+		s, err := compileJSONSchema(data, 0)
+		if err != nil {
+			return
+		}
+		for _, d := range docs {
+			s.valid(rvDoc(d))
+			s.failures(rvDoc(d))
+		}
+		s.valid(rvDoc(data))
+		JSONSchemaFailures(data, data)
+	})
+}
