@@ -39,7 +39,10 @@ type tampering struct {
 	ct   []byte
 }
 
-func (s *suite) exhaustive() bool {
+// thorough reports whether the suite runs its costly checks in full (every
+// tampering, many concurrent operations): for in-process providers, or for
+// all with CMKDB_KMSTEST_EXHAUSTIVE=1.
+func (s *suite) thorough() bool {
 	if os.Getenv(ExhaustiveEnv) == "1" {
 		return true
 	}
