@@ -52,6 +52,9 @@ func TestParse(t *testing.T) {
 			if !strings.Contains(err.Error(), "invalid configuration") {
 				t.Fatalf("message %q", err)
 			}
+			if name == "inline secret" && !strings.Contains(err.Error(), "secretAccessKeyFile") {
+				t.Fatalf("an inline secret is refused without naming the file setting: %q", err)
+			}
 		})
 	}
 }
