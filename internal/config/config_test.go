@@ -38,6 +38,8 @@ func TestParse(t *testing.T) {
 		"aws bad region":      `{"dir": "/d", "kms": {"provider": "aws", "aws": {"region": "moon", "keyId": "k", "accessKeyId": "a", "secretAccessKeyFile": "/s"}}}`,
 		"kmip list entry with comma": `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/c",
 			"clientKeyFile": "/k", "keyId": "2", "previousKeyIds": ["1,3"]}}}`,
+		"kmip empty previous key id": `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/c",
+			"clientKeyFile": "/k", "keyId": "2", "previousKeyIds": [""]}}}`,
 		"kmip keyId and keyName": `{"dir": "/d", "kms": {"provider": "kmip", "kmip": {"address": "a:1", "caFile": "/c", "clientCertFile": "/c",
 			"clientKeyFile": "/k", "keyId": "2", "keyName": "n"}}}`,
 		"azure api-only setting": `{"dir": "/d", "kms": {"provider": "azure", "azure": {"vaultUrl": "https://v.vault.azure.net", "keyName": "k",
@@ -51,6 +53,9 @@ func TestParse(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "invalid configuration") {
 				t.Fatalf("message %q", err)
+			}
+			if name == "inline secret" && !strings.Contains(err.Error(), "secretAccessKeyFile") {
+				t.Fatalf("an inline secret is refused without naming the file setting: %q", err)
 			}
 		})
 	}

@@ -40,7 +40,7 @@ var commandFields = map[string][]string{
 	"create": {"capped", "autoIndexId", "idIndex", "size", "max", "storageEngine", "validator",
 		"validationLevel", "validationAction", "indexOptionDefaults", "viewOn", "pipeline", "collation",
 		"timeseries", "clusteredIndex", "changeStreamPreAndPostImages", "expireAfterSeconds",
-		"encryptedFields", "temp", "flags", "recordPreImages"},
+		"encryptedFields", "temp", "flags"},
 	"collMod": {"validator", "validationLevel", "validationAction", "index", "viewOn", "pipeline",
 		"expireAfterSeconds", "timeseries", "changeStreamPreAndPostImages", "cappedSize", "cappedMax",
 		"recordPreImages", "dryRun"},

@@ -569,6 +569,8 @@ func TestOptionsCreate(t *testing.T) {
 			}
 		}},
 		{name: "existing, other options", cmd: create(e("capped", true), e("size", 4096)), code: codeNamespaceExists},
+		{name: "flags (deprecated, ignored by mongod)", noSeed: true, cmd: create(e("flags", 1)), check: func(t *testing.T, r *optRun) { listed(t, r) }},
+		{name: "recordPreImages (removed in 6.0)", noSeed: true, cmd: create(e("recordPreImages", true)), code: codeUnknownField},
 		{name: "unknown field", noSeed: true, cmd: create(e("frobnicate", 1)), code: codeUnknownField},
 	})
 }

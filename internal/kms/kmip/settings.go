@@ -21,7 +21,7 @@ func Settings() kms.Settings {
 			{Name: "clientKeyFile", On: kms.Both, Required: kms.Both, Path: true},
 			{Name: "keyId", On: kms.Both},
 			{Name: "keyName", On: kms.Both},
-			{Name: "previousKeyIds", On: kms.Both, List: true},
+			{Name: "previousKeyIds", On: kms.Both, List: true, Check: checkKeyIDs},
 		},
 		Validate: func(v map[string]string) error {
 			if (v["keyId"] == "") == (v["keyName"] == "") {
@@ -34,4 +34,15 @@ func Settings() kms.Settings {
 				ClientKeyFile: v["clientKeyFile"], KeyID: v["keyId"], KeyName: v["keyName"], PreviousKeyIDs: kms.SplitList(v["previousKeyIds"])})
 		},
 	}
+}
+
+// checkKeyIDs refuses an empty entry in a list of key ids ("1,,2"): it would
+// name no key.
+func checkKeyIDs(v string) error {
+	for _, id := range kms.SplitList(v) {
+		if id == "" {
+			return errors.New("an empty key id in the list")
+		}
+	}
+	return nil
 }

@@ -98,6 +98,9 @@ func nodeValues(s kms.Settings, block map[string]string, read bool) (map[string]
 	for key, val := range block {
 		f, ok := nodeField(s, key)
 		if !ok {
+			if sf, ok := s.Field(key); ok && sf.Secret && sf.On&kms.NodeFile != 0 {
+				return nil, fmt.Errorf("kms.%s: %s is a credential: give the file holding it as %s", s.Name, key, sf.NodeName())
+			}
 			return nil, fmt.Errorf("kms.%s: unknown setting %q", s.Name, key)
 		}
 		switch {
