@@ -169,3 +169,36 @@ func TestUpKeepsPorts(t *testing.T) {
 		t.Fatalf("up with its kept port taken exited %d:\n%s", code, out.String())
 	}
 }
+
+// TestUpReadsLegacyPassword: an up.json written before connection strings
+// lost their credentials held the generated password only inside the
+// connection string; the next run moves it to adminPassword instead of
+// losing the only copy.
+func TestUpReadsLegacyPassword(t *testing.T) {
+	dir := t.TempDir()
+	info, _, stop := runUp(t, dir, "--auth")
+	stop()
+	pw := info.AdminPassword
+	b, err := os.ReadFile(filepath.Join(dir, "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	delete(raw, "adminPassword")
+	raw["connectionString"] = strings.Replace(info.ConnectionString, "mongodb://", "mongodb://admin:"+url.QueryEscape(pw)+"@", 1)
+	legacy, _ := json.Marshal(raw)
+	if err := os.WriteFile(filepath.Join(dir, "up.json"), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info2, _, stop2 := runUp(t, dir, "--auth")
+	defer stop2()
+	if info2.AdminPassword != pw {
+		t.Fatalf("the password of the legacy up.json was not carried over (got %d characters)", len(info2.AdminPassword))
+	}
+	if u, err := url.Parse(info2.ConnectionString); err != nil || u.User != nil {
+		t.Fatalf("connection string %q", info2.ConnectionString)
+	}
+}

@@ -40,6 +40,11 @@ func (s *Service) RotateMasterKeys(_ context.Context, actor, gid, cluster string
 	}
 	*c = next
 	s.scheduleGroupLocked(gs, now)
+	// The request is stored (RotationRequestedAt): the scheduler will
+	// dispatch it. Wake every node now, so a node whose rotation can be
+	// asked at once sees it at once, and one still finishing an earlier
+	// request reports and gets the next without waiting out its poll.
+	s.notifyLocked()
 	return nil
 }
 

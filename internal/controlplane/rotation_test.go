@@ -116,3 +116,73 @@ func TestNewPrimaryVersionNoticedAtCheck(t *testing.T) {
 		t.Fatalf("rotation-age alert still open after the rotation: %+v", open)
 	}
 }
+
+// TestRotationAfterRestartDispatchedAtOnce: the control plane restarts with
+// a node record that lags the keystore (a rotation asked, its report lost
+// in a crash). A fresh agent's first long-poll answers at once with the
+// outstanding rotation; a rotation requested now wakes a waiting poll; the
+// node's report on connect brings the record up to date.
+func TestRotationAfterRestartDispatchedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	clk := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	s := openService(t, dir, clk)
+	gid, _ := localProject(t, s)
+	id := NodeID{GroupID: gid, Cluster: "C0", Name: "n"}
+	created := clk.Now()
+	if err := s.NodeReport(id, NodeReport{State: "AVAILABLE", MasterKeyVersion: 1, MasterKeyCreatedAt: created}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	if err := s.RotateMasterKeys(ctx, "test", gid, "C0"); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: the node rotated (v2) but its report never arrived.
+	s.Close()
+	clk.Add(time.Minute)
+	s = openService(t, dir, clk)
+
+	// A fresh agent asks with generation 0 and must not wait for a change.
+	ctx0, cancel := context.WithCancel(ctx)
+	got := make(chan Directive, 1)
+	go func() { d, _ := s.NodeDirective(ctx0, id, 0); got <- d }()
+	var d Directive
+	select {
+	case d = <-got:
+	case <-time.After(time.Minute): // a hang guard, not a timing assertion
+		cancel()
+		d = <-got
+		t.Fatalf("the first long-poll after a restart waited for a change: %+v", d)
+	}
+	cancel()
+	if d.Rotate != d.RotateApplied+1 {
+		t.Fatalf("directive after restart %+v: the outstanding rotation is not in it", d)
+	}
+	// The node reports on connect what its keystore holds: v2.
+	rotated := clk.Now()
+	if err := s.NodeReport(id, NodeReport{State: "AVAILABLE", MasterKeyVersion: 2, MasterKeyCreatedAt: rotated, RotateApplied: d.Rotate}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := s.Nodes(gid, "C0")
+	if nodes[0].MasterKeyVersion != 2 || !nodes[0].MasterKeyCreatedAt.Equal(rotated) || nodes[0].RotateApplied != d.Rotate {
+		t.Fatalf("record after the report on connect: %+v", nodes[0])
+	}
+	// A poll waiting for a change returns as soon as a rotation is asked,
+	// with that rotation in it.
+	waiting := make(chan Directive, 1)
+	ctx1, cancel1 := context.WithCancel(ctx)
+	defer cancel1()
+	go func() { d, _ := s.NodeDirective(ctx1, id, d.Gen); waiting <- d }()
+	clk.Add(time.Minute)
+	if err := s.RotateMasterKeys(ctx, "test", gid, "C0"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d2 := <-waiting:
+		if d2.Rotate != nodes[0].RotateApplied+1 {
+			t.Fatalf("directive after the request %+v, want rotation %d", d2, nodes[0].RotateApplied+1)
+		}
+	case <-time.After(time.Minute): // a hang guard
+		t.Fatal("a rotation request did not wake the node's long-poll")
+	}
+}

@@ -153,6 +153,11 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	s := &Service{opts: opts, log: slog.New(redactingHandler{inner: opts.Logger.Handler(), red: red}), red: red,
 		st: st, internal: internal, internalRef: internalRef, groups: map[string]*groupState{},
 		apiKeys: map[string]*APIKey{}, changed: make(chan struct{}), done: make(chan struct{})}
+	// Directive generations start from the clock, not from zero: a node
+	// that long-polls with the generation it saw from an earlier run of
+	// the control plane (or a fresh agent asking with 0) gets an answer at
+	// once instead of waiting out its poll for a change.
+	s.gen = uint64(s.now().UnixNano())
 	if err := s.load(ctx); err != nil {
 		st.close()
 		return nil, err

@@ -148,7 +148,8 @@ func TestReadCommands(t *testing.T) {
 			json: func(t *testing.T, out string) {
 				var cs []map[string]any
 				decode(t, out, &cs)
-				if len(cs) != 2 {
+				// Three defaults of every project, and the rotation one.
+				if len(cs) != 4 {
 					t.Errorf("alert configs %v", cs)
 				}
 			},

@@ -52,6 +52,13 @@ func (a *Agent) Run(ctx context.Context) {
 	if wait == 0 {
 		wait = PollWait
 	}
+	// Report the keystore's state on connect, before waiting for any
+	// directive: after a crash the control plane's record of this node
+	// (master key version, its age, the CMK wrapping it) may lag the
+	// keystore, and it schedules rotations from that record.
+	if err := a.Client.Report(ctx, a.report()); err != nil && ctx.Err() == nil {
+		log.Warn("reporting to the control plane", "err", err)
+	}
 	var gen uint64
 	failures := 0
 	for ctx.Err() == nil {
