@@ -52,6 +52,9 @@ type Options struct {
 	// EventRetention is how many events a project keeps, newest first
 	// (zero: DefaultEventRetention).
 	EventRetention int
+	// BaseDir is what relative provider file paths are relative to
+	// (paths.go); empty means Dir.
+	BaseDir string
 	// MinCheckInterval lowers the floor of a project's check interval
 	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
 	MinCheckInterval time.Duration
@@ -305,7 +308,7 @@ func (s *Service) openProvider(ctx context.Context, kind string, values map[stri
 	if !ok {
 		return failing{err: &kms.Error{Op: "open", Reason: kms.ReasonKeyMalformed, Detail: "unknown provider " + kind}}
 	}
-	p, err := spec.open(ctx, values)
+	p, err := spec.open(ctx, s.resolvedValues(spec, values))
 	if err != nil {
 		r := kms.ReasonOf(err)
 		if r == "" {

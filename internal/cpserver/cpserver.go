@@ -41,7 +41,10 @@ type Config struct {
 	MinCheckInterval time.Duration
 	// ProviderPaths are the directories provider files may be in.
 	ProviderPaths []string
-	Logger        *slog.Logger
+	// BaseDir is what relative provider file paths are relative to
+	// (default Dir).
+	BaseDir string
+	Logger  *slog.Logger
 }
 
 // Server is a running control plane.
@@ -84,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	sender := webhook.New(webhook.Options{Logger: log})
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, BaseDir: cfg.BaseDir})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
