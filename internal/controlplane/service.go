@@ -52,6 +52,10 @@ type Options struct {
 	// EventRetention is how many events a project keeps, newest first
 	// (zero: DefaultEventRetention).
 	EventRetention int
+	// OnCreate runs once when the state is created, before the new store
+	// commits (the cpserver creates its CA there): a crash leaves either no
+	// state or state with everything OnCreate made.
+	OnCreate func() error
 	// BaseDir is what relative provider file paths are relative to
 	// (paths.go); empty means Dir.
 	BaseDir string
@@ -133,6 +137,11 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		if internal == nil {
 			if _, err := local.Create(internalPath); err != nil {
 				return fmt.Errorf("controlplane: internal key: %w", err)
+			}
+		}
+		if opts.OnCreate != nil {
+			if err := opts.OnCreate(); err != nil {
+				return err
 			}
 		}
 		return st.put(map[string]any{orgKey: Org{ID: newID(opts.Now().UTC()), Name: "cmkdb"}})

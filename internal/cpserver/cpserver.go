@@ -86,8 +86,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
 	sender := webhook.New(webhook.Options{Logger: log})
+	// The CA is created with the state, before the new store commits:
+	// existing state without its CA is refused, never given a new CA
+	// (every node certificate would stop verifying).
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, BaseDir: cfg.BaseDir})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, BaseDir: cfg.BaseDir,
+		OnCreate: func() error { _, err := loadCA(cfg.Dir, true); return err }})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
@@ -155,11 +159,14 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 }
 
 // LoadCA returns the control plane's CA, kept sealed in its directory
-// (certificate and key in one blob, so a crash cannot separate them),
-// creating it on first use.
-func LoadCA(dir string) (*tlsutil.CA, error) {
+// (certificate and key in one blob, so a crash cannot separate them). It
+// is created with the control plane's state (Start); a missing CA is an
+// error, never replaced.
+func LoadCA(dir string) (*tlsutil.CA, error) { return loadCA(dir, false) }
+
+func loadCA(dir string, create bool) (*tlsutil.CA, error) {
 	type caBlob struct{ Cert, Key []byte }
-	raw, err := controlplane.Blob(dir, "ca", func() ([]byte, error) {
+	newCA := func() ([]byte, error) {
 		ca, err := tlsutil.NewCA("cmkdb control plane CA", caValidity)
 		if err != nil {
 			return nil, err
@@ -170,7 +177,11 @@ func LoadCA(dir string) (*tlsutil.CA, error) {
 		}
 		defer clear(key)
 		return json.Marshal(caBlob{Cert: ca.CertPEM, Key: key})
-	})
+	}
+	if !create {
+		newCA = nil
+	}
+	raw, err := controlplane.Blob(dir, "ca", newCA)
 	if err != nil {
 		return nil, err
 	}
