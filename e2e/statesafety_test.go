@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -263,5 +264,76 @@ func checkModes(t *testing.T, dir string) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// copyDataDir copies a stopped data directory, modes kept.
+func copyDataDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, path)
+		dst := filepath.Join(to, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(dst, info.Mode().Perm())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCopiedDataDirUsesItsOwnKey: a data directory copied elsewhere runs on
+// its own local CMK. `cmkdb kms local disable --dir COPY` disables the key
+// the copy's cluster uses (it goes DISABLED), and the original's key file
+// is untouched.
+func TestCopiedDataDirUsesItsOwnKey(t *testing.T) {
+	orig := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, orig, "--key-check-interval", "1s")
+	s.Stop(t)
+	origKey, err := os.ReadFile(filepath.Join(orig, "kms", "local-cmk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy")
+	copyDataDir(t, orig, cp)
+
+	s = e2etest.Start(t, cmkdbBin, cp, "--key-check-interval", "1s")
+	c := connect(t, s.URI)
+	if _, err := c.Database("d").Collection("c").InsertOne(opCtx(t), bson.D{{Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	e2etest.CLI(t, cmkdbBin, "kms", "local", "disable", "--dir", cp)
+	e2etest.Eventually(t, 2*time.Minute, "the copy's cluster is disabled by its own key", func() error {
+		_, err := c.Database("d").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		return wantKeyUnavailable(err, "KEY_DISABLED")
+	})
+	e2etest.CLI(t, cmkdbBin, "kms", "local", "enable", "--dir", cp)
+	e2etest.Eventually(t, 2*time.Minute, "the copy's cluster serves again", func() error {
+		_, err := c.Database("d").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		return err
+	})
+	disconnect(c)
+	s.Stop(t)
+	if now, err := os.ReadFile(filepath.Join(orig, "kms", "local-cmk.json")); err != nil || string(now) != string(origKey) {
+		t.Fatalf("the original's key file changed (%v)", err)
+	}
+	var info struct {
+		LocalKeyFile string `json:"localKeyFile"`
+	}
+	b, _ := os.ReadFile(filepath.Join(cp, "up.json"))
+	if err := json.Unmarshal(b, &info); err != nil || info.LocalKeyFile != filepath.Join("kms", "local-cmk.json") {
+		t.Fatalf("up.json localKeyFile %q (%v), want relative kms/local-cmk.json", info.LocalKeyFile, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/node"
 )
 
 func newKMSCmd(stdout io.Writer) *cobra.Command {
@@ -20,13 +21,13 @@ func newKMSCmd(stdout io.Writer) *cobra.Command {
 		Long: "Manage the local CMK: change its state to try the key lifecycle on a laptop.\n" +
 			"A running node sees the change at its next key check.",
 	}
-	localCmd.PersistentFlags().StringVar(&keyPath, "key", "", "key file (default DIR/kms/local-cmk.json)")
+	localCmd.PersistentFlags().StringVar(&keyPath, "key", "", "key file (default: the one DIR's cluster uses, DIR/up.json localKeyFile, else DIR/kms/local-cmk.json)")
 	localCmd.PersistentFlags().StringVar(&dir, "dir", defaultDir, "cmkdb data directory (used when --key is not given)")
 	path := func() string {
 		if keyPath != "" {
 			return keyPath
 		}
-		return filepath.Join(dir, "kms", "local-cmk.json")
+		return localKeyInUse(dir)
 	}
 	op := func(use, short string, fn func(string) (local.Info, error)) *cobra.Command {
 		return &cobra.Command{
@@ -76,6 +77,21 @@ func newKMSCmd(stdout io.Writer) *cobra.Command {
 	)
 	cmd.AddCommand(localCmd)
 	return cmd
+}
+
+// localKeyInUse is the local CMK file the cluster in dir uses: the one
+// `cmkdb up` recorded in up.json (relative to dir when inside it), else
+// dir/kms/local-cmk.json. A key-state change must reach the key the
+// running cluster reads, not a copy beside it.
+func localKeyInUse(dir string) string {
+	l := node.Layout{Dir: dir}
+	if info := readUpInfo(l); info.LocalKeyFile != "" {
+		if filepath.IsAbs(info.LocalKeyFile) {
+			return info.LocalKeyFile
+		}
+		return filepath.Join(dir, info.LocalKeyFile)
+	}
+	return l.LocalKeyPath()
 }
 
 func parseTime(s string) (time.Time, error) {

@@ -53,6 +53,9 @@ type upInfo struct {
 	GroupID       string `json:"groupId,omitempty"`
 	Cluster       string `json:"cluster,omitempty"`
 	KeyServiceURL string `json:"keyServiceUrl,omitempty"`
+	// LocalKeyFile is the local CMK the project uses, relative to the data
+	// directory when inside it: what `cmkdb kms local --dir` acts on.
+	LocalKeyFile string `json:"localKeyFile,omitempty"`
 }
 
 // serveFlags are the flags shared by `up` and `node`.

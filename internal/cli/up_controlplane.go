@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -85,7 +86,9 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
-	cp, err := cpserver.Start(ctx, cpserver.Config{Dir: filepath.Join(f.dir, "controlplane"),
+	// Provider paths inside the data directory are stored relative to it
+	// (BaseDir): a copied data directory runs on its own key file.
+	cp, err := cpserver.Start(ctx, cpserver.Config{Dir: filepath.Join(f.dir, "controlplane"), BaseDir: f.dir,
 		APIListener: apiLn, KeyServiceAddr: "127.0.0.1:0",
 		APIHandler: adminAPI, APITLS: apiTLS, MinCheckInterval: min(f.checkInterval, controlplane.MinCheckInterval),
 		ProviderPaths: append([]string{filepath.Dir(cmk)}, f.providerPaths...), AllowPrivateWebhooks: f.allowPrivateWebhooks})
@@ -94,9 +97,20 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	}
 	defer cp.Close()
 	prev := readUpInfo(l)
-	boot, err := bootstrap(ctx, cp.Svc, cmk, f.checkInterval, prev)
+	rel, err := filepath.Rel(f.dir, l.LocalKeyPath())
 	if err != nil {
 		return err
+	}
+	boot, err := bootstrap(ctx, cp.Svc, rel, f.checkInterval, prev)
+	if err != nil {
+		return err
+	}
+	// The local CMK the project really uses (a previous release stored an
+	// absolute path, which a copied data directory still points at).
+	inUse, hasLocal := cp.Svc.ProviderFile(boot.groupID, "keyFile")
+	if hasLocal && inUse != cmk {
+		slog.Warn("the project's local CMK is not this data directory's key file: `cmkdb kms local` acts on the one in use (see up.json localKeyFile)",
+			"inUse", inUse, "dataDirKey", cmk)
 	}
 	prov := &upProvisioner{ctx: ctx, f: f, cp: cp, nodes: map[string]*runningNode{}}
 	cp.Svc.SetProvisioner(prov)
@@ -111,6 +125,9 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	info := first.info
 	info.APIURL, info.APIPublicKey, info.APIPrivateKey = cp.APIURL, boot.key.PublicKey, boot.key.PrivateKey
 	info.GroupID, info.Cluster, info.KeyServiceURL = boot.groupID, upCluster, cp.KeyServiceURL
+	if hasLocal {
+		info.LocalKeyFile = relativeTo(f.dir, inUse)
+	}
 	if err := writeUpInfo(l, info); err != nil {
 		return err
 	}
@@ -127,6 +144,20 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 		return nil
 	}
 	return err
+}
+
+// relativeTo returns path relative to dir when it lies inside dir, else
+// path unchanged (absolute).
+func relativeTo(dir, path string) string {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return path
+	}
+	rel, err := filepath.Rel(absDir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return path
+	}
+	return rel
 }
 
 func readUpInfo(l node.Layout) upInfo {

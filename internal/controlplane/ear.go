@@ -237,7 +237,7 @@ func (s *Service) PatchEncryptionAtRest(ctx context.Context, actor, gid string, 
 			if !present {
 				continue
 			}
-			if f.path && !allowedPath(v, s.opts.ProviderPaths) {
+			if f.path && !allowedPath(s.resolvePath(v), s.opts.ProviderPaths) {
 				return nil, invalidAttr(spec.object+"."+f.name, "the control plane does not allow provider files there (it allows: "+strings.Join(s.opts.ProviderPaths, ", ")+")")
 			}
 			if f.check != nil {

@@ -57,6 +57,13 @@ type Options struct {
 	// addresses (tests, self-hosters); link-local and metadata addresses
 	// are refused whatever it says (webhook.CheckURL).
 	AllowPrivateWebhooks bool
+	// OnCreate runs once when the state is created, before the new store
+	// commits (the cpserver creates its CA there): a crash leaves either no
+	// state or state with everything OnCreate made.
+	OnCreate func() error
+	// BaseDir is what relative provider file paths are relative to
+	// (paths.go); empty means Dir.
+	BaseDir string
 	// MinCheckInterval lowers the floor of a project's check interval
 	// (cmkdb up --key-check-interval, tests). Zero means MinCheckInterval.
 	MinCheckInterval time.Duration
@@ -136,6 +143,11 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		if internal == nil {
 			if _, err := local.Create(internalPath); err != nil {
 				return fmt.Errorf("controlplane: internal key: %w", err)
+			}
+		}
+		if opts.OnCreate != nil {
+			if err := opts.OnCreate(); err != nil {
+				return err
 			}
 		}
 		return st.put(map[string]any{orgKey: Org{ID: newID(opts.Now().UTC()), Name: "cmkdb"}})
@@ -323,7 +335,7 @@ func (s *Service) openProvider(ctx context.Context, kind string, values map[stri
 	if !ok {
 		return failing{err: &kms.Error{Op: "open", Reason: kms.ReasonKeyMalformed, Detail: "unknown provider " + kind}}
 	}
-	p, err := spec.open(ctx, values)
+	p, err := spec.open(ctx, s.resolvedValues(spec, values))
 	if err != nil {
 		r := kms.ReasonOf(err)
 		if r == "" {

@@ -131,7 +131,8 @@ func prefixEnd(p []byte) []byte {
 }
 
 // Blob returns the blob stored under name in dir (the control plane's
-// directory), creating it with create on first use. Blobs (the control
+// directory), creating it with create when it does not exist and create
+// is not nil (only while the state is being created: Options.OnCreate). Blobs (the control
 // plane's CA key, for one) live in DIR/blobs/<name>.sealed, sealed with the
 // store key, outside Pebble: a command can read them while the control
 // plane runs (`cmkdb controlplane issue-node-cert`).
@@ -156,7 +157,7 @@ func Blob(dir, name string, create func() ([]byte, error)) ([]byte, error) {
 		}
 		return b, nil
 	} else if !errors.Is(err, os.ErrNotExist) || create == nil {
-		return nil, fmt.Errorf("controlplane: blob %s: %w", name, err)
+		return nil, &StateError{Path: path, Err: err}
 	}
 	b, err := create()
 	if err != nil {

@@ -47,7 +47,10 @@ type Config struct {
 	// AllowPrivateWebhooks lets alerts go to loopback and private
 	// addresses (link-local and metadata ones are always refused).
 	AllowPrivateWebhooks bool
-	Logger               *slog.Logger
+	// BaseDir is what relative provider file paths are relative to
+	// (default Dir).
+	BaseDir string
+	Logger  *slog.Logger
 }
 
 // Server is a running control plane.
@@ -89,8 +92,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
 	sender := webhook.New(webhook.Options{Logger: log, AllowPrivate: cfg.AllowPrivateWebhooks})
+	// The CA is created with the state, before the new store commits:
+	// existing state without its CA is refused, never given a new CA
+	// (every node certificate would stop verifying).
 	svc, err := controlplane.Open(ctx, controlplane.Options{Dir: cfg.Dir, Logger: log, Notifier: notifier{sender},
-		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, AllowPrivateWebhooks: cfg.AllowPrivateWebhooks})
+		MinCheckInterval: cfg.MinCheckInterval, ProviderPaths: cfg.ProviderPaths, BaseDir: cfg.BaseDir,
+		AllowPrivateWebhooks: cfg.AllowPrivateWebhooks,
+		OnCreate:             func() error { _, err := loadCA(cfg.Dir, true); return err }})
 	if err != nil {
 		_ = sender.Close(ctx)
 		return nil, err
@@ -161,11 +169,14 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 }
 
 // LoadCA returns the control plane's CA, kept sealed in its directory
-// (certificate and key in one blob, so a crash cannot separate them),
-// creating it on first use.
-func LoadCA(dir string) (*tlsutil.CA, error) {
+// (certificate and key in one blob, so a crash cannot separate them). It
+// is created with the control plane's state (Start); a missing CA is an
+// error, never replaced.
+func LoadCA(dir string) (*tlsutil.CA, error) { return loadCA(dir, false) }
+
+func loadCA(dir string, create bool) (*tlsutil.CA, error) {
 	type caBlob struct{ Cert, Key []byte }
-	raw, err := controlplane.Blob(dir, "ca", func() ([]byte, error) {
+	newCA := func() ([]byte, error) {
 		ca, err := tlsutil.NewCA("cmkdb control plane CA", caValidity)
 		if err != nil {
 			return nil, err
@@ -176,7 +187,11 @@ func LoadCA(dir string) (*tlsutil.CA, error) {
 		}
 		defer clear(key)
 		return json.Marshal(caBlob{Cert: ca.CertPEM, Key: key})
-	})
+	}
+	if !create {
+		newCA = nil
+	}
+	raw, err := controlplane.Blob(dir, "ca", newCA)
 	if err != nil {
 		return nil, err
 	}

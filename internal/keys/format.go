@@ -103,10 +103,10 @@ type dbEntry struct {
 	// SealedName instead.
 	Name       string           `json:"name,omitempty"`
 	SealedName []byte           `json:"sealedName,omitempty"`
-	ID        string           `json:"id"`
-	CreatedAt time.Time        `json:"createdAt"`
-	Current   uint32           `json:"current"`
-	Versions  []dbVersionEntry `json:"versions"`
+	ID         string           `json:"id"`
+	CreatedAt  time.Time        `json:"createdAt"`
+	Current    uint32           `json:"current"`
+	Versions   []dbVersionEntry `json:"versions"`
 }
 
 type dbVersionEntry struct {
