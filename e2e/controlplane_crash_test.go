@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // TestControlPlaneSurvivesKill9: `cmkdb up` is killed with SIGKILL while
@@ -119,6 +120,26 @@ func TestControlPlaneSurvivesKill9(t *testing.T) {
 				}
 			}
 		}()
+		// The kill comes at a random instant once this round has had
+		// writes of both kinds acknowledged: on a loaded machine a fixed
+		// instant from the start may come before any, and the round would
+		// check nothing.
+		mu.Lock()
+		configs0, docs0 := len(ackedConfigs), len(ackedDocs)
+		mu.Unlock()
+		err := testenv.Poll(context.Background(), stateTimeout, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ackedConfigs) == configs0 || len(ackedDocs) == docs0 {
+				return fmt.Errorf("%d configurations and %d documents acknowledged this round", len(ackedConfigs)-configs0, len(ackedDocs)-docs0)
+			}
+			return nil
+		})
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("round %d: %v", round, err)
+		}
 		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
 		s.Kill(t)
 		close(stop)

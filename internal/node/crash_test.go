@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // The crash test re-executes this test binary as a child that writes and
@@ -127,7 +128,18 @@ func TestCrashKill9(t *testing.T) {
 			}
 			close(lines)
 		}()
-		deadline := time.After(time.Duration(20+r.IntN(400)) * time.Millisecond)
+		// The kill comes at a random instant after the child's first
+		// acknowledged write, not after a fixed time from its start: a
+		// race-instrumented child on a loaded machine can take longer than
+		// any fixed instant to open the node, and every round then tested
+		// nothing. One round in five is still killed at a random instant
+		// from its start, to crash it while opening and creating keys.
+		killAfter := time.Duration(20+r.IntN(400)) * time.Millisecond
+		var deadline <-chan time.Time
+		firstAck := time.After(testenv.Timeout(time.Minute))
+		if r.IntN(5) == 0 {
+			deadline, firstAck = time.After(killAfter), nil
+		}
 	collect:
 		for {
 			select {
@@ -136,9 +148,16 @@ func TestCrashKill9(t *testing.T) {
 					break collect
 				}
 				record(acked, line)
+				if deadline == nil {
+					deadline, firstAck = time.After(killAfter), nil
+				}
 			case <-deadline:
 				cmd.Process.Signal(syscall.SIGKILL)
 				break collect
+			case <-firstAck:
+				cmd.Process.Signal(syscall.SIGKILL)
+				cmd.Wait()
+				t.Fatalf("round %d: the child acknowledged no write within %s: %s", round, testenv.Timeout(time.Minute), stderr.String())
 			}
 		}
 		for line := range lines {
