@@ -51,7 +51,7 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 	for _, kind := range []string{"MANIFEST", ".log"} {
 		t.Run(strings.TrimPrefix(kind, "."), func(t *testing.T) {
 			dir := t.TempDir()
-			s := e2etest.Start(t, cmkdbBin, dir)
+			s := e2etest.Start(t, cmkdbBin, dir, "--allow-private-webhooks")
 			gid := s.Info.GroupID
 			api := s.UpAPI()
 			var cfg struct {
@@ -91,7 +91,7 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 			}
 			cpDir := filepath.Join(dir, "controlplane")
 			before := hashDir(t, cpDir)
-			_, err = e2etest.StartErr(cmkdbBin, dir)
+			_, err = e2etest.StartErr(cmkdbBin, dir, "--allow-private-webhooks")
 			if err == nil {
 				t.Fatalf("cmkdb up started over a damaged %s", target)
 			}
@@ -105,7 +105,7 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 			if err := os.WriteFile(target, orig, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s2 := e2etest.Start(t, cmkdbBin, dir)
+			s2 := e2etest.Start(t, cmkdbBin, dir, "--allow-private-webhooks")
 			if s2.Info.GroupID != gid {
 				t.Fatalf("project %s after repair, want %s", s2.Info.GroupID, gid)
 			}
