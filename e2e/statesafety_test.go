@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,32 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
+	"github.com/cmkdb/cmkdb/internal/testfiles"
 )
-
-// hashDir digests every file under dir (names and contents).
-func hashDir(t *testing.T, dir string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		h.Write([]byte(rel + "\x00"))
-		if !d.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // TestUpRefusesDamagedControlPlaneState: `cmkdb up` over a control plane
 // whose store has one flipped byte in its MANIFEST, or in its WAL, exits
@@ -90,7 +63,7 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 				t.Fatal(err)
 			}
 			cpDir := filepath.Join(dir, "controlplane")
-			before := hashDir(t, cpDir)
+			before := testfiles.HashTree(t, cpDir)
 			_, err = e2etest.StartErr(cmkdbBin, dir, "--allow-private-webhooks")
 			if err == nil {
 				t.Fatalf("cmkdb up started over a damaged %s", target)
@@ -98,7 +71,7 @@ func TestUpRefusesDamagedControlPlaneState(t *testing.T) {
 			if !strings.Contains(err.Error(), "exited before writing up.json") || !strings.Contains(err.Error(), filepath.Base(target)) {
 				t.Fatalf("cmkdb up did not refuse naming %s: %v", filepath.Base(target), err)
 			}
-			if after := hashDir(t, cpDir); after != before {
+			if after := testfiles.HashTree(t, cpDir); after != before {
 				t.Fatal("the refused start changed the control plane's directory")
 			}
 
@@ -238,60 +211,7 @@ func TestKeystoreRollbackDetected(t *testing.T) {
 	})
 	disconnect(c)
 	s.Stop(t)
-	checkModes(t, dir)
-}
-
-// checkModes walks a data directory after use: every file cmkdb created is
-// 0600 and every directory 0700.
-func checkModes(t *testing.T, dir string) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || path == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		want := fs.FileMode(0o600)
-		if d.IsDir() {
-			want = 0o700
-		}
-		if info.Mode().Perm() != want {
-			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// copyDataDir copies a stopped data directory, modes kept.
-func copyDataDir(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		dst := filepath.Join(to, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(dst, info.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testfiles.CheckPrivateModes(t, dir)
 }
 
 // TestCopiedDataDirUsesItsOwnKey: a data directory copied elsewhere runs on
@@ -307,7 +227,7 @@ func TestCopiedDataDirUsesItsOwnKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp := filepath.Join(t.TempDir(), "copy")
-	copyDataDir(t, orig, cp)
+	testfiles.CopyTree(t, orig, cp)
 
 	s = e2etest.Start(t, cmkdbBin, cp, "--key-check-interval", "1s")
 	c := connect(t, s.URI)

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io/fs"
@@ -18,62 +17,8 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/encfs"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/testfiles"
 )
-
-// hashTree returns a digest of every file under dir: names, modes, contents.
-func hashTree(t *testing.T, dir string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h.Write([]byte(rel + "|" + info.Mode().String() + "|"))
-		if !d.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, path)
-		dst := filepath.Join(to, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(dst, info.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // populatedControlPlane makes a control plane directory whose store has
 // every kind of file Pebble writes: an sstable (flushed records), a WAL
@@ -167,7 +112,7 @@ func TestDamagedStateRefused(t *testing.T) {
 		for _, off := range offsets {
 			t.Run(strings.ReplaceAll(rel, "/", "_")+"@"+itoa(off), func(t *testing.T) {
 				dir := t.TempDir()
-				copyTree(t, pristine, dir)
+				testfiles.CopyTree(t, pristine, dir)
 				path := filepath.Join(dir, rel)
 				b, err := os.ReadFile(path)
 				if err != nil {
@@ -177,7 +122,7 @@ func TestDamagedStateRefused(t *testing.T) {
 				if err := os.WriteFile(path, b, info.Mode().Perm()); err != nil {
 					t.Fatal(err)
 				}
-				before := hashTree(t, dir)
+				before := testfiles.HashTree(t, dir)
 				err = openAll(dir)
 				if err == nil {
 					t.Fatalf("opened with a flipped byte in %s", rel)
@@ -185,7 +130,7 @@ func TestDamagedStateRefused(t *testing.T) {
 				if !strings.Contains(err.Error(), filepath.Base(rel)) {
 					t.Fatalf("error does not name %s: %v", rel, err)
 				}
-				if after := hashTree(t, dir); after != before {
+				if after := testfiles.HashTree(t, dir); after != before {
 					t.Fatalf("a refused open changed the state directory")
 				}
 				// Undo the damage: the same directory opens whole.
@@ -214,7 +159,7 @@ func TestPebbleOnEncfsRefusesDamagedLogs(t *testing.T) {
 	for _, kind := range []string{"MANIFEST", ".log"} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			copyTree(t, pristine, dir)
+			testfiles.CopyTree(t, pristine, dir)
 			storeDir := filepath.Join(dir, "state", storeDirName)
 			names, _ := os.ReadDir(storeDir)
 			damaged := ""
@@ -260,16 +205,16 @@ func TestMissingStateRefused(t *testing.T) {
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			dir := t.TempDir()
-			copyTree(t, pristine, dir)
+			testfiles.CopyTree(t, pristine, dir)
 			if err := os.Remove(filepath.Join(dir, tc.remove)); err != nil {
 				t.Fatal(err)
 			}
-			before := hashTree(t, dir)
+			before := testfiles.HashTree(t, dir)
 			err := openAll(dir)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("open without %s: %v", tc.remove, err)
 			}
-			if hashTree(t, dir) != before {
+			if testfiles.HashTree(t, dir) != before {
 				t.Fatal("a refused open changed the state directory")
 			}
 		})
@@ -277,7 +222,7 @@ func TestMissingStateRefused(t *testing.T) {
 	// A MANIFEST marker gone: Pebble would start an empty database.
 	t.Run("manifest marker", func(t *testing.T) {
 		dir := t.TempDir()
-		copyTree(t, pristine, dir)
+		testfiles.CopyTree(t, pristine, dir)
 		storeDir := filepath.Join(dir, "state", storeDirName)
 		names, _ := os.ReadDir(storeDir)
 		for _, n := range names {
@@ -467,12 +412,12 @@ func TestLegacyMigrationCrashSafe(t *testing.T) {
 // empty log) is refused, not migrated into a new organization.
 func TestLegacyStoreWithoutOrgRefused(t *testing.T) {
 	dir, _, _ := legacyControlPlane(t, false)
-	before := hashTree(t, filepath.Join(dir, "state", legacyDirName))
+	before := testfiles.HashTree(t, filepath.Join(dir, "state", legacyDirName))
 	_, err := Open(context.Background(), Options{Dir: dir})
 	if !errors.Is(err, ErrUnreadableState) || !strings.Contains(err.Error(), legacyDirName) {
 		t.Fatalf("open: %v", err)
 	}
-	if hashTree(t, filepath.Join(dir, "state", legacyDirName)) != before {
+	if testfiles.HashTree(t, filepath.Join(dir, "state", legacyDirName)) != before {
 		t.Fatal("the old store was changed")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state", storeDirName)); !errors.Is(err, os.ErrNotExist) {
@@ -484,28 +429,7 @@ func TestLegacyStoreWithoutOrgRefused(t *testing.T) {
 // every directory 0700.
 func TestStateFileModes(t *testing.T) {
 	dir, _ := populatedControlPlane(t)
-	checked := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || path == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		want := fs.FileMode(0o600)
-		if d.IsDir() {
-			want = 0o700
-		}
-		if info.Mode().Perm() != want {
-			t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
-		}
-		checked++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	checked := testfiles.CheckPrivateModes(t, dir)
 	if checked < 8 {
 		t.Fatalf("only %d entries checked", checked)
 	}

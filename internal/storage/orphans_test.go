@@ -3,10 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cmkdb/cmkdb/internal/testfiles"
 )
 
 // copyFile copies one file (a keystore) byte for byte.
@@ -149,28 +150,7 @@ func TestFileModes(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.close(t)
-		checked := 0
-		err = filepath.WalkDir(n.dataDir(), func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			want := fs.FileMode(0o600)
-			if d.IsDir() {
-				want = 0o700
-			}
-			if info.Mode().Perm() != want {
-				t.Errorf("plaintext=%v: %s has mode %v, want %v", plaintext, path, info.Mode().Perm(), want)
-			}
-			checked++
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		checked := testfiles.CheckPrivateModes(t, n.dataDir())
 		if checked < 5 {
 			t.Fatalf("only %d entries checked", checked)
 		}
