@@ -61,7 +61,7 @@ fi
 
 if want vet; then
 	echo "== go vet"
-	timed "vet" go vet -composites=false ./...
+	timed "vet" go vet ./...
 fi
 
 if want test; then

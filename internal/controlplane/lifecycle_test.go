@@ -274,14 +274,14 @@ func TestRollingRotation(t *testing.T) {
 	gid, _ := localProject(t, s)
 	old := clk.Now().Add(-100 * 24 * time.Hour)
 	for _, n := range []string{"a", "b"} {
-		if err := s.NodeReport(NodeID{gid, "C0", n}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 1, MasterKeyCreatedAt: old}); err != nil {
+		if err := s.NodeReport(NodeID{GroupID: gid, Cluster: "C0", Name: n}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 1, MasterKeyCreatedAt: old}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rotate := func(n string) uint64 {
 		now, cancel := context.WithCancel(context.Background())
 		cancel() // the current directive, without waiting for a newer one
-		d, err := s.NodeDirective(now, NodeID{gid, "C0", n}, 1<<62)
+		d, err := s.NodeDirective(now, NodeID{GroupID: gid, Cluster: "C0", Name: n}, 1<<62)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +312,7 @@ func TestRollingRotation(t *testing.T) {
 	if rotate("b") != 0 {
 		t.Fatal("node b asked while node a's rotation is outstanding")
 	}
-	if err := s.NodeReport(NodeID{gid, "C0", "a"}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 2, MasterKeyCreatedAt: clk.Now(), RotateApplied: 1}); err != nil {
+	if err := s.NodeReport(NodeID{GroupID: gid, Cluster: "C0", Name: "a"}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 2, MasterKeyCreatedAt: clk.Now(), RotateApplied: 1}); err != nil {
 		t.Fatal(err)
 	}
 	s.scheduleRotations()
@@ -323,7 +323,7 @@ func TestRollingRotation(t *testing.T) {
 		t.Error("no rotation event")
 	}
 	// Manual: both asked again in turn, outside the window.
-	if err := s.NodeReport(NodeID{gid, "C0", "b"}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 2, MasterKeyCreatedAt: clk.Now(), RotateApplied: 1}); err != nil {
+	if err := s.NodeReport(NodeID{GroupID: gid, Cluster: "C0", Name: "b"}, NodeReport{State: "AVAILABLE", MasterKeyVersion: 2, MasterKeyCreatedAt: clk.Now(), RotateApplied: 1}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Hour)
