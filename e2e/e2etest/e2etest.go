@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -85,26 +84,8 @@ func Build(dir string, race bool) (string, error) {
 	return bin, nil
 }
 
-// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Bytes returns a copy of everything written so far.
-func (b *SyncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
-func (b *SyncBuffer) String() string { return string(b.Bytes()) }
+// SyncBuffer is testenv.SyncBuffer, named here for the e2e tests.
+type SyncBuffer = testenv.SyncBuffer
 
 // UpInfo is the part of DIR/up.json the tests use.
 type UpInfo struct {

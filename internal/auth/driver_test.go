@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/auth"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 	"github.com/cmkdb/cmkdb/internal/wire"
 	"github.com/cmkdb/cmkdb/internal/wire/wiretest"
 )
@@ -112,7 +112,7 @@ func TestOfficialDriverSCRAM(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := &node{seen: map[string]int{}}
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			srv := wiretest.StartServer(t, n.registry(t, a), func(c *wire.Config) { c.Logger = logger })
 			defer func() {
@@ -179,21 +179,4 @@ func TestUnauthenticatedDriver(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != int32(mongoerr.Unauthorized) {
 		t.Fatalf("err = %v", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mongodb-forks/digest"
 
 	"github.com/cmkdb/cmkdb/internal/cli"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // apiCall sends method path (relative to /api/atlas/v2) to up's admin API
@@ -136,7 +137,7 @@ func TestSecondUpSaysAlreadyRunning(t *testing.T) {
 	dir := t.TempDir()
 	_, _, stop := runUp(t, dir)
 	defer stop()
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
 	want := fmt.Sprintf("already running on %s (pid %d)", dir, os.Getpid())
 	if code == 0 || !strings.Contains(out.String(), want) {
@@ -163,7 +164,7 @@ func TestUpKeepsPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	code := cli.Execute(context.Background(), []string{"up", "--dir", dir, "--port", "0"}, out, out)
 	if code == 0 || !strings.Contains(out.String(), "port "+u.Port()+", kept in") || !strings.Contains(out.String(), "is in use") {
 		t.Fatalf("up with its kept port taken exited %d:\n%s", code, out.String())

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/cmkdb/cmkdb/internal/cli"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type upJSON struct {
 	ConnectionString string    `json:"connectionString"`
@@ -54,7 +37,7 @@ type upJSON struct {
 
 // runUp runs `cmkdb up args...` until the returned stop is called, and
 // returns the up.json it writes.
-func runUp(t *testing.T, dir string, args ...string) (upJSON, *lockedBuffer, func()) {
+func runUp(t *testing.T, dir string, args ...string) (upJSON, *testenv.SyncBuffer, func()) {
 	t.Helper()
 	var prev time.Time
 	if b, err := os.ReadFile(filepath.Join(dir, "up.json")); err == nil {
@@ -63,7 +46,7 @@ func runUp(t *testing.T, dir string, args ...string) (upJSON, *lockedBuffer, fun
 		prev = p.StartedAt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Execute(ctx, append([]string{"up", "--dir", dir, "--port", "0"}, args...), out, out)

@@ -1,14 +1,12 @@
 package handlers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/handlers"
 	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
 
 // The options walk: every option MongoDB 7.0 documents for create, find,
@@ -747,29 +746,11 @@ func TestCappedCollection(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestValidationWarnLogs checks that validationAction "warn" writes the
 // document and logs a warning that names the collection but carries none
 // of the document's data.
 func TestValidationWarnLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	env := handlerstest.StartEnv(t, handlers.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := handlerstest.Context(t)
 	db := env.Client.Database("warn")

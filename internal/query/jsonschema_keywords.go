@@ -220,19 +220,9 @@ func compileSchemaKeyword(kw string, v bson.RawValue, has map[string]bson.RawVal
 			return ok
 		}
 	case "additionalProperties":
-		var extra *jsonSchema
-		allowed := true
-		switch v.Type {
-		case bson.TypeBoolean:
-			allowed = v.Boolean()
-		case bson.TypeEmbeddedDocument:
-			s, err := compileJSONSchema(v.Value, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			extra = s
-		default:
-			return nil, schemaErr(mongoerr.TypeMismatch, "$jsonSchema keyword 'additionalProperties' must be either an object or a boolean")
+		allowed, extra, err := schemaOrBool("additionalProperties", v, depth)
+		if err != nil {
+			return nil, err
 		}
 		declared := map[string]bool{}
 		if p, ok := has["properties"]; ok && isDoc(p) {
@@ -446,19 +436,9 @@ func schemaArrayAllowEmpty(kw string, v bson.RawValue, depth int) ([]*jsonSchema
 // compileAdditionalItems applies only when items is an array of schemas:
 // elements past that list must satisfy it (or not exist, for false).
 func compileAdditionalItems(c *schemaCheck, v bson.RawValue, has map[string]bson.RawValue, depth int) (*schemaCheck, error) {
-	var extra *jsonSchema
-	allowed := true
-	switch v.Type {
-	case bson.TypeBoolean:
-		allowed = v.Boolean()
-	case bson.TypeEmbeddedDocument:
-		s, err := compileJSONSchema(v.Value, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		extra = s
-	default:
-		return nil, schemaErr(mongoerr.TypeMismatch, "$jsonSchema keyword 'additionalItems' must be either an object or a boolean, but got a %s", TypeName(v.Type))
+	allowed, extra, err := schemaOrBool("additionalItems", v, depth)
+	if err != nil {
+		return nil, err
 	}
 	items, ok := has["items"]
 	if !ok || items.Type != bson.TypeArray {
@@ -480,4 +460,18 @@ func compileAdditionalItems(c *schemaCheck, v bson.RawValue, has map[string]bson
 		return true
 	}
 	return c, nil
+}
+
+// schemaOrBool reads a keyword that takes either a boolean (are further
+// properties or items allowed at all) or a schema they must satisfy.
+func schemaOrBool(kw string, v bson.RawValue, depth int) (allowed bool, extra *jsonSchema, err error) {
+	switch v.Type {
+	case bson.TypeBoolean:
+		return v.Boolean(), nil, nil
+	case bson.TypeEmbeddedDocument:
+		extra, err = compileJSONSchema(v.Value, depth+1)
+		return true, extra, err
+	default:
+		return false, nil, schemaErr(mongoerr.TypeMismatch, "$jsonSchema keyword '%s' must be either an object or a boolean, but got a %s", kw, TypeName(v.Type))
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 	"github.com/cmkdb/cmkdb/internal/wire"
 	"github.com/cmkdb/cmkdb/internal/wire/wiretest"
 )
@@ -631,7 +632,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestCommandValuesNeverLogged(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := startEcho(t, func(c *wire.Config) { c.Logger = logger })
 	c := wiretest.Dial(t, srv.Addr)
@@ -662,21 +663,4 @@ func TestCommandValuesNeverLogged(t *testing.T) {
 	if !strings.Contains(out, "cmd=saslStart") || !strings.Contains(out, "fields=insert,documents,$db") {
 		t.Errorf("expected per-command debug lines with field names, got:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

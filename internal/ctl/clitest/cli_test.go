@@ -1,7 +1,6 @@
 package clitest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,8 @@ import (
 	"github.com/cmkdb/cmkdb/internal/controlplane"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/kmsserver/awstest"
+	"github.com/cmkdb/cmkdb/internal/testenv"
 )
-
-// syncBuffer is a buffer safe to share with goroutines that log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
@@ -142,7 +123,7 @@ func TestCtlCommandLine(t *testing.T) {
 			if s.before != nil {
 				s.before(t)
 			}
-			var stdout, stderr syncBuffer
+			var stdout, stderr testenv.SyncBuffer
 			code := cli.Execute(ctx, s.args, &stdout, &stderr)
 			out, errOut := stdout.String(), stderr.String()
 			if code != s.code {
