@@ -55,6 +55,15 @@ func openStore(dir string, log *slog.Logger, init func(*store) error) (*store, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("controlplane: %w", err)
 	}
+	// One process at a time decides "first run" and creates the key and the
+	// store: two racing first runs would otherwise each write a store key,
+	// and the store committed under the first would be sealed with a key the
+	// second replaced. Once open, the store's own lock keeps others out.
+	lock, err := pebble.LockDirectory(dir, encfs.Private(vfs.Default))
+	if err != nil {
+		return nil, &StateError{Path: dir, Err: err}
+	}
+	defer lock.Close()
 	storeDir := filepath.Join(dir, storeDirName)
 	legacyDir := filepath.Join(dir, legacyDirName)
 	keyPath := filepath.Join(dir, secretKeyFile)
@@ -92,10 +101,17 @@ func openStore(dir string, log *slog.Logger, init func(*store) error) (*store, e
 			return nil, err
 		}
 	}
-	if err := upgradeStoreKey(keyPath, key); err != nil {
+	st, err := openEncrypted(storeDir, key, true)
+	if err != nil {
 		return nil, err
 	}
-	return openEncrypted(storeDir, key, true)
+	// Only a store that opened rewrites a previous release's bare key: a
+	// refused start writes nothing.
+	if err := upgradeStoreKey(keyPath, key); err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // stateExists reports whether dir holds a store (this release's or a

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -366,6 +367,45 @@ func TestLegacyStoreMigrated(t *testing.T) {
 	s2 := openService(t, dir, nil)
 	if s2.Org().ID != org.ID {
 		t.Fatal("organization changed on the second open")
+	}
+}
+
+// TestRefusedStartKeepsBareKey: a store key in the previous release's bare
+// format is rewritten only once the store opened; a start refused over a
+// damaged store leaves the whole directory, key file included, as it was.
+func TestRefusedStartKeepsBareKey(t *testing.T) {
+	dir, _, _ := legacyControlPlane(t, true)
+	stateDir := filepath.Join(dir, "state")
+	keyPath := filepath.Join(stateDir, secretKeyFile)
+	bare, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openService(t, dir, nil).Close() // migrates; the key gains its checksum
+	if err := os.WriteFile(keyPath, bare, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(stateDir, storeDirName, "MANIFEST-*"))
+	if len(manifests) == 0 {
+		t.Fatal("no MANIFEST to damage")
+	}
+	b, err := os.ReadFile(manifests[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[encfs.HeaderSize+10] ^= 1
+	if err := os.WriteFile(manifests[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := testfiles.HashTree(t, dir)
+	if _, err := Open(context.Background(), Options{Dir: dir}); err == nil {
+		t.Fatal("opened over a damaged MANIFEST")
+	}
+	if after := testfiles.HashTree(t, dir); after != before {
+		t.Fatal("the refused start changed the directory")
+	}
+	if got, _ := os.ReadFile(keyPath); !bytes.Equal(got, bare) {
+		t.Fatal("the refused start rewrote the bare store key")
 	}
 }
 
