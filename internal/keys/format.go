@@ -2,9 +2,7 @@ package keys
 
 import (
 	"bytes"
-	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -181,16 +179,7 @@ func parseFile(raw []byte) (*body, []byte, error) {
 // the master key, like the MAC key and the database-key wrapping key, and
 // independent of both. Why not the MAC key itself: one key, one use.
 func namesAEAD(master []byte, nodeID string) (cipher.AEAD, error) {
-	k, err := hkdf.Key(sha256.New, master, nil, "cmkdb keystore names v1|"+nodeID, 32)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: derive names key: %w", err)
-	}
-	defer clear(k)
-	block, err := aes.NewCipher(k)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return subkeyAEAD(master, "cmkdb keystore names v1|"+nodeID)
 }
 
 func nameAAD(nodeID, dbID string) []byte {

@@ -663,9 +663,15 @@ func deriveMACKey(master []byte, nodeID string) ([]byte, error) {
 // masterAEAD is the cipher that wraps database keys, keyed by a subkey of
 // the master key (never the master key itself, which also keys the MAC).
 func masterAEAD(master []byte) (cipher.AEAD, error) {
-	k, err := hkdf.Key(sha256.New, master, nil, "cmkdb database key wrap v1", 32)
+	return subkeyAEAD(master, "cmkdb database key wrap v1")
+}
+
+// subkeyAEAD is the AES-256-GCM of the subkey of master named info (HKDF):
+// each use of the master key gets its own key.
+func subkeyAEAD(master []byte, info string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, master, nil, info, 32)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: derive wrap key: %w", err)
+		return nil, fmt.Errorf("keystore: derive %q key: %w", info, err)
 	}
 	defer clear(k)
 	block, err := aes.NewCipher(k)
