@@ -31,11 +31,11 @@ func (h *handler) patchEAR(c *call) (int, any, error) {
 	secrets := secretValues(b)
 	p, err := controlplane.ParseEARPatch(b)
 	if err != nil {
-		return 0, nil, redacted(controlplane.AsAPIError(err), secrets)
+		return 0, nil, redacted(controlplane.AsAPIError(err), scrubSecrets(secrets))
 	}
 	ear, err := h.svc.PatchEncryptionAtRest(c.r.Context(), c.actor, c.param("groupId"), p)
 	if err != nil {
-		return 0, nil, redacted(controlplane.AsAPIError(err), secrets)
+		return 0, nil, redacted(controlplane.AsAPIError(err), scrubSecrets(secrets))
 	}
 	return http.StatusOK, c.withEARLinks(ear), nil
 }

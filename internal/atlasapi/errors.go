@@ -80,18 +80,10 @@ func truncate(s string) string {
 	return s
 }
 
-// redacted returns a copy of ae with every secret in secrets replaced, so a
-// KMS error that quotes a credential never reaches the client.
-func redacted(ae *controlplane.APIError, secrets []string) *controlplane.APIError {
-	if len(secrets) == 0 {
-		return ae
-	}
-	scrub := func(s string) string {
-		for _, sec := range secrets {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-		return s
-	}
+// redacted returns a copy of ae with its detail and parameters passed
+// through scrub, so a KMS error that quotes a credential never reaches the
+// client.
+func redacted(ae *controlplane.APIError, scrub func(string) string) *controlplane.APIError {
 	out := *ae
 	out.Detail = scrub(ae.Detail)
 	out.Parameters = make([]any, len(ae.Parameters))
@@ -104,17 +96,19 @@ func redacted(ae *controlplane.APIError, secrets []string) *controlplane.APIErro
 	return &out
 }
 
+// scrubSecrets replaces every one of secrets in s (the credentials of the
+// request being answered, which the control plane may not hold yet).
+func scrubSecrets(secrets []string) func(string) string {
+	return func(s string) string {
+		for _, sec := range secrets {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+		return s
+	}
+}
+
 // redact scrubs an error body of every credential the control plane holds,
 // whatever path built it.
 func (h *handler) redact(ae *controlplane.APIError) *controlplane.APIError {
-	out := *ae
-	out.Detail = h.svc.Redact(ae.Detail)
-	out.Parameters = make([]any, len(ae.Parameters))
-	for i, p := range ae.Parameters {
-		out.Parameters[i] = p
-		if s := fmt.Sprint(p); h.svc.Redact(s) != s {
-			out.Parameters[i] = h.svc.Redact(s)
-		}
-	}
-	return &out
+	return redacted(ae, h.svc.Redact)
 }

@@ -14,7 +14,7 @@ func TestRedacted(t *testing.T) {
 	secrets := secretValues(body)
 	ae := &controlplane.APIError{Status: 400, Code: "INVALID_AWS_CREDENTIALS",
 		Detail: "signature for wJalrXUtnFEMI and hvs.token rejected", Parameters: []any{"wJalrXUtnFEMI", 7}}
-	got := redacted(ae, secrets)
+	got := redacted(ae, scrubSecrets(secrets))
 	if strings.Contains(got.Detail, "wJalrXUtnFEMI") || strings.Contains(got.Detail, "hvs.token") || got.Parameters[0] != "[redacted]" || got.Parameters[1] != 7 {
 		t.Fatalf("redacted: %+v", got)
 	}
