@@ -137,20 +137,26 @@ func (s *Service) directiveLocked(id NodeID) (Directive, error) {
 	if !ok {
 		return d, ErrUnknownCluster
 	}
+	rollback := ""
 	if n, ok := gs.nodes[id.InGroup()]; ok {
 		d.Rotate, d.RotateApplied = n.RotateRequested, n.RotateApplied
-		if n.Rollback != "" {
-			d.WrapKey = s.internalRef
-			if c.EncryptionAtRestProvider != ProviderNone {
-				d.WrapKey = gs.ear.Key.Key
-			}
-			d.Validity, d.Reason, d.Detail = kms.Invalid.String(), ReasonKeystoreRollback, n.Rollback
-			return d, nil
-		}
+		rollback = n.Rollback
 	}
+	keyVerdict(gs, c, s.internalRef, &d)
+	if rollback != "" {
+		// A node presenting an older keystore than it reported before is
+		// refused whatever the key's state.
+		d.Validity, d.Reason, d.Detail = kms.Invalid.String(), ReasonKeystoreRollback, rollback
+	}
+	return d, nil
+}
+
+// keyVerdict sets d's wrap key and validity from the cluster's provider and
+// the project's key state.
+func keyVerdict(gs *groupState, c *Cluster, internal kms.KeyRef, d *Directive) {
 	if c.EncryptionAtRestProvider == ProviderNone {
-		d.Validity, d.WrapKey = kms.Valid.String(), s.internalRef
-		return d, nil
+		d.Validity, d.WrapKey = kms.Valid.String(), internal
+		return
 	}
 	k := gs.ear.Key
 	d.WrapKey = k.Key
@@ -164,7 +170,6 @@ func (s *Service) directiveLocked(id NodeID) (Directive, error) {
 	default:
 		d.Validity = kms.Valid.String()
 	}
-	return d, nil
 }
 
 // NodeReport records a node's report (registering it on first contact).
