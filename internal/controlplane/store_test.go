@@ -416,15 +416,29 @@ func TestLegacyMigrationCrashSafe(t *testing.T) {
 	t.Run("before commit", func(t *testing.T) {
 		dir, org, _ := legacyControlPlane(t, true)
 		tmp := filepath.Join(dir, "state", storeTmpName)
-		if err := os.MkdirAll(tmp, 0o700); err != nil {
+		// A complete but uncommitted store, holding a record the old store
+		// does not: the migration must start over, not adopt it.
+		key, err := readStoreKey(filepath.Join(dir, "state", secretKeyFile))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(tmp, "MANIFEST-000001"), []byte("torn"), 0o600); err != nil {
+		partial, err := openEncrypted(tmp, key, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stray := Group{ID: "bbbbbbbbbbbbbbbbbbbbbbbb", Name: "Stray", OrgID: org.ID}
+		if err := partial.put(map[string]any{"group/" + stray.ID: stray}); err != nil {
+			t.Fatal(err)
+		}
+		if err := partial.close(); err != nil {
 			t.Fatal(err)
 		}
 		s := openService(t, dir, nil)
 		if s.Org().ID != org.ID {
 			t.Fatal("migration after a crash lost the organization")
+		}
+		if _, err := s.GetGroup(stray.ID); err == nil {
+			t.Fatal("the uncommitted store's record survived: it was adopted, not rebuilt")
 		}
 	})
 	t.Run("after commit", func(t *testing.T) {
