@@ -35,7 +35,7 @@ func (s *Store) Count(ctx context.Context, coll *Collection) (int64, error) {
 	}
 	var n int64
 	for it.First(); it.Valid(); it.Next() {
-		if err := Interrupted(ctx, "count "+coll.Name); err != nil {
+		if err := Interrupted(ctx, "count", coll.Name); err != nil {
 			it.Close()
 			return 0, err
 		}

@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -191,7 +192,7 @@ func (w *Writer) cappedResized(coll *Collection, id bson.RawValue, oldLen, newLe
 
 // scanNatural walks a capped collection in insertion order (dir 1) or
 // newest first (dir -1), resuming after pos.
-func scanNatural(rd reader, coll *Collection, dir int8, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanNatural(ctx context.Context, rd reader, coll *Collection, dir int8, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	p := naturalPrefix(coll.ID)
 	lo, hi := p, prefixEnd(p)
 	if pos.after != nil {
@@ -210,6 +211,10 @@ func scanNatural(rd reader, coll *Collection, dir int8, pos *Position, fn func(b
 		valid = it.Last()
 	}
 	for ; valid; valid = step(it, dir) {
+		if err := Interrupted(ctx, "scan", coll.Name); err != nil {
+			it.Close()
+			return err
+		}
 		v, closer, err := rd.Get(append(docPrefix(coll.ID), it.Value()...))
 		if errors.Is(err, pebble.ErrNotFound) {
 			continue
@@ -271,7 +276,7 @@ func dropCapped(b *pebble.Batch, coll *Collection) {
 
 // scanDocsReverse walks an ordinary collection in reverse _id order (its
 // reverse natural order).
-func scanDocsReverse(rd reader, coll *Collection, pos *Position, fn func(bson.Raw) (bool, error)) error {
+func scanDocsReverse(ctx context.Context, rd reader, coll *Collection, pos *Position, fn func(bson.Raw) (bool, error)) error {
 	p := docPrefix(coll.ID)
 	hi := prefixEnd(p)
 	if pos.after != nil {
@@ -282,6 +287,10 @@ func scanDocsReverse(rd reader, coll *Collection, pos *Position, fn func(bson.Ra
 		return err
 	}
 	for valid := it.Last(); valid; valid = it.Prev() {
+		if err := Interrupted(ctx, "scan", coll.Name); err != nil {
+			it.Close()
+			return err
+		}
 		pos.after = bytes.Clone(it.Key())
 		more, err := fn(bytes.Clone(it.Value()))
 		if err != nil || !more {

@@ -82,7 +82,7 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 		return false, err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		if err := Interrupted(ctx, "create index "+spec.Name); err != nil {
+		if err := Interrupted(ctx, "create index", spec.Name); err != nil {
 			it.Close()
 			return false, err
 		}

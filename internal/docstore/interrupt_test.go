@@ -32,6 +32,13 @@ func TestScansStopWhenTheContextEnds(t *testing.T) {
 	if err != nil || byIndex.Index == nil {
 		t.Fatalf("plan %v %v", byIndex, err)
 	}
+	if _, err := s.CreateCollectionWithOptions("capped", CollOptions{Capped: true, Size: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert(t, s, "capped", docs...); err != nil {
+		t.Fatal(err)
+	}
+	capped := s.Collection("capped")
 	revoked := errors.New("node disabled")
 	const stopAfter = 10
 	type scanFn func(ctx context.Context, fn func(bson.Raw) (bool, error)) error
@@ -44,6 +51,15 @@ func TestScansStopWhenTheContextEnds(t *testing.T) {
 		}},
 		{"index scan", func(ctx context.Context, fn func(bson.Raw) (bool, error)) error {
 			return s.Scan(ctx, c, byIndex, &Position{}, fn)
+		}},
+		{"reverse natural scan", func(ctx context.Context, fn func(bson.Raw) (bool, error)) error {
+			return s.Scan(ctx, c, Plan{Natural: -1}, &Position{}, fn)
+		}},
+		{"capped natural scan", func(ctx context.Context, fn func(bson.Raw) (bool, error)) error {
+			return s.Scan(ctx, capped, Plan{}, &Position{}, fn)
+		}},
+		{"capped reverse natural scan", func(ctx context.Context, fn func(bson.Raw) (bool, error)) error {
+			return s.Scan(ctx, capped, Plan{Natural: -1}, &Position{}, fn)
 		}},
 		{"writer scan", func(ctx context.Context, fn func(bson.Raw) (bool, error)) error {
 			return s.Write(ctx, func(w *Writer) error { return w.Scan(c, Plan{}, &Position{}, fn) })

@@ -80,11 +80,15 @@ func (s *Store) Scan(ctx context.Context, coll *Collection, plan Plan, pos *Posi
 // Interrupted returns nil while ctx is live, and once it is done the
 // reason, wrapped: context.Cause(ctx) (the node's disabled error, a
 // maxTimeMS deadline) matches with errors.Is/As. It costs a channel poll,
-// cheap enough for every document of a scan.
-func Interrupted(ctx context.Context, what string) error {
+// cheap enough for every document of a scan: the message is only built
+// once ctx is done.
+func Interrupted(ctx context.Context, op, name string) error {
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("docstore: %s interrupted: %w", what, context.Cause(ctx))
+		if name != "" {
+			op += " " + name
+		}
+		return fmt.Errorf("docstore: %s interrupted: %w", op, context.Cause(ctx))
 	default:
 		return nil
 	}
@@ -102,10 +106,10 @@ func scan(ctx context.Context, r reader, coll *Collection, plan Plan, pos *Posit
 		return nil
 	}
 	if plan.Index == nil && coll.Capped() {
-		return scanNatural(r, coll, plan.Natural, pos, fn)
+		return scanNatural(ctx, r, coll, plan.Natural, pos, fn)
 	}
 	if plan.Index == nil && plan.Natural < 0 {
-		return scanDocsReverse(r, coll, pos, fn)
+		return scanDocsReverse(ctx, r, coll, pos, fn)
 	}
 	if plan.Index == nil || plan.Index.ID == 0 {
 		return scanDocs(ctx, r, coll, plan, pos, fn)
@@ -133,7 +137,7 @@ func scanDocs(ctx context.Context, rd reader, coll *Collection, plan Plan, pos *
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
-			if err := Interrupted(ctx, "scan "+coll.Name); err != nil {
+			if err := Interrupted(ctx, "scan", coll.Name); err != nil {
 				it.Close()
 				return err
 			}
@@ -172,7 +176,7 @@ func scanIndex(ctx context.Context, rd reader, coll *Collection, plan Plan, pos 
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
-			if err := Interrupted(ctx, "scan "+coll.Name); err != nil {
+			if err := Interrupted(ctx, "scan", coll.Name); err != nil {
 				it.Close()
 				return err
 			}

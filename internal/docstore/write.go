@@ -113,7 +113,7 @@ func IDOf(doc bson.Raw) (bson.RawValue, error) {
 
 // Get reads a document by id, seeing this writer's staged writes.
 func (w *Writer) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) {
-	if err := Interrupted(w.ctx, "write"); err != nil {
+	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return nil, false, err
 	}
 	v, closer, err := w.b.Get(DocKey(coll, id))
@@ -130,7 +130,7 @@ func (w *Writer) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error)
 // Insert stages a new document; doc must carry its _id. A duplicate _id or
 // unique-index key fails with DuplicateKey (11000) and stages nothing.
 func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
-	if err := Interrupted(w.ctx, "write"); err != nil {
+	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return err
 	}
 	id, err := IDOf(doc)
@@ -175,7 +175,7 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 
 // Replace stages old -> new for one document (same _id).
 func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
-	if err := Interrupted(w.ctx, "write"); err != nil {
+	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return err
 	}
 	id, err := IDOf(old)
@@ -210,7 +210,7 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 
 // Delete stages the removal of a document and its index entries.
 func (w *Writer) Delete(coll *Collection, doc bson.Raw) error {
-	if err := Interrupted(w.ctx, "write"); err != nil {
+	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return err
 	}
 	id, err := IDOf(doc)
