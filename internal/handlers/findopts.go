@@ -237,15 +237,23 @@ func (t *tailSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, b
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	select {
-	case <-changed:
-		docs, err := t.batch(ctx, h, n)
-		return docs, false, err
-	case <-timer.C:
-		return nil, false, nil
-	case <-ctx.Done():
-		// A disable or a closing connection ends the wait with its cause.
-		return nil, false, ctx.Err()
+	for {
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, false, nil
+		case <-ctx.Done():
+			// A disable or a closing connection ends the wait with its cause.
+			return nil, false, ctx.Err()
+		}
+		// Any commit in the database signals; one to another collection
+		// brings nothing, and the wait goes on for what is left of it.
+		if changed, err = t.changed(h); err != nil {
+			return nil, false, err
+		}
+		if docs, err = t.batch(ctx, h, n); err != nil || len(docs) > 0 {
+			return docs, false, err
+		}
 	}
 }
 

@@ -329,6 +329,18 @@ func TestOptionsFind(t *testing.T) {
 				more, _ := r.e.db.RunCommand(r.e.ctx, d{{Key: "getMore", Value: id}, {Key: "collection", Value: r.coll}, {Key: "maxTimeMS", Value: 60000}}).Raw()
 				done <- more
 			}()
+			// Writes to another collection of the database signal the wait
+			// too; they must not end it with an empty batch.
+			for i := 0; i < 10; i++ {
+				if _, err := r.e.db.Collection(r.coll+"_other").InsertOne(r.e.ctx, d{{Key: "_id", Value: i}}); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case more := <-done:
+					t.Fatalf("awaitData getMore returned after a write to another collection: %v", more)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
 			for i := 5; ; i++ {
 				if _, err := r.e.db.Collection(r.coll).InsertOne(r.e.ctx, d{{Key: "_id", Value: i}}); err != nil {
 					t.Fatal(err)
