@@ -50,14 +50,16 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if after != nil {
 		defer after()
 	}
-	if !cmd.whileDisabled {
-		if st := h.node.State(); !st.Available {
-			return nil, acquireError(&node.DisabledError{State: st})
-		}
+	// A command runs bound to the node, so a disable cancels it. One the
+	// table lets run while the node is DISABLED runs unbound then: a bound
+	// context would be cancelled already.
+	if st := h.node.State(); st.Available {
+		var unbind context.CancelFunc
+		ctx, unbind = h.node.Bind(ctx)
+		defer unbind()
+	} else if !cmd.whileDisabled {
+		return nil, acquireError(&node.DisabledError{State: st})
 	}
-
-	ctx, unbind := h.node.Bind(ctx)
-	defer unbind()
 	if maxTime > 0 && !cmd.cursorTime {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)

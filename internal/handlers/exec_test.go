@@ -28,12 +28,12 @@ func seedMany(t *testing.T, ctx context.Context, coll *mongo.Collection, n int) 
 
 // maxTimeMS is validated as mongod validates it, and a command that runs
 // longer than it fails with MaxTimeMSExpired. Each command below reads
-// every one of tens of thousands of documents, which takes far longer than
+// every one of 150,000 documents, which takes far longer than
 // 1 ms on any machine: the outcome does not depend on the machine's speed.
 func TestMaxTimeMS(t *testing.T) {
 	e := newDataEnv(t)
 	coll := e.fresh(t)
-	const n = 30000
+	const n = 150000
 	seedMany(t, e.ctx, coll, n)
 	name := coll.Name()
 	find := func(maxTime any) bson.D {
@@ -152,18 +152,35 @@ func TestDisableStopsAScanInFlight(t *testing.T) {
 				err error
 				at  time.Time
 			}
-			done := make(chan result, 1)
-			go func() {
-				err := tc.run()
-				done <- result{err, time.Now()}
-			}()
-			// Wait until the scan holds the node (it is reading documents).
-			for env.Node.InFlight() == 0 {
-				select {
-				case r := <-done:
-					t.Fatalf("the scan ended (%v) before it was seen in flight", r.err)
-				default:
-					time.Sleep(50 * time.Microsecond)
+			// Start the scan and wait until it holds the node (it is reading
+			// documents). On a fast machine it may finish before the poll
+			// sees it: that is no verdict on cancellation, so run it again.
+			var done chan result
+			for attempt := 1; ; attempt++ {
+				done = make(chan result, 1)
+				go func() {
+					err := tc.run()
+					done <- result{err, time.Now()}
+				}()
+				seen := false
+				for !seen {
+					if env.Node.InFlight() > 0 {
+						seen = true
+						break
+					}
+					select {
+					case r := <-done:
+						if r.err != nil || attempt == 50 {
+							t.Fatalf("the scan ended (%v) before it was seen in flight, %d times", r.err, attempt)
+						}
+					default:
+						time.Sleep(50 * time.Microsecond)
+						continue
+					}
+					break
+				}
+				if seen {
+					break
 				}
 			}
 			verdict := time.Now()
