@@ -135,10 +135,24 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any,
 	}
 	switch {
 	case resp.StatusCode/100 == 2:
-		if out == nil || len(data) == 0 {
+		if out == nil {
 			return nil
 		}
-		return json.Unmarshal(data, out)
+		if len(data) == 0 {
+			// An empty success is no answer: a proxy or a server giving
+			// up on a cancelled request can send one, and taking it as a
+			// result would hand back an empty key.
+			reason, detail := kms.ReasonServerError, "the key service answered with an empty body"
+			if err := ctx.Err(); err != nil {
+				reason, detail = kms.ReasonOf(err), "the key service did not answer in time"
+			}
+			return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: reason, Detail: detail}
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return &kms.Error{Op: op, Key: kms.KeyRef{Provider: "controlplane", KeyID: c.base}, Reason: kms.ReasonServerError,
+				Detail: "the key service's answer is not valid JSON", Err: err}
+		}
+		return nil
 	case resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusNotFound:
 		var eb errorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Reason == "" {
