@@ -326,7 +326,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.agents[r.Header.Get("User-Agent")] = true
 	s.mu.Unlock()
 	if !s.Faults.WaitStall(r.Context()) {
-		return
+		// The client gave up or the server is closing: a stalled
+		// request gets no answer at all, not an empty 200.
+		panic(http.ErrAbortHandler)
 	}
 	st := s.Faults.State()
 	if st.Throttled {

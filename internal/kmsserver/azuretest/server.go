@@ -547,7 +547,9 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) {
 	s.VaultRequests.Add(1)
 	s.lastUA.Store(r.UserAgent())
 	if !s.Faults.WaitStall(r.Context()) {
-		return
+		// The client gave up or the server is closing: a stalled
+		// request gets no answer at all, not an empty 200.
+		panic(http.ErrAbortHandler)
 	}
 	st := s.Faults.State()
 	// Authentication.

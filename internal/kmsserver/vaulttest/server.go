@@ -440,7 +440,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// A slow server: a stalled request is answered once the stall is
 	// lifted, if the client still waits.
 	if !s.Faults.WaitStall(r.Context()) {
-		return
+		// The client gave up or the server is closing: a stalled
+		// request gets no answer at all, not an empty 200.
+		panic(http.ErrAbortHandler)
 	}
 	s.mu.Lock()
 	sealed := s.sealed
