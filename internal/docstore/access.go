@@ -12,7 +12,7 @@ import (
 // the catalog cannot change (catalog changes take the same lock), so this
 // is the metadata — indexes included — every staged write must maintain;
 // prefer it to a *Collection obtained before Write.
-func (w *Writer) Collection(name string) *Collection { return w.s.colls[name] }
+func (w *Writer) Collection(name string) *Collection { return w.s.catalog().colls[name] }
 
 // Scan is Store.Scan over the committed state plus this writer's staged
 // writes. Like every Scan it may return a document whose index keys a staged

@@ -11,7 +11,7 @@ import (
 )
 
 func TestCountAndWriterScan(t *testing.T) {
-	s, err := Open(storagetest.NewDB(t, "app"))
+	s, err := Open(storagetest.NewDB(t, "app"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestCappedEviction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			eng := storagetest.NewEngine(t)
 			db, _ := eng.CreateDatabase("app")
-			s, _ := Open(db)
+			s, _ := Open(db, nil)
 			if _, err := s.CreateCollectionWithOptions("c", tt.opts); err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func TestCappedEviction(t *testing.T) {
 				t.Errorf("reverse natural order = %s, want %s", got, tt.wantBack)
 			}
 			// The same after reopening: totals and order are stored.
-			s2, err := Open(db)
+			s2, err := Open(db, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestCappedEviction(t *testing.T) {
 }
 
 func TestCappedOneBatchDeleteUpdate(t *testing.T) {
-	s, _ := Open(storagetest.NewDB(t, "app"))
+	s, _ := Open(storagetest.NewDB(t, "app"), nil)
 	if _, err := s.CreateCollectionWithOptions("c", CollOptions{Capped: true, Size: 1 << 20, Max: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestValidatorLevelsAndActions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.level+"/"+tt.action, func(t *testing.T) {
-			s, _ := Open(storagetest.NewDB(t, "app"))
+			s, _ := Open(storagetest.NewDB(t, "app"), nil)
 			// An invalid document stored before the validator exists.
 			insert(t, s, "c", bson.D{{Key: "_id", Value: 0}, {Key: "a", Value: -5}})
 			lv, ac := tt.level, tt.action

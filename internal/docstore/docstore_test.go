@@ -74,7 +74,7 @@ func find(t testing.TB, s *Store, coll string, filter bson.D) ([]string, Plan) {
 }
 
 func TestInsertGetDuplicate(t *testing.T) {
-	s, err := Open(storagetest.NewDB(t, "app"))
+	s, err := Open(storagetest.NewDB(t, "app"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestInsertGetDuplicate(t *testing.T) {
 }
 
 func TestUniqueIndex(t *testing.T) {
-	s, _ := Open(storagetest.NewDB(t, "app"))
+	s, _ := Open(storagetest.NewDB(t, "app"), nil)
 	insert(t, s, "users", bson.D{{Key: "_id", Value: 1}, {Key: "email", Value: "a@x"}}, bson.D{{Key: "_id", Value: 2}, {Key: "email", Value: "b@x"}})
 	if _, err := s.CreateIndex(context.Background(), "users", IndexSpec{Key: bson.D{{Key: "email", Value: 1}}, Unique: true}); err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func indexOf(s, sub string) int {
 // whatever index a query uses, it returns exactly what a collection scan
 // with the same filter returns.
 func TestPlansAgreeWithCollectionScan(t *testing.T) {
-	s, _ := Open(storagetest.NewDB(t, "app"))
+	s, _ := Open(storagetest.NewDB(t, "app"), nil)
 	r := mrand.New(mrand.NewPCG(1, 2))
 	var docs []bson.D
 	for i := 0; i < 400; i++ {
@@ -233,13 +233,13 @@ func TestPlansAgreeWithCollectionScan(t *testing.T) {
 func TestCatalogPersistsAndRename(t *testing.T) {
 	eng := storagetest.NewEngine(t)
 	db, _ := eng.CreateDatabase("app")
-	s, _ := Open(db)
+	s, _ := Open(db, nil)
 	insert(t, s, "a", bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}})
 	s.CreateIndex(context.Background(), "a", IndexSpec{Key: bson.D{{Key: "x", Value: 1}}})
 	if err := s.RenameCollection("a", "b", false); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(db)
+	s2, err := Open(db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,12 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.colls[collName]
+	cat := s.catalog()
+	c := cat.colls[collName]
+	if c == nil {
+		// Dropped between EnsureCollection and here.
+		return false, mongoerr.New(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", s.db.Name, collName)
+	}
 	for _, ix := range c.Indexes {
 		sameKey := keyEqual(ix.Key, spec.Key)
 		if ix.Name == spec.Name && sameKey && ix.Unique == spec.Unique {
@@ -70,7 +75,7 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ix.Name)
 		}
 	}
-	ix := Index{Name: spec.Name, ID: s.next, Key: spec.Key, Unique: spec.Unique}
+	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique}
 	nc := *c
 	nc.Indexes = append(slices.Clone(c.Indexes), ix)
 
@@ -116,14 +121,12 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	if err := it.Close(); err != nil {
 		return false, err
 	}
-	if err := s.putCatalog(b, &nc, s.next+1); err != nil {
+	if err := s.putCatalog(b, &nc, cat.next+1); err != nil {
 		return false, err
 	}
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(ctx, b, cat.with(collName, &nc, cat.next+1)); err != nil {
 		return false, fmt.Errorf("docstore: create index: %w", err)
 	}
-	s.next++
-	s.colls[collName] = &nc
 	return true, nil
 }
 
@@ -131,7 +134,8 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 func (s *Store) DropIndex(collName, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.colls[collName]
+	cat := s.catalog()
+	c, ok := cat.colls[collName]
 	if !ok {
 		return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found %s.%s", s.db.Name, collName)
 	}
@@ -157,13 +161,12 @@ func (s *Store) DropIndex(collName, name string) error {
 		p := indexPrefix(c.ID, ix.ID)
 		b.DeleteRange(p, prefixEnd(p), nil)
 	}
-	if err := s.putCatalog(b, &nc, s.next); err != nil {
+	if err := s.putCatalog(b, &nc, cat.next); err != nil {
 		return err
 	}
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(context.Background(), b, cat.with(collName, &nc, cat.next)); err != nil {
 		return fmt.Errorf("docstore: drop index: %w", err)
 	}
-	s.colls[collName] = &nc
 	return nil
 }
 

@@ -13,7 +13,7 @@ import (
 // A scan stops at the first document after its context is done, with the
 // context's cause, through every path that reads a collection.
 func TestScansStopWhenTheContextEnds(t *testing.T) {
-	s, err := Open(storagetest.NewDB(t, "app"))
+	s, err := Open(storagetest.NewDB(t, "app"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

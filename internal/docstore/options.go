@@ -2,6 +2,7 @@ package docstore
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -100,7 +101,7 @@ func (s *Store) CreateCollectionWithOptions(name string, opts CollOptions) (*Col
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.colls[name]; ok {
+	if c, ok := s.catalog().colls[name]; ok {
 		if c.Options.Equal(opts) {
 			return c, nil
 		}
@@ -121,7 +122,8 @@ type ValidationChange struct {
 func (s *Store) ChangeValidation(name string, ch ValidationChange) (before, after CollOptions, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.colls[name]
+	cat := s.catalog()
+	c, ok := cat.colls[name]
 	if !ok {
 		return before, after, mongoerr.New(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", s.db.Name, name)
 	}
@@ -146,12 +148,11 @@ func (s *Store) ChangeValidation(name string, ch ValidationChange) (before, afte
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.putCatalog(b, &nc, s.next); err != nil {
+	if err := s.putCatalog(b, &nc, cat.next); err != nil {
 		return before, after, err
 	}
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(context.Background(), b, cat.with(name, &nc, cat.next)); err != nil {
 		return before, after, fmt.Errorf("docstore: collMod: %w", err)
 	}
-	s.colls[name] = &nc
 	return c.Options, nc.Options, nil
 }

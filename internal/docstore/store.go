@@ -23,12 +23,14 @@
 package docstore
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -55,18 +57,48 @@ type Store struct {
 	// WriteOptions is pebble.Sync: acknowledged writes survive kill -9.
 	sync *pebble.WriteOptions
 
-	mu    sync.Mutex // serializes writes and catalog changes
-	colls map[string]*Collection
-	next  uint32
+	// mu serializes writes and catalog changes: a writer checks and stages
+	// against the state every earlier write left, and commits before the
+	// next one starts.
+	mu sync.Mutex
+	// cat is the current catalog, replaced whole (never mutated) once a
+	// catalog change is committed, so readers need no lock and a
+	// replicated apply can publish it while a writer holds mu.
+	cat atomic.Pointer[catalog]
+	// log, when set, replicates every committed batch (a replica set);
+	// nil on a standalone node.
+	log Log
 
-	notify chan struct{} // closed and cleared by the next commit; nil: nobody waits
+	nmu      sync.Mutex
+	notifyCh chan struct{} // closed and cleared by the next commit; nil: nobody waits
 
 	// Logger, if set, receives validationAction "warn" warnings.
 	Logger *slog.Logger
 }
 
+// catalog is one version of a database's collections and the next free
+// collection/index id. Immutable once published.
+type catalog struct {
+	colls map[string]*Collection
+	next  uint32
+}
+
+// with returns a copy of c with coll set (nil: removed under name) and next.
+func (c *catalog) with(name string, coll *Collection, next uint32) *catalog {
+	nc := &catalog{colls: make(map[string]*Collection, len(c.colls)+1), next: next}
+	for k, v := range c.colls {
+		nc.colls[k] = v
+	}
+	if coll == nil {
+		delete(nc.colls, name)
+	} else {
+		nc.colls[name] = coll
+	}
+	return nc
+}
+
 // Collection is a collection's metadata. It is immutable once published:
-// catalog changes replace the *Collection in Store.colls.
+// catalog changes publish a new catalog.
 type Collection struct {
 	Name    string      `bson:"name"`
 	ID      uint32      `bson:"id"`
@@ -116,12 +148,25 @@ func (ix *Index) Fields() ([]string, []int) {
 	return paths, dirs
 }
 
-// Open loads a database's catalog.
-func Open(db *storage.DB) (*Store, error) {
-	s := &Store{db: db, sync: pebble.Sync, colls: map[string]*Collection{}, next: 1}
+// Open loads a database's catalog. With a log (a replica set member),
+// every write and catalog change is committed through it instead of to the
+// database directly; the log applies it (ApplyReplicated) on every member.
+func Open(db *storage.DB, log Log) (*Store, error) {
+	s := &Store{db: db, sync: pebble.Sync, log: log}
+	cat, err := loadCatalog(db)
+	if err != nil {
+		return nil, err
+	}
+	s.cat.Store(cat)
+	return s, nil
+}
+
+// loadCatalog reads the catalog a database holds.
+func loadCatalog(db *storage.DB) (*catalog, error) {
+	cat := &catalog{colls: map[string]*Collection{}, next: 1}
 	if v, closer, err := db.Get(keyNextID); err == nil {
 		if len(v) == 4 {
-			s.next = binary.BigEndian.Uint32(v)
+			cat.next = binary.BigEndian.Uint32(v)
 		}
 		closer.Close()
 	} else if err != pebble.ErrNotFound {
@@ -140,30 +185,30 @@ func Open(db *storage.DB) (*Store, error) {
 		if err := c.compile(); err != nil {
 			return nil, fmt.Errorf("docstore: collection %q validator: %w", it.Key()[2:], err)
 		}
-		s.colls[c.Name] = &c
+		cat.colls[c.Name] = &c
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("docstore: read catalog: %w", err)
 	}
-	return s, nil
+	return cat, nil
 }
+
+// catalog returns the current catalog.
+func (s *Store) catalog() *catalog { return s.cat.Load() }
 
 // Name is the database name.
 func (s *Store) Name() string { return s.db.Name }
 
 // Collection returns a collection's metadata, or nil.
 func (s *Store) Collection(name string) *Collection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.colls[name]
+	return s.catalog().colls[name]
 }
 
 // Collections lists the collections, sorted by name.
 func (s *Store) Collections() []*Collection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*Collection, 0, len(s.colls))
-	for _, c := range s.colls {
+	cat := s.catalog()
+	out := make([]*Collection, 0, len(cat.colls))
+	for _, c := range cat.colls {
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -198,7 +243,7 @@ func prefixEnd(p []byte) []byte {
 func (s *Store) CreateCollection(name string) (*Collection, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.colls[name]; ok {
+	if _, ok := s.catalog().colls[name]; ok {
 		return nil, mongoerr.New(mongoerr.NamespaceExists, "Collection %s.%s already exists.", s.db.Name, name)
 	}
 	return s.createLocked(name)
@@ -209,7 +254,7 @@ func (s *Store) CreateCollection(name string) (*Collection, error) {
 func (s *Store) EnsureCollection(name string) (*Collection, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c, ok := s.colls[name]; ok {
+	if c, ok := s.catalog().colls[name]; ok {
 		return c, nil
 	}
 	return s.createLocked(name)
@@ -225,7 +270,8 @@ func (s *Store) createLockedWith(name string, opts CollOptions) (*Collection, er
 	}
 	uuid := bson.Binary{Subtype: 4, Data: make([]byte, 16)}
 	rand.Read(uuid.Data)
-	c := &Collection{Name: name, ID: s.next, Created: time.Now().UTC(), UUID: uuid,
+	cat := s.catalog()
+	c := &Collection{Name: name, ID: cat.next, Created: time.Now().UTC(), UUID: uuid,
 		Indexes: []Index{{Name: "_id_", ID: 0, Key: bson.D{{Key: "_id", Value: int32(1)}}, Unique: true}},
 		Options: opts}
 	if err := c.compile(); err != nil {
@@ -233,14 +279,12 @@ func (s *Store) createLockedWith(name string, opts CollOptions) (*Collection, er
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.putCatalog(b, c, s.next+1); err != nil {
+	if err := s.putCatalog(b, c, cat.next+1); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(context.Background(), b, cat.with(name, c, cat.next+1)); err != nil {
 		return nil, fmt.Errorf("docstore: create collection: %w", err)
 	}
-	s.next++
-	s.colls[name] = c
 	return c, nil
 }
 
@@ -259,7 +303,8 @@ func (s *Store) putCatalog(b *pebble.Batch, c *Collection, next uint32) error {
 func (s *Store) DropCollection(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.colls[name]
+	cat := s.catalog()
+	c, ok := cat.colls[name]
 	if !ok {
 		return mongoerr.New(mongoerr.NamespaceNotFound, "ns not found")
 	}
@@ -272,10 +317,9 @@ func (s *Store) DropCollection(name string) error {
 		b.DeleteRange(p, prefixEnd(p), nil)
 	}
 	dropCapped(b, c)
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(context.Background(), b, cat.with(name, nil, cat.next)); err != nil {
 		return fmt.Errorf("docstore: drop collection: %w", err)
 	}
-	delete(s.colls, name)
 	return nil
 }
 
@@ -283,7 +327,7 @@ func (s *Store) DropCollection(name string) error {
 // keys use the collection id, so only the catalog changes.
 func (s *Store) RenameCollection(from, to string, dropTarget bool) error {
 	s.mu.Lock()
-	c, ok := s.colls[from]
+	c, ok := s.catalog().colls[from]
 	if !ok {
 		s.mu.Unlock()
 		return mongoerr.New(mongoerr.NamespaceNotFound, "Source collection %s.%s does not exist", s.db.Name, from)
@@ -292,7 +336,7 @@ func (s *Store) RenameCollection(from, to string, dropTarget bool) error {
 		s.mu.Unlock()
 		return err
 	}
-	if _, exists := s.colls[to]; exists {
+	if _, exists := s.catalog().colls[to]; exists {
 		if !dropTarget {
 			s.mu.Unlock()
 			return mongoerr.New(mongoerr.NamespaceExists, "target namespace exists")
@@ -304,19 +348,21 @@ func (s *Store) RenameCollection(from, to string, dropTarget bool) error {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
+	cat := s.catalog()
+	if c, ok = cat.colls[from]; !ok {
+		return mongoerr.New(mongoerr.NamespaceNotFound, "Source collection %s.%s does not exist", s.db.Name, from)
+	}
 	nc := *c
 	nc.Name = to
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Delete(catalogKey(from), nil)
-	if err := s.putCatalog(b, &nc, s.next); err != nil {
+	if err := s.putCatalog(b, &nc, cat.next); err != nil {
 		return err
 	}
-	if err := b.Commit(s.sync); err != nil {
+	if err := s.commitLocked(context.Background(), b, cat.with(from, nil, cat.next).with(to, &nc, cat.next)); err != nil {
 		return fmt.Errorf("docstore: rename collection: %w", err)
 	}
-	delete(s.colls, from)
-	s.colls[to] = &nc
 	return nil
 }
 

@@ -41,6 +41,11 @@ type Writer struct {
 // writer is already applying its batch and joins the same group commit.
 // Applying before syncing adds no visibility Pebble does not already give:
 // a committed batch is readable before its WAL sync either way.
+//
+// On a replica set member the batch is committed through the log instead:
+// Write returns once a majority of the members hold it and this member
+// applied it, with the write lock held throughout, so the next writer
+// checks against it.
 func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	s.mu.Lock()
 	b := s.db.NewIndexedBatch()
@@ -50,11 +55,8 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 		s.mu.Unlock()
 		return ferr
 	}
-	if !s.sync.Sync {
-		err := b.Commit(s.sync)
-		if err == nil {
-			s.notifyLocked()
-		}
+	if s.log != nil || !s.sync.Sync {
+		err := s.commitLocked(ctx, b, nil)
 		s.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("docstore: commit: %w", err)
@@ -63,7 +65,7 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	}
 	err := s.db.ApplyNoSyncWait(b, s.sync)
 	if err == nil {
-		s.notifyLocked()
+		s.notify()
 	}
 	s.mu.Unlock()
 	if err == nil {
@@ -78,20 +80,12 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 // Changed returns a channel closed by the next committed write (tailable
 // cursors with awaitData wait on it).
 func (s *Store) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.notify == nil {
-		s.notify = make(chan struct{})
+	s.nmu.Lock()
+	defer s.nmu.Unlock()
+	if s.notifyCh == nil {
+		s.notifyCh = make(chan struct{})
 	}
-	return s.notify
-}
-
-// notifyLocked wakes the waiters of Changed; s.mu is held.
-func (s *Store) notifyLocked() {
-	if s.notify != nil {
-		close(s.notify)
-		s.notify = nil
-	}
+	return s.notifyCh
 }
 
 // DocKey is the storage key of a document id in a collection.

@@ -42,6 +42,11 @@ type Options struct {
 	CmdLine []string
 	// ConnCount reports the server's open connections (serverStatus).
 	ConnCount func() int
+	// Log, when set, is the replication log every write to a replicated
+	// database goes through (docstore.Log); nil means a standalone node,
+	// whose writes commit straight to storage. The "local" database is
+	// never replicated.
+	Log docstore.Log
 }
 
 // Handler serves commands for one node.
@@ -108,7 +113,11 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 		release()
 		return nil, nil, err
 	}
-	s, err := docstore.Open(db)
+	var log docstore.Log
+	if name != "local" {
+		log = h.opts.Log
+	}
+	s, err := docstore.Open(db, log)
 	if err != nil {
 		release()
 		return nil, nil, err

@@ -68,6 +68,17 @@ const (
 	// EncryptionKeyUnavailable is cmkdb's own code: a disabled node's
 	// answer to data commands (its customer master key is unusable).
 	EncryptionKeyUnavailable Code = 41001
+
+	// Replica sets.
+	UnsatisfiableWriteConcern       Code = 100
+	NotWritablePrimary              Code = 10107
+	NotPrimaryNoSecondaryOk         Code = 13435
+	InterruptedDueToReplStateChange Code = 11602
+	NotYetInitialized               Code = 94
+	NoSuchTransaction               Code = 251
+	IncompleteTransactionHistory    Code = 217
+	TransactionTooOld               Code = 225
+	ExceededTimeLimit               Code = 262
 )
 
 var names = map[Code]string{
@@ -120,6 +131,16 @@ var names = map[Code]string{
 	NotAReplicaSet:             "NotAReplicaSet",
 	CappedPositionLost:         "CappedPositionLost",
 	EncryptionKeyUnavailable:   "EncryptionKeyUnavailable",
+
+	UnsatisfiableWriteConcern:       "UnsatisfiableWriteConcern",
+	NotWritablePrimary:              "NotWritablePrimary",
+	NotPrimaryNoSecondaryOk:         "NotPrimaryNoSecondaryOk",
+	InterruptedDueToReplStateChange: "InterruptedDueToReplStateChange",
+	NotYetInitialized:               "NotYetInitialized",
+	NoSuchTransaction:               "NoSuchTransaction",
+	IncompleteTransactionHistory:    "IncompleteTransactionHistory",
+	TransactionTooOld:               "TransactionTooOld",
+	ExceededTimeLimit:               "ExceededTimeLimit",
 }
 
 // Name returns MongoDB's codeName for c.
@@ -135,6 +156,8 @@ func (c Code) Name() string {
 type Error struct {
 	Code Code
 	Msg  string
+	// Labels become the reply's errorLabels.
+	Labels []string
 }
 
 func (e *Error) Error() string { return e.Msg }

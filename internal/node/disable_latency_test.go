@@ -52,7 +52,7 @@ func TestDisableDuringScanLatency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := docstore.Open(db)
+		s, err := docstore.Open(db, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

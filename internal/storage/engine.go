@@ -88,6 +88,12 @@ type Engine struct {
 type DB struct {
 	Name string
 	ID   string
+	// Dir is the database's directory and FS the file system its files
+	// are written through (encrypting under the database's key): what
+	// keeps files beside Pebble's, such as a replica set member's raft
+	// snapshots in its local database, uses both.
+	Dir string
+	FS  vfs.FS
 	*pebble.DB
 }
 
@@ -285,7 +291,7 @@ func (e *Engine) openLocked(name string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open database %q: %w", name, err)
 	}
-	db := &DB{Name: name, ID: id, DB: pdb}
+	db := &DB{Name: name, ID: id, Dir: dir, FS: fs, DB: pdb}
 	e.dbs[name] = db
 	return db, nil
 }

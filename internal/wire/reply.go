@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -14,15 +15,24 @@ import (
 // code and message; anything else is an InternalError with err's text.
 func ErrorReply(err error) bson.Raw {
 	code, msg := mongoerr.InternalError, err.Error()
+	var labels []string
 	var me *mongoerr.Error
 	if errors.As(err, &me) {
-		code, msg = me.Code, me.Msg
+		code, msg, labels = me.Code, me.Msg, me.Labels
 	}
 	idx, dst := bsoncore.AppendDocumentStart(make([]byte, 0, 64+len(msg)))
 	dst = bsoncore.AppendDoubleElement(dst, "ok", 0)
 	dst = bsoncore.AppendStringElement(dst, "errmsg", msg)
 	dst = bsoncore.AppendInt32Element(dst, "code", int32(code))
 	dst = bsoncore.AppendStringElement(dst, "codeName", code.Name())
+	if len(labels) > 0 {
+		var aidx int32
+		aidx, dst = bsoncore.AppendArrayElementStart(dst, "errorLabels")
+		for i, l := range labels {
+			dst = bsoncore.AppendStringElement(dst, strconv.Itoa(i), l)
+		}
+		dst, _ = bsoncore.AppendArrayEnd(dst, aidx)
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }

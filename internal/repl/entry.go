@@ -1,0 +1,74 @@
+package repl
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// An entry is one raft log record: a database's committed batch, or the
+// drop of a database. Layout (version 1):
+//
+//	version u8 | op u8 | flags u8 | len(db) uvarint | db | payload
+//
+// The payload of opBatch is Pebble's batch representation (see
+// docstore.Log); opDrop has none. Entries are decoded on every member, so a
+// member never applies an entry it cannot fully parse: it stops with an
+// error naming the index instead.
+const entryVersion = 1
+
+type op uint8
+
+const (
+	opBatch op = 1
+	opDrop  op = 2
+)
+
+const flagCatalog = 1
+
+type entry struct {
+	op      op
+	db      string
+	catalog bool
+	repr    []byte
+}
+
+// maxDBName bounds a database name in an entry (MongoDB's limit is 64).
+const maxDBName = 255
+
+func (e entry) encode() []byte {
+	out := make([]byte, 0, 3+binary.MaxVarintLen64+len(e.db)+len(e.repr))
+	var flags byte
+	if e.catalog {
+		flags |= flagCatalog
+	}
+	out = append(out, entryVersion, byte(e.op), flags)
+	out = binary.AppendUvarint(out, uint64(len(e.db)))
+	out = append(out, e.db...)
+	return append(out, e.repr...)
+}
+
+var errBadEntry = errors.New("repl: malformed log entry")
+
+func decodeEntry(b []byte) (entry, error) {
+	if len(b) < 4 {
+		return entry{}, fmt.Errorf("%w: %d bytes", errBadEntry, len(b))
+	}
+	if b[0] != entryVersion {
+		return entry{}, fmt.Errorf("%w: version %d (this build reads %d)", errBadEntry, b[0], entryVersion)
+	}
+	e := entry{op: op(b[1]), catalog: b[2]&flagCatalog != 0}
+	if e.op != opBatch && e.op != opDrop {
+		return entry{}, fmt.Errorf("%w: operation %d", errBadEntry, b[1])
+	}
+	n, k := binary.Uvarint(b[3:])
+	if k <= 0 || n == 0 || n > maxDBName || uint64(len(b)-3-k) < n {
+		return entry{}, fmt.Errorf("%w: database name", errBadEntry)
+	}
+	rest := b[3+k:]
+	e.db, e.repr = string(rest[:n]), rest[n:]
+	if e.op == opDrop && len(e.repr) != 0 {
+		return entry{}, fmt.Errorf("%w: a drop carries no payload", errBadEntry)
+	}
+	return e, nil
+}
