@@ -56,7 +56,7 @@ type SnapshotStore struct {
 	dir    string
 	retain int
 
-	mu sync.Mutex // serialises ID choice and reaping
+	mu sync.Mutex // serialises ID choice, listing and reaping
 }
 
 var _ raft.SnapshotStore = (*SnapshotStore)(nil)
@@ -191,8 +191,10 @@ func (k *sink) Write(p []byte) (int, error) {
 
 // Close completes the snapshot: data and meta synced, the directory synced
 // and renamed to its final name, the parent synced; then snapshots beyond
-// the retention are deleted. On any failure the temporary directory is
-// removed and the snapshot does not exist.
+// the retention are deleted. A failure before the rename removes the
+// temporary directory: the snapshot does not exist. A failure after it (the
+// parent's fsync, or deleting old snapshots) is reported, but the snapshot
+// is complete and listed.
 func (k *sink) Close() error {
 	if k.done {
 		return nil
@@ -298,6 +300,8 @@ func (s *SnapshotStore) reap() error {
 // ID), at most the retention. A snapshot whose metadata cannot be read is
 // an error naming it: it is never skipped silently.
 func (s *SnapshotStore) List() ([]*raft.SnapshotMeta, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	all, err := s.list()
 	if err != nil {
 		return nil, err
@@ -326,7 +330,7 @@ func (s *SnapshotStore) list() ([]*snapshotMeta, error) {
 		fi, err := s.fs.Stat(s.fs.PathJoin(s.dir, name))
 		if err != nil {
 			if os.IsNotExist(err) {
-				continue // deleted meanwhile (a concurrent reap)
+				continue // removed since List
 			}
 			return nil, fmt.Errorf("raftstore: snapshot %s: %w", name, err)
 		}
