@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,24 +99,11 @@ func TestDecodeErrors(t *testing.T) {
 				t.Fatalf("got %v, want a DecodeError", err)
 			}
 			if de.Index != c.index || !strings.Contains(err.Error(), c.reason) ||
-				!strings.Contains(err.Error(), "log entry "+itoa(c.index)) {
+				!strings.Contains(err.Error(), "log entry "+strconv.FormatUint(c.index, 10)) {
 				t.Fatalf("got %q (index %d), want index %d and %q", err, de.Index, c.index, c.reason)
 			}
 		})
 	}
-}
-
-func itoa(u uint64) string { return strings.TrimSpace(strings.Repeat(" ", 0) + formatUint(u)) }
-
-func formatUint(u uint64) string {
-	if u == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; u > 0; u /= 10 {
-		b = append([]byte{byte('0' + u%10)}, b...)
-	}
-	return string(b)
 }
 
 func TestNewRejects(t *testing.T) {
