@@ -126,4 +126,3 @@ func (h *hcLogger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
