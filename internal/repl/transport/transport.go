@@ -135,6 +135,8 @@ func NewStreamLayer(ln net.Listener, cfg Config) (*StreamLayer, error) {
 		ClientAuth:       tls.RequireAnyClientCert,
 		ClientCAs:        cfg.CA,
 		VerifyConnection: l.verifier(cfg.CA),
+		// Every connection is a full handshake with a fresh verification.
+		SessionTicketsDisabled: true,
 	}
 	l.client = &tls.Config{
 		Certificates: []tls.Certificate{cfg.TLS},
