@@ -352,3 +352,26 @@ func (ca *CA) ClientCertificate(commonName string, validity time.Duration) (cert
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, validity)
 }
+
+// MemberCertificate issues the certificate of a replica-set member: usable
+// both as a TLS server and as a TLS client (members dial each other), its
+// common name the member's identity and its subject alternative names
+// hosts (IP addresses or DNS names), with a fresh ECDSA P-256 key (PKCS #8
+// PEM). The caller should clear keyPEM once stored.
+func (ca *CA) MemberCertificate(commonName string, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if commonName == "" {
+		return nil, nil, errors.New("tlsutil: a member certificate needs a common name")
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: commonName, Organization: []string{"cmkdb"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return ca.issue(tmpl, validity)
+}
