@@ -15,12 +15,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cmkdb/cmkdb/internal/config"
 	"github.com/cmkdb/cmkdb/internal/durable"
 	"github.com/cmkdb/cmkdb/internal/handlers"
 	"github.com/cmkdb/cmkdb/internal/keyservice"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/nodeagent"
+	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -71,6 +73,9 @@ type serveFlags struct {
 	checkInterval        time.Duration
 	plaintext            bool
 	security             securityFlags
+	// repl makes the node a replica set member (`cmkdb node` with a
+	// replication section).
+	repl *config.Replication
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -115,8 +120,15 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	if err != nil {
 		return fail(err)
 	}
+	var rm *repl.Member
+	if f.repl != nil {
+		if rm, err = newReplMember(f.repl, slog.Default()); err != nil {
+			_ = ln.Close()
+			return fail(err)
+		}
+	}
 	var srv *wire.Server
-	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }})
+	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }, Repl: rm})
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {
 		_ = ln.Close()
@@ -125,8 +137,27 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	connString := connectionString(f.bind, addr.Port, f.security.auth, tlsConfig != nil, caFile)
-	admin, err := f.security.ensureAdmin(ctx, h, l, connString)
+	var admin adminCredentials
+	replDone := make(chan struct{})
+	if rm != nil {
+		connString = replConnectionString(f.repl, f.security.auth, tlsConfig != nil, caFile)
+		go func() { defer close(replDone); _ = rm.Run(ctx, n, h) }()
+		if f.security.auth {
+			pw, perr := readPasswordFile(f.security.adminPasswordFile)
+			if perr != nil {
+				err = perr
+			} else {
+				admin = adminCredentials{user: f.security.adminUser, passwordFile: f.security.adminPasswordFile}
+				go ensureReplicatedAdmin(ctx, h, rm, f.security.adminUser, pw)
+			}
+		}
+	} else {
+		close(replDone)
+		admin, err = f.security.ensureAdmin(ctx, h, l, connString)
+	}
 	if err != nil {
+		cancel()
+		<-replDone
 		_ = ln.Close()
 		h.Close()
 		return fail(err)
@@ -150,6 +181,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	}
 	go func() {
 		err := srv.Serve(ctx, ln)
+		<-replDone
 		h.Close()
 		n.Close()
 		close(served)

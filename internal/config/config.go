@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -31,6 +32,35 @@ type Config struct {
 	// TLS and Auth configure the listener.
 	TLS  *TLS  `json:"tls,omitempty"`
 	Auth *Auth `json:"auth,omitempty"`
+	// Replication makes the node a member of a replica set.
+	Replication *Replication `json:"replication,omitempty"`
+}
+
+// Replication makes the node a member of a replica set. Every member is
+// given the same setName and members; me names this one. Members reach
+// each other's raft listeners over mutual TLS: certFile/keyFile are this
+// member's certificate (server and client use, common name
+// cmkdb-member/<project>/<setName>/<me>), caFile the CA that issued
+// every member's (the control plane's).
+type Replication struct {
+	SetName  string       `json:"setName"`
+	Project  string       `json:"project"`
+	Me       string       `json:"me"`
+	Members  []ReplMember `json:"members"`
+	CertFile string       `json:"certFile"`
+	KeyFile  string       `json:"keyFile"`
+	CAFile   string       `json:"caFile"`
+	// RaftBind is where this member's raft listener binds (default: the
+	// host and port of its raftAddr).
+	RaftBind string `json:"raftBind,omitempty"`
+}
+
+// ReplMember is one member: its name, its MongoDB address (what drivers
+// connect to) and its raft address.
+type ReplMember struct {
+	Name     string `json:"name"`
+	Host     string `json:"host"`
+	RaftAddr string `json:"raftAddr"`
 }
 
 // KMS names one provider and its settings.
@@ -248,6 +278,14 @@ func (c *Config) validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return errors.New("tls needs certFile and keyFile")
 	}
+	if r := c.Replication; r != nil {
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("replication: %w", err)
+		}
+		if c.Auth != nil && c.Auth.Enabled && c.Auth.AdminPasswordFile == "" {
+			return errors.New("replication with auth needs auth.adminPasswordFile: every member must know the administrator the primary creates")
+		}
+	}
 	switch c.KMS.Provider {
 	case "":
 		return errors.New("kms.provider is required")
@@ -264,4 +302,31 @@ func (c *Config) validate() error {
 		}
 	}
 	return providers.CheckNode(c.KMS.Provider, c.KMS.Settings)
+}
+
+func (r *Replication) validate() error {
+	switch {
+	case r.SetName == "" || r.Project == "" || r.Me == "":
+		return errors.New("setName, project and me are required")
+	case r.CertFile == "" || r.KeyFile == "" || r.CAFile == "":
+		return errors.New("certFile, keyFile and caFile are required (members authenticate each other with mutual TLS)")
+	case len(r.Members) == 0 || len(r.Members) > 7:
+		return fmt.Errorf("a replica set has 1 to 7 members, not %d", len(r.Members))
+	}
+	me := false
+	for _, m := range r.Members {
+		if m.Name == "" || m.Host == "" || m.RaftAddr == "" {
+			return fmt.Errorf("member %q needs name, host and raftAddr", m.Name)
+		}
+		for _, a := range []string{m.Host, m.RaftAddr} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("member %q: %q is not host:port", m.Name, a)
+			}
+		}
+		me = me || m.Name == r.Me
+	}
+	if !me {
+		return fmt.Errorf("me (%q) is not one of the members", r.Me)
+	}
+	return nil
 }

@@ -38,7 +38,10 @@ type command struct {
 	cursorTime bool
 	// adminOnly commands run only against the admin database.
 	adminOnly bool
-	help      string
+	// rs is how the command behaves on a replica set member that is not
+	// the primary (replset.go).
+	rs   rsRole
+	help string
 }
 
 // commandTable lists every command h serves.
@@ -63,34 +66,48 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "serverStatus", handler: h.serverStatus, priv: privCluster, whileDisabled: true,
 			help: "server state, including encryptionAtRest: the node's key state and key ids, never key bytes"},
 
+		// Replica sets.
+		{name: "replSetGetStatus", handler: h.replSetGetStatus, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "the replica set's members and their states, as this member sees them"},
+		{name: "replSetGetConfig", handler: h.replSetGetConfig, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "the replica set's configuration"},
+		{name: "replSetStepDown", handler: h.replSetStepDown, priv: privCluster, adminOnly: true,
+			help: "hand the primary's role to the most caught-up secondary"},
+		{name: "replSetInitiate", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "refused: a cmkdb replica set is initiated by its members' configuration"},
+		{name: "replSetReconfig", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "refused: a cmkdb replica set's members are fixed by their configuration files"},
+		{name: "replSetFreeze", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "refused: raft elections cannot be frozen per member"},
+
 		// Reads.
-		{name: "find", handler: h.find, priv: privRead, help: "query a collection; returns a cursor"},
+		{name: "find", rs: rsRead, handler: h.find, priv: privRead, help: "query a collection; returns a cursor"},
 		{name: "getMore", handler: h.getMore, priv: privRead, cursorTime: true, help: "the next batch of a cursor"},
 		{name: "killCursors", handler: h.killCursors, priv: privRead, whileDisabled: true, help: "close cursors"},
-		{name: "count", handler: h.count, priv: privRead, help: "count the documents matching a query"},
-		{name: "distinct", handler: h.distinct, priv: privRead, help: "the distinct values of a field"},
-		{name: "aggregate", handler: h.aggregate, priv: privRead, writeConcern: true,
+		{name: "count", rs: rsRead, handler: h.count, priv: privRead, help: "count the documents matching a query"},
+		{name: "distinct", rs: rsRead, handler: h.distinct, priv: privRead, help: "the distinct values of a field"},
+		{name: "aggregate", rs: rsRead, handler: h.aggregate, priv: privRead, writeConcern: true,
 			help: "run an aggregation pipeline; returns a cursor"},
-		{name: "explain", handler: h.explain, priv: privRead, help: "the plan of a find, count, distinct, update, delete or aggregate"},
+		{name: "explain", rs: rsRead, handler: h.explain, priv: privRead, help: "the plan of a find, count, distinct, update, delete or aggregate"},
 		{name: "listDatabases", handler: h.listDatabases, priv: privNone, adminOnly: true, help: "the node's databases"},
-		{name: "listCollections", handler: h.listCollections, priv: privRead, help: "a database's collections"},
-		{name: "listIndexes", handler: h.listIndexes, priv: privRead, help: "a collection's indexes"},
+		{name: "listCollections", rs: rsRead, handler: h.listCollections, priv: privRead, help: "a database's collections"},
+		{name: "listIndexes", rs: rsRead, handler: h.listIndexes, priv: privRead, help: "a collection's indexes"},
 
 		// Writes.
-		{name: "insert", handler: h.insert, priv: privWrite, writeConcern: true, help: "insert documents"},
-		{name: "update", handler: h.update, priv: privWrite, writeConcern: true, help: "update documents"},
-		{name: "delete", handler: h.delete, priv: privWrite, writeConcern: true, help: "delete documents"},
-		{name: "findAndModify", handler: h.findAndModify, aliases: []string{"findandmodify"}, priv: privWrite, writeConcern: true,
+		{name: "insert", rs: rsWrite, handler: h.insert, priv: privWrite, writeConcern: true, help: "insert documents"},
+		{name: "update", rs: rsWrite, handler: h.update, priv: privWrite, writeConcern: true, help: "update documents"},
+		{name: "delete", rs: rsWrite, handler: h.delete, priv: privWrite, writeConcern: true, help: "delete documents"},
+		{name: "findAndModify", rs: rsWrite, handler: h.findAndModify, aliases: []string{"findandmodify"}, priv: privWrite, writeConcern: true,
 			help: "update or remove one document and return it"},
-		{name: "create", handler: h.create, priv: privWrite, writeConcern: true, help: "create a collection"},
-		{name: "collMod", handler: h.collMod, priv: privWrite, writeConcern: true, help: "change a collection's validator, validation level or validation action"},
-		{name: "drop", handler: h.drop, priv: privWrite, writeConcern: true, help: "drop a collection"},
-		{name: "renameCollection", handler: h.renameCollection, priv: privWrite, writeConcern: true, adminOnly: true,
+		{name: "create", rs: rsWrite, handler: h.create, priv: privWrite, writeConcern: true, help: "create a collection"},
+		{name: "collMod", rs: rsWrite, handler: h.collMod, priv: privWrite, writeConcern: true, help: "change a collection's validator, validation level or validation action"},
+		{name: "drop", rs: rsWrite, handler: h.drop, priv: privWrite, writeConcern: true, help: "drop a collection"},
+		{name: "renameCollection", rs: rsWrite, handler: h.renameCollection, priv: privWrite, writeConcern: true, adminOnly: true,
 			help: "rename a collection"},
-		{name: "createIndexes", handler: h.createIndexes, priv: privWrite, writeConcern: true, help: "build indexes"},
-		{name: "dropIndexes", handler: h.dropIndexes, aliases: []string{"deleteIndexes"}, priv: privWrite, writeConcern: true,
+		{name: "createIndexes", rs: rsWrite, handler: h.createIndexes, priv: privWrite, writeConcern: true, help: "build indexes"},
+		{name: "dropIndexes", rs: rsWrite, handler: h.dropIndexes, aliases: []string{"deleteIndexes"}, priv: privWrite, writeConcern: true,
 			help: "drop indexes"},
-		{name: "dropDatabase", handler: h.dropDatabase, priv: privDBAdmin, writeConcern: true,
+		{name: "dropDatabase", rs: rsWrite, handler: h.dropDatabase, priv: privDBAdmin, writeConcern: true,
 			help: "drop a database: its key is destroyed, so every file it wrote becomes unreadable"},
 
 		// Transactions: refused until replica sets exist, as a standalone
@@ -109,12 +126,12 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		// createUser reaches its handler unauthenticated so that the
 		// localhost exception (the first user, from loopback, when there
 		// are none) can work; it authorizes every other case itself.
-		{name: "createUser", handler: h.createUser, public: true, priv: privSelf, writeConcern: true, help: "add a user"},
-		{name: "updateUser", handler: h.updateUser, priv: privSelf, writeConcern: true, help: "change a user's password or roles"},
-		{name: "dropUser", handler: h.dropUser, priv: privSelf, writeConcern: true, help: "remove a user"},
-		{name: "dropAllUsersFromDatabase", handler: h.dropAllUsersFromDatabase, priv: privSelf, writeConcern: true,
+		{name: "createUser", rs: rsWrite, handler: h.createUser, public: true, priv: privSelf, writeConcern: true, help: "add a user"},
+		{name: "updateUser", rs: rsWrite, handler: h.updateUser, priv: privSelf, writeConcern: true, help: "change a user's password or roles"},
+		{name: "dropUser", rs: rsWrite, handler: h.dropUser, priv: privSelf, writeConcern: true, help: "remove a user"},
+		{name: "dropAllUsersFromDatabase", rs: rsWrite, handler: h.dropAllUsersFromDatabase, priv: privSelf, writeConcern: true,
 			help: "remove every user of a database"},
-		{name: "usersInfo", handler: h.usersInfo, priv: privSelf, help: "users and their roles, never their keys"},
+		{name: "usersInfo", rs: rsRead, handler: h.usersInfo, priv: privSelf, help: "users and their roles, never their keys"},
 	}
 }
 

@@ -119,6 +119,17 @@ func (h *Handler) dropDatabase(ctx context.Context, c *wire.ConnState, req *wire
 	if err := validateDBName(req.DB); err != nil {
 		return nil, err
 	}
+	if h.opts.Repl != nil && req.DB == "local" {
+		// It holds this member's raft log.
+		return nil, mongoerr.New(mongoerr.IllegalOperation, "Cannot drop 'local' database while replication is active")
+	}
+	if h.opts.Repl != nil {
+		// Every member drops it, each destroying its own key (DropReplicated).
+		if err := h.opts.Repl.DropDatabase(ctx, req.DB); err != nil {
+			return nil, err
+		}
+		return marshal(bson.D{{Key: "dropped", Value: req.DB}, {Key: "ok", Value: 1.0}})
+	}
 	eng, _, release, err := h.node.Acquire()
 	if err != nil {
 		return nil, acquireError(err)

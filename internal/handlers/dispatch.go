@@ -33,14 +33,17 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if cmd.adminOnly && req.DB != usersDB {
 		return nil, mongoerr.New(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
 	}
-	if err := checkSessionFields(req.Command); err != nil {
+	if err := checkSessionFields(req.Command, h.opts.Repl != nil); err != nil {
 		return nil, err
 	}
 	maxTime, err := parseMaxTimeMS(req.Command)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkWriteConcern(cmd, req.Command); err != nil {
+	if err := checkWriteConcern(cmd, req.Command, h.replMembers()); err != nil {
+		return nil, err
+	}
+	if err := h.checkReplicaRole(cmd, req); err != nil {
 		return nil, err
 	}
 	after, err := h.guard(cmd, c, req)

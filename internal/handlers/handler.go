@@ -14,6 +14,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -42,11 +43,11 @@ type Options struct {
 	CmdLine []string
 	// ConnCount reports the server's open connections (serverStatus).
 	ConnCount func() int
-	// Log, when set, is the replication log every write to a replicated
-	// database goes through (docstore.Log); nil means a standalone node,
-	// whose writes commit straight to storage. The "local" database is
-	// never replicated.
-	Log docstore.Log
+	// Repl, when set, makes the node a replica set member: every write to
+	// a database other than "local" goes through the set's log, only the
+	// primary takes writes, and hello reports the set. nil: a standalone
+	// node, whose writes commit straight to storage.
+	Repl *repl.Member
 }
 
 // Handler serves commands for one node.
@@ -114,8 +115,8 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 		return nil, nil, err
 	}
 	var log docstore.Log
-	if name != "local" {
-		log = h.opts.Log
+	if name != "local" && h.opts.Repl != nil {
+		log = h.opts.Repl
 	}
 	s, err := docstore.Open(db, log)
 	if err != nil {

@@ -12,9 +12,11 @@ import (
 // hello (and its legacy spelling isMaster) answers the handshake. It works
 // while the node is disabled, so operators and drivers can still see the
 // server and its state.
-// hello reports no topologyVersion: a server that does makes drivers use
-// the streaming (awaitable, exhaust) monitoring protocol, which a standalone
-// node has no topology changes to stream for. Without it drivers poll.
+// A standalone node reports no topologyVersion: a server that does makes
+// drivers use the streaming (awaitable) monitoring protocol, which a
+// standalone node has no topology changes to stream for; drivers poll it.
+// A replica set member reports one and answers awaitable hellos
+// (replset.go), so drivers learn of a failover as it happens.
 func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	if meta, err := req.Command.LookupErr("client"); err == nil {
 		if d, ok := meta.DocumentOK(); ok && c.ClientMetadata() == nil {
@@ -25,8 +27,17 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	if req.Name == "isMaster" || req.Name == "ismaster" {
 		primaryKey = "ismaster"
 	}
+	writable := true
+	var rsFields bson.D
+	if h.opts.Repl != nil {
+		var err error
+		if rsFields, err = h.helloReplFields(ctx, req.Command); err != nil {
+			return nil, err
+		}
+		writable = h.opts.Repl.CheckWritable() == nil
+	}
 	reply := bson.D{
-		{Key: primaryKey, Value: true},
+		{Key: primaryKey, Value: writable},
 		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
 		{Key: "maxMessageSizeBytes", Value: int32(maxMessageSize)},
 		{Key: "maxWriteBatchSize", Value: int32(maxWriteBatch)},
@@ -37,6 +48,7 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 		{Key: "maxWireVersion", Value: int32(MaxWireVersion)},
 		{Key: "readOnly", Value: false},
 	}
+	reply = append(reply, rsFields...)
 	reply = append(reply, h.helloAuthFields(ctx, c, req)...)
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
 	return marshal(reply)

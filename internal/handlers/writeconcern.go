@@ -23,7 +23,14 @@ const maxWriteConcernW = 50
 // concern is always satisfied: every write is synced before it is
 // acknowledged (so j: true holds), "majority" of one node is that node, and
 // w: 0 is served by the wire layer (no reply is sent for moreToCome).
-func checkWriteConcern(cmd *command, doc bson.Raw) error {
+//
+// On a replica set member (members > 0) a write is acknowledged once a
+// majority of the set committed and this member applied it: w up to the
+// majority and "majority" are met; a w larger than the set is
+// UnsatisfiableWriteConcern, as mongod answers, and a w between the
+// majority and the set's size is refused with the same code, since cmkdb
+// does not wait for more than a majority.
+func checkWriteConcern(cmd *command, doc bson.Raw, members int) error {
 	v, err := doc.LookupErr("writeConcern")
 	if err != nil {
 		return nil
@@ -80,13 +87,22 @@ func checkWriteConcern(cmd *command, doc bson.Raw) error {
 		if n < 0 || n > maxWriteConcernW {
 			return mongoerr.New(mongoerr.FailedToParse, "w has to be a non-negative number and not greater than %d; found: %d", maxWriteConcernW, n)
 		}
-		if n > 1 {
+		switch {
+		case members == 0 && n > 1:
 			return mongoerr.New(mongoerr.BadValue, "cannot use 'w' > 1 when a host is not replicated")
+		case members > 0 && n > int64(members):
+			return mongoerr.New(mongoerr.UnsatisfiableWriteConcern, "Not enough data-bearing nodes")
+		case members > 0 && n > int64(members/2+1):
+			return mongoerr.New(mongoerr.UnsatisfiableWriteConcern,
+				"cmkdb acknowledges a write once a majority (%d of %d members) holds it; w: %d would need it to wait for more, which it does not do", members/2+1, members, n)
 		}
 	case bson.TypeString:
 		s := w.StringValue()
 		if strings.IndexByte(s, 0) >= 0 {
 			return mongoerr.New(mongoerr.FailedToParse, "w has illegal embedded NUL byte, w: %s", s)
+		}
+		if s != "majority" && members > 0 {
+			return mongoerr.New(mongoerr.UnknownReplWriteConcern, "No write concern mode named '%s' found in replica set configuration", s)
 		}
 		if s != "majority" {
 			return mongoerr.New(mongoerr.BadValue, "cannot use non-majority 'w' mode \"%s\" when a host is not a member of a replica set", s)
@@ -103,6 +119,9 @@ func checkWriteConcern(cmd *command, doc bson.Raw) error {
 			}
 		}
 		// Tags name replica set members: there are none to match.
+		if members > 0 {
+			return mongoerr.New(mongoerr.UnknownReplWriteConcern, "cmkdb replica set members carry no tags: no member matches a tagged write concern")
+		}
 		return mongoerr.New(mongoerr.BadValue, "cannot use 'w' tags when a host is not a member of a replica set")
 	default:
 		return mongoerr.New(mongoerr.FailedToParse, "w has to be a number, string, or object")

@@ -79,6 +79,9 @@ const (
 	IncompleteTransactionHistory    Code = 217
 	TransactionTooOld               Code = 225
 	ExceededTimeLimit               Code = 262
+	UnknownReplWriteConcern         Code = 79
+	AlreadyInitialized              Code = 23
+	NoReplicationEnabled            Code = 76
 )
 
 var names = map[Code]string{
@@ -140,6 +143,9 @@ var names = map[Code]string{
 	NoSuchTransaction:               "NoSuchTransaction",
 	IncompleteTransactionHistory:    "IncompleteTransactionHistory",
 	TransactionTooOld:               "TransactionTooOld",
+	UnknownReplWriteConcern:         "UnknownReplWriteConcern",
+	AlreadyInitialized:              "AlreadyInitialized",
+	NoReplicationEnabled:            "NoReplicationEnabled",
 	ExceededTimeLimit:               "ExceededTimeLimit",
 }
 

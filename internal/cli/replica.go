@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/cmkdb/cmkdb/internal/config"
+	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/repl"
+	"github.com/cmkdb/cmkdb/internal/repl/transport"
+	"github.com/cmkdb/cmkdb/internal/tlsutil"
+)
+
+// newReplMember builds this node's replica set membership from its
+// configuration: the member list, and raft over mutual TLS with the
+// member certificate the control plane's CA issued.
+func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("replication certFile/keyFile: %w", err)
+	}
+	pool, err := tlsutil.LoadCertPool(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("replication caFile: %w", err)
+	}
+	self := transport.Identity{Project: c.Project, Cluster: c.SetName, Member: c.Me}
+	cfg := repl.Config{SetName: c.SetName, Me: c.Me, Logger: logger}
+	var bind string
+	for _, m := range c.Members {
+		cfg.Members = append(cfg.Members, repl.MemberConfig{Name: m.Name, Host: m.Host, RaftAddr: m.RaftAddr})
+		if m.Name == c.Me {
+			bind = m.RaftAddr
+		}
+	}
+	if c.RaftBind != "" {
+		bind = c.RaftBind
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", cfgMember(c).RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("replication: raftAddr: %w", err)
+	}
+	cfg.NewTransport = func() (raft.Transport, error) {
+		layer, err := transport.Listen(bind, transport.Config{TLS: cert, CA: pool, Self: self, Advertise: advertise, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		return transport.NewTransport(layer, raft.NetworkTransportConfig{Timeout: 10 * time.Second}), nil
+	}
+	return repl.New(cfg)
+}
+
+func cfgMember(c *config.Replication) config.ReplMember {
+	for _, m := range c.Members {
+		if m.Name == c.Me {
+			return m
+		}
+	}
+	return config.ReplMember{}
+}
+
+// replConnectionString names every member and the set. retryWrites=false:
+// cmkdb's log keeps no session records yet, so it refuses retryable
+// writes rather than risk applying a retried write twice.
+func replConnectionString(c *config.Replication, auth, tlsOn bool, caFile string) string {
+	hosts := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		hosts[i] = m.Host
+	}
+	q := []string{"replicaSet=" + c.SetName, "retryWrites=false"}
+	single := connectionString("127.0.0.1", 1, auth, tlsOn, caFile)
+	if _, rest, ok := strings.Cut(single, "?"); ok && rest != "" {
+		q = append(q, rest)
+	}
+	return "mongodb://" + strings.Join(hosts, ",") + "/?" + strings.Join(q, "&")
+}
+
+// ensureReplicatedAdmin creates the administrator once this member is
+// primary and no user exists; on every other member it only waits for the
+// primary's to arrive through the log.
+func ensureReplicatedAdmin(ctx context.Context, h *handlers.Handler, rm *repl.Member, user, password string) {
+	for {
+		if exists, err := h.HasUsers(ctx); err == nil && exists {
+			return
+		}
+		if rm.CheckWritable() == nil {
+			err := h.CreateUser(ctx, "admin", user, password, []handlers.Role{{Role: "root", DB: "admin"}})
+			if err == nil {
+				slog.Info("created the administrator through the replica set", "user", user)
+				return
+			}
+			slog.Warn("creating the administrator", "err", err)
+		}
+		if !sleepCtx(ctx, 500*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

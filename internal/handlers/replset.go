@@ -1,0 +1,321 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/repl"
+	"github.com/cmkdb/cmkdb/internal/storage"
+	"github.com/cmkdb/cmkdb/internal/wire"
+)
+
+// rsRole says how a command behaves on a replica set member that is not
+// the primary.
+type rsRole uint8
+
+const (
+	// rsAny commands run on every member (handshake, diagnostics, auth).
+	rsAny rsRole = iota
+	// rsRead commands read data: a secondary serves them only to a client
+	// that allows it (a read preference other than primary), possibly
+	// stale, as mongod does.
+	rsRead
+	// rsWrite commands change data: only the primary runs them.
+	rsWrite
+)
+
+// checkReplicaRole refuses, before it runs, a command this member may not
+// serve in its current role.
+func (h *Handler) checkReplicaRole(cmd *command, req *wire.Request) error {
+	rs := h.opts.Repl
+	if rs == nil || req.DB == "local" {
+		return nil
+	}
+	switch cmd.rs {
+	case rsWrite:
+		return rs.CheckWritable()
+	case rsRead:
+		if rs.CheckWritable() == nil || secondaryOk(req.Command) {
+			return nil
+		}
+		return mongoerr.New(mongoerr.NotPrimaryNoSecondaryOk, "not primary and secondaryOk=false")
+	}
+	return nil
+}
+
+// secondaryOk reports whether the command's read preference lets a
+// secondary answer: any mode but "primary" ($readPreference absent means
+// primary).
+func secondaryOk(cmd bson.Raw) bool {
+	rp, err := cmd.LookupErr("$readPreference")
+	if err != nil {
+		return false
+	}
+	d, ok := rp.DocumentOK()
+	if !ok {
+		return false
+	}
+	mode, err := d.LookupErr("mode")
+	if err != nil {
+		return false
+	}
+	s, ok := mode.StringValueOK()
+	return ok && s != "primary"
+}
+
+// replMembers is the set's size, 0 on a standalone node.
+func (h *Handler) replMembers() int {
+	if h.opts.Repl == nil {
+		return 0
+	}
+	return len(h.opts.Repl.Config().Members)
+}
+
+// ApplyBatch implements repl.Databases: a committed batch reaches the
+// store the commands use.
+func (h *Handler) ApplyBatch(db string, repr []byte, catalog bool) error {
+	s, release, err := h.store(db, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := s.ApplyReplicated(repr, catalog); err != nil {
+		return err
+	}
+	if db == usersDB {
+		// A user changed on the primary: roles cached here are stale.
+		h.auth.users.invalidate()
+	}
+	return nil
+}
+
+// DropReplicated implements repl.Databases.
+func (h *Handler) DropReplicated(db string) error {
+	eng, _, release, err := h.node.Acquire()
+	if err != nil {
+		return acquireError(err)
+	}
+	defer release()
+	h.dropStore(db)
+	defer h.dropStore(db)
+	if db == usersDB {
+		defer h.auth.users.invalidate()
+	}
+	if err := eng.DropDatabase(db); err != nil && !errors.Is(err, storage.ErrNoDatabase) {
+		return err
+	}
+	return nil
+}
+
+// Reload implements repl.Databases.
+func (h *Handler) Reload(db string) error {
+	s, release, err := h.store(db, true)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if db == usersDB {
+		h.auth.users.invalidate()
+	}
+	return s.Reload()
+}
+
+// helloReplFields are hello's replica set fields. A hello carrying the
+// topologyVersion the client last saw and a maxAwaitTimeMS waits (an
+// awaitable hello) until the topology changes or the time passes, so a
+// driver learns of a failover as soon as this member does.
+func (h *Handler) helloReplFields(ctx context.Context, cmd bson.Raw) (bson.D, error) {
+	rs := h.opts.Repl
+	if seen, wait, ok := awaitable(cmd); ok {
+		rs.WaitTopology(ctx, seen, wait)
+	}
+	st := rs.Status()
+	tv := rs.Topology()
+	hosts := bson.A{}
+	for _, m := range st.Members {
+		hosts = append(hosts, m.Config.Host)
+	}
+	d := bson.D{
+		{Key: "topologyVersion", Value: bson.D{{Key: "processId", Value: tv.ProcessID}, {Key: "counter", Value: tv.Counter}}},
+		{Key: "hosts", Value: hosts},
+		{Key: "setName", Value: st.SetName},
+		{Key: "setVersion", Value: int32(1)},
+		{Key: "secondary", Value: st.Self == repl.StateSecondary},
+	}
+	if st.Primary != "" {
+		d = append(d, bson.E{Key: "primary", Value: st.Primary})
+	}
+	d = append(d, bson.E{Key: "me", Value: st.Me.Host})
+	if st.Writable {
+		d = append(d, bson.E{Key: "electionId", Value: repl.ElectionID(st.Term)})
+	}
+	d = append(d, bson.E{Key: "lastWrite", Value: bson.D{
+		{Key: "opTime", Value: opTime(st.Applied)},
+		{Key: "lastWriteDate", Value: bson.NewDateTimeFromTime(st.Applied.Wall)},
+		{Key: "majorityOpTime", Value: opTime(st.Applied)},
+		{Key: "majorityWriteDate", Value: bson.NewDateTimeFromTime(st.Applied.Wall)},
+	}})
+	return d, nil
+}
+
+// awaitable reads an awaitable hello's topologyVersion and maxAwaitTimeMS.
+func awaitable(cmd bson.Raw) (repl.TopologyVersion, time.Duration, bool) {
+	tvv, err := cmd.LookupErr("topologyVersion")
+	if err != nil {
+		return repl.TopologyVersion{}, 0, false
+	}
+	mv, err := cmd.LookupErr("maxAwaitTimeMS")
+	if err != nil {
+		return repl.TopologyVersion{}, 0, false
+	}
+	ms, ok := mv.AsInt64OK()
+	if !ok || ms < 0 {
+		return repl.TopologyVersion{}, 0, false
+	}
+	tv, ok := tvv.DocumentOK()
+	if !ok {
+		return repl.TopologyVersion{}, 0, false
+	}
+	var seen repl.TopologyVersion
+	if p, err := tv.LookupErr("processId"); err == nil {
+		seen.ProcessID, _ = p.ObjectIDOK()
+	}
+	if c, err := tv.LookupErr("counter"); err == nil {
+		seen.Counter, _ = c.AsInt64OK()
+	}
+	return seen, time.Duration(ms) * time.Millisecond, true
+}
+
+func opTime(o repl.OpTime) bson.D {
+	return bson.D{{Key: "ts", Value: bson.Timestamp{T: uint32(o.Wall.Unix()), I: uint32(o.Index)}}, {Key: "t", Value: int64(o.Term)}}
+}
+
+func (h *Handler) notReplicaSet() error {
+	return mongoerr.New(mongoerr.NoReplicationEnabled, "not running with --replSet")
+}
+
+// replSetGetStatus reports the set as this member sees it.
+func (h *Handler) replSetGetStatus(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	rs := h.opts.Repl
+	if rs == nil {
+		return nil, h.notReplicaSet()
+	}
+	st := rs.Status()
+	members := bson.A{}
+	for _, m := range st.Members {
+		md := bson.D{
+			{Key: "_id", Value: int32(m.ID)},
+			{Key: "name", Value: m.Config.Host},
+			{Key: "health", Value: boolNum(m.Healthy)},
+			{Key: "state", Value: m.State.Code()},
+			{Key: "stateStr", Value: string(m.State)},
+		}
+		if m.Self {
+			md = append(md, bson.E{Key: "uptime", Value: int64(time.Since(h.started).Seconds())},
+				bson.E{Key: "optime", Value: opTime(st.Applied)},
+				bson.E{Key: "optimeDate", Value: bson.NewDateTimeFromTime(st.Applied.Wall)},
+				bson.E{Key: "self", Value: true})
+		} else if !m.Healthy {
+			md = append(md, bson.E{Key: "lastHeartbeat", Value: bson.NewDateTimeFromTime(m.LastContact)})
+		}
+		members = append(members, md)
+	}
+	return marshal(bson.D{
+		{Key: "set", Value: st.SetName},
+		{Key: "date", Value: bson.NewDateTimeFromTime(time.Now())},
+		{Key: "myState", Value: st.Self.Code()},
+		{Key: "term", Value: int64(st.Term)},
+		{Key: "heartbeatIntervalMillis", Value: int64(1000)},
+		{Key: "majorityVoteCount", Value: int32(rs.Config().Majority())},
+		{Key: "writeMajorityCount", Value: int32(rs.Config().Majority())},
+		{Key: "votingMembersCount", Value: int32(len(st.Members))},
+		{Key: "writableVotingMembersCount", Value: int32(len(st.Members))},
+		{Key: "optimes", Value: bson.D{
+			{Key: "lastCommittedOpTime", Value: opTime(repl.OpTime{Index: st.Commit, Term: st.Term, Wall: st.Applied.Wall})},
+			{Key: "appliedOpTime", Value: opTime(st.Applied)},
+			{Key: "durableOpTime", Value: opTime(st.Applied)},
+		}},
+		{Key: "members", Value: members},
+		{Key: "ok", Value: 1.0},
+	})
+}
+
+func boolNum(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// replSetGetConfig reports the set's configuration (fixed by the members'
+// configuration files: version 1, every member a voter of priority 1).
+func (h *Handler) replSetGetConfig(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	rs := h.opts.Repl
+	if rs == nil {
+		return nil, h.notReplicaSet()
+	}
+	cfg := rs.Config()
+	members := bson.A{}
+	for i, m := range cfg.Members {
+		members = append(members, bson.D{
+			{Key: "_id", Value: int32(i)},
+			{Key: "host", Value: m.Host},
+			{Key: "arbiterOnly", Value: false},
+			{Key: "buildIndexes", Value: true},
+			{Key: "hidden", Value: false},
+			{Key: "priority", Value: 1.0},
+			{Key: "tags", Value: bson.D{}},
+			{Key: "secondaryDelaySecs", Value: int64(0)},
+			{Key: "votes", Value: int32(1)},
+		})
+	}
+	return marshal(bson.D{
+		{Key: "config", Value: bson.D{
+			{Key: "_id", Value: cfg.SetName},
+			{Key: "version", Value: int32(1)},
+			{Key: "term", Value: int64(rs.Status().Term)},
+			{Key: "members", Value: members},
+			{Key: "protocolVersion", Value: int64(1)},
+			{Key: "writeConcernMajorityJournalDefault", Value: true},
+			{Key: "settings", Value: bson.D{
+				{Key: "chainingAllowed", Value: false},
+				{Key: "heartbeatIntervalMillis", Value: int32(1000)},
+				{Key: "electionTimeoutMillis", Value: int32(1000)},
+			}},
+		}},
+		{Key: "ok", Value: 1.0},
+	})
+}
+
+// replSetStepDown hands the primary's role to the most caught-up
+// secondary (a raft leadership transfer), as mongod's stepdown waits for
+// an electable secondary that caught up.
+func (h *Handler) replSetStepDown(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	rs := h.opts.Repl
+	if rs == nil {
+		return nil, h.notReplicaSet()
+	}
+	if v, err := req.Command.LookupErr("replSetStepDown"); err == nil && !isNumber(v.Type) {
+		return nil, mongoerr.New(mongoerr.TypeMismatch, "replSetStepDown must be a number of seconds")
+	}
+	if err := rs.StepDown(ctx); err != nil {
+		return nil, err
+	}
+	return marshal(bson.D{{Key: "ok", Value: 1.0}})
+}
+
+// replSetUnsupported answers the membership commands: a cmkdb set's
+// members are fixed by their configuration files.
+func (h *Handler) replSetUnsupported(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	if h.opts.Repl == nil {
+		return nil, h.notReplicaSet()
+	}
+	if req.Name == "replSetInitiate" {
+		return nil, mongoerr.New(mongoerr.AlreadyInitialized, "already initialized: a cmkdb replica set is initiated by its members' configuration")
+	}
+	return nil, mongoerr.New(mongoerr.IllegalOperation, "%s is not supported: a cmkdb replica set's members are fixed by their configuration files", req.Name)
+}

@@ -1,0 +1,98 @@
+package repl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Config describes a replica set and this member's place in it. Every
+// member is given the same SetName and Members; Me names this one.
+type Config struct {
+	// SetName is the replica set's name (hello's setName, the driver's
+	// replicaSet= option).
+	SetName string
+	// Me is this member's Name in Members.
+	Me string
+	// Members lists every member of the set. Its order is the member ids
+	// replSetGetConfig reports.
+	Members []MemberConfig
+	// NewTransport opens this member's raft transport (mutual TLS between
+	// members, package repl/transport). It is called each time the member
+	// (re)starts raft: after a disable, the listener is opened again.
+	NewTransport func() (raft.Transport, error)
+	Logger       *slog.Logger
+
+	// Raft timing (defaults: hashicorp/raft's, 1s heartbeat and election).
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// SnapshotThreshold is how many log entries trigger a snapshot
+	// (default 8192).
+	SnapshotThreshold uint64
+}
+
+// MemberConfig is one member of the set.
+type MemberConfig struct {
+	// Name is the member's raft id; Host its MongoDB address (host:port),
+	// which drivers connect to; RaftAddr where its raft transport listens.
+	Name     string
+	Host     string
+	RaftAddr string
+}
+
+func (c *Config) validate() error {
+	if c.SetName == "" {
+		return errors.New("repl: the replica set needs a name")
+	}
+	if len(c.Members) == 0 {
+		return errors.New("repl: the replica set has no members")
+	}
+	if c.NewTransport == nil {
+		return errors.New("repl: no raft transport")
+	}
+	seen := map[string]bool{}
+	me := false
+	for _, m := range c.Members {
+		if m.Name == "" || m.Host == "" || m.RaftAddr == "" {
+			return fmt.Errorf("repl: member %q: name, host and raft address are required", m.Name)
+		}
+		for _, k := range []string{"name " + m.Name, "host " + m.Host, "raft " + m.RaftAddr} {
+			if seen[k] {
+				return fmt.Errorf("repl: two members have the same %s", k)
+			}
+			seen[k] = true
+		}
+		me = me || m.Name == c.Me
+	}
+	if !me {
+		return fmt.Errorf("repl: this member (%q) is not in the member list", c.Me)
+	}
+	return nil
+}
+
+// member returns the configuration of the member named name.
+func (c *Config) member(name string) (MemberConfig, bool) {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MemberConfig{}, false
+}
+
+// raftConfiguration is the voter set every member bootstraps with. All
+// members bootstrap with this identical configuration, which raft allows:
+// the first election settles who leads.
+func (c *Config) raftConfiguration() raft.Configuration {
+	var rc raft.Configuration
+	for _, m := range c.Members {
+		rc.Servers = append(rc.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.RaftAddr)})
+	}
+	return rc
+}
+
+// Majority is how many members must hold a write for it to be committed.
+func (c Config) Majority() int { return len(c.Members)/2 + 1 }
