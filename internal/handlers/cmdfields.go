@@ -108,7 +108,8 @@ func checkReadConcern(a args, command string) error {
 				// A standalone mongod has no snapshot history to read at.
 				return mongoerr.New(codeNotAReplicaSet, "node needs to be a replica set member to use read concern")
 			case "linearizable":
-				return mongoerr.New(codeNotAReplicaSet, "node needs to be a replica set member to use read concern")
+				// Served (or refused on a standalone node) before the
+				// command runs: readConcernLinearizable in replset.go.
 			default:
 				return mongoerr.New(mongoerr.BadValue, "Enumeration value '%s' for field 'readConcern.level' is not a valid value.", lv)
 			}

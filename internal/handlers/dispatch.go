@@ -68,6 +68,11 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
 		defer cancel()
 	}
+	if cmd.rs == rsRead {
+		if err := h.readConcernLinearizable(ctx, req); err != nil {
+			return nil, commandError(ctx, err)
+		}
+	}
 	reply, err := cmd.handler(ctx, c, req)
 	if err != nil {
 		return nil, commandError(ctx, err)

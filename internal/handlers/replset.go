@@ -319,3 +319,34 @@ func (h *Handler) replSetUnsupported(ctx context.Context, c *wire.ConnState, req
 	}
 	return nil, mongoerr.New(mongoerr.IllegalOperation, "%s is not supported: a cmkdb replica set's members are fixed by their configuration files", req.Name)
 }
+
+// readConcernLinearizable serves readConcern {level: "linearizable"}
+// before a read runs: only the primary may answer it, and only once a
+// majority confirmed it still leads and it applied everything committed
+// before (a raft barrier), so the read reflects every write acknowledged
+// before it started. A standalone node refuses it as mongod does.
+func (h *Handler) readConcernLinearizable(ctx context.Context, req *wire.Request) error {
+	rc, err := req.Command.LookupErr("readConcern")
+	if err != nil {
+		return nil
+	}
+	d, ok := rc.DocumentOK()
+	if !ok {
+		return nil // checkReadConcern reports the type
+	}
+	lv, err := d.LookupErr("level")
+	if err != nil {
+		return nil
+	}
+	if s, ok := lv.StringValueOK(); !ok || s != "linearizable" {
+		return nil
+	}
+	rs := h.opts.Repl
+	if rs == nil {
+		return mongoerr.New(codeNotAReplicaSet, "node needs to be a replica set member to use read concern")
+	}
+	if err := rs.Linearize(ctx); err != nil {
+		return err
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -14,18 +15,28 @@ import (
 // keys — never key bytes.
 func (h *Handler) serverStatus(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	now := time.Now()
-	return marshal(bson.D{
+	d := bson.D{
 		{Key: "host", Value: h.host},
 		{Key: "version", Value: ServerVersion},
 		{Key: "process", Value: "cmkdb"},
+		{Key: "pid", Value: int64(os.Getpid())},
 		{Key: "uptime", Value: now.Sub(h.started).Seconds()},
 		{Key: "uptimeMillis", Value: now.Sub(h.started).Milliseconds()},
 		{Key: "localTime", Value: bson.NewDateTimeFromTime(now)},
 		{Key: "connections", Value: bson.D{{Key: "current", Value: int32(h.connCount())}}},
 		{Key: "metrics", Value: bson.D{{Key: "cursor", Value: bson.D{{Key: "open", Value: bson.D{{Key: "total", Value: int64(h.cursors.count())}}}}}}},
 		{Key: "encryptionAtRest", Value: h.encryptionStatus()},
-		{Key: "ok", Value: 1.0},
-	})
+	}
+	if h.opts.Repl != nil {
+		// mongod's repl section: the hello fields.
+		rs, err := h.helloReplFields(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, bson.E{Key: "isWritablePrimary", Value: h.opts.Repl.CheckWritable() == nil})
+		d = append(d, bson.E{Key: "repl", Value: rs})
+	}
+	return marshal(append(d, bson.E{Key: "ok", Value: 1.0}))
 }
 
 func (h *Handler) encryptionStatus() bson.D {

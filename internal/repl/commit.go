@@ -84,3 +84,20 @@ func (m *Member) StepDown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Linearize returns once a read started now on this member would see
+// every write acknowledged before: this member is the primary, a majority
+// still follows it, and it applied everything committed (a barrier).
+func (m *Member) Linearize(ctx context.Context) error {
+	r := m.current()
+	if r == nil || !m.writable.Load() {
+		return mongoerr.New(mongoerr.NotWritablePrimary, "cannot satisfy linearizable read concern on non-primary node")
+	}
+	if err := r.Barrier(0).Error(); err != nil {
+		return mongoerr.New(mongoerr.InterruptedDueToReplStateChange, "linearizable read interrupted: %v", err)
+	}
+	if !m.writable.Load() {
+		return mongoerr.New(mongoerr.NotWritablePrimary, "cannot satisfy linearizable read concern on non-primary node")
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
@@ -111,6 +112,38 @@ func TestReplicaSet(t *testing.T) {
 			n, err := sec.CountDocuments(ctx, bson.D{{Key: "note", Value: canary}})
 			return err == nil && n == 100
 		}, "100 documents on secondary")
+	}
+
+	// readConcern linearizable: the primary serves it, a secondary refuses it.
+	lin := client.Database("app", options.Database().SetReadConcern(&readconcern.ReadConcern{Level: "linearizable"})).Collection("things")
+	if n, err := lin.CountDocuments(ctx, bson.D{}); err != nil || n != 100 {
+		t.Fatalf("linearizable count on the primary: %d, %v", n, err)
+	}
+	for i, m := range set.Members {
+		if i == p {
+			continue
+		}
+		// (Through a driver, the refusal marks the member unknown and the
+		// driver's read retry waits out its timeout: ask on the wire.)
+		raw, err := wiretest.Dial(t, m.Host).Command("app", bson.D{{Key: "find", Value: "things"},
+			{Key: "readConcern", Value: bson.D{{Key: "level", Value: "linearizable"}}},
+			{Key: "$readPreference", Value: bson.D{{Key: "mode", Value: "secondary"}}}})
+		if err != nil || wiretest.ErrorCode(raw) != 10107 {
+			t.Fatalf("linearizable read on secondary %d: %v %v, want NotWritablePrimary", i, raw, err)
+		}
+		var ss struct {
+			PID  int64 `bson:"pid"`
+			Repl struct {
+				SetName   string `bson:"setName"`
+				Secondary bool   `bson:"secondary"`
+			} `bson:"repl"`
+		}
+		if err := direct(t, m.Host).Database("admin").RunCommand(ctx, bson.D{{Key: "serverStatus", Value: 1}}).Decode(&ss); err != nil {
+			t.Fatal(err)
+		}
+		if ss.Repl.SetName != "rs0" || !ss.Repl.Secondary || ss.PID == 0 {
+			t.Fatalf("serverStatus on secondary %d: %+v", i, ss)
+		}
 	}
 
 	// w beyond what the set can acknowledge is refused before anything is written.
