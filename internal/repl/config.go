@@ -30,8 +30,13 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 	// SnapshotThreshold is how many log entries trigger a snapshot
-	// (default 8192).
+	// (default 8192), checked every SnapshotInterval (default 120s);
+	// TrailingLogs is how many entries a snapshot leaves in the log for
+	// members that lag (default 10240): one further behind is sent the
+	// snapshot.
 	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 }
 
 // MemberConfig is one member of the set.

@@ -53,6 +53,7 @@ type Member struct {
 
 	writable atomic.Bool
 	applied  atomic.Pointer[OpTime]
+	restores atomic.Uint64 // snapshots installed from another member
 
 	// topology counts changes drivers must learn (hello's
 	// topologyVersion.counter); changed is closed and replaced on each.
@@ -177,6 +178,12 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	}
 	if m.cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = m.cfg.SnapshotThreshold
+	}
+	if m.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = m.cfg.SnapshotInterval
+	}
+	if m.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = m.cfg.TrailingLogs
 	}
 	leaderCh := make(chan bool, 8)
 	rc.NotifyCh = leaderCh

@@ -138,6 +138,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			return fmt.Errorf("repl: restore: %s: %w", name, err)
 		}
 	}
+	f.m.restores.Add(1)
+	f.m.log.Info("caught up from a snapshot", "databases", len(seen))
 	return nil
 }
 

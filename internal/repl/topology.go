@@ -90,6 +90,9 @@ type Status struct {
 	// Commit is the last index known committed.
 	Commit  uint64
 	Members []MemberStatus
+	// Restores counts the snapshots this member installed since it
+	// started (a member too far behind for the log catches up from one).
+	Restores uint64
 }
 
 // MemberStatus is one member as seen from here.
@@ -106,7 +109,7 @@ type MemberStatus struct {
 
 // Status reports the set as this member sees it.
 func (m *Member) Status() Status {
-	st := Status{SetName: m.cfg.SetName, Self: StateRecovering, Applied: *m.applied.Load()}
+	st := Status{SetName: m.cfg.SetName, Self: StateRecovering, Applied: *m.applied.Load(), Restores: m.restores.Load()}
 	st.Me, _ = m.cfg.member(m.cfg.Me)
 	r := m.current()
 	var leaderID raft.ServerID

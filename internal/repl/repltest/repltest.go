@@ -61,8 +61,9 @@ func (s *Set) URI() string {
 // the process would, minus the lost page cache.
 func (s *Set) Stop(i int) { s.Members[i].stop() }
 
-// Start runs an n-member set until the test ends.
-func Start(t testing.TB, n int) *Set {
+// Start runs an n-member set until the test ends; configure adjusts
+// every member's configuration.
+func Start(t testing.TB, n int, configure ...func(*repl.Config)) *Set {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	ca, err := tlsutil.NewCA("repltest CA", time.Hour)
@@ -108,6 +109,9 @@ func Start(t testing.TB, n int) *Set {
 		mcfg.Logger = quiet
 		mcfg.HeartbeatTimeout = 500 * time.Millisecond
 		mcfg.ElectionTimeout = 500 * time.Millisecond
+		for _, f := range configure {
+			f(&mcfg)
+		}
 		addr := raftAddrs[i]
 		mcfg.NewTransport = func() (raft.Transport, error) {
 			layer, err := transport.Listen(addr, transport.Config{TLS: cert, CA: pool, Self: id, Logger: quiet})
