@@ -193,6 +193,48 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 	}()
 	ackedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 
+	// A second writer increments a counter with retryable writes (the
+	// drivers' default): the driver retries an increment whose reply a
+	// kill lost, and the set must apply it once. Increments that failed
+	// have an unknown outcome, so at the end
+	// acknowledged ≤ counter ≤ acknowledged + failed.
+	rc, err := mongo.Connect(options.Client().ApplyURI(rs.procs[0].URI).SetRetryWrites(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = rc.Disconnect(dctx)
+	}()
+	counter := rc.Database("app").Collection("counter", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	var incAcked, incFailed int
+	incDone := make(chan struct{})
+	go func() {
+		defer close(incDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := counter.UpdateOne(wctx, bson.D{{Key: "_id", Value: "c"}}, bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 1}}}},
+				options.UpdateOne().SetUpsert(true))
+			cancel()
+			mu.Lock()
+			if err == nil {
+				incAcked++
+			} else {
+				incFailed++
+			}
+			mu.Unlock()
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+
 	const rounds = 20
 	var failovers []time.Duration
 	for round := 0; round < rounds; round++ {
@@ -227,6 +269,18 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 	}
 	close(stop)
 	<-writerDone
+	<-incDone
+
+	var cdoc struct {
+		N int `bson:"n"`
+	}
+	if err := counter.FindOne(opCtx(t), bson.D{{Key: "_id", Value: "c"}}).Decode(&cdoc); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("counter %d: %d increments acknowledged, %d failed (unknown outcome)", cdoc.N, incAcked, incFailed)
+	if cdoc.N < incAcked || cdoc.N > incAcked+incFailed {
+		t.Fatalf("counter %d outside [%d, %d]: a retried increment was applied twice or an acknowledged one lost", cdoc.N, incAcked, incAcked+incFailed)
+	}
 
 	sort.Slice(failovers, func(i, j int) bool { return failovers[i] < failovers[j] })
 	t.Logf("%d failovers: median %s, max %s (kill -9 of the primary to the next acknowledged w:majority write)",

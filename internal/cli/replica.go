@@ -65,15 +65,15 @@ func cfgMember(c *config.Replication) config.ReplMember {
 	return config.ReplMember{}
 }
 
-// replConnectionString names every member and the set. retryWrites=false:
-// cmkdb's log keeps no session records yet, so it refuses retryable
-// writes rather than risk applying a retried write twice.
+// replConnectionString names every member and the set (drivers discover
+// the primary from it and follow failovers; retryable writes are on, as
+// drivers default).
 func replConnectionString(c *config.Replication, auth, tlsOn bool, caFile string) string {
 	hosts := make([]string, len(c.Members))
 	for i, m := range c.Members {
 		hosts[i] = m.Host
 	}
-	q := []string{"replicaSet=" + c.SetName, "retryWrites=false"}
+	q := []string{"replicaSet=" + c.SetName}
 	single := connectionString("127.0.0.1", 1, auth, tlsOn, caFile)
 	if _, rest, ok := strings.Cut(single, "?"); ok && rest != "" {
 		q = append(q, rest)

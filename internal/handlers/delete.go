@@ -124,6 +124,7 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	}
 	defer release()
 	var werrs []writeError
+	var reply bson.Raw
 	n := 0
 	run := func(w *docstore.Writer) error {
 		var coll *docstore.Collection
@@ -136,7 +137,13 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			n += k
 			return err
 		})
-		return err
+		if err != nil || w == nil {
+			return err
+		}
+		if reply, err = writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs); err != nil {
+			return err
+		}
+		return recordRetryable(ctx, w, reply)
 	}
 	if st != nil {
 		err = st.Write(ctx, run)
@@ -145,6 +152,9 @@ func (h *Handler) delete(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	}
 	if err != nil {
 		return nil, err
+	}
+	if reply != nil {
+		return reply, nil
 	}
 	return writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs)
 }

@@ -33,7 +33,7 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if cmd.adminOnly && req.DB != usersDB {
 		return nil, mongoerr.New(mongoerr.Unauthorized, "%s may only be run against the admin database.", req.Name)
 	}
-	if err := checkSessionFields(req.Command, h.opts.Repl != nil); err != nil {
+	if err := checkSessionFields(req.Name, req.Command, h.opts.Repl != nil); err != nil {
 		return nil, err
 	}
 	maxTime, err := parseMaxTimeMS(req.Command)
@@ -73,7 +73,18 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			return nil, commandError(ctx, err)
 		}
 	}
-	reply, err := cmd.handler(ctx, c, req)
+	run := func(ctx context.Context) (bson.Raw, error) { return cmd.handler(ctx, c, req) }
+	if h.opts.Repl != nil && retryableCommands[req.Name] {
+		rw, ok, err := parseRetryable(req.Command)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			inner := run
+			run = func(ctx context.Context) (bson.Raw, error) { return h.runRetryable(ctx, rw, c, req, inner) }
+		}
+	}
+	reply, err := run(ctx)
 	if err != nil {
 		return nil, commandError(ctx, err)
 	}

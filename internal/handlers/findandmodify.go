@@ -141,80 +141,99 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 		n               int
 		updatedExisting bool
 		upserted        bson.RawValue
+		reply           bson.Raw
 	)
-	if st != nil {
-		if s.upsert {
-			if _, err := st.EnsureCollection(collName); err != nil {
-				return nil, err
-			}
+	// body stages the command's one write.
+	body := func(w *docstore.Writer, now time.Time) error {
+		w.SkipValidation = s.bypass
+		coll := w.Collection(collName)
+		if coll == nil {
+			return nil
 		}
-		now := time.Now()
-		err = st.Write(ctx, func(w *docstore.Writer) error {
-			w.SkipValidation = s.bypass
-			coll := w.Collection(collName)
-			if coll == nil {
-				return nil
-			}
-			if err := checkHintExists(coll, s.hint); err != nil {
+		if err := checkHintExists(coll, s.hint); err != nil {
+			return err
+		}
+		doc, err := firstMatch(w, coll, s.filter, s.matcher, s.sort)
+		if err != nil {
+			return err
+		}
+		switch {
+		case doc != nil && s.remove:
+			if err := w.Delete(coll, doc); err != nil {
 				return err
 			}
-			doc, err := firstMatch(w, coll, s.filter, s.matcher, s.sort)
+			value, n = doc, 1
+		case doc != nil:
+			nd, _, err := applyUpdate(w, coll, s.update, s.matcher, doc, now)
 			if err != nil {
 				return err
 			}
-			switch {
-			case doc != nil && s.remove:
-				if err := w.Delete(coll, doc); err != nil {
-					return err
-				}
-				value, n = doc, 1
-			case doc != nil:
-				nd, _, err := applyUpdate(w, coll, s.update, s.matcher, doc, now)
-				if err != nil {
-					return err
-				}
-				value, n, updatedExisting = doc, 1, true
-				if s.returnNew {
-					value = nd
-				}
-			case s.upsert:
-				nd, err := upsertDoc(w, coll, s.filter, s.update, now)
-				if err != nil {
-					return err
-				}
-				n, upserted = 1, nd.Lookup("_id")
-				if s.returnNew {
-					value = nd
+			value, n, updatedExisting = doc, 1, true
+			if s.returnNew {
+				value = nd
+			}
+		case s.upsert:
+			nd, err := upsertDoc(w, coll, s.filter, s.update, now)
+			if err != nil {
+				return err
+			}
+			n, upserted = 1, nd.Lookup("_id")
+			if s.returnNew {
+				value = nd
+			}
+		}
+		return nil
+	}
+	build := func() (bson.Raw, error) {
+		leo := bson.D{{Key: "n", Value: int32(n)}}
+		if !s.remove {
+			leo = append(leo, bson.E{Key: "updatedExisting", Value: updatedExisting})
+			if upserted.Type != 0 {
+				leo = append(leo, bson.E{Key: "upserted", Value: upserted})
+			}
+		}
+		var v any // nil marshals as BSON null
+		if value != nil {
+			shown := value
+			if s.projection != nil {
+				var err error
+				if shown, err = s.projection.Apply(value); err != nil {
+					return nil, err
 				}
 			}
-			return nil
-		})
-		var ve *docstore.ValidationError
-		if errors.As(err, &ve) {
-			// mongod's reply carries errInfo beside the error.
-			return marshal(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: ve.Err.Msg},
-				{Key: "code", Value: int32(ve.Err.Code)}, {Key: "codeName", Value: ve.Err.Code.Name()},
-				{Key: "errInfo", Value: ve.Info}})
+			v = shown
 		}
-		if err != nil {
+		return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}, {Key: "ok", Value: 1.0}})
+	}
+	if st == nil {
+		return build()
+	}
+	if s.upsert {
+		if _, err := st.EnsureCollection(collName); err != nil {
 			return nil, err
 		}
 	}
-	leo := bson.D{{Key: "n", Value: int32(n)}}
-	if !s.remove {
-		leo = append(leo, bson.E{Key: "updatedExisting", Value: updatedExisting})
-		if upserted.Type != 0 {
-			leo = append(leo, bson.E{Key: "upserted", Value: upserted})
+	now := time.Now()
+	err = st.Write(ctx, func(w *docstore.Writer) error {
+		if err := body(w, now); err != nil {
+			return err
 		}
-	}
-	var v any // nil marshals as BSON null
-	if value != nil {
-		if s.projection != nil {
-			if value, err = s.projection.Apply(value); err != nil {
-				return nil, err
-			}
+		var err error
+		if reply, err = build(); err != nil {
+			return err
 		}
-		v = value
+		// A retry is answered with this reply (retryable.go).
+		return recordRetryable(ctx, w, reply)
+	})
+	var ve *docstore.ValidationError
+	if errors.As(err, &ve) {
+		// mongod's reply carries errInfo beside the error.
+		return marshal(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: ve.Err.Msg},
+			{Key: "code", Value: int32(ve.Err.Code)}, {Key: "codeName", Value: ve.Err.Code.Name()},
+			{Key: "errInfo", Value: ve.Info}})
 	}
-	return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}, {Key: "ok", Value: 1.0}})
+	if err != nil {
+		return nil, err
+	}
+	return reply, nil
 }

@@ -61,6 +61,8 @@ type Handler struct {
 	host     string
 
 	auth *authState
+	// sessions serializes each session's retryable writes.
+	sessions sessionLocks
 
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to

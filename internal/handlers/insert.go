@@ -117,6 +117,7 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		return nil, err
 	}
 	var werrs []writeError
+	var reply bson.Raw
 	n := 0
 	err = st.Write(ctx, func(w *docstore.Writer) error {
 		w.SkipValidation = bypass
@@ -144,10 +145,16 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			}
 			return err
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		if reply, err = writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs); err != nil {
+			return err
+		}
+		return recordRetryable(ctx, w, reply)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return writeReply(bson.D{{Key: "n", Value: int32(n)}}, werrs)
+	return reply, nil
 }

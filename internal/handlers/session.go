@@ -19,26 +19,27 @@ import (
 
 const txnNumbersNeedReplicaSet = "Transaction numbers are only allowed on a replica set member or mongos"
 
-// txnNumbersUnsupported starts as mongod's message does, which is what
-// drivers recognise to tell the user to turn retryable writes off.
-const txnNumbersUnsupported = "Transaction numbers are not supported by cmkdb replica sets yet: retryable writes and transactions are refused (use retryWrites=false)"
+// transactionsUnsupported refuses a multi-document transaction on a
+// replica set member, before any of its statements runs.
+const transactionsUnsupported = "multi-document transactions are not supported by cmkdb replica sets yet; no statement of this transaction was applied"
 
 // checkSessionFields refuses a command carrying a transaction number (a
 // transaction statement or a retryable write) and the transaction fields
 // that need one, with mongod's codes.
 //
-// A replica set member refuses them too (its log has no session records
-// yet, so a retried write could apply twice); drivers turn the refusal
-// into "add retryWrites=false to your connection string", which cmkdb's
-// connection strings for replica sets already carry.
-func checkSessionFields(cmd bson.Raw, replicaSet bool) error {
+// A replica set member accepts the transaction number of a retryable
+// write (retryable.go) and refuses transactions.
+func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 	has := func(key string) bool { _, err := cmd.LookupErr(key); return err == nil }
 	if has("txnNumber") {
 		if !has("lsid") {
 			return mongoerr.New(mongoerr.InvalidOptions, "Transaction number requires a session ID to also be specified")
 		}
+		if replicaSet && retryableCommands[name] && !has("autocommit") && !has("startTransaction") {
+			return nil // a retryable write (retryable.go)
+		}
 		if replicaSet {
-			return mongoerr.New(mongoerr.IllegalOperation, txnNumbersUnsupported)
+			return mongoerr.New(mongoerr.IllegalOperation, transactionsUnsupported)
 		}
 		return mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 	}
@@ -55,7 +56,7 @@ func checkSessionFields(cmd bson.Raw, replicaSet bool) error {
 // transaction can have started, so there is none to end.
 func (h *Handler) refuseTransaction(_ context.Context, _ *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
 	if h.opts.Repl != nil {
-		return nil, mongoerr.New(mongoerr.IllegalOperation, txnNumbersUnsupported)
+		return nil, mongoerr.New(mongoerr.IllegalOperation, transactionsUnsupported)
 	}
 	return nil, mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 }

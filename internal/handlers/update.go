@@ -351,7 +351,15 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		werrs             []writeError
 		matched, modified int
 		upserted          bson.A
+		reply             bson.Raw
 	)
+	counts := func() bson.D {
+		d := bson.D{{Key: "n", Value: int32(matched)}, {Key: "nModified", Value: int32(modified)}}
+		if len(upserted) > 0 {
+			d = append(d, bson.E{Key: "upserted", Value: upserted})
+		}
+		return d
+	}
 	if st != nil {
 		if anyUpsert {
 			if _, err := st.EnsureCollection(collName); err != nil {
@@ -382,11 +390,18 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 				}
 				return err
 			})
-			return err
+			if err != nil {
+				return err
+			}
+			if reply, err = writeReply(counts(), werrs); err != nil {
+				return err
+			}
+			return recordRetryable(ctx, w, reply)
 		})
 		if err != nil {
 			return nil, err
 		}
+		return reply, nil
 	} else {
 		// No database: nothing matches; statements still get checked.
 		werrs, _ = runStatements(len(stmts), ordered, func(i int) error {
@@ -394,9 +409,5 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 			return err
 		})
 	}
-	counts := bson.D{{Key: "n", Value: int32(matched)}, {Key: "nModified", Value: int32(modified)}}
-	if len(upserted) > 0 {
-		counts = append(counts, bson.E{Key: "upserted", Value: upserted})
-	}
-	return writeReply(counts, werrs)
+	return writeReply(counts(), werrs)
 }

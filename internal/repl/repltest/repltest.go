@@ -54,7 +54,7 @@ func (s *Set) URI() string {
 		}
 		hosts += m.Host
 	}
-	return fmt.Sprintf("mongodb://%s/?replicaSet=%s&retryWrites=false&serverSelectionTimeoutMS=60000", hosts, s.Name)
+	return fmt.Sprintf("mongodb://%s/?replicaSet=%s&serverSelectionTimeoutMS=60000", hosts, s.Name)
 }
 
 // Stop stops member i (its wire server, raft and node), as a crash of
