@@ -154,7 +154,7 @@ func (rs *replSet) primary(ctx context.Context) int {
 func TestReplicaSetSurvivesKill9(t *testing.T) {
 	rs := startReplSet(t, 3)
 	ctx := context.Background()
-	client := connect(t, rs.procs[0].URI)
+	client := quickClient(t, rs.procs[0].URI)
 	coll := client.Database("app").Collection("acked", options.Collection().SetWriteConcern(writeconcern.Majority()))
 
 	var mu sync.Mutex
@@ -291,7 +291,7 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 	want := len(acked)
 	mu.Unlock()
 	for i, h := range rs.hosts {
-		c := connect(t, "mongodb://"+h+"/?directConnection=true")
+		c := quickClient(t, "mongodb://"+h+"/?directConnection=true")
 		sec := c.Database("app", options.Database().SetReadPreference(readpref.SecondaryPreferred())).Collection("acked")
 		e2etest.Eventually(t, e2etest.Scaled(2*time.Minute), fmt.Sprintf("member %d holds every acknowledged write", i), func() error {
 			cur, err := sec.Find(opCtx(t), bson.D{})

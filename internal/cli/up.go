@@ -73,6 +73,8 @@ type serveFlags struct {
 	checkInterval        time.Duration
 	plaintext            bool
 	security             securityFlags
+	// nodes is how many members `up` runs Cluster0 with.
+	nodes int
 	// repl makes the node a replica set member (`cmkdb node` with a
 	// replication section).
 	repl *config.Replication

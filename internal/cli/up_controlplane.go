@@ -49,6 +49,7 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().IntVar(&f.nodes, "nodes", 1, "members of Cluster0: 1 runs one node in this process; 3 (or 5, 7) runs a replica set, each member its own `cmkdb node` process under DIR/members")
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0: the one kept in DIR/ports.json, or a free one that is then kept; see up.json)")
 	cmd.Flags().BoolVar(&f.allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
 	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
@@ -66,6 +67,12 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 		return err
 	}
 	defer unlock()
+	if f.nodes < 1 || f.nodes > 7 {
+		return fmt.Errorf("--nodes %d: a cluster has 1 to 7 members", f.nodes)
+	}
+	if err := checkLayoutFor(f.dir, f.nodes); err != nil {
+		return err
+	}
 	l := node.Layout{Dir: f.dir}
 	_, created, err := local.Ensure(l.LocalKeyPath())
 	if err != nil {
@@ -264,7 +271,12 @@ func (p *upProvisioner) Provision(ctx context.Context, gid, cluster string) (str
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return "", err
 	}
-	rn, err := startNode(p.ctx, f, l, client, client)
+	var rn *runningNode
+	if l.Dir == p.f.dir && p.f.nodes > 1 {
+		rn, err = p.startMembers(p.ctx, gid, cluster, p.f.nodes)
+	} else {
+		rn, err = startNode(p.ctx, f, l, client, client)
+	}
 	if err != nil {
 		return "", err
 	}

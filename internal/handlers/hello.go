@@ -6,6 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -23,17 +24,47 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 			c.SetClientMetadata(d)
 		}
 	}
+	rs := h.opts.Repl
+	if rs == nil {
+		reply, _, err := h.helloReply(ctx, c, req)
+		return reply, err
+	}
+	seen, wait, await := awaitable(req.Command)
+	if await {
+		rs.WaitTopology(ctx, seen, wait)
+	}
+	reply, tv, err := h.helloReply(ctx, c, req)
+	if err != nil || !await || !req.ExhaustAllowed() {
+		return reply, err
+	}
+	// An exhaust stream (the drivers' streaming monitor): the next reply
+	// goes out at the next topology change, or when maxAwaitTimeMS passed.
+	last := tv
+	req.Stream = func(ctx context.Context) (bson.Raw, bool, error) {
+		if rs.Stopped() {
+			r, _, err := h.helloReply(ctx, c, req)
+			return r, false, err
+		}
+		rs.WaitTopology(ctx, last, wait)
+		r, tv, err := h.helloReply(ctx, c, req)
+		last = tv
+		return r, true, err
+	}
+	return reply, nil
+}
+
+// helloReply is hello's answer now, and the topology version it reports
+// (a replica set member's).
+func (h *Handler) helloReply(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, repl.TopologyVersion, error) {
 	primaryKey := "isWritablePrimary"
 	if req.Name == "isMaster" || req.Name == "ismaster" {
 		primaryKey = "ismaster"
 	}
 	writable := true
 	var rsFields bson.D
+	var tv repl.TopologyVersion
 	if h.opts.Repl != nil {
-		var err error
-		if rsFields, err = h.helloReplFields(ctx, req.Command); err != nil {
-			return nil, err
-		}
+		rsFields, tv = h.helloReplFields()
 		writable = h.opts.Repl.CheckWritable() == nil
 	}
 	reply := bson.D{
@@ -51,7 +82,8 @@ func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	reply = append(reply, rsFields...)
 	reply = append(reply, h.helloAuthFields(ctx, c, req)...)
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
-	return marshal(reply)
+	r, err := marshal(reply)
+	return r, tv, err
 }
 
 func (h *Handler) ping(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {

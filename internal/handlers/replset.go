@@ -124,17 +124,16 @@ func (h *Handler) Reload(db string) error {
 	return s.Reload()
 }
 
-// helloReplFields are hello's replica set fields. A hello carrying the
-// topologyVersion the client last saw and a maxAwaitTimeMS waits (an
-// awaitable hello) until the topology changes or the time passes, so a
-// driver learns of a failover as soon as this member does.
-func (h *Handler) helloReplFields(ctx context.Context, cmd bson.Raw) (bson.D, error) {
+// helloReplFields are hello's replica set fields, and the topology
+// version they report. (A hello carrying the topologyVersion the client
+// last saw and a maxAwaitTimeMS first waits until the topology changes or
+// the time passes — an awaitable hello — and may become an exhaust
+// stream: hello.go. So a driver learns of a failover as soon as this
+// member does.)
+func (h *Handler) helloReplFields() (bson.D, repl.TopologyVersion) {
 	rs := h.opts.Repl
-	if seen, wait, ok := awaitable(cmd); ok {
-		rs.WaitTopology(ctx, seen, wait)
-	}
-	st := rs.Status()
 	tv := rs.Topology()
+	st := rs.Status()
 	hosts := bson.A{}
 	for _, m := range st.Members {
 		hosts = append(hosts, m.Config.Host)
@@ -159,7 +158,7 @@ func (h *Handler) helloReplFields(ctx context.Context, cmd bson.Raw) (bson.D, er
 		{Key: "majorityOpTime", Value: opTime(st.Applied)},
 		{Key: "majorityWriteDate", Value: bson.NewDateTimeFromTime(st.Applied.Wall)},
 	}})
-	return d, nil
+	return d, tv
 }
 
 // awaitable reads an awaitable hello's topologyVersion and maxAwaitTimeMS.

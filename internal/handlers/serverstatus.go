@@ -29,10 +29,7 @@ func (h *Handler) serverStatus(ctx context.Context, c *wire.ConnState, req *wire
 	}
 	if h.opts.Repl != nil {
 		// mongod's repl section: the hello fields.
-		rs, err := h.helloReplFields(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
+		rs, _ := h.helloReplFields()
 		rs = append(rs, bson.E{Key: "isWritablePrimary", Value: h.opts.Repl.CheckWritable() == nil})
 		d = append(d, bson.E{Key: "repl", Value: rs})
 	}

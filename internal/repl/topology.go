@@ -32,6 +32,16 @@ func (m *Member) Topology() TopologyVersion {
 	return TopologyVersion{ProcessID: m.processID, Counter: m.counter}
 }
 
+// Stopped reports whether Run has returned (the member is shutting down).
+func (m *Member) Stopped() bool {
+	select {
+	case <-m.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
 // WaitTopology waits until the topology differs from seen, d passes, or
 // ctx ends (an awaitable hello).
 func (m *Member) WaitTopology(ctx context.Context, seen TopologyVersion, d time.Duration) {

@@ -171,7 +171,45 @@ func (c *conn) handleOpMsg(ctx context.Context, msg *Message) ([]byte, bool) {
 	if m.MoreToCome() {
 		return nil, keepOpen
 	}
+	if req.Stream != nil && req.ExhaustAllowed() && keepOpen && !isErrorReply(doc) {
+		return nil, c.stream(ctx, msg.Header.RequestID, m.Flags, doc, req.Stream)
+	}
 	return c.msgReply(msg.Header.RequestID, m.Flags, doc), keepOpen
+}
+
+// stream sends an exhaust stream (Request.Stream): first, then each next
+// reply, every one but the last with moreToCome and each answering the
+// one before it (responseTo is the previous reply's requestID, as drivers
+// expect). It reports whether the connection stays open.
+func (c *conn) stream(ctx context.Context, responseTo int32, reqFlags wiremessage.MsgFlag, first bson.Raw,
+	next func(context.Context) (bson.Raw, bool, error)) bool {
+	doc, more := first, true
+	for {
+		flags := reqFlags & wiremessage.ChecksumPresent
+		if more {
+			flags |= wiremessage.MoreToCome
+		}
+		id := c.srv.nextRequestID()
+		if _, err := c.rw.Write(AppendOpMsg(nil, id, responseTo, flags, doc)); err != nil {
+			c.log.Debug("write failed", "err", err)
+			return false
+		}
+		if !more {
+			return true
+		}
+		if c.srv.closing.Load() || ctx.Err() != nil {
+			return false // the client sees the connection close and reconnects
+		}
+		responseTo = id
+		var err error
+		doc, more, err = next(ctx)
+		if err == nil {
+			doc, err = finishReply(doc)
+		}
+		if err != nil {
+			doc, more = ErrorReply(err), false
+		}
+	}
 }
 
 // commandDB returns the $db field every OP_MSG command must carry.
@@ -280,4 +318,23 @@ func (c *conn) msgReply(responseTo int32, reqFlags wiremessage.MsgFlag, doc bson
 
 func (c *conn) legacyReply(responseTo int32, flags wiremessage.ReplyFlag, doc bson.Raw) []byte {
 	return AppendOpReply(nil, c.srv.nextRequestID(), responseTo, flags, doc)
+}
+
+// isErrorReply reports whether a reply document says ok: 0.
+func isErrorReply(doc bson.Raw) bool {
+	v, err := doc.LookupErr("ok")
+	if err != nil {
+		return true
+	}
+	switch v.Type {
+	case bson.TypeDouble:
+		return v.Double() == 0
+	case bson.TypeInt32:
+		return v.Int32() == 0
+	case bson.TypeInt64:
+		return v.Int64() == 0
+	case bson.TypeBoolean:
+		return !v.Boolean()
+	}
+	return true
 }

@@ -24,6 +24,14 @@ type Request struct {
 	// merged in as arrays. It aliases the connection's read buffer only for
 	// the duration of Handle; keep a copy to retain it.
 	Command bson.Raw
+	// Stream may be set by a handler answering a request that allows
+	// exhaust replies (ExhaustAllowed): the reply it returns is then the
+	// first of a stream. The server sends it with moreToCome and keeps
+	// sending, without further requests, each reply Stream returns, until
+	// Stream says there are no more (that reply goes without moreToCome),
+	// fails, the client hangs up or the server shuts down. Each Stream call
+	// may wait (an awaitable hello waits for a topology change).
+	Stream func(ctx context.Context) (reply bson.Raw, more bool, err error)
 }
 
 // MoreToCome reports that the client expects no reply (unacknowledged

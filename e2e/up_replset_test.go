@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/cmkdb/cmkdb/e2e/e2etest"
+	"github.com/cmkdb/cmkdb/internal/config"
+)
+
+// memberUp returns a member's process id (from DIR/members/m<i>/up.json,
+// 0 when it is not running) and a direct connection string to it (from
+// its node.json).
+func memberUp(t *testing.T, dir string, i int) (pid int, uri string) {
+	t.Helper()
+	mdir := filepath.Join(dir, "members", "m"+strconv.Itoa(i))
+	c, err := config.Load(filepath.Join(mdir, "node.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Replication.Members {
+		if m.Name == c.Replication.Me {
+			uri = "mongodb://" + m.Host + "/?directConnection=true"
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(mdir, "up.json"))
+	if err != nil {
+		return 0, uri
+	}
+	var info e2etest.UpInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return 0, uri
+	}
+	return info.PID, uri
+}
+
+// TestUpReplicaSet runs `cmkdb up --nodes 3`: three member processes that
+// mongosh, the Node driver and the Go driver use as a replica set; the
+// primary's process killed, a new primary serves and the killed member
+// comes back and catches up; each member has its own node identity; the
+// set restarts with its data, and the directory cannot be reopened as a
+// single node.
+func TestUpReplicaSet(t *testing.T) {
+	e2etest.RequireNodeClients(t)
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3", "--key-check-interval", "2s")
+	if !strings.Contains(s.URI, "replicaSet=Cluster0") || strings.Count(s.URI, ",") != 2 {
+		t.Fatalf("up.json connection string %q does not name the set and its three members", s.URI)
+	}
+
+	out := e2etest.Mongosh(t, s.URI, `db.getSiblingDB("app").c.insertOne({_id: 1}, {writeConcern: {w: "majority"}});
+const st = rs.status();
+print(JSON.stringify({set: st.set, states: st.members.map(m => m.stateStr).sort(), conf: rs.conf().members.length}));`)
+	if !strings.Contains(out, `{"set":"Cluster0","states":["PRIMARY","SECONDARY","SECONDARY"],"conf":3}`) {
+		t.Fatalf("mongosh rs.status(): %s", out)
+	}
+	if out := e2etest.Node(t, "crud.js", s.URI, "node_e2e"); !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("Node driver against the replica set: %s", out)
+	}
+
+	// Each member has its own node identity (its own keystore and master key).
+	ids := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		_, uri := memberUp(t, dir, i)
+		var ss struct {
+			EAR struct {
+				NodeID string `bson:"nodeId"`
+			} `bson:"encryptionAtRest"`
+		}
+		if err := quickClient(t, uri).Database("admin").RunCommand(opCtx(t), bson.D{{Key: "serverStatus", Value: 1}}).Decode(&ss); err != nil {
+			t.Fatalf("serverStatus of member %d: %v", i, err)
+		}
+		if ss.EAR.NodeID == "" || ids[ss.EAR.NodeID] {
+			t.Fatalf("member %d node id %q not distinct from %v", i, ss.EAR.NodeID, ids)
+		}
+		ids[ss.EAR.NodeID] = true
+	}
+
+	// Kill the primary's process: a new primary takes writes; up starts
+	// the killed member again and it catches up.
+	client := quickClient(t, s.URI)
+	coll := client.Database("app").Collection("c", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	var hello struct {
+		Me string `bson:"me"`
+	}
+	if err := client.Database("admin").RunCommand(opCtx(t), bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		t.Fatal(err)
+	}
+	victim := -1
+	for i := 0; i < 3; i++ {
+		if _, uri := memberUp(t, dir, i); strings.Contains(uri, "//"+hello.Me+"/") {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("no member serves the primary %s", hello.Me)
+	}
+	pid, _ := memberUp(t, dir, victim)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e2etest.Eventually(t, e2etest.Scaled(time.Minute), "a write through the new primary", func() error {
+		_, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: 2}})
+		if mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+		return err
+	})
+	e2etest.Eventually(t, e2etest.Scaled(time.Minute), "the killed member restarted by up", func() error {
+		if p, _ := memberUp(t, dir, victim); p == 0 || p == pid {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+	_, vuri := memberUp(t, dir, victim)
+	back := quickClient(t, vuri).Database("app", options.Database().SetReadPreference(readpref.SecondaryPreferred())).Collection("c")
+	e2etest.Eventually(t, e2etest.Scaled(time.Minute), "the restarted member catches up", func() error {
+		n, err := back.CountDocuments(opCtx(t), bson.D{})
+		if err != nil {
+			return err
+		}
+		if n != 2 {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+
+	// Stopped and started again, the set has its data; as one node, the
+	// directory is refused.
+	s.Stop(t)
+	for i := 0; i < 3; i++ {
+		if p, _ := memberUp(t, dir, i); p != 0 && syscall.Kill(p, 0) == nil {
+			t.Fatalf("member %d (pid %d) still runs after up stopped", i, p)
+		}
+	}
+	out2, err := exec.Command(cmkdbBin, "up", "--dir", dir, "--port", "0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out2), "holds a replica set") {
+		t.Fatalf("up without --nodes on a replica set directory: %v\n%s", err, out2)
+	}
+	s2 := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3")
+	c2 := quickClient(t, s2.URI)
+	e2etest.Eventually(t, e2etest.Scaled(time.Minute), "the data after a restart", func() error {
+		n, err := c2.Database("app").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		if err != nil {
+			return err
+		}
+		if n != 2 {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+}
+
+// quickClient is a client whose cleanup does not wait for servers the
+// test stopped (ending its sessions there would wait out server selection).
+func quickClient(t *testing.T, uri string) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(e2etest.Scaled(opTimeout)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Disconnect(ctx)
+	})
+	return c
+}

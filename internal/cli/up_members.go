@@ -1,0 +1,324 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cmkdb/cmkdb/internal/config"
+	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/cpserver"
+	"github.com/cmkdb/cmkdb/internal/durable"
+	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/repl/transport"
+)
+
+// `cmkdb up --nodes N` (N > 1) runs Cluster0 as an N-member replica set,
+// every member its own `cmkdb node` process (so one can be killed) with
+// its own data directory, keystore and node master key, reaching the CMK
+// through the control plane's key service under its own certificate, and
+// raft to the other members over mutual TLS with a member certificate from
+// the control plane's CA. The layout:
+//
+//	DIR/members/m<i>/node.json   the member's configuration (ports kept across runs)
+//	DIR/members/m<i>/pki/        its node certificate (key service) and member certificate (raft)
+//	DIR/members/m<i>/node/       its keystore and databases
+//	DIR/members/m<i>/node.log    its output
+//	DIR/members/m<i>/up.json     what it serves
+//
+// up supervises the processes: a member that exits while up runs is
+// started again after a second (a killed primary comes back as a
+// secondary once a new primary was elected).
+
+func membersDir(dir string) string { return filepath.Join(dir, "members") }
+
+// checkLayoutFor refuses to change a data directory between one node and
+// a replica set: the data of one is not the data of the other, and
+// nothing converts it yet.
+func checkLayoutFor(dir string, members int) error {
+	single := node.Layout{Dir: dir}.KeystoreDir()
+	_, singleErr := os.Stat(single)
+	_, setErr := os.Stat(membersDir(dir))
+	switch {
+	case members > 1 && singleErr == nil:
+		return fmt.Errorf("%s holds a one-node Cluster0 (%s): --nodes %d would start a replica set without its data; run without --nodes, or use another --dir", dir, single, members)
+	case members <= 1 && setErr == nil:
+		return fmt.Errorf("%s holds a replica set (%s): start it with the same --nodes", dir, membersDir(dir))
+	}
+	return nil
+}
+
+// memberSet is Cluster0's running member processes.
+type memberSet struct {
+	procs []*memberProc
+	uri   string
+	stop  func()
+}
+
+type memberProc struct {
+	name, dir, cfgFile string
+	log                *slog.Logger
+}
+
+// startMembers writes (first run) or reuses each member's configuration,
+// starts the processes and waits for each to serve.
+func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n int) (*runningNode, error) {
+	f := p.f
+	if f.security.auth || f.security.tls || f.security.tlsCertFile != "" {
+		return nil, errors.New("--nodes with --auth or --tls is not supported yet: run the replica set on loopback without them, or run members with `cmkdb node --config` (tls, auth and replication sections)")
+	}
+	cfgs, err := p.memberConfigs(gid, cluster, n)
+	if err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	ms := &memberSet{}
+	for i, c := range cfgs {
+		mp := &memberProc{name: c.Replication.Me, dir: c.Dir, cfgFile: filepath.Join(c.Dir, "node.json"),
+			log: slog.Default().With("member", c.Replication.Me)}
+		ms.procs = append(ms.procs, mp)
+		started := make(chan error, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); mp.supervise(mctx, exe, started) }()
+		if err := <-started; err != nil {
+			cancel()
+			wg.Wait()
+			return nil, fmt.Errorf("member %d: %w", i, err)
+		}
+	}
+	ms.uri = replConnectionString(cfgs[0].Replication, false, false, "")
+	done := make(chan error, 1)
+	rn := &runningNode{done: done, info: upInfo{ConnectionString: ms.uri, Dir: f.dir, PID: os.Getpid(), StartedAt: time.Now().UTC(),
+		State: fmt.Sprintf("replica set %s of %d members (each its own process: see %s)", cfgs[0].Replication.SetName, n, membersDir(f.dir))}}
+	if first := readUpInfo(node.Layout{Dir: cfgs[0].Dir}); first.CMK != "" {
+		rn.info.CMK = first.CMK // every member's master key is wrapped by the project's CMK
+	}
+	rn.stop = sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+	})
+	return rn, nil
+}
+
+// memberConfigs returns every member's configuration, writing it (ports,
+// certificates) on the first run.
+func (p *upProvisioner) memberConfigs(gid, cluster string, n int) ([]*config.Config, error) {
+	f := p.f
+	base := membersDir(f.dir)
+	var cfgs []*config.Config
+	existing := 0
+	for i := 0; i < n; i++ {
+		c, err := config.Load(filepath.Join(base, "m"+strconv.Itoa(i), "node.json"))
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		cfgs = append(cfgs, c)
+		existing++
+	}
+	if existing == n {
+		if _, err := os.Stat(filepath.Join(base, "m"+strconv.Itoa(n))); err == nil {
+			return nil, fmt.Errorf("%s has more than %d members: start it with its own --nodes", base, n)
+		}
+		// The key service listens on a new port each run: point the
+		// members at this run's.
+		for _, c := range cfgs {
+			if c.KMS.ControlPlane == nil {
+				return nil, fmt.Errorf("%s: a member of up's replica set reaches its CMK through the control plane", c.Dir)
+			}
+			c.KMS.ControlPlane.URL, c.KMS.ControlPlane.CAFile = p.cp.KeyServiceURL, p.cp.CAFile
+			if err := writeMemberConfig(c); err != nil {
+				return nil, err
+			}
+		}
+		return cfgs, nil
+	}
+	if existing > 0 {
+		return nil, fmt.Errorf("%s has %d members, not %d: members cannot be added or removed yet; start it with --nodes %d", base, existing, n, existing)
+	}
+	// First run: ports, certificates and configuration files.
+	repl := &config.Replication{SetName: cluster, Project: gid}
+	hostIP := hostOf(f.bind)
+	for i := 0; i < n; i++ {
+		port := 0
+		if f.port != 0 {
+			port = f.port + i
+		}
+		wirePort, err := freePortOn(hostIP, port)
+		if err != nil {
+			return nil, fmt.Errorf("member m%d's port: %w", i, err)
+		}
+		raftPort, err := freePortOn(hostIP, 0)
+		if err != nil {
+			return nil, err
+		}
+		repl.Members = append(repl.Members, config.ReplMember{Name: "m" + strconv.Itoa(i),
+			Host: net.JoinHostPort(hostIP, strconv.Itoa(wirePort)), RaftAddr: net.JoinHostPort(hostIP, strconv.Itoa(raftPort))})
+	}
+	for i := 0; i < n; i++ {
+		name := "m" + strconv.Itoa(i)
+		dir := filepath.Join(base, name)
+		pki := filepath.Join(dir, "pki")
+		if err := os.MkdirAll(pki, 0o700); err != nil {
+			return nil, err
+		}
+		nodeCert, nodeKey, err := cpserver.IssueNodeCert(p.cp.CA, controlplane.NodeID{GroupID: gid, Cluster: cluster, Name: name}, pki)
+		if err != nil {
+			return nil, err
+		}
+		certPEM, keyPEM, err := p.cp.CA.MemberCertificate(transport.Identity{Project: gid, Cluster: cluster, Member: name}.CommonName(), []string{hostIP}, 2*365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		memberCert, memberKey := filepath.Join(pki, "member.pem"), filepath.Join(pki, "member-key.pem")
+		if err := durable.WriteFile(memberKey, keyPEM, 0o600); err != nil {
+			return nil, err
+		}
+		clear(keyPEM)
+		if err := durable.WriteFile(memberCert, certPEM, 0o600); err != nil {
+			return nil, err
+		}
+		r := *repl
+		r.Me, r.CertFile, r.KeyFile, r.CAFile = name, memberCert, memberKey, p.cp.CAFile
+		port, _ := strconv.Atoi(r.Members[i].Host[len(hostIP)+1:])
+		c := &config.Config{Dir: dir, Bind: f.bind, Port: port, KeyCheckInterval: config.Duration{Duration: max(f.checkInterval, config.MinKeyCheckInterval)},
+			KMS: config.KMS{Provider: "controlplane", ControlPlane: &config.ControlPlaneKMS{URL: p.cp.KeyServiceURL, CAFile: p.cp.CAFile,
+				CertFile: nodeCert, KeyFile: nodeKey, GroupID: gid, Cluster: cluster}},
+			Replication: &r}
+		if err := writeMemberConfig(c); err != nil {
+			return nil, err
+		}
+		cfgs = append(cfgs, c)
+	}
+	return cfgs, nil
+}
+
+func writeMemberConfig(c *config.Config) error {
+	js, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(filepath.Join(c.Dir, "node.json"), append(js, '\n'), 0o600)
+}
+
+// freePortOn returns port if it can be bound on host (0: a free one).
+func freePortOn(host string, port int) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// supervise runs the member's process until ctx ends, starting it again
+// when it exits on its own. The first start is reported on started once
+// the member wrote its up.json (or failed).
+func (mp *memberProc) supervise(ctx context.Context, exe string, started chan<- error) {
+	first := true
+	for {
+		err := mp.runOnce(ctx, exe, func(err error) {
+			if first {
+				started <- err
+				first = false
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if first {
+			started <- err
+			return
+		}
+		mp.log.Warn("replica set member exited; starting it again", "err", err, "log", filepath.Join(mp.dir, "node.log"))
+		if !sleepCtx(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// runOnce starts the process, reports when it serves, and waits for it
+// to exit; when ctx ends it is asked to stop (SIGINT), then killed.
+func (mp *memberProc) runOnce(ctx context.Context, exe string, ready func(error)) error {
+	// The child gets SIGTERM if this process dies (Pdeathsig is per OS
+	// thread: this goroutine keeps its thread until the child exits).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	logf, err := os.OpenFile(filepath.Join(mp.dir, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	_ = os.Remove(filepath.Join(mp.dir, "up.json"))
+	cmd := exec.Command(exe, "node", "--config", mp.cfgFile)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	readyCh := make(chan error, 1)
+	go func() { readyCh <- waitUpFile(ctx, filepath.Join(mp.dir, "up.json"), cmd.Process.Pid, exited) }()
+	select {
+	case err := <-readyCh:
+		ready(err)
+		if err != nil {
+			_ = cmd.Process.Kill()
+			return err
+		}
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-exited:
+		return fmt.Errorf("exited: %v", err)
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		return nil
+	}
+}
+
+// waitUpFile waits until the member's up.json names its process.
+func waitUpFile(ctx context.Context, path string, pid int, exited <-chan error) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil {
+			var info upInfo
+			if json.Unmarshal(b, &info) == nil && info.PID == pid {
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("exited before serving: %v (see %s)", err, filepath.Join(filepath.Dir(path), "node.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("did not serve within 2 minutes (see %s)", filepath.Join(filepath.Dir(path), "node.log"))
+}
