@@ -25,6 +25,11 @@ type Config struct {
 	// (re)starts raft: after a disable, the listener is opened again.
 	NewTransport func() (raft.Transport, error)
 	Logger       *slog.Logger
+	// PeerAddrs, when set, is where this member reaches other members'
+	// raft listeners, by member name, instead of their RaftAddr: a proxy
+	// between members (fault tests put one on every link). It only takes
+	// effect when the member bootstraps.
+	PeerAddrs map[string]string
 
 	// Raft timing (defaults: hashicorp/raft's, 1s heartbeat and election).
 	HeartbeatTimeout time.Duration
@@ -94,7 +99,11 @@ func (c *Config) member(name string) (MemberConfig, bool) {
 func (c *Config) raftConfiguration() raft.Configuration {
 	var rc raft.Configuration
 	for _, m := range c.Members {
-		rc.Servers = append(rc.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.RaftAddr)})
+		addr := m.RaftAddr
+		if a, ok := c.PeerAddrs[m.Name]; ok && m.Name != c.Me {
+			addr = a
+		}
+		rc.Servers = append(rc.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(addr)})
 	}
 	return rc
 }

@@ -79,10 +79,12 @@ var registerModel = porcupine.NondeterministicModel{
 }
 
 // TestRegisterIsLinearizable runs concurrent clients on one register while
-// the primary is repeatedly stepped down or loses its key (and so leaves
-// the set), and checks the history with porcupine.
+// the primary is, in turn, stepped down, cut off by a network partition
+// (links severed, or black-holed so that only timeouts notice), or loses
+// its key (and so leaves the set); then it checks the history with
+// porcupine.
 func TestRegisterIsLinearizable(t *testing.T) {
-	set := repltest.Start(t, 3)
+	set := repltest.Start(t, 3, repltest.WithLinks)
 	set.Primary(t, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -95,7 +97,7 @@ func TestRegisterIsLinearizable(t *testing.T) {
 	start := time.Now()
 	stamp := func() int64 { return int64(time.Since(start)) }
 	const clients = 4
-	runFor := 8 * time.Second
+	runFor := 12 * time.Second
 	var (
 		mu  sync.Mutex
 		ops []porcupine.Operation
@@ -152,7 +154,7 @@ func TestRegisterIsLinearizable(t *testing.T) {
 
 	// Faults: the primary steps down, or its key is revoked for a while
 	// (it leaves the set) and restored.
-	faults := 0
+	faults, partitionFailovers := 0, 0
 	for time.Since(start) < runFor-time.Second {
 		time.Sleep(700 * time.Millisecond)
 		p := -1
@@ -165,15 +167,29 @@ func TestRegisterIsLinearizable(t *testing.T) {
 			continue
 		}
 		faults++
-		if faults%2 == 1 {
+		switch faults % 4 {
+		case 1:
 			_ = direct(t, set.Members[p].Host).Database("admin").RunCommand(ctx, bson.D{{Key: "replSetStepDown", Value: 10}}).Err()
-			continue
-		}
-		n := set.Members[p].Node
-		n.Disable("test: key revoked", kms.Reason("KEY_DISABLED"))
-		time.Sleep(500 * time.Millisecond)
-		if err := n.Enable(ctx); err != nil {
-			t.Fatal(err)
+		case 2, 3:
+			// The old primary keeps its clients while the other two
+			// elect a new one: whatever it still answers must fit.
+			set.Isolate(p, faults%4 == 2)
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) && !otherPrimary(set, p) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if otherPrimary(set, p) {
+				partitionFailovers++
+			}
+			time.Sleep(300 * time.Millisecond)
+			set.Heal()
+		default:
+			n := set.Members[p].Node
+			n.Disable("test: key revoked", kms.Reason("KEY_DISABLED"))
+			time.Sleep(500 * time.Millisecond)
+			if err := n.Enable(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	wg.Wait()
@@ -187,11 +203,22 @@ func TestRegisterIsLinearizable(t *testing.T) {
 		}
 	}
 	res, _ := porcupine.CheckOperationsVerbose(registerModel.ToModel(), ops, time.Minute)
-	t.Logf("%d operations (%d with an unknown outcome), %d faults: %v", len(ops), unknown, faults, res)
+	t.Logf("%d operations (%d with an unknown outcome), %d faults (%d partitions that elected another primary): %v",
+		len(ops), unknown, faults, partitionFailovers, res)
 	if res != porcupine.Ok {
 		t.Fatalf("the register's history is not linearizable (%v)", res)
 	}
-	if definite < 50 || faults < 4 {
-		t.Fatalf("too little happened to check: %d definite operations, %d faults", definite, faults)
+	if definite < 50 || faults < 4 || partitionFailovers == 0 {
+		t.Fatalf("too little happened to check: %d definite operations, %d faults, %d partition failovers", definite, faults, partitionFailovers)
 	}
+}
+
+// otherPrimary reports whether a member other than p is a writable primary.
+func otherPrimary(set *repltest.Set, p int) bool {
+	for i, m := range set.Members {
+		if i != p && m.Repl.CheckWritable() == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/repl"
+	"github.com/cmkdb/cmkdb/internal/repl/faultproxy"
 	"github.com/cmkdb/cmkdb/internal/repl/transport"
 	"github.com/cmkdb/cmkdb/internal/tlsutil"
 	"github.com/cmkdb/cmkdb/internal/wire"
@@ -43,6 +44,41 @@ type Member struct {
 type Set struct {
 	Name    string
 	Members []*Member
+	// links[i][j] carries member i's raft traffic to member j (WithLinks).
+	links [][]*faultproxy.Proxy
+}
+
+// WithLinks puts a fault-injecting proxy on every link between two
+// members (Isolate, Heal).
+func WithLinks(c *repl.Config) { c.PeerAddrs = map[string]string{} }
+
+// Isolate cuts member i off from the others, both ways: sever closes the
+// connections (the peers see errors at once), otherwise the links drop
+// every byte (a black hole: only timeouts notice).
+func (s *Set) Isolate(i int, sever bool) {
+	for j := range s.Members {
+		if j == i {
+			continue
+		}
+		for _, p := range []*faultproxy.Proxy{s.links[i][j], s.links[j][i]} {
+			if sever {
+				p.Sever()
+			} else {
+				p.Drop()
+			}
+		}
+	}
+}
+
+// Heal restores every link.
+func (s *Set) Heal() {
+	for i := range s.links {
+		for _, p := range s.links[i] {
+			if p != nil {
+				p.Heal()
+			}
+		}
+	}
 }
 
 // URI is a connection string for the whole set.
@@ -111,6 +147,26 @@ func Start(t testing.TB, n int, configure ...func(*repl.Config)) *Set {
 		mcfg.ElectionTimeout = 500 * time.Millisecond
 		for _, f := range configure {
 			f(&mcfg)
+		}
+		if mcfg.PeerAddrs != nil {
+			if set.links == nil {
+				set.links = make([][]*faultproxy.Proxy, n)
+			}
+			set.links[i] = make([]*faultproxy.Proxy, n)
+			peers := map[string]string{}
+			for j := 0; j < n; j++ {
+				if j == i {
+					continue
+				}
+				p, err := faultproxy.New("127.0.0.1:0", raftAddrs[j])
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				set.links[i][j] = p
+				peers[cfg.Members[j].Name] = p.Addr()
+			}
+			mcfg.PeerAddrs = peers
 		}
 		addr := raftAddrs[i]
 		mcfg.NewTransport = func() (raft.Transport, error) {
