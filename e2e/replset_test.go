@@ -39,6 +39,13 @@ type replSet struct {
 
 func startReplSet(t *testing.T, n int) *replSet {
 	t.Helper()
+	return startReplSetWith(t, n, nil)
+}
+
+// startReplSetWith is startReplSet with each member's kms block from
+// kmsFor (nil: a local CMK per member).
+func startReplSetWith(t *testing.T, n int, kmsFor func(i int) map[string]any) *replSet {
+	t.Helper()
 	rs := &replSet{t: t, name: "rs0"}
 	ca, err := tlsutil.NewCA("e2e members CA", time.Hour)
 	if err != nil {
@@ -64,9 +71,15 @@ func startReplSet(t *testing.T, n int) *replSet {
 	}
 	for i := range n {
 		dir := t.TempDir()
-		cmkFile := filepath.Join(t.TempDir(), "cmk.json")
-		if _, _, err := local.Ensure(cmkFile); err != nil {
-			t.Fatal(err)
+		var kmsBlock map[string]any
+		if kmsFor != nil {
+			kmsBlock = kmsFor(i)
+		} else {
+			cmkFile := filepath.Join(t.TempDir(), "cmk.json")
+			if _, _, err := local.Ensure(cmkFile); err != nil {
+				t.Fatal(err)
+			}
+			kmsBlock = map[string]any{"provider": "local", "local": map[string]any{"keyFile": cmkFile}}
 		}
 		id := transport.Identity{Project: "e2e", Cluster: rs.name, Member: members[i].Name}
 		certPEM, keyPEM, err := ca.MemberCertificate(id.CommonName(), []string{"127.0.0.1"}, time.Hour)
@@ -76,8 +89,8 @@ func startReplSet(t *testing.T, n int) *replSet {
 		certFile, keyFile := filepath.Join(pki, members[i].Name+".pem"), filepath.Join(pki, members[i].Name+".key")
 		os.WriteFile(certFile, certPEM, 0o600)
 		os.WriteFile(keyFile, keyPEM, 0o600)
-		cfg := map[string]any{"dir": dir, "port": ports[i], "keyCheckInterval": "5s",
-			"kms": map[string]any{"provider": "local", "local": map[string]any{"keyFile": cmkFile}},
+		cfg := map[string]any{"dir": dir, "port": ports[i], "keyCheckInterval": "1s",
+			"kms": kmsBlock,
 			"replication": map[string]any{"setName": rs.name, "project": "e2e", "me": members[i].Name, "members": members,
 				"certFile": certFile, "keyFile": keyFile, "caFile": caFile}}
 		js, _ := json.Marshal(cfg)
