@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -163,6 +164,59 @@ print(JSON.stringify({set: st.set, states: st.members.map(m => m.stateStr).sort(
 		}
 		return nil
 	})
+
+	// A rolling master-key rotation runs across the three members, one at
+	// a time, while a client writes: no client error, every member ends on
+	// a new master key of its own.
+	api, gid := s2.UpAPI(), s2.Info.GroupID
+	versions := func() map[string]int {
+		vs := map[string]int{}
+		for _, n := range clusterNodes(t, api, gid, "Cluster0") {
+			vs[n.Name] = n.MasterKeyVersion
+		}
+		return vs
+	}
+	e2etest.Eventually(t, stateTimeout, "three members reported to the control plane", func() error {
+		vs := versions()
+		for _, name := range []string{"m0", "m1", "m2"} {
+			if vs[name] == 0 {
+				return fmt.Errorf("nodes: %v", vs)
+			}
+		}
+		return nil
+	})
+	before := versions()
+	wc := c2.Database("app").Collection("rot", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	stop := make(chan struct{})
+	werrs := make(chan error, 1)
+	go func() {
+		defer close(werrs)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := wc.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: i}}); err != nil {
+				werrs <- err
+				return
+			}
+		}
+	}()
+	api.Call(t, "POST", "/groups/"+gid+"/clusters/Cluster0/encryptionAtRest/rotateMasterKey", nil, nil)
+	e2etest.Eventually(t, stateTimeout, "every member rotated", func() error {
+		vs := versions()
+		for name, v := range before {
+			if vs[name] != v+1 {
+				return fmt.Errorf("%s at master key version %d, was %d", name, vs[name], v)
+			}
+		}
+		return nil
+	})
+	close(stop)
+	if err := <-werrs; err != nil {
+		t.Fatalf("a client write failed during the rolling rotation: %v", err)
+	}
 }
 
 // quickClient is a client whose cleanup does not wait for servers the
