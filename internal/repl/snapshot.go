@@ -143,7 +143,40 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// restoreStream loads a snapshot stream into eng's databases and returns
+// the databases it held.
 func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, error) {
+	var cur *dbRestore
+	seen, err := readSnapshot(r, snapshotVisitor{
+		db: func(name string) error {
+			var err error
+			cur, err = startRestore(eng, name)
+			return err
+		},
+		kv: func(k, v []byte) error { return cur.set(k, v) },
+		end: func() error {
+			err := cur.finish()
+			cur = nil
+			return err
+		},
+	})
+	if cur != nil {
+		cur.b.Close()
+	}
+	return seen, err
+}
+
+// snapshotVisitor receives a snapshot stream's records, in order.
+type snapshotVisitor struct {
+	db  func(name string) error // a database begins
+	kv  func(k, v []byte) error // one of its keys
+	end func() error            // it ends
+}
+
+// readSnapshot parses a snapshot stream, validating every record before
+// it reaches v, and returns the databases it held. It never applies
+// anything itself.
+func readSnapshot(r *bufio.Reader, v snapshotVisitor) (map[string]bool, error) {
 	magic := make([]byte, len(snapMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != snapMagic {
 		return nil, fmt.Errorf("%w: not a cmkdb replica set snapshot", errBadSnapshot)
@@ -163,7 +196,10 @@ func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, error
 				return nil, fmt.Errorf("%w: database name", errBadSnapshot)
 			}
 			seen[string(name)] = true
-			if err := restoreDB(r, eng, string(name)); err != nil {
+			if err := v.db(string(name)); err != nil {
+				return nil, err
+			}
+			if err := readRecords(r, string(name), v); err != nil {
 				return nil, err
 			}
 		default:
@@ -172,27 +208,15 @@ func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, error
 	}
 }
 
-// restoreDB clears database name and loads its records, up to 'E'.
-func restoreDB(r *bufio.Reader, eng *storage.Engine, name string) error {
-	db, err := eng.Database(name)
-	if errors.Is(err, storage.ErrNoDatabase) {
-		db, err = eng.CreateDatabase(name)
-	}
-	if err != nil {
-		return fmt.Errorf("repl: restore %s: %w", name, err)
-	}
-	b := db.NewBatch()
-	defer func() { b.Close() }()
-	if err := b.DeleteRange([]byte{}, []byte{0xff}, nil); err != nil {
-		return err
-	}
+// readRecords reads one database's records, up to its 'E'.
+func readRecords(r *bufio.Reader, name string, v snapshotVisitor) error {
 	for {
 		tag, err := r.ReadByte()
 		if err != nil {
 			return fmt.Errorf("%w: truncated in %s", errBadSnapshot, name)
 		}
 		if tag == 'E' {
-			break
+			return v.end()
 		}
 		if tag != 'K' {
 			return fmt.Errorf("%w: record %q in %s", errBadSnapshot, tag, name)
@@ -201,23 +225,59 @@ func restoreDB(r *bufio.Reader, eng *storage.Engine, name string) error {
 		if err != nil || len(k) == 0 || k[0] == 0xff {
 			return fmt.Errorf("%w: key in %s", errBadSnapshot, name)
 		}
-		v, err := readBytes(r, maxSnapValue)
+		val, err := readBytes(r, maxSnapValue)
 		if err != nil {
 			return fmt.Errorf("%w: value in %s", errBadSnapshot, name)
 		}
-		if err := b.Set(k, v, nil); err != nil {
+		if err := v.kv(k, val); err != nil {
 			return err
 		}
-		if b.Len() >= restoreBatch {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return fmt.Errorf("repl: restore %s: %w", name, err)
-			}
-			b.Close()
-			b = db.NewBatch()
-		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("repl: restore %s: %w", name, err)
+}
+
+// dbRestore refills one database: cleared first, then loaded in batches
+// of bounded size, synced at the end.
+type dbRestore struct {
+	db   *storage.DB
+	name string
+	b    *pebble.Batch
+}
+
+func startRestore(eng *storage.Engine, name string) (*dbRestore, error) {
+	db, err := eng.Database(name)
+	if errors.Is(err, storage.ErrNoDatabase) {
+		db, err = eng.CreateDatabase(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repl: restore %s: %w", name, err)
+	}
+	d := &dbRestore{db: db, name: name, b: db.NewBatch()}
+	if err := d.b.DeleteRange([]byte{}, []byte{0xff}, nil); err != nil {
+		d.b.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *dbRestore) set(k, v []byte) error {
+	if err := d.b.Set(k, v, nil); err != nil {
+		return err
+	}
+	if d.b.Len() < restoreBatch {
+		return nil
+	}
+	if err := d.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("repl: restore %s: %w", d.name, err)
+	}
+	d.b.Close()
+	d.b = d.db.NewBatch()
+	return nil
+}
+
+func (d *dbRestore) finish() error {
+	defer d.b.Close()
+	if err := d.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("repl: restore %s: %w", d.name, err)
 	}
 	return nil
 }
