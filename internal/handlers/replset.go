@@ -333,19 +333,31 @@ func (h *Handler) readConcernLinearizable(ctx context.Context, req *wire.Request
 	if !ok {
 		return nil // checkReadConcern reports the type
 	}
+	rs := h.opts.Repl
+	if rs != nil {
+		// What a replica set member cannot serve yet: reads at a point
+		// in time need a history of versions cmkdb does not keep.
+		for _, f := range []string{"afterClusterTime", "atClusterTime", "afterOpTime"} {
+			if _, err := d.LookupErr(f); err == nil {
+				return mongoerr.New(mongoerr.IllegalOperation, "readConcern.%s is not supported by cmkdb replica sets yet", f)
+			}
+		}
+	}
 	lv, err := d.LookupErr("level")
 	if err != nil {
 		return nil
 	}
-	if s, ok := lv.StringValueOK(); !ok || s != "linearizable" {
+	s, ok := lv.StringValueOK()
+	if !ok {
 		return nil
 	}
-	rs := h.opts.Repl
-	if rs == nil {
+	switch {
+	case s == "snapshot" && rs != nil:
+		return mongoerr.New(mongoerr.IllegalOperation, "readConcern level snapshot is not supported by cmkdb replica sets yet")
+	case s != "linearizable":
+		return nil
+	case rs == nil:
 		return mongoerr.New(codeNotAReplicaSet, "node needs to be a replica set member to use read concern")
 	}
-	if err := rs.Linearize(ctx); err != nil {
-		return err
-	}
-	return nil
+	return rs.Linearize(ctx)
 }

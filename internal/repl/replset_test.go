@@ -146,6 +146,14 @@ func TestReplicaSet(t *testing.T) {
 		}
 	}
 
+	// Reads at a point in time are refused, not served at another one.
+	for _, rc := range []bson.D{{{Key: "level", Value: "snapshot"}}, {{Key: "afterClusterTime", Value: bson.Timestamp{T: 1, I: 1}}}} {
+		raw, err := wiretest.Dial(t, set.Members[p].Host).Command("app", bson.D{{Key: "find", Value: "things"}, {Key: "readConcern", Value: rc}})
+		if err != nil || wiretest.ErrorCode(raw) != 20 {
+			t.Fatalf("readConcern %v on the primary: %v %v, want IllegalOperation", rc, raw, err)
+		}
+	}
+
 	// w beyond what the set can acknowledge is refused before anything is written.
 	_, err := coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
 	if code(err) != 100 {
