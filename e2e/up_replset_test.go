@@ -234,3 +234,76 @@ func quickClient(t *testing.T, uri string) *mongo.Client {
 	})
 	return c
 }
+
+// TestAPIClusterWithMembers creates a cluster through the admin API with
+// replicationFactor 3 (its members read from v2 replicationSpecs work the
+// same way): up runs it as three member processes and serves its
+// replica-set connection string; its member count cannot change; deleting
+// it stops the members and removes their keys and files.
+func TestAPIClusterWithMembers(t *testing.T) {
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "2s")
+	api, gid := s.UpAPI(), s.Info.GroupID
+
+	// v2's shape: one replication spec, electable nodes in its region configs.
+	body := map[string]any{"name": "Cluster1", "replicationSpecs": []any{map[string]any{"regionConfigs": []any{
+		map[string]any{"electableSpecs": map[string]any{"nodeCount": 3, "instanceSize": "M10"}, "providerName": "AWS", "regionName": "EU_WEST_1"}}}}}
+	var cl struct {
+		ReplicationFactor int `json:"replicationFactor"`
+		StateName         string
+		ConnectionStrings struct {
+			Standard string `json:"standard"`
+		} `json:"connectionStrings"`
+	}
+	api.Call(t, "POST", "/groups/"+gid+"/clusters", body, &cl)
+	e2etest.Eventually(t, stateTimeout, "Cluster1 provisioned", func() error {
+		api.Call(t, "GET", "/groups/"+gid+"/clusters/Cluster1", nil, &cl)
+		if !strings.Contains(cl.ConnectionStrings.Standard, "replicaSet=Cluster1") {
+			return fmt.Errorf("connection string %q", cl.ConnectionStrings.Standard)
+		}
+		return nil
+	})
+	if cl.ReplicationFactor != 3 || strings.Count(cl.ConnectionStrings.Standard, ",") != 2 {
+		t.Fatalf("Cluster1: replicationFactor %d, connection string %q", cl.ReplicationFactor, cl.ConnectionStrings.Standard)
+	}
+	c := quickClient(t, cl.ConnectionStrings.Standard)
+	if _, err := c.Database("app").Collection("c", options.Collection().SetWriteConcern(writeconcern.Majority())).InsertOne(opCtx(t), bson.D{{Key: "x", Value: 1}}); err != nil {
+		t.Fatalf("write to Cluster1: %v", err)
+	}
+
+	// Its member count cannot change (yet): refused, not ignored.
+	err := api.CallErr("PATCH", "/groups/"+gid+"/clusters/Cluster1", map[string]any{"replicationFactor": 5}, nil)
+	if err == nil || !strings.Contains(err.Error(), "INVALID_ATTRIBUTE") {
+		t.Fatalf("PATCH replicationFactor 5: %v, want 400 INVALID_ATTRIBUTE", err)
+	}
+	if err := api.CallErr("POST", "/groups/"+gid+"/clusters", map[string]any{"name": "Cluster2", "replicationFactor": 4}, nil); err == nil {
+		t.Fatal("a cluster of 4 members was accepted")
+	}
+
+	// Deleted: its members stop and their files go.
+	members := filepath.Join(dir, "clusters", gid, "Cluster1", "members")
+	var pids []int
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile(filepath.Join(members, "m"+strconv.Itoa(i), "up.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info e2etest.UpInfo
+		if err := json.Unmarshal(b, &info); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, info.PID)
+	}
+	api.Call(t, "DELETE", "/groups/"+gid+"/clusters/Cluster1", nil, nil)
+	e2etest.Eventually(t, stateTimeout, "Cluster1's members gone", func() error {
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				return fmt.Errorf("member pid %d still runs", pid)
+			}
+		}
+		if _, err := os.Stat(members); err == nil {
+			return fmt.Errorf("%s still exists", members)
+		}
+		return nil
+	})
+}

@@ -1,6 +1,7 @@
 package atlasapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -28,6 +29,13 @@ func (h *handler) createCluster(c *call) (int, any, error) {
 	var in controlplane.Cluster
 	if err := c.decode(&in, false); err != nil {
 		return 0, nil, err
+	}
+	if in.ReplicationFactor == 0 {
+		n, err := specMembers(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		in.ReplicationFactor = n
 	}
 	if p := strings.ToUpper(in.EncryptionAtRestProvider); p != "" && p != controlplane.ProviderNone {
 		if err := c.require(controlplane.RoleGroupOwner); err != nil {
@@ -57,6 +65,15 @@ func (h *handler) updateCluster(c *call) (int, any, error) {
 	var in controlplane.ClusterPatch
 	if err := c.decode(&in, false); err != nil {
 		return 0, nil, err
+	}
+	if in.ReplicationFactor == nil {
+		n, err := specMembers(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		if n > 0 {
+			in.ReplicationFactor = &n
+		}
 	}
 	gid, name := c.param("groupId"), c.param("clusterName")
 	if in.EncryptionAtRestProvider != nil {
@@ -113,4 +130,49 @@ func (h *handler) listNodes(c *call) (int, any, error) {
 	}
 	page, err := paginate(c, nodes)
 	return http.StatusOK, page, err
+}
+
+// specMembers reads the electable members a cluster description's
+// replicationSpecs ask for: v2's regionConfigs[].electableSpecs.nodeCount
+// or v1.0's regionsConfig.<region>.electableNodes, summed over the one
+// replication spec a replica set has. 0: the body does not say. More
+// than one spec is a sharded cluster, which cmkdb does not run.
+func specMembers(c *call) (int, error) {
+	b, err := c.body()
+	if err != nil {
+		return 0, err
+	}
+	var body struct {
+		ReplicationSpecs []struct {
+			NumShards     int `json:"numShards"`
+			RegionConfigs []struct {
+				ElectableSpecs *struct {
+					NodeCount int `json:"nodeCount"`
+				} `json:"electableSpecs"`
+			} `json:"regionConfigs"`
+			RegionsConfig map[string]struct {
+				ElectableNodes int `json:"electableNodes"`
+			} `json:"regionsConfig"`
+		} `json:"replicationSpecs"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		return 0, errInvalidAttr("replicationSpecs")
+	}
+	specs := body.ReplicationSpecs
+	if len(specs) == 0 {
+		return 0, nil
+	}
+	if len(specs) > 1 || specs[0].NumShards > 1 {
+		return 0, errInvalidAttr("replicationSpecs")
+	}
+	n := 0
+	for _, rc := range specs[0].RegionConfigs {
+		if rc.ElectableSpecs != nil {
+			n += rc.ElectableSpecs.NodeCount
+		}
+	}
+	for _, rc := range specs[0].RegionsConfig {
+		n += rc.ElectableNodes
+	}
+	return n, nil
 }

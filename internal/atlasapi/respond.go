@@ -38,6 +38,8 @@ type call struct {
 	params map[string]string
 	actor  string // the API key's public key
 	roles  []controlplane.RoleAssignment
+	// raw is the body once read (a handler may read it twice).
+	raw []byte
 }
 
 func (c *call) param(name string) string { return c.params[name] }
@@ -141,7 +143,11 @@ func checkContentType(r *http.Request) error {
 }
 
 // body reads the request body: at most maxBody bytes of one JSON object.
+// It may be called again: the body is kept.
 func (c *call) body() ([]byte, error) {
+	if c.raw != nil {
+		return c.raw, nil
+	}
 	b, err := io.ReadAll(c.r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -157,6 +163,7 @@ func (c *call) body() ([]byte, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, errInvalidJSON("Received JSON does not represent a JSON object.")
 	}
+	c.raw = trimmed
 	return trimmed, nil
 }
 

@@ -108,7 +108,7 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	boot, err := bootstrap(ctx, cp.Svc, rel, f.checkInterval, prev)
+	boot, err := bootstrap(ctx, cp.Svc, rel, f.checkInterval, prev, f.nodes)
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ type bootInfo struct {
 // bootstrap creates, on first run, the project with the local CMK as its
 // encryption at rest provider and the cluster; it sets the check interval
 // and returns the API key of up.json (a new one when that file lost it).
-func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, interval time.Duration, prev upInfo) (bootInfo, error) {
+func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, interval time.Duration, prev upInfo, members int) (bootInfo, error) {
 	// Only the first run configures: later runs keep what the operator
 	// changed through the API (another provider, other clusters).
 	g, err := svc.GroupByName(upProject)
@@ -198,7 +198,7 @@ func bootstrap(ctx context.Context, svc *controlplane.Service, cmkPath string, i
 		if _, err := svc.PatchEncryptionAtRest(ctx, "cmkdb-up", g.ID, p); err != nil {
 			return bootInfo{}, fmt.Errorf("configuring the local CMK for %s: %w", upProject, err)
 		}
-		if _, err := svc.CreateCluster(ctx, "cmkdb-up", g.ID, controlplane.Cluster{Name: upCluster, EncryptionAtRestProvider: controlplane.ProviderLocal}); err != nil {
+		if _, err := svc.CreateCluster(ctx, "cmkdb-up", g.ID, controlplane.Cluster{Name: upCluster, EncryptionAtRestProvider: controlplane.ProviderLocal, ReplicationFactor: members}); err != nil {
 			return bootInfo{}, err
 		}
 	}
@@ -271,9 +271,15 @@ func (p *upProvisioner) Provision(ctx context.Context, gid, cluster string) (str
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return "", err
 	}
+	members := 1
+	if l.Dir == p.f.dir {
+		members = p.f.nodes // Cluster0 runs as --nodes says (checkLayoutFor)
+	} else if c, err := p.cp.Svc.GetCluster(gid, cluster); err == nil {
+		members = c.ReplicationFactor
+	}
 	var rn *runningNode
-	if l.Dir == p.f.dir && p.f.nodes > 1 {
-		rn, err = p.startMembers(p.ctx, gid, cluster, p.f.nodes)
+	if members > 1 {
+		rn, err = p.startMembers(p.ctx, gid, cluster, members, filepath.Join(l.Dir, "members"), l.Dir == p.f.dir)
 	} else {
 		rn, err = startNode(p.ctx, f, l, client, client)
 	}
@@ -300,8 +306,12 @@ func (p *upProvisioner) Deprovision(_ context.Context, gid, cluster string) erro
 	if l.Dir == p.f.dir {
 		return errors.New("the first cluster's directory is the data directory; stop cmkdb and delete it instead")
 	}
-	if err := os.RemoveAll(l.KeystoreDir()); err != nil {
-		return err
+	// Keys first: once they are gone, the files are unreadable.
+	keystores, _ := filepath.Glob(filepath.Join(l.Dir, "members", "m*", "node", "keystore*"))
+	for _, ks := range append(keystores, l.KeystoreDir()) {
+		if err := os.RemoveAll(ks); err != nil {
+			return err
+		}
 	}
 	return os.RemoveAll(l.Dir)
 }

@@ -73,12 +73,14 @@ type memberProc struct {
 
 // startMembers writes (first run) or reuses each member's configuration,
 // starts the processes and waits for each to serve.
-func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n int) (*runningNode, error) {
+// base is the members' directory; first says the cluster is Cluster0,
+// whose members take --port, --port+1, … (others take free ports).
+func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n int, base string, first bool) (*runningNode, error) {
 	f := p.f
 	if f.security.auth || f.security.tls || f.security.tlsCertFile != "" {
 		return nil, errors.New("--nodes with --auth or --tls is not supported yet: run the replica set on loopback without them, or run members with `cmkdb node --config` (tls, auth and replication sections)")
 	}
-	cfgs, err := p.memberConfigs(gid, cluster, n)
+	cfgs, err := p.memberConfigs(gid, cluster, n, base, first)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +107,7 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 	ms.uri = replConnectionString(cfgs[0].Replication, false, false, "")
 	done := make(chan error, 1)
 	rn := &runningNode{done: done, info: upInfo{ConnectionString: ms.uri, Dir: f.dir, PID: os.Getpid(), StartedAt: time.Now().UTC(),
-		State: fmt.Sprintf("replica set %s of %d members (each its own process: see %s)", cfgs[0].Replication.SetName, n, membersDir(f.dir))}}
+		State: fmt.Sprintf("replica set %s of %d members (each its own process: see %s)", cfgs[0].Replication.SetName, n, base)}}
 	if first := readUpInfo(node.Layout{Dir: cfgs[0].Dir}); first.CMK != "" {
 		rn.info.CMK = first.CMK // every member's master key is wrapped by the project's CMK
 	}
@@ -118,9 +120,8 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 
 // memberConfigs returns every member's configuration, writing it (ports,
 // certificates) on the first run.
-func (p *upProvisioner) memberConfigs(gid, cluster string, n int) ([]*config.Config, error) {
+func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, first bool) ([]*config.Config, error) {
 	f := p.f
-	base := membersDir(f.dir)
 	var cfgs []*config.Config
 	existing := 0
 	for i := 0; i < n; i++ {
@@ -159,7 +160,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int) ([]*config.Con
 	hostIP := hostOf(f.bind)
 	for i := 0; i < n; i++ {
 		port := 0
-		if f.port != 0 {
+		if first && f.port != 0 {
 			port = f.port + i
 		}
 		wirePort, err := freePortOn(hostIP, port)

@@ -59,6 +59,13 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 		}
 		return Cluster{}, apiErr(http.StatusBadRequest, "CLUSTER_NAME_INVALID", "The cluster name %s is invalid.", c.Name)
 	}
+	switch c.ReplicationFactor {
+	case 0:
+		c.ReplicationFactor = 1
+	case 1, 3, 5, 7:
+	default:
+		return Cluster{}, invalidAttr("replicationFactor", "must be 1, 3, 5 or 7 members")
+	}
 	// Like UpdateCluster, accept the provider in any case ("aws" is AWS).
 	c.EncryptionAtRestProvider = strings.ToUpper(c.EncryptionAtRestProvider)
 	if c.EncryptionAtRestProvider == "" {
@@ -81,7 +88,8 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 	now := s.now()
 	nc := Cluster{ID: newID(now), GroupID: gid, Name: c.Name, ClusterType: nonEmpty(c.ClusterType, "REPLICASET"),
 		MongoDBVersion: "7.0.0", MongoDBMajorVersion: "7.0", EncryptionAtRestProvider: c.EncryptionAtRestProvider,
-		ProviderSettings: c.ProviderSettings, DiskSizeGB: c.DiskSizeGB, StateName: "CREATING", CreateDate: now}
+		ProviderSettings: c.ProviderSettings, DiskSizeGB: c.DiskSizeGB, ReplicationFactor: c.ReplicationFactor,
+		StateName: "CREATING", CreateDate: now}
 	if nc.ProviderSettings == nil {
 		nc.ProviderSettings = &ProviderSettings{ProviderName: "CMKDB", InstanceSizeName: "M10", RegionName: "LOCAL"}
 	}
@@ -187,9 +195,19 @@ func (s *Service) clusterNodeUpLocked(gs *groupState, cluster, nodeState string,
 	return true
 }
 
+// members is the cluster's member count (records written before it was
+// kept are one-member clusters).
+func (c *Cluster) members() int {
+	if c.ReplicationFactor == 0 {
+		return 1
+	}
+	return c.ReplicationFactor
+}
+
 // viewLocked adds the derived encryptionAtRestStatus to a cluster.
 func (s *Service) viewLocked(gs *groupState, c *Cluster) Cluster {
 	v := *c
+	v.ReplicationFactor = c.members()
 	// A record written before connection strings lost their credentials
 	// may still hold some: they never leave the control plane.
 	v.ConnectionStrings.Standard = withoutCredentials(v.ConnectionStrings.Standard)
@@ -269,6 +287,11 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 	if !ok {
 		return Cluster{}, notFound("cluster", name)
 	}
+	if p.ReplicationFactor != nil && *p.ReplicationFactor != c.members() {
+		return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute replicationFactor specified: cluster %s has %d members; members cannot be added or removed yet.", name, c.members())
+	}
+	p.ReplicationFactor = nil
 	next := *c
 	recs := map[string]any{}
 	if p.EncryptionAtRestProvider != nil {

@@ -91,7 +91,10 @@ type Cluster struct {
 	EncryptionAtRestProvider string            `json:"encryptionAtRestProvider"`
 	ProviderSettings         *ProviderSettings `json:"providerSettings,omitempty"`
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
-	StateName                string            `json:"stateName"`
+	// ReplicationFactor is how many members the cluster runs, each with
+	// its own keys (1, or a replica set of 3, 5 or 7). Fixed at creation.
+	ReplicationFactor int    `json:"replicationFactor"`
+	StateName         string `json:"stateName"`
 	Paused                   bool              `json:"paused"`
 	ConnectionStrings        ConnectionStrings `json:"connectionStrings"`
 	CreateDate               time.Time         `json:"createDate"`
@@ -130,6 +133,9 @@ type ClusterPatch struct {
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
 	Paused                   *bool             `json:"paused,omitempty"`
 	MongoDBMajorVersion      *string           `json:"mongoDBMajorVersion,omitempty"`
+	// ReplicationFactor may only restate the cluster's member count:
+	// members are not added or removed yet.
+	ReplicationFactor *int `json:"replicationFactor,omitempty"`
 }
 
 // Node is a data node of a cluster, as it last reported itself.
