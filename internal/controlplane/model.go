@@ -93,12 +93,12 @@ type Cluster struct {
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
 	// ReplicationFactor is how many members the cluster runs, each with
 	// its own keys (1, or a replica set of 3, 5 or 7). Fixed at creation.
-	ReplicationFactor int    `json:"replicationFactor"`
-	StateName         string `json:"stateName"`
-	Paused                   bool              `json:"paused"`
-	ConnectionStrings        ConnectionStrings `json:"connectionStrings"`
-	CreateDate               time.Time         `json:"createDate"`
-	EncryptionAtRestStatus   EARStatus         `json:"encryptionAtRestStatus"`
+	ReplicationFactor      int               `json:"replicationFactor"`
+	StateName              string            `json:"stateName"`
+	Paused                 bool              `json:"paused"`
+	ConnectionStrings      ConnectionStrings `json:"connectionStrings"`
+	CreateDate             time.Time         `json:"createDate"`
+	EncryptionAtRestStatus EARStatus         `json:"encryptionAtRestStatus"`
 	// RotationRequestedAt asks for a rolling rotation of every node's
 	// master key created before it (the manual rotation action).
 	RotationRequestedAt time.Time `json:"masterKeyRotationRequestedAt,omitzero"`
