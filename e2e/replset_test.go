@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,7 +93,10 @@ func startReplSetWith(t *testing.T, n int, kmsFor func(i int) map[string]any) *r
 		cfg := map[string]any{"dir": dir, "port": ports[i], "keyCheckInterval": "1s",
 			"kms": kmsBlock,
 			"replication": map[string]any{"setName": rs.name, "project": "e2e", "me": members[i].Name, "members": members,
-				"certFile": certFile, "keyFile": keyFile, "caFile": caFile}}
+				"certFile": certFile, "keyFile": keyFile, "caFile": caFile,
+				// Frequent snapshots, so kills land after them and a member
+				// restarted far behind is sent one.
+				"snapshotThreshold": 64, "snapshotInterval": "500ms", "trailingLogs": 32}}
 		js, _ := json.Marshal(cfg)
 		cfgFile := filepath.Join(pki, members[i].Name+".json")
 		if err := os.WriteFile(cfgFile, js, 0o600); err != nil {
@@ -250,6 +254,7 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 
 	const rounds = 20
 	var failovers []time.Duration
+	restores := 0
 	for round := 0; round < rounds; round++ {
 		p := rs.primary(ctx)
 		// Let some writes through this primary, then kill it at a random
@@ -278,6 +283,19 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 				break
 			}
 		}
+		if round%4 == 3 {
+			// Now and then the killed member stays down while the set
+			// writes on, past what the log keeps: it must catch up from a
+			// snapshot.
+			after := ackedCount()
+			e2etest.Eventually(t, e2etest.Scaled(time.Minute), "writes while a member is down", func() error {
+				if ackedCount() < after+200 {
+					return errors.New("fewer than 200 writes")
+				}
+				return nil
+			})
+		}
+		restores += strings.Count(rs.procs[p].Output.String(), "caught up from a snapshot")
 		rs.start(p)
 	}
 	close(stop)
@@ -298,6 +316,14 @@ func TestReplicaSetSurvivesKill9(t *testing.T) {
 	sort.Slice(failovers, func(i, j int) bool { return failovers[i] < failovers[j] })
 	t.Logf("%d failovers: median %s, max %s (kill -9 of the primary to the next acknowledged w:majority write)",
 		len(failovers), failovers[len(failovers)/2], failovers[len(failovers)-1])
+
+	for _, p := range rs.procs {
+		restores += strings.Count(p.Output.String(), "caught up from a snapshot")
+	}
+	t.Logf("members restarted behind the compacted log caught up from a snapshot %d times", restores)
+	if restores == 0 {
+		t.Fatal("no restarted member caught up from a snapshot: the test did not exercise snapshot installs")
+	}
 
 	// Every acknowledged write is on every member.
 	mu.Lock()

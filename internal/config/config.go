@@ -53,6 +53,13 @@ type Replication struct {
 	// RaftBind is where this member's raft listener binds (default: the
 	// host and port of its raftAddr).
 	RaftBind string `json:"raftBind,omitempty"`
+	// Snapshots of the raft log: taken once snapshotThreshold entries
+	// (default 8192) accumulated, checked every snapshotInterval
+	// (default "2m"), keeping trailingLogs entries (default 10240) for
+	// members that lag; a member further behind is sent a snapshot.
+	SnapshotThreshold uint64   `json:"snapshotThreshold,omitempty"`
+	SnapshotInterval  Duration `json:"snapshotInterval,omitzero"`
+	TrailingLogs      uint64   `json:"trailingLogs,omitempty"`
 }
 
 // ReplMember is one member: its name, its MongoDB address (what drivers
