@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -306,4 +307,67 @@ func TestAPIClusterWithMembers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestUpReplicaSetAuthTLS runs `up --nodes 3 --auth --tls`: every member
+// serves TLS with up's local CA and requires authentication; the
+// administrator the primary created is known to every member; the
+// connection string names the set, TLS and the CA, and no credential.
+func TestUpReplicaSetAuthTLS(t *testing.T) {
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3", "--auth", "--tls")
+	var up struct {
+		AdminUser     string `json:"adminUser"`
+		AdminPassword string `json:"adminPassword"`
+		TLSCAFile     string `json:"tlsCAFile"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "up.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &up); err != nil {
+		t.Fatal(err)
+	}
+	if up.AdminPassword == "" || up.TLSCAFile == "" || strings.Contains(s.URI, up.AdminPassword) ||
+		!strings.Contains(s.URI, "tls=true") || !strings.Contains(s.URI, "replicaSet=Cluster0") {
+		t.Fatalf("up.json: user %q, CA %q, connection string %q", up.AdminUser, up.TLSCAFile, s.URI)
+	}
+	anon := quickClient(t, s.URI)
+	_, err = anon.Database("app").Collection("c").InsertOne(opCtx(t), bson.D{{Key: "x", Value: 1}})
+	var ce mongo.CommandError
+	if !errors.As(err, &ce) || ce.Code != 13 {
+		t.Fatalf("unauthenticated insert: %v, want Unauthorized", err)
+	}
+	c, err := mongo.Connect(options.Client().ApplyURI(s.URI).SetAuth(options.Credential{Username: up.AdminUser, Password: up.AdminPassword, AuthSource: "admin"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Disconnect(ctx)
+	}()
+	coll := c.Database("app").Collection("c", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	e2etest.Eventually(t, e2etest.Scaled(time.Minute), "an authenticated majority write", func() error {
+		_, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: 1}})
+		if mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+		return err
+	})
+	// Every member knows the administrator (it came through the log).
+	for i := 0; i < 3; i++ {
+		_, uri := memberUp(t, dir, i)
+		mc, err := mongo.Connect(options.Client().ApplyURI(uri+"&tls=true&tlsCAFile="+up.TLSCAFile).
+			SetAuth(options.Credential{Username: up.AdminUser, Password: up.AdminPassword, AuthSource: "admin"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2etest.Eventually(t, e2etest.Scaled(time.Minute), fmt.Sprintf("member %d authenticates the administrator", i), func() error {
+			return mc.Database("admin").RunCommand(opCtx(t), bson.D{{Key: "ping", Value: 1}}).Err()
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = mc.Disconnect(ctx)
+		cancel()
+	}
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/durable"
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/repl/transport"
+	"github.com/cmkdb/cmkdb/internal/tlsutil"
 )
 
 // `cmkdb up --nodes N` (N > 1) runs Cluster0 as an N-member replica set,
@@ -39,7 +42,9 @@ import (
 //
 // up supervises the processes: a member that exits while up runs is
 // started again after a second (a killed primary comes back as a
-// secondary once a new primary was elected).
+// secondary once a new primary was elected). With --tls every member
+// serves up's server certificate; with --auth the primary creates the
+// administrator, whose password every member reads from a file.
 
 func membersDir(dir string) string { return filepath.Join(dir, "members") }
 
@@ -77,12 +82,19 @@ type memberProc struct {
 // whose members take --port, --port+1, … (others take free ports).
 func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n int, base string, first bool) (*runningNode, error) {
 	f := p.f
-	if f.security.auth || f.security.tls || f.security.tlsCertFile != "" {
-		return nil, errors.New("--nodes with --auth or --tls is not supported yet: run the replica set on loopback without them, or run members with `cmkdb node --config` (tls, auth and replication sections)")
-	}
 	cfgs, err := p.memberConfigs(gid, cluster, n, base, first)
 	if err != nil {
 		return nil, err
+	}
+	sec, err := p.memberSecurity(base)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cfgs {
+		c.TLS, c.Auth = sec.tls, sec.auth
+		if err := writeMemberConfig(c); err != nil {
+			return nil, err
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -104,10 +116,19 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 			return nil, fmt.Errorf("member %d: %w", i, err)
 		}
 	}
-	ms.uri = replConnectionString(cfgs[0].Replication, false, false, "")
+	ms.uri = replConnectionString(cfgs[0].Replication, sec.auth != nil, sec.tls != nil, sec.caFile)
 	done := make(chan error, 1)
 	rn := &runningNode{done: done, info: upInfo{ConnectionString: ms.uri, Dir: f.dir, PID: os.Getpid(), StartedAt: time.Now().UTC(),
-		State: fmt.Sprintf("replica set %s of %d members (each its own process: see %s)", cfgs[0].Replication.SetName, n, base)}}
+		State: fmt.Sprintf("replica set %s of %d members (each its own process: see %s)", cfgs[0].Replication.SetName, n, base),
+		TLS:   sec.tls != nil, TLSCAFile: sec.caFile}}
+	if sec.auth != nil {
+		rn.info.Auth, rn.info.AdminUser = true, sec.auth.AdminUser
+		if f.security.adminPasswordFile != "" {
+			rn.info.AdminPasswordFile = f.security.adminPasswordFile
+		} else {
+			rn.info.AdminPassword = sec.password
+		}
+	}
 	if first := readUpInfo(node.Layout{Dir: cfgs[0].Dir}); first.CMK != "" {
 		rn.info.CMK = first.CMK // every member's master key is wrapped by the project's CMK
 	}
@@ -218,6 +239,73 @@ func writeMemberConfig(c *config.Config) error {
 		return err
 	}
 	return durable.WriteFile(filepath.Join(c.Dir, "node.json"), append(js, '\n'), 0o600)
+}
+
+// memberSecurity is what --tls and --auth give every member: the
+// server certificate (up's local CA, or --tls-cert-file), and the
+// administrator the primary creates, whose password every member reads
+// from a file (--admin-password-file, or one drawn on the first run and
+// kept, 0600, in the members' directory and up.json).
+type memberSecurity struct {
+	tls      *config.TLS
+	caFile   string
+	auth     *config.Auth
+	password string // a drawn password, for up.json
+}
+
+func (p *upProvisioner) memberSecurity(base string) (memberSecurity, error) {
+	f := p.f
+	var ms memberSecurity
+	switch {
+	case f.security.tlsCertFile != "":
+		cert, err1 := filepath.Abs(f.security.tlsCertFile)
+		key, err2 := filepath.Abs(f.security.tlsKeyFile)
+		if err := errors.Join(err1, err2); err != nil {
+			return ms, err
+		}
+		ms.tls = &config.TLS{CertFile: cert, KeyFile: key, CAFile: f.security.tlsCAFile}
+	case f.security.tls:
+		// The same local CA and server certificate up's admin API uses
+		// (serverTLS): every member listens on the same host.
+		_, ca, err := f.security.serverTLS(node.Layout{Dir: f.dir}, f.bind)
+		if err != nil {
+			return ms, err
+		}
+		files := tlsutil.FilesIn(filepath.Join(f.dir, "tls"))
+		cert, err1 := filepath.Abs(files.CertFile)
+		key, err2 := filepath.Abs(files.KeyFile)
+		if err := errors.Join(err1, err2); err != nil {
+			return ms, err
+		}
+		ms.tls, ms.caFile = &config.TLS{CertFile: cert, KeyFile: key, CAFile: f.security.tlsCAFile}, ca
+	}
+	if !f.security.auth {
+		return ms, nil
+	}
+	pwFile := f.security.adminPasswordFile
+	if pwFile == "" {
+		pwFile = filepath.Join(base, "admin-password")
+		if _, err := os.Stat(pwFile); errors.Is(err, os.ErrNotExist) {
+			b := make([]byte, 24)
+			if _, err := rand.Read(b); err != nil {
+				return ms, err
+			}
+			if err := durable.WriteFile(pwFile, []byte(base64.RawURLEncoding.EncodeToString(b)), 0o600); err != nil {
+				return ms, err
+			}
+		}
+		pw, err := readPasswordFile(pwFile)
+		if err != nil {
+			return ms, err
+		}
+		ms.password = pw
+	}
+	abs, err := filepath.Abs(pwFile)
+	if err != nil {
+		return ms, err
+	}
+	ms.auth = &config.Auth{Enabled: true, AdminUser: f.security.adminUser, AdminPasswordFile: abs}
+	return ms, nil
 }
 
 // freePortOn returns port if it can be bound on host (0: a free one).
