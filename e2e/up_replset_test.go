@@ -358,7 +358,7 @@ func TestUpReplicaSetAuthTLS(t *testing.T) {
 	// Every member knows the administrator (it came through the log).
 	for i := 0; i < 3; i++ {
 		_, uri := memberUp(t, dir, i)
-		mc, err := mongo.Connect(options.Client().ApplyURI(uri+"&tls=true&tlsCAFile="+up.TLSCAFile).
+		mc, err := mongo.Connect(options.Client().ApplyURI(uri + "&tls=true&tlsCAFile=" + up.TLSCAFile).
 			SetAuth(options.Credential{Username: up.AdminUser, Password: up.AdminPassword, AuthSource: "admin"}))
 		if err != nil {
 			t.Fatal(err)

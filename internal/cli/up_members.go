@@ -1,9 +1,9 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
