@@ -173,6 +173,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 			return nil, mongoerr.New(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		stages[i] = d
+		if first, err := d.IndexErr(0); err == nil && first.Key() == "$changeStream" {
+			return nil, h.changeStreamRefused()
+		}
 	}
 	if stages, err = letPipeline(stages, vars); err != nil {
 		return nil, err

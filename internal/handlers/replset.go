@@ -339,7 +339,7 @@ func (h *Handler) readConcernLinearizable(ctx context.Context, req *wire.Request
 		// in time need a history of versions cmkdb does not keep.
 		for _, f := range []string{"afterClusterTime", "atClusterTime", "afterOpTime"} {
 			if _, err := d.LookupErr(f); err == nil {
-				return mongoerr.New(mongoerr.IllegalOperation, "readConcern.%s is not supported by cmkdb replica sets yet", f)
+				return mongoerr.New(mongoerr.CommandNotSupported, "readConcern.%s is not supported by cmkdb replica sets yet", f)
 			}
 		}
 	}
@@ -353,11 +353,22 @@ func (h *Handler) readConcernLinearizable(ctx context.Context, req *wire.Request
 	}
 	switch {
 	case s == "snapshot" && rs != nil:
-		return mongoerr.New(mongoerr.IllegalOperation, "readConcern level snapshot is not supported by cmkdb replica sets yet")
+		return mongoerr.New(mongoerr.CommandNotSupported, "readConcern level snapshot is not supported by cmkdb replica sets yet")
 	case s != "linearizable":
 		return nil
 	case rs == nil:
 		return mongoerr.New(codeNotAReplicaSet, "node needs to be a replica set member to use read concern")
 	}
 	return rs.Linearize(ctx)
+}
+
+// changeStreamRefused answers a $changeStream: a standalone node as a
+// standalone mongod does; a replica set member says it has no oplog to
+// stream yet (CommandNotSupported, which no driver mistakes for
+// something else).
+func (h *Handler) changeStreamRefused() error {
+	if h.opts.Repl == nil {
+		return mongoerr.New(40573, "The $changeStream stage is only supported on replica sets")
+	}
+	return mongoerr.New(mongoerr.CommandNotSupported, "$changeStream is not supported by cmkdb replica sets yet: change streams need an oplog, which cmkdb does not keep yet")
 }

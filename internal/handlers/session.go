@@ -39,7 +39,9 @@ func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 			return nil // a retryable write (retryable.go)
 		}
 		if replicaSet {
-			return mongoerr.New(mongoerr.IllegalOperation, transactionsUnsupported)
+			// Not IllegalOperation: drivers read that as "retryable
+			// writes unsupported".
+			return mongoerr.New(mongoerr.CommandNotSupported, transactionsUnsupported)
 		}
 		return mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 	}
@@ -56,7 +58,7 @@ func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 // transaction can have started, so there is none to end.
 func (h *Handler) refuseTransaction(_ context.Context, _ *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
 	if h.opts.Repl != nil {
-		return nil, mongoerr.New(mongoerr.IllegalOperation, transactionsUnsupported)
+		return nil, mongoerr.New(mongoerr.CommandNotSupported, transactionsUnsupported)
 	}
 	return nil, mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 }

@@ -82,6 +82,7 @@ const (
 	UnknownReplWriteConcern         Code = 79
 	AlreadyInitialized              Code = 23
 	NoReplicationEnabled            Code = 76
+	CommandNotSupported             Code = 115
 )
 
 var names = map[Code]string{
@@ -146,6 +147,7 @@ var names = map[Code]string{
 	UnknownReplWriteConcern:         "UnknownReplWriteConcern",
 	AlreadyInitialized:              "AlreadyInitialized",
 	NoReplicationEnabled:            "NoReplicationEnabled",
+	CommandNotSupported:             "CommandNotSupported",
 	ExceededTimeLimit:               "ExceededTimeLimit",
 }
 

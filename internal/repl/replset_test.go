@@ -149,13 +149,33 @@ func TestReplicaSet(t *testing.T) {
 	// Reads at a point in time are refused, not served at another one.
 	for _, rc := range []bson.D{{{Key: "level", Value: "snapshot"}}, {{Key: "afterClusterTime", Value: bson.Timestamp{T: 1, I: 1}}}} {
 		raw, err := wiretest.Dial(t, set.Members[p].Host).Command("app", bson.D{{Key: "find", Value: "things"}, {Key: "readConcern", Value: rc}})
-		if err != nil || wiretest.ErrorCode(raw) != 20 {
-			t.Fatalf("readConcern %v on the primary: %v %v, want IllegalOperation", rc, raw, err)
+		if err != nil || wiretest.ErrorCode(raw) != 115 {
+			t.Fatalf("readConcern %v on the primary: %v %v, want CommandNotSupported", rc, raw, err)
 		}
 	}
 
+	// Transactions and change streams are refused before anything runs,
+	// with a code no driver mistakes for "retryable writes unsupported".
+	sess, err := client.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
+		return coll.InsertOne(sc, bson.D{{Key: "_id", Value: "in-a-transaction"}})
+	})
+	sess.EndSession(ctx)
+	if code(err) != 115 {
+		t.Fatalf("a transaction: %v, want CommandNotSupported", err)
+	}
+	if n, _ := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: "in-a-transaction"}}); n != 0 {
+		t.Fatal("a refused transaction's insert was applied")
+	}
+	if _, err := coll.Watch(ctx, mongo.Pipeline{}); code(err) != 115 {
+		t.Fatalf("a change stream: %v, want CommandNotSupported", err)
+	}
+
 	// w beyond what the set can acknowledge is refused before anything is written.
-	_, err := coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
+	_, err = coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
 	if code(err) != 100 {
 		t.Fatalf("w:5 on three members: %v, want UnsatisfiableWriteConcern", err)
 	}
