@@ -164,7 +164,8 @@ func (s *commandSet) lookup(name string) (*command, bool) {
 }
 
 // listCommands serves the command table in mongod's shape: commands.<name>
-// with help, requiresAuth, secondaryOk, adminOnly and the API versions
+// with help, requiresAuth, secondaryOk (false for writes, which only a
+// primary runs), adminOnly and the API versions
 // (none: cmkdb offers no Stable API guarantees). Aliases are listed under
 // their own names, as mongod lists them.
 func (h *Handler) listCommands(_ context.Context, _ *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
@@ -174,7 +175,7 @@ func (h *Handler) listCommands(_ context.Context, _ *wire.ConnState, _ *wire.Req
 		cmds = append(cmds, bson.E{Key: name, Value: bson.D{
 			{Key: "help", Value: c.help},
 			{Key: "requiresAuth", Value: !c.public},
-			{Key: "secondaryOk", Value: true},
+			{Key: "secondaryOk", Value: c.rs != rsWrite},
 			{Key: "adminOnly", Value: c.adminOnly},
 			{Key: "apiVersions", Value: bson.A{}},
 			{Key: "deprecatedApiVersions", Value: bson.A{}},
