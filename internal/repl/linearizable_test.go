@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,7 +98,10 @@ func TestRegisterIsLinearizable(t *testing.T) {
 	start := time.Now()
 	stamp := func() int64 { return int64(time.Since(start)) }
 	const clients = 4
+	// The clients run until the faults are done: at least runFor, and
+	// until every kind of fault happened (a loaded machine elects slowly).
 	runFor := 12 * time.Second
+	var clientsDone atomic.Bool
 	var (
 		mu  sync.Mutex
 		ops []porcupine.Operation
@@ -111,7 +115,7 @@ func TestRegisterIsLinearizable(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rnd := rand.New(rand.NewPCG(uint64(id), 7))
-			for time.Since(start) < runFor {
+			for !clientsDone.Load() {
 				in := regInput{op: regOp(rnd.IntN(3)), old: rnd.IntN(5), val: rnd.IntN(5)}
 				octx, ocancel := context.WithTimeout(ctx, 5*time.Second)
 				call := stamp()
@@ -155,7 +159,10 @@ func TestRegisterIsLinearizable(t *testing.T) {
 	// Faults: the primary steps down, or its key is revoked for a while
 	// (it leaves the set) and restored.
 	faults, partitionFailovers := 0, 0
-	for time.Since(start) < runFor-time.Second {
+	for time.Since(start) < runFor || faults < 4 || partitionFailovers == 0 {
+		if time.Since(start) > 2*time.Minute {
+			break // reported below
+		}
 		time.Sleep(700 * time.Millisecond)
 		p := -1
 		for i, m := range set.Members {
@@ -192,6 +199,7 @@ func TestRegisterIsLinearizable(t *testing.T) {
 			}
 		}
 	}
+	clientsDone.Store(true)
 	wg.Wait()
 
 	var definite, unknown int
