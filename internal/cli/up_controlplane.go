@@ -49,7 +49,7 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().IntVar(&f.nodes, "nodes", 1, "members of Cluster0: 1 runs one node in this process; 3 (or 5, 7) runs a replica set, each member its own `cmkdb node` process under DIR/members")
+	cmd.Flags().IntVar(&f.nodes, "nodes", 1, "members of Cluster0: 1 runs one node in this process; 3 (or 5, 7) runs a replica set, each member its own node process under DIR/members")
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0: the one kept in DIR/ports.json, or a free one that is then kept; see up.json)")
 	cmd.Flags().BoolVar(&f.allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
 	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
