@@ -49,22 +49,45 @@ func (s *Store) commitLocked(ctx context.Context, b *pebble.Batch, cat *catalog)
 //
 // It is applied without sync: the log is the durable record, and a member
 // that restarts rebuilds from the log's snapshot and entries.
-func (s *Store) ApplyReplicated(repr []byte, catalogChanged bool) error {
+//
+// It returns the changes the batch made, in order (changes.go): the
+// oplog's entries.
+func (s *Store) ApplyReplicated(repr []byte, catalogChanged bool) ([]Change, error) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
-		return fmt.Errorf("docstore: replicated batch for %s: %w", s.db.Name, err)
+		return nil, fmt.Errorf("docstore: replicated batch for %s: %w", s.db.Name, err)
 	}
+	pending, err := s.batchChanges(b)
+	if err != nil {
+		return nil, fmt.Errorf("docstore: replicated batch for %s: %w", s.db.Name, err)
+	}
+	before := s.cat.Load()
 	if err := s.db.Apply(b, pebble.NoSync); err != nil {
-		return fmt.Errorf("docstore: apply replicated batch to %s: %w", s.db.Name, err)
+		return nil, fmt.Errorf("docstore: apply replicated batch to %s: %w", s.db.Name, err)
 	}
+	after := before
 	if catalogChanged {
 		if err := s.Reload(); err != nil {
-			return err
+			return nil, err
 		}
+		after = s.cat.Load()
 	}
 	s.notify()
-	return nil
+	docs, err := documentChanges(pending, before, after)
+	if err != nil {
+		return nil, err
+	}
+	if !catalogChanged {
+		return docs, nil
+	}
+	cat := catalogChanges(before, after)
+	n := 0
+	for n < len(cat) && (cat[n].Kind == ChangeCreate || (cat[n].Kind == ChangeCreateIndexes && n > 0 && cat[n-1].Kind == ChangeCreate)) {
+		n++
+	}
+	out := append(append(cat[:n:n], docs...), cat[n:]...)
+	return out, nil
 }
 
 // Reload rereads the catalog from the database (after a replicated catalog

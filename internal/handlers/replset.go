@@ -7,7 +7,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/storage"
 	"github.com/cmkdb/cmkdb/internal/wire"
@@ -77,27 +79,35 @@ func (h *Handler) replMembers() int {
 
 // ApplyBatch implements repl.Databases: a committed batch reaches the
 // store the commands use.
-func (h *Handler) ApplyBatch(db string, repr []byte, catalog bool) error {
+func (h *Handler) ApplyBatch(db string, repr []byte, catalog bool) ([]oplog.Op, error) {
 	s, release, err := h.store(db, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
-	if err := s.ApplyReplicated(repr, catalog); err != nil {
-		return err
+	changes, err := s.ApplyReplicated(repr, catalog)
+	if err != nil {
+		return nil, err
 	}
 	if db == usersDB {
 		// A user changed on the primary: roles cached here are stale.
 		h.auth.users.invalidate()
 	}
-	return nil
+	return oplogOps(db, changes)
 }
 
 // DropReplicated implements repl.Databases.
-func (h *Handler) DropReplicated(db string) error {
+func (h *Handler) DropReplicated(db string) ([]oplog.Op, error) {
+	var colls []*docstore.Collection
+	if s, release, err := h.store(db, false); err == nil {
+		if s != nil {
+			colls = s.Collections()
+		}
+		release()
+	}
 	eng, _, release, err := h.node.Acquire()
 	if err != nil {
-		return acquireError(err)
+		return nil, acquireError(err)
 	}
 	defer release()
 	h.dropStore(db)
@@ -105,10 +115,13 @@ func (h *Handler) DropReplicated(db string) error {
 	if db == usersDB {
 		defer h.auth.users.invalidate()
 	}
-	if err := eng.DropDatabase(db); err != nil && !errors.Is(err, storage.ErrNoDatabase) {
-		return err
+	if err := eng.DropDatabase(db); err != nil {
+		if errors.Is(err, storage.ErrNoDatabase) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return nil
+	return dropDatabaseOps(db, colls)
 }
 
 // Reload implements repl.Databases.
@@ -190,7 +203,9 @@ func awaitable(cmd bson.Raw) (repl.TopologyVersion, time.Duration, bool) {
 }
 
 func opTime(o repl.OpTime) bson.D {
-	return bson.D{{Key: "ts", Value: bson.Timestamp{T: uint32(o.Wall.Unix()), I: uint32(o.Index)}}, {Key: "t", Value: int64(o.Term)}}
+	// The oplog timestamp of the last change applied: the same on every
+	// member for the same change.
+	return bson.D{{Key: "ts", Value: bson.Timestamp{T: o.TS.T, I: o.TS.I}}, {Key: "t", Value: int64(o.Term)}}
 }
 
 func (h *Handler) notReplicaSet() error {

@@ -232,7 +232,11 @@ func applyUpdate(w *docstore.Writer, coll *docstore.Collection, u *query.Update,
 	if len(nd) > maxBSONSize {
 		return nil, false, mongoerr.New(codeTooLarge, "Resulting document after update is larger than %d", maxBSONSize)
 	}
-	if err := w.Replace(coll, doc, nd); err != nil {
+	replace := w.Replace
+	if u.IsReplacement() {
+		replace = w.ReplaceWhole
+	}
+	if err := replace(coll, doc, nd); err != nil {
 		return nil, false, err
 	}
 	return nd, true, nil

@@ -3,6 +3,7 @@ package repl
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -46,6 +47,7 @@ func (m *Member) propose(ctx context.Context, e entry) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
+	e.wallMs = time.Now().UnixMilli()
 	f := r.Apply(e.encode(), 0)
 	if err := f.Error(); err != nil {
 		switch {

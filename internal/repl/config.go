@@ -1,6 +1,8 @@
 package repl
 
 import (
+	"github.com/cmkdb/cmkdb/internal/oplog"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +44,9 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
+
+	// Oplog caps this member's oplog (default 1 GiB, 24 h).
+	Oplog oplog.Limits
 }
 
 // MemberConfig is one member of the set.

@@ -7,15 +7,22 @@ import (
 )
 
 // An entry is one raft log record: a database's committed batch, or the
-// drop of a database. Layout (version 1):
+// drop of a database. Layout (version 2):
 //
-//	version u8 | op u8 | flags u8 | len(db) uvarint | db | payload
+//	version u8 | op u8 | flags u8 | wall i64 BE (ms) | len(db) uvarint | db | payload
 //
+// wall is the primary's clock when it proposed the entry: the oplog
+// timestamps every member derives from the entry follow from it
+// (oplog.Next), never from a member's own clock. Version 1 (no wall) is
+// still read: its entries take raft's append time.
 // The payload of opBatch is Pebble's batch representation (see
 // docstore.Log); opDrop has none. Entries are decoded on every member, so a
 // member never applies an entry it cannot fully parse: it stops with an
 // error naming the index instead.
-const entryVersion = 1
+const (
+	entryVersion   = 2
+	entryVersionV1 = 1
+)
 
 type op uint8
 
@@ -30,19 +37,22 @@ type entry struct {
 	op      op
 	db      string
 	catalog bool
-	repr    []byte
+	// wallMs is the proposer's clock (Unix ms); 0 in a version 1 entry.
+	wallMs int64
+	repr   []byte
 }
 
 // maxDBName bounds a database name in an entry (MongoDB's limit is 64).
 const maxDBName = 255
 
 func (e entry) encode() []byte {
-	out := make([]byte, 0, 3+binary.MaxVarintLen64+len(e.db)+len(e.repr))
+	out := make([]byte, 0, 11+binary.MaxVarintLen64+len(e.db)+len(e.repr))
 	var flags byte
 	if e.catalog {
 		flags |= flagCatalog
 	}
 	out = append(out, entryVersion, byte(e.op), flags)
+	out = binary.BigEndian.AppendUint64(out, uint64(e.wallMs))
 	out = binary.AppendUvarint(out, uint64(len(e.db)))
 	out = append(out, e.db...)
 	return append(out, e.repr...)
@@ -54,18 +64,29 @@ func decodeEntry(b []byte) (entry, error) {
 	if len(b) < 4 {
 		return entry{}, fmt.Errorf("%w: %d bytes", errBadEntry, len(b))
 	}
-	if b[0] != entryVersion {
+	if b[0] != entryVersion && b[0] != entryVersionV1 {
 		return entry{}, fmt.Errorf("%w: version %d (this build reads %d)", errBadEntry, b[0], entryVersion)
 	}
 	e := entry{op: op(b[1]), catalog: b[2]&flagCatalog != 0}
 	if e.op != opBatch && e.op != opDrop {
 		return entry{}, fmt.Errorf("%w: operation %d", errBadEntry, b[1])
 	}
-	n, k := binary.Uvarint(b[3:])
-	if k <= 0 || n == 0 || n > maxDBName || uint64(len(b)-3-k) < n {
+	hdr := 3
+	if b[0] == entryVersion {
+		if len(b) < 12 {
+			return entry{}, fmt.Errorf("%w: %d bytes", errBadEntry, len(b))
+		}
+		e.wallMs = int64(binary.BigEndian.Uint64(b[3:11]))
+		if e.wallMs <= 0 {
+			return entry{}, fmt.Errorf("%w: wall time %d", errBadEntry, e.wallMs)
+		}
+		hdr = 11
+	}
+	n, k := binary.Uvarint(b[hdr:])
+	if k <= 0 || n == 0 || n > maxDBName || uint64(len(b)-hdr-k) < n {
 		return entry{}, fmt.Errorf("%w: database name", errBadEntry)
 	}
-	rest := b[3+k:]
+	rest := b[hdr+k:]
 	e.db, e.repr = string(rest[:n]), rest[n:]
 	if e.op == opDrop && len(e.repr) != 0 {
 		return entry{}, fmt.Errorf("%w: a drop carries no payload", errBadEntry)

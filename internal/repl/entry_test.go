@@ -8,33 +8,35 @@ import (
 
 func TestEntryRoundTrip(t *testing.T) {
 	for _, e := range []entry{
-		{op: opBatch, db: "app", repr: []byte("batch bytes")},
-		{op: opBatch, db: "a", catalog: true, repr: []byte{0}},
-		{op: opDrop, db: "gone"},
+		{op: opBatch, db: "app", wallMs: 1_700_000_000_000, repr: []byte("batch bytes")},
+		{op: opBatch, db: "a", catalog: true, wallMs: 1, repr: []byte{0}},
+		{op: opDrop, db: "gone", wallMs: 5},
 	} {
 		got, err := decodeEntry(e.encode())
 		if err != nil {
 			t.Fatalf("%+v: %v", e, err)
 		}
-		if got.op != e.op || got.db != e.db || got.catalog != e.catalog || !bytes.Equal(got.repr, e.repr) {
+		if got.op != e.op || got.db != e.db || got.catalog != e.catalog || got.wallMs != e.wallMs || !bytes.Equal(got.repr, e.repr) {
 			t.Fatalf("round trip: got %+v, want %+v", got, e)
 		}
 	}
 }
 
 func TestEntryRefusesDamage(t *testing.T) {
-	good := entry{op: opBatch, db: "app", repr: []byte("x")}.encode()
+	good := entry{op: opBatch, db: "app", wallMs: 7, repr: []byte("x")}.encode()
 	for name, b := range map[string][]byte{
 		"empty":         nil,
 		"short":         good[:3],
 		"version":       append([]byte{9}, good[1:]...),
 		"operation":     append([]byte{good[0], 7}, good[2:]...),
-		"name too long": append(append([]byte{}, good[:3]...), 0xff, 0x01),
-		"no name":       append(append([]byte{}, good[:3]...), 0),
-		"drop payload":  entry{op: opDrop, db: "d"}.encode()[:0:0],
+		"name too long": append(append([]byte{}, good[:11]...), 0xff, 0x01),
+		"no name":       append(append([]byte{}, good[:11]...), 0),
+		"no wall time":  entry{op: opBatch, db: "app", repr: []byte("x")}.encode(),
+		"short header":  good[:8],
+		"drop payload":  nil,
 	} {
 		if name == "drop payload" {
-			b = append(entry{op: opDrop, db: "d"}.encode(), 'x')
+			b = append(entry{op: opDrop, db: "d", wallMs: 1}.encode(), 'x')
 		}
 		if _, err := decodeEntry(b); !errors.Is(err, errBadEntry) {
 			t.Errorf("%s: err = %v, want errBadEntry", name, err)
@@ -43,16 +45,34 @@ func TestEntryRefusesDamage(t *testing.T) {
 }
 
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(entry{op: opBatch, db: "app", repr: []byte("x")}.encode())
-	f.Add(entry{op: opDrop, db: "d"}.encode())
+	f.Add(entry{op: opBatch, db: "app", wallMs: 1, repr: []byte("x")}.encode())
+	f.Add(entry{op: opDrop, db: "d", wallMs: 2}.encode())
+	f.Add([]byte("\x01\x01\x00\x03app"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEntry(b)
 		if err != nil {
 			return
 		}
+		if e.wallMs == 0 { // a version 1 entry is re-encoded as version 2
+			e.wallMs = 1
+		}
 		again, err := decodeEntry(e.encode())
-		if err != nil || again.db != e.db || again.op != e.op || !bytes.Equal(again.repr, e.repr) {
+		if err != nil || again.db != e.db || again.op != e.op || again.wallMs != e.wallMs || !bytes.Equal(again.repr, e.repr) {
 			t.Fatalf("re-encode of %x: %+v %v", b, again, err)
 		}
 	})
+}
+
+// Entries written by a build before version 2 stay readable: a member
+// upgraded with a log still holding them applies them.
+func TestEntryReadsVersion1(t *testing.T) {
+	v1 := append([]byte{entryVersionV1, byte(opBatch), flagCatalog, 3}, "app"...)
+	v1 = append(v1, "repr"...)
+	e, err := decodeEntry(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.op != opBatch || e.db != "app" || !e.catalog || e.wallMs != 0 || string(e.repr) != "repr" {
+		t.Fatalf("decoded %+v", e)
+	}
 }

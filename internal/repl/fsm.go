@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -14,11 +15,14 @@ import (
 // change and a change-notification reach them. The handlers implement it.
 type Databases interface {
 	// ApplyBatch applies a committed batch to database db, creating the
-	// database (and its key, on this member) if it does not exist yet.
-	ApplyBatch(db string, repr []byte, catalog bool) error
+	// database (and its key, on this member) if it does not exist yet,
+	// and returns the changes it made, in order, for the oplog.
+	ApplyBatch(db string, repr []byte, catalog bool) ([]oplog.Op, error)
 	// DropReplicated drops database db on this member (its key is
-	// destroyed); a database that does not exist is not an error.
-	DropReplicated(db string) error
+	// destroyed); a database that does not exist is not an error. It
+	// returns the oplog's record of the drop (its collections' drops,
+	// then the database's).
+	DropReplicated(db string) ([]oplog.Op, error)
 	// Reload rereads db's catalog after a snapshot replaced its contents.
 	Reload(db string) error
 }
@@ -35,6 +39,12 @@ type fsm struct {
 	// follow the log; the member stops raft (runEpoch) rather than serve
 	// state that diverged from the set's.
 	failed chan error
+
+	// oplog receives every applied entry's changes; prev is the timestamp
+	// of the last one, once primed (oplog.go).
+	oplog  *oplog.Log
+	prev   oplog.Timestamp
+	primed bool
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -54,7 +64,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if wall.IsZero() {
 		wall = time.Now()
 	}
-	f.m.applied.Store(&OpTime{Index: l.Index, Term: l.Term, Wall: wall})
+	f.m.applied.Store(&OpTime{Index: l.Index, Term: l.Term, Wall: wall, TS: f.prev})
 	return nil
 }
 
@@ -66,11 +76,17 @@ func (f *fsm) apply(l *raft.Log) error {
 	if e.db == localDB {
 		return fmt.Errorf("%w: the local database is never replicated", errBadEntry)
 	}
+	var ops []oplog.Op
 	switch e.op {
 	case opBatch:
-		return f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
+		ops, err = f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
 	case opDrop:
-		return f.dbs.DropReplicated(e.db)
+		ops, err = f.dbs.DropReplicated(e.db)
+	default:
+		err = fmt.Errorf("%w: operation %d", errBadEntry, e.op)
 	}
-	return fmt.Errorf("%w: operation %d", errBadEntry, e.op)
+	if err != nil {
+		return err
+	}
+	return f.record(l, e, ops)
 }

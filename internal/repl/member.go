@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/repl/raftstore"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
@@ -47,6 +48,7 @@ type Member struct {
 
 	mu      sync.Mutex
 	raft    *raft.Raft                  // nil while raft is not running
+	oplog   *oplog.Log                  // nil while raft is not running
 	health  map[raft.ServerID]time.Time // leader: members whose heartbeats fail, since when
 	frozen  time.Time                   // replSetFreeze: no candidacy before
 	stepped time.Time                   // replSetStepDown: not primary again before
@@ -71,6 +73,8 @@ type OpTime struct {
 	Index uint64
 	Term  uint64
 	Wall  time.Time
+	// TS is the oplog timestamp of the last change applied (oplog.go).
+	TS oplog.Timestamp
 }
 
 // New returns a member of the set cfg describes; Run starts it.
@@ -198,7 +202,11 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 		}
 		m.log.Info("replica set member bootstrapped", "members", len(m.cfg.Members))
 	}
-	f := &fsm{m: m, eng: eng, dbs: dbs, failed: make(chan error, 1)}
+	ol, err := oplog.Open(local.DB, m.cfg.Oplog)
+	if err != nil {
+		return fmt.Errorf("repl: the oplog: %w", err)
+	}
+	f := &fsm{m: m, eng: eng, dbs: dbs, failed: make(chan error, 1), oplog: ol}
 	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("repl: start raft: %w", err)
@@ -207,7 +215,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	obs := raft.NewObserver(obsCh, false, nil)
 	r.RegisterObserver(obs)
 	m.mu.Lock()
-	m.raft = r
+	m.raft, m.oplog = r, ol
 	m.mu.Unlock()
 	m.bump()
 
@@ -222,7 +230,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	}
 	m.writable.Store(false)
 	m.mu.Lock()
-	m.raft = nil
+	m.raft, m.oplog = nil, nil
 	m.mu.Unlock()
 	stopWatch()
 	r.DeregisterObserver(obs)

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
 
@@ -20,7 +21,12 @@ import (
 //	per database:  'D' uvarint len(name) name
 //	               'K' uvarint len(key) key uvarint len(value) value   (repeated)
 //	               'E'
+//	oplog position: 'O' ts (8 bytes: seconds, increment, BE)   (optional)
 //	end:           'Z'
+//
+// The oplog position is the timestamp of the last change the snapshot
+// covers: a member that installs it continues its oplog from there, so
+// that it gives the next changes the timestamps every member gives them.
 //
 // It carries logical contents, never a member's encrypted files: the
 // snapshot store encrypts it under the sender's keys, the transport
@@ -42,7 +48,14 @@ var errBadSnapshot = errors.New("repl: malformed snapshot")
 // WALs are synced first: with NoSnapshotRestoreOnStart, a restart replays
 // only the entries after the snapshot, so what it covers must be durable.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	s := &fsmSnapshot{}
+	s := &fsmSnapshot{oplogTS: f.prev}
+	if local, err := f.eng.Database(localDB); err == nil {
+		// The oplog's entries up to here must survive a restart, which
+		// replays only what follows the snapshot (oplog.Log.TrimFrom).
+		if err := local.LogData(nil, pebble.Sync); err != nil {
+			return nil, fmt.Errorf("repl: snapshot: sync the oplog: %w", err)
+		}
+	}
 	for _, name := range f.eng.Databases() {
 		if name == localDB {
 			continue
@@ -66,7 +79,10 @@ type dbSnapshot struct {
 	snap *pebble.Snapshot
 }
 
-type fsmSnapshot struct{ dbs []dbSnapshot }
+type fsmSnapshot struct {
+	dbs     []dbSnapshot
+	oplogTS oplog.Timestamp
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
@@ -106,6 +122,13 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		}
 		bw.WriteByte('E')
 	}
+	if !s.oplogTS.IsZero() {
+		bw.WriteByte('O')
+		var ts [8]byte
+		binary.BigEndian.PutUint32(ts[:4], s.oplogTS.T)
+		binary.BigEndian.PutUint32(ts[4:], s.oplogTS.I)
+		bw.Write(ts[:])
+	}
 	bw.WriteByte('Z')
 	return bw.Flush()
 }
@@ -122,13 +145,16 @@ func (s *fsmSnapshot) Release() {
 // does not list are dropped. Each is synced before Restore returns.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	seen, err := restoreStream(bufio.NewReaderSize(rc, 1<<20), f.eng)
+	seen, ts, err := restoreStream(bufio.NewReaderSize(rc, 1<<20), f.eng)
 	if err != nil {
+		return err
+	}
+	if err := f.resetOplog(ts); err != nil {
 		return err
 	}
 	for _, name := range f.eng.Databases() {
 		if name != localDB && !seen[name] {
-			if err := f.dbs.DropReplicated(name); err != nil {
+			if _, err := f.dbs.DropReplicated(name); err != nil {
 				return fmt.Errorf("repl: restore: drop %s: %w", name, err)
 			}
 		}
@@ -145,9 +171,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 // restoreStream loads a snapshot stream into eng's databases and returns
 // the databases it held.
-func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, error) {
+func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, oplog.Timestamp, error) {
 	var cur *dbRestore
+	var ts oplog.Timestamp
 	seen, err := readSnapshot(r, snapshotVisitor{
+		oplogTS: func(t oplog.Timestamp) { ts = t },
 		db: func(name string) error {
 			var err error
 			cur, err = startRestore(eng, name)
@@ -163,7 +191,7 @@ func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, error
 	if cur != nil {
 		cur.b.Close()
 	}
-	return seen, err
+	return seen, ts, err
 }
 
 // snapshotVisitor receives a snapshot stream's records, in order.
@@ -171,6 +199,8 @@ type snapshotVisitor struct {
 	db  func(name string) error // a database begins
 	kv  func(k, v []byte) error // one of its keys
 	end func() error            // it ends
+	// oplogTS receives the oplog position, if the stream has one.
+	oplogTS func(oplog.Timestamp)
 }
 
 // readSnapshot parses a snapshot stream, validating every record before
@@ -190,6 +220,14 @@ func readSnapshot(r *bufio.Reader, v snapshotVisitor) (map[string]bool, error) {
 		switch tag {
 		case 'Z':
 			return seen, nil
+		case 'O':
+			var ts [8]byte
+			if _, err := io.ReadFull(r, ts[:]); err != nil {
+				return nil, fmt.Errorf("%w: truncated oplog position", errBadSnapshot)
+			}
+			if v.oplogTS != nil {
+				v.oplogTS(oplog.Timestamp{T: binary.BigEndian.Uint32(ts[:4]), I: binary.BigEndian.Uint32(ts[4:])})
+			}
 		case 'D':
 			name, err := readBytes(r, 255)
 			if err != nil || len(name) == 0 || string(name) == localDB || seen[string(name)] {

@@ -1,0 +1,136 @@
+package oplog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Op kinds, MongoDB's.
+const (
+	Insert  = "i"
+	Update  = "u"
+	Delete  = "d"
+	Command = "c"
+	Noop    = "n"
+)
+
+// Op is one change, before the member gives it a place in the oplog.
+type Op struct {
+	Kind string
+	NS   string // "db.coll"; "db.$cmd" for a command
+	// UI is the collection's UUID (absent for a database command).
+	UI *bson.Binary
+	// O is the inserted document, the update's diff ({$v: 2, diff}) or
+	// replacement document, the deleted document's {_id}, or the command.
+	O bson.Raw
+	// O2 is an update's {_id}.
+	O2 bson.Raw
+}
+
+// Entry is an Op at its place in the oplog.
+type Entry struct {
+	Op
+	TS   Timestamp
+	Term int64
+	Wall time.Time
+}
+
+// Doc renders e as MongoDB stores it in local.oplog.rs.
+func (e Entry) Doc() (bson.Raw, error) {
+	d := bson.D{
+		{Key: "op", Value: e.Kind},
+		{Key: "ns", Value: e.NS},
+	}
+	if e.UI != nil {
+		d = append(d, bson.E{Key: "ui", Value: *e.UI})
+	}
+	d = append(d, bson.E{Key: "o", Value: e.O})
+	if e.O2 != nil {
+		d = append(d, bson.E{Key: "o2", Value: e.O2})
+	}
+	d = append(d,
+		bson.E{Key: "ts", Value: bson.Timestamp{T: e.TS.T, I: e.TS.I}},
+		bson.E{Key: "t", Value: e.Term},
+		bson.E{Key: "v", Value: int64(2)},
+		bson.E{Key: "wall", Value: bson.NewDateTimeFromTime(e.Wall)},
+	)
+	return bson.Marshal(d)
+}
+
+var errBadEntry = errors.New("oplog: malformed entry")
+
+// parseDoc reads back what Doc wrote.
+func parseDoc(raw bson.Raw) (Entry, error) {
+	if err := raw.Validate(); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", errBadEntry, err)
+	}
+	var e Entry
+	var ok bool
+	if e.Kind, ok = raw.Lookup("op").StringValueOK(); !ok {
+		return Entry{}, fmt.Errorf("%w: op", errBadEntry)
+	}
+	if e.NS, ok = raw.Lookup("ns").StringValueOK(); !ok {
+		return Entry{}, fmt.Errorf("%w: ns", errBadEntry)
+	}
+	if v, err := raw.LookupErr("ui"); err == nil {
+		st, data, ok := v.BinaryOK()
+		if !ok {
+			return Entry{}, fmt.Errorf("%w: ui", errBadEntry)
+		}
+		e.UI = &bson.Binary{Subtype: st, Data: data}
+	}
+	if e.O, ok = raw.Lookup("o").DocumentOK(); !ok {
+		return Entry{}, fmt.Errorf("%w: o", errBadEntry)
+	}
+	if v, err := raw.LookupErr("o2"); err == nil {
+		if e.O2, ok = v.DocumentOK(); !ok {
+			return Entry{}, fmt.Errorf("%w: o2", errBadEntry)
+		}
+	}
+	t, i, ok := raw.Lookup("ts").TimestampOK()
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: ts", errBadEntry)
+	}
+	e.TS = Timestamp{T: t, I: i}
+	if e.Term, ok = raw.Lookup("t").Int64OK(); !ok {
+		return Entry{}, fmt.Errorf("%w: t", errBadEntry)
+	}
+	w, ok := raw.Lookup("wall").DateTimeOK()
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: wall", errBadEntry)
+	}
+	e.Wall = time.UnixMilli(w).UTC()
+	return e, nil
+}
+
+// A stored value is the raft index of the log entry the change came from,
+// then the entry as MongoDB stores it:
+//
+//	uvarint(raft index) | BSON document
+//
+// The index lets a restarted member cut the oplog back to what precedes
+// the first entry it replays (Log.TrimFrom).
+func encodeValue(index uint64, doc bson.Raw) []byte {
+	out := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(doc)), index)
+	return append(out, doc...)
+}
+
+func decodeValue(v []byte) (uint64, bson.Raw, error) {
+	index, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("%w: index", errBadEntry)
+	}
+	return index, bson.Raw(v[n:]), nil
+}
+
+// Stored is an oplog entry as read back: its MongoDB document, and the
+// raft index it came from.
+type Stored struct {
+	Entry
+	Index uint64
+	Raw   bson.Raw
+}
