@@ -152,7 +152,30 @@ func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src b
 		}
 		id = cur.id
 	}
-	return cursorReply(ns, id, "firstBatch", docs)
+	return cursorReplyFrom(ns, id, "firstBatch", docs, src)
+}
+
+// resumable is a change stream's cursor: every batch reports the resume
+// token of where it ended (postBatchResumeToken).
+type resumable interface {
+	postBatchResumeToken() bson.Raw
+}
+
+// cursorReplyFrom is cursorReply with what src adds to the cursor
+// document.
+func cursorReplyFrom(ns string, id int64, field string, docs []bson.Raw, src batchSource) (bson.Raw, error) {
+	r, ok := src.(resumable)
+	if !ok {
+		return cursorReply(ns, id, field, docs)
+	}
+	arr := make(bson.A, len(docs))
+	for i, d := range docs {
+		arr[i] = d
+	}
+	return marshal(bson.D{
+		{Key: "cursor", Value: bson.D{{Key: field, Value: arr}, {Key: "postBatchResumeToken", Value: r.postBatchResumeToken()}, {Key: "id", Value: id}, {Key: "ns", Value: ns}}},
+		{Key: "ok", Value: 1.0},
+	})
 }
 
 // nextBatch runs one getMore batch of cur under what is left of the

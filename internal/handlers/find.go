@@ -226,6 +226,11 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	} else if dir != 0 {
 		natural, sortSpec = dir, nil
 	}
+	if isOplogNS(req.DB, coll) {
+		if dir, ok := tsSort(sortSpec); ok {
+			natural, sortSpec = dir, nil
+		}
+	}
 	proj, err := a.doc("projection")
 	if err != nil {
 		return nil, err
@@ -255,6 +260,9 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	}
 	spec.hint, spec.natural = hint, natural
 	ns := req.DB + "." + coll
+	if isOplogNS(req.DB, coll) {
+		return h.findOplog(ctx, c, ns, spec, fo, batchSize, single)
+	}
 	if fo.tailable {
 		return h.findTailable(ctx, c, ns, spec, fo, batchSize)
 	}
@@ -337,16 +345,17 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 	}
 	cur.mu.Lock()
 	defer cur.mu.Unlock()
-	if ts, ok := cur.src.(*tailSource); a.has("maxTimeMS") && !(ok && ts.awaitData) {
-		return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
-	}
-	if ts, ok := cur.src.(*tailSource); ok {
+	if aw, ok := cur.src.(awaiter); ok {
 		// awaitData: a getMore waits up to its maxTimeMS for new documents.
 		ms, err := a.int64("maxTimeMS", 0)
 		if err != nil {
 			return nil, err
 		}
-		ts.wait = time.Duration(ms) * time.Millisecond
+		if !aw.setAwait(time.Duration(ms)*time.Millisecond) && a.has("maxTimeMS") {
+			return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
+		}
+	} else if a.has("maxTimeMS") {
+		return nil, mongoerr.New(mongoerr.BadValue, "cannot set maxTimeMS on getMore command for a non-awaitData cursor")
 	}
 	docs, done, err := h.nextBatch(ctx, cur, int(batchSize))
 	if err != nil {
@@ -357,7 +366,7 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 		h.cursors.remove(id)
 		id = 0
 	}
-	return cursorReply(ns, id, "nextBatch", docs)
+	return cursorReplyFrom(ns, id, "nextBatch", docs, cur.src)
 }
 
 func (h *Handler) killCursors(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

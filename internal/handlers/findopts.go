@@ -215,6 +215,18 @@ type tailSource struct {
 
 func (t *tailSource) noCursorTimeout() bool { return t.noTimeout }
 
+// awaiter is a cursor whose getMore may wait for new data: setAwait takes
+// the getMore's maxTimeMS and reports whether the cursor awaits data (a
+// maxTimeMS on the getMore of any other cursor is an error).
+type awaiter interface {
+	setAwait(time.Duration) bool
+}
+
+func (t *tailSource) setAwait(d time.Duration) bool {
+	t.wait = d
+	return t.awaitData
+}
+
 func (t *tailSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, bool, error) {
 	first := !t.started
 	t.started = true
