@@ -117,14 +117,14 @@ func before(ts oplog.Timestamp) oplog.Timestamp {
 // oplogSource is a cursor over the oplog. It keeps only its position (the
 // last timestamp it read) between batches.
 type oplogSource struct {
-	spec    *findSpec
-	pos     oplog.Timestamp
-	moved   bool // pos is an entry read (not where a forward scan starts)
-	skipped int64
-	emitted int64
+	spec                           *findSpec
+	pos                            oplog.Timestamp
+	moved                          bool // pos is an entry read (not where a forward scan starts)
+	skipped                        int64
+	emitted                        int64
 	started                        bool
 	tailable, awaitData, noTimeout bool
-	wait                          time.Duration
+	wait                           time.Duration
 }
 
 func (s *oplogSource) noCursorTimeout() bool { return s.noTimeout }
