@@ -1,0 +1,106 @@
+package controlplane
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Resizer is a Provisioner that can change a running cluster's member
+// count: it adds members (each its own certificate, keystore and node
+// master key; joined as a non-voter, initial sync, promoted once caught
+// up) or removes them (secondaries first; a primary steps down first),
+// one at a time, reporting progress as it goes.
+type Resizer interface {
+	Resize(ctx context.Context, groupID, cluster string, from, to int, progress func(MembershipChange)) (connectionString string, err error)
+}
+
+// MembershipChange is a member count change in progress (a cmkdb
+// extension of the cluster resource, membershipChange).
+type MembershipChange struct {
+	From    int               `json:"fromMembers"`
+	To      int               `json:"toMembers"`
+	Started time.Time         `json:"started"`
+	Members []MemberSyncState `json:"members,omitempty"`
+	// Error is why the change stopped (the cluster is then REPAIRING).
+	Error string `json:"error,omitempty"`
+}
+
+// MemberSyncState is one member the change adds or removes.
+type MemberSyncState struct {
+	Name string `json:"name"`
+	// State is ADDING, INITIAL_SYNC, SECONDARY (added and promoted),
+	// REMOVING or REMOVED.
+	State       string       `json:"state"`
+	InitialSync *InitialSync `json:"initialSync,omitempty"`
+}
+
+// InitialSync is a new member's initial sync: the snapshot streamed from
+// the primary and restored under the member's own keys.
+type InitialSync struct {
+	BytesCopied              int64 `json:"bytesCopied"`
+	BytesTotal               int64 `json:"bytesTotal"`
+	DocumentsCopied          int64 `json:"documentsCopied"`
+	EstimatedRemainingMillis int64 `json:"estimatedRemainingMillis"`
+	ElapsedMillis            int64 `json:"elapsedMillis"`
+}
+
+// resizeLocked validates a member count change and starts it in the
+// background. The cluster is UPDATING until it completes (IDLE) or
+// fails (REPAIRING, membershipChange.error says why).
+func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), error) {
+	from := c.members()
+	if to != 3 && to != 5 && to != 7 {
+		return nil, invalidAttr("replicationFactor", "must be 3, 5 or 7 members")
+	}
+	if from < 3 {
+		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute replicationFactor specified: cluster %s has one member; a one-member cluster cannot become a replica set.", c.Name)
+	}
+	rz, ok := s.provisioner.(Resizer)
+	if !ok {
+		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute replicationFactor specified: this control plane does not run cluster %s's members.", c.Name)
+	}
+	if c.MembershipChange != nil && c.MembershipChange.Error == "" {
+		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
+	}
+	gid, name := gs.group.ID, c.Name
+	c.ReplicationFactor, c.StateName = to, "UPDATING"
+	c.MembershipChange = &MembershipChange{From: from, To: to, Started: s.now()}
+	run := func() {
+		cs, err := rz.Resize(context.Background(), gid, name, from, to, func(p MembershipChange) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if c, ok := gs.clusters[name]; ok && c.MembershipChange != nil {
+				c.MembershipChange.Members = p.Members
+			}
+		})
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, ok := gs.clusters[name]
+		if !ok {
+			return
+		}
+		recs := map[string]any{}
+		if err != nil {
+			s.log.Error("changing a cluster's members", "cluster", name, "err", err)
+			c.StateName = "REPAIRING"
+			if c.MembershipChange != nil {
+				c.MembershipChange.Error = err.Error()
+			}
+		} else {
+			c.StateName, c.MembershipChange = "IDLE", nil
+			if cs != "" {
+				c.ConnectionStrings.Standard = withoutCredentials(cs)
+			}
+		}
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name,
+			Detail: "cluster members " + strconv.Itoa(from) + " -> " + strconv.Itoa(to) + " " + map[bool]string{true: "failed", false: "completed"}[err != nil]})
+		recs["cluster/"+gid+"/"+name] = *c
+		_ = s.st.put(recs)
+		s.notifyLocked()
+	}
+	return run, nil
+}
