@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -147,8 +148,13 @@ func TestAPIClusterResize(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	api.Call(t, "PATCH", path, map[string]any{"replicationFactor": 3}, &cl)
-	e2etest.Eventually(t, 3*stateTimeout, "Cluster1 back at 3 members", func() error {
+	// Through cmkdb ctl, waiting until the change completes.
+	out, err := exec.Command(cmkdbBin, "ctl", "--dir", dir, "clusters", "set-members", "Cluster1", "3", "--wait").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctl clusters set-members Cluster1 3 --wait: %v\n%s", err, out)
+	}
+	t.Logf("ctl set-members --wait:\n%s", out)
+	e2etest.Eventually(t, stateTimeout, "Cluster1 back at 3 members", func() error {
 		api.Call(t, "GET", path, nil, &cl)
 		if cl.MembershipChange != nil && cl.MembershipChange.Error != "" {
 			t.Fatalf("membership change failed: %s", cl.MembershipChange.Error)
