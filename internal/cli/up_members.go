@@ -198,7 +198,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 		return cfgs, nil
 	}
 	if existing > 0 {
-		return nil, fmt.Errorf("%s has %d members, not %d: members cannot be added or removed yet; start it with --nodes %d", base, existing, n, existing)
+		return nil, fmt.Errorf("%s has %d members, not %d: Cluster0's member count is --nodes; start it with --nodes %d", base, existing, n, existing)
 	}
 	// First run: ports, certificates and configuration files.
 	repl := &config.Replication{SetName: cluster, Project: gid}

@@ -136,8 +136,8 @@ type ClusterPatch struct {
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
 	Paused                   *bool             `json:"paused,omitempty"`
 	MongoDBMajorVersion      *string           `json:"mongoDBMajorVersion,omitempty"`
-	// ReplicationFactor may only restate the cluster's member count:
-	// members are not added or removed yet.
+	// ReplicationFactor changes a replica set's member count (3, 5 or 7)
+	// through the provisioner's Resizer (membership.go).
 	ReplicationFactor *int `json:"replicationFactor,omitempty"`
 }
 
