@@ -58,6 +58,7 @@ type Member struct {
 	// here, whether this member was ever in one, what each follower
 	// acknowledged (leader), and the progress of a snapshot install.
 	view   atomic.Pointer[view]
+	vmu    sync.Mutex // serializes refreshView's read-compare-store
 	cfgMu  sync.Mutex // serializes configuration changes (membership.go)
 	joined atomic.Bool
 	mmu    sync.Mutex

@@ -223,6 +223,8 @@ type view struct {
 // refreshView reads raft's latest configuration; a change is a topology
 // change for drivers.
 func (m *Member) refreshView(r *raft.Raft) {
+	m.vmu.Lock()
+	defer m.vmu.Unlock()
 	f := r.GetConfiguration()
 	if f.Error() != nil {
 		return

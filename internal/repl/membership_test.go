@@ -45,7 +45,11 @@ func TestAddAndRemoveMember(t *testing.T) {
 	v0 := set.Members[p].Repl.Status().SetVersion
 
 	// Adding from a secondary is refused: only the primary changes membership.
-	joiner, mc := set.Join(t, "m3")
+	// Its static member list is stale (a member that never existed): what
+	// it reports once added comes from raft's configuration instead.
+	joiner, mc := set.Join(t, "m3", func(c *repl.Config) {
+		c.Members = append(c.Members, repl.MemberConfig{Name: "ghost", Host: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	})
 	if err := set.Members[(p+1)%3].Repl.AddMember(ctx, mc); mongoerr.CodeOf(err) != mongoerr.NotWritablePrimary {
 		t.Fatalf("AddMember on a secondary: %v, want NotWritablePrimary", err)
 	}
@@ -62,9 +66,18 @@ func TestAddAndRemoveMember(t *testing.T) {
 		st.InitialSync.BytesCopied != st.InitialSync.BytesTotal || st.InitialSync.DocumentsCopied == 0 {
 		t.Fatalf("new member's initial sync: %d restores, progress %+v", st.Restores, st.InitialSync)
 	}
+	t.Logf("initial sync: %d bytes, %d records in %s", st.InitialSync.BytesCopied, st.InitialSync.DocumentsCopied, st.InitialSync.Finished.Sub(st.InitialSync.Started))
 	pst := set.Members[p].Repl.Status()
 	if pst.SetVersion <= v0 || len(pst.Members) != 4 {
 		t.Fatalf("after the add: setVersion %d (was %d), %d members", pst.SetVersion, v0, len(pst.Members))
+	}
+	for _, ms := range st.Members {
+		if ms.Config.Name == "ghost" {
+			t.Fatal("the new member reports a member of its stale static list, not raft's configuration")
+		}
+	}
+	if len(st.Members) != 4 || st.Voters != 4 {
+		t.Fatalf("the new member sees %d members, %d voters, want 4 and 4", len(st.Members), st.Voters)
 	}
 	sec := direct(t, joiner.Host).Database("app", options.Database().SetReadPreference(readpref.SecondaryPreferred())).Collection("c")
 	waitFor(t, func() bool {
