@@ -56,16 +56,28 @@ func (p *upProvisioner) Resize(ctx context.Context, gid, cluster string, from, t
 		}
 		progress(controlplane.MembershipChange{From: from, To: to, Members: append([]controlplane.MemberSyncState(nil), states...)})
 	}
-	for n := from; n < to; n++ {
-		idx := n - from
-		if err := ms.addMember(ctx, p, n, func(s controlplane.MemberSyncState) { report(idx, s) }); err != nil {
-			return "", fmt.Errorf("adding member m%d: %w", n, err)
+	// Every step is idempotent, so a failed or interrupted change is
+	// resumed by running it again: members m0 … m<to-1> that were added
+	// (join) are made sure of, members from m<to> up are removed.
+	step := 0
+	for i := 0; i < to; i++ {
+		if c, err := config.Load(filepath.Join(ms.base, "m"+strconv.Itoa(i), "node.json")); err == nil && !c.Replication.Join {
+			continue // one of the set's first members
+		}
+		idx := step
+		step++
+		if err := ms.addMember(ctx, p, i, func(s controlplane.MemberSyncState) { report(idx, s) }); err != nil {
+			return "", fmt.Errorf("adding member m%d: %w", i, err)
 		}
 	}
-	for n := from - 1; n >= to; n-- {
-		idx := from - 1 - n
-		if err := ms.removeMember(ctx, n, func(s controlplane.MemberSyncState) { report(idx, s) }); err != nil {
-			return "", fmt.Errorf("removing member m%d: %w", n, err)
+	for i := 6; i >= to; i-- {
+		if _, err := os.Stat(filepath.Join(ms.base, "m"+strconv.Itoa(i))); err != nil {
+			continue
+		}
+		idx := step
+		step++
+		if err := ms.removeMember(ctx, i, func(s controlplane.MemberSyncState) { report(idx, s) }); err != nil {
+			return "", fmt.Errorf("removing member m%d: %w", i, err)
 		}
 	}
 	c, err := config.Load(filepath.Join(ms.base, "m0", "node.json"))
@@ -100,11 +112,17 @@ func (ms *memberSet) addMember(ctx context.Context, p *upProvisioner, i int, rep
 		return err
 	}
 	me := cfgMember(c.Replication)
-	mp, started := ms.startProc(c)
-	if err := <-started; err != nil {
-		return err
+	running := false
+	for _, mp := range ms.procs {
+		running = running || mp.name == name
 	}
-	ms.procs = append(ms.procs, mp)
+	if !running {
+		mp, started := ms.startProc(c)
+		if err := <-started; err != nil {
+			return err
+		}
+		ms.procs = append(ms.procs, mp)
+	}
 
 	client, err := ms.client(ms.uri)
 	if err != nil {
@@ -294,4 +312,15 @@ func onPrimary(ctx context.Context, client *mongo.Client, cmd bson.D) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// membersOnDisk counts the members m0, m1, … that have a node.json in base.
+func membersOnDisk(base string) int {
+	n := 0
+	for ; n < 7; n++ {
+		if _, err := os.Stat(filepath.Join(base, "m"+strconv.Itoa(n), "node.json")); err != nil {
+			break
+		}
+	}
+	return n
 }

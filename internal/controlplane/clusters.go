@@ -295,7 +295,7 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 	}
 	next := *c
 	var run func()
-	if p.ReplicationFactor != nil && *p.ReplicationFactor != c.members() {
+	if p.ReplicationFactor != nil && (*p.ReplicationFactor != c.members() || c.retryable()) {
 		if run, err = s.resizeLocked(gs, &next, *p.ReplicationFactor); err != nil {
 			return Cluster{}, err
 		}

@@ -46,11 +46,28 @@ type InitialSync struct {
 	ElapsedMillis            int64 `json:"elapsedMillis"`
 }
 
+// interruptedMembershipChange marks a change that was running when the
+// control plane stopped as failed: nothing runs it any more. Repeating
+// the PATCH resumes it (every step is idempotent).
+func interruptedMembershipChange(c *Cluster) {
+	if mc := c.MembershipChange; mc != nil && mc.Error == "" {
+		mc.Error = "interrupted: the control plane stopped during the change; set the member count again to resume it"
+		c.StateName = "REPAIRING"
+	}
+}
+
+// retryable reports whether a PATCH restating the member count of c
+// resumes a failed change.
+func (c *Cluster) retryable() bool { return c.MembershipChange != nil && c.MembershipChange.Error != "" }
+
 // resizeLocked validates a member count change and starts it in the
 // background. The cluster is UPDATING until it completes (IDLE) or
 // fails (REPAIRING, membershipChange.error says why).
 func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), error) {
 	from := c.members()
+	if c.retryable() {
+		from = c.MembershipChange.From // resume the failed change from where it began
+	}
 	if to != 3 && to != 5 && to != 7 {
 		return nil, invalidAttr("replicationFactor", "must be 3, 5 or 7 members")
 	}
