@@ -47,7 +47,8 @@ type resizeCluster struct {
 // cluster resource shows, and serve the data on secondary reads. Then the
 // count goes back to 3 (v1.0's replicationFactor) while a client writes
 // with w:"majority": no write fails, the removed members' processes stop
-// and their keystores and files are gone.
+// and their keystores and files are gone. Raised to 5 again, the members
+// re-added under the same names serve the data.
 func TestAPIClusterResize(t *testing.T) {
 	dir := t.TempDir()
 	s := e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "2s")
@@ -181,6 +182,20 @@ func TestAPIClusterResize(t *testing.T) {
 	}
 	if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: "after"}}); err != nil {
 		t.Fatalf("a majority write on 3 members: %v", err)
+	}
+
+	// Back to 5: members under the removed names, with new keystores
+	// (the control plane forgot the destroyed ones), serve the data.
+	out, err = exec.Command(cmkdbBin, "ctl", "--dir", dir, "clusters", "set-members", "Cluster1", "5", "--wait").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctl clusters set-members Cluster1 5 --wait: %v\n%s", err, out)
+	}
+	for i := 3; i < 5; i++ {
+		_, uri := memberUpIn(t, filepath.Join(members, "m"+strconv.Itoa(i)))
+		sec := quickClient(t, uri).Database("app", options.Database().SetReadPreference(readpref.SecondaryPreferred())).Collection("c")
+		if n, err := sec.CountDocuments(opCtx(t), bson.D{}); err != nil || n != 501 {
+			t.Fatalf("re-added member m%d serves %d documents (%v), want 501", i, n, err)
+		}
 	}
 }
 
