@@ -272,10 +272,11 @@ func TestAPIClusterWithMembers(t *testing.T) {
 		t.Fatalf("write to Cluster1: %v", err)
 	}
 
-	// Its member count cannot change (yet): refused, not ignored.
-	err := api.CallErr("PATCH", "/groups/"+gid+"/clusters/Cluster1", map[string]any{"replicationFactor": 5}, nil)
+	// Its member count changes only to another replica set size
+	// (TestAPIClusterResize changes it): refused, not ignored.
+	err := api.CallErr("PATCH", "/groups/"+gid+"/clusters/Cluster1", map[string]any{"replicationFactor": 4}, nil)
 	if err == nil || !strings.Contains(err.Error(), "INVALID_ATTRIBUTE") {
-		t.Fatalf("PATCH replicationFactor 5: %v, want 400 INVALID_ATTRIBUTE", err)
+		t.Fatalf("PATCH replicationFactor 4: %v, want 400 INVALID_ATTRIBUTE", err)
 	}
 	if err := api.CallErr("POST", "/groups/"+gid+"/clusters", map[string]any{"name": "Cluster2", "replicationFactor": 4}, nil); err == nil {
 		t.Fatal("a cluster of 4 members was accepted")

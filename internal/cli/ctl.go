@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -131,6 +133,18 @@ func newCtlClustersCmd(o *ctl.Options) *cobra.Command {
 		&cobra.Command{Use: "delete NAME", Short: "Delete a cluster: its nodes stop and their data is destroyed", Args: cobra.ExactArgs(1),
 			RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error { return a.ClusterDelete(ctx, args[0]) })},
 	)
+	var wait bool
+	setMembers := &cobra.Command{Use: "set-members NAME N", Short: "Change a replica set's member count (3, 5 or 7): members are added (initial sync) or removed one at a time",
+		Args: cobra.ExactArgs(2),
+		RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				return fmt.Errorf("member count %q: %w", args[1], err)
+			}
+			return a.ClusterSetMembers(ctx, args[0], n, wait)
+		})}
+	setMembers.Flags().BoolVar(&wait, "wait", false, "print the change's progress (initial sync bytes, documents, estimated time left) until it completes")
+	cmd.AddCommand(setMembers)
 	return cmd
 }
 

@@ -31,7 +31,7 @@ func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, er
 		return nil, fmt.Errorf("replication caFile: %w", err)
 	}
 	self := transport.Identity{Project: c.Project, Cluster: c.SetName, Member: c.Me}
-	cfg := repl.Config{SetName: c.SetName, Me: c.Me, Logger: logger,
+	cfg := repl.Config{SetName: c.SetName, Me: c.Me, Logger: logger, Join: c.Join,
 		SnapshotThreshold: c.SnapshotThreshold, SnapshotInterval: c.SnapshotInterval.Duration, TrailingLogs: c.TrailingLogs}
 	var bind string
 	for _, m := range c.Members {

@@ -95,6 +95,8 @@ type runningNode struct {
 	h    *handlers.Handler
 	info upInfo
 	done chan error
+	// members is a replica set's member processes (nil for one node).
+	members *memberSet
 	// stop ends the node's listener, agent and checks, and waits for the
 	// node to close.
 	stop func()

@@ -276,6 +276,11 @@ func (p *upProvisioner) Provision(ctx context.Context, gid, cluster string) (str
 		members = p.f.nodes // Cluster0 runs as --nodes says (checkLayoutFor)
 	} else if c, err := p.cp.Svc.GetCluster(gid, cluster); err == nil {
 		members = c.ReplicationFactor
+		// The members on disk, if a member count change was interrupted
+		// (it resumes when the count is set again: up_membership.go).
+		if n := membersOnDisk(filepath.Join(l.Dir, "members")); n > 1 {
+			members = n
+		}
 	}
 	var rn *runningNode
 	if members > 1 {

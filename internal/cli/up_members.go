@@ -64,16 +64,30 @@ func checkLayoutFor(dir string, members int) error {
 	return nil
 }
 
-// memberSet is Cluster0's running member processes.
+// memberSet is a cluster's running member processes (Resize adds and
+// removes some: up_membership.go).
 type memberSet struct {
+	mu    sync.Mutex
 	procs []*memberProc
 	uri   string
 	stop  func()
+
+	ctx          context.Context // the processes' lifetime
+	wg           *sync.WaitGroup
+	exe          string
+	sec          memberSecurity
+	base         string
+	gid, cluster string
+	// forget drops the control plane's record of a member whose keystore
+	// was destroyed (controlplane.Service.ForgetNode).
+	forget func(member string) error
 }
 
 type memberProc struct {
 	name, dir, cfgFile string
 	log                *slog.Logger
+	cancel             func()        // stops this member's process
+	done               chan struct{} // closed once it stopped
 }
 
 // startMembers writes (first run) or reuses each member's configuration,
@@ -102,14 +116,11 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	ms := &memberSet{}
+	ms := &memberSet{ctx: mctx, wg: &wg, exe: exe, sec: sec, base: base, gid: gid, cluster: cluster,
+		forget: func(member string) error { return p.cp.Svc.ForgetNode(gid, cluster, member) }}
 	for i, c := range cfgs {
-		mp := &memberProc{name: c.Replication.Me, dir: c.Dir, cfgFile: filepath.Join(c.Dir, "node.json"),
-			log: slog.Default().With("member", c.Replication.Me)}
+		mp, started := ms.startProc(c)
 		ms.procs = append(ms.procs, mp)
-		started := make(chan error, 1)
-		wg.Add(1)
-		go func() { defer wg.Done(); mp.supervise(mctx, exe, started) }()
 		if err := <-started; err != nil {
 			cancel()
 			wg.Wait()
@@ -136,7 +147,24 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 		cancel()
 		wg.Wait()
 	})
+	rn.members = ms
 	return rn, nil
+}
+
+// startProc starts and supervises member c's process; started reports
+// its first start.
+func (ms *memberSet) startProc(c *config.Config) (*memberProc, <-chan error) {
+	pctx, pcancel := context.WithCancel(ms.ctx)
+	mp := &memberProc{name: c.Replication.Me, dir: c.Dir, cfgFile: filepath.Join(c.Dir, "node.json"),
+		log: slog.Default().With("member", c.Replication.Me), cancel: pcancel, done: make(chan struct{})}
+	started := make(chan error, 1)
+	ms.wg.Add(1)
+	go func() {
+		defer ms.wg.Done()
+		defer close(mp.done)
+		mp.supervise(pctx, ms.exe, started)
+	}()
+	return mp, started
 }
 
 // memberConfigs returns every member's configuration, writing it (ports,
@@ -174,7 +202,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 		return cfgs, nil
 	}
 	if existing > 0 {
-		return nil, fmt.Errorf("%s has %d members, not %d: members cannot be added or removed yet; start it with --nodes %d", base, existing, n, existing)
+		return nil, fmt.Errorf("%s has %d members, not %d: Cluster0's member count is --nodes; start it with --nodes %d", base, existing, n, existing)
 	}
 	// First run: ports, certificates and configuration files.
 	repl := &config.Replication{SetName: cluster, Project: gid}

@@ -53,6 +53,10 @@ type Replication struct {
 	// RaftBind is where this member's raft listener binds (default: the
 	// host and port of its raftAddr).
 	RaftBind string `json:"raftBind,omitempty"`
+	// Join says this member is added to a running set by its primary
+	// (the admin API raising the member count) instead of bootstrapping
+	// one with members: it waits for its initial sync.
+	Join bool `json:"join,omitempty"`
 	// Snapshots of the raft log: taken once snapshotThreshold entries
 	// (default 8192) accumulated, checked every snapshotInterval
 	// (default "2m"), keeping trailingLogs entries (default 10240) for

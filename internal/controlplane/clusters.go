@@ -277,6 +277,12 @@ func (s *Service) availableSinceLocked(gs *groupState, c *Cluster) time.Time {
 // an invalid key are accepted and queued until it is available again;
 // encryptionAtRestProvider changes follow checkProviderLocked's rules.
 func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p ClusterPatch) (Cluster, error) {
+	var resize func()
+	defer func() {
+		if resize != nil {
+			go resize() // after s.mu is released: it reports progress under it
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gs, err := s.group(gid)
@@ -287,12 +293,14 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 	if !ok {
 		return Cluster{}, notFound("cluster", name)
 	}
-	if p.ReplicationFactor != nil && *p.ReplicationFactor != c.members() {
-		return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute replicationFactor specified: cluster %s has %d members; members cannot be added or removed yet.", name, c.members())
+	next := *c
+	var run func()
+	if p.ReplicationFactor != nil && (*p.ReplicationFactor != c.members() || c.retryable()) {
+		if run, err = s.resizeLocked(gs, &next, *p.ReplicationFactor); err != nil {
+			return Cluster{}, err
+		}
 	}
 	p.ReplicationFactor = nil
-	next := *c
 	recs := map[string]any{}
 	if p.EncryptionAtRestProvider != nil {
 		np := strings.ToUpper(*p.EncryptionAtRestProvider)
@@ -320,6 +328,7 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 		return Cluster{}, err
 	}
 	*c = next
+	resize = run
 	s.notifyLocked()
 	return s.viewLocked(gs, c), nil
 }

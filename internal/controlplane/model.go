@@ -92,8 +92,11 @@ type Cluster struct {
 	ProviderSettings         *ProviderSettings `json:"providerSettings,omitempty"`
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
 	// ReplicationFactor is how many members the cluster runs, each with
-	// its own keys (1, or a replica set of 3, 5 or 7). Fixed at creation.
-	ReplicationFactor      int               `json:"replicationFactor"`
+	// its own keys (1, or a replica set of 3, 5 or 7). A replica set's
+	// count changes through UpdateCluster (membership.go).
+	ReplicationFactor int `json:"replicationFactor"`
+	// MembershipChange is a member count change in progress (or failed).
+	MembershipChange       *MembershipChange `json:"membershipChange,omitempty"`
 	StateName              string            `json:"stateName"`
 	Paused                 bool              `json:"paused"`
 	ConnectionStrings      ConnectionStrings `json:"connectionStrings"`
@@ -133,8 +136,8 @@ type ClusterPatch struct {
 	DiskSizeGB               *float64          `json:"diskSizeGB,omitempty"`
 	Paused                   *bool             `json:"paused,omitempty"`
 	MongoDBMajorVersion      *string           `json:"mongoDBMajorVersion,omitempty"`
-	// ReplicationFactor may only restate the cluster's member count:
-	// members are not added or removed yet.
+	// ReplicationFactor changes a replica set's member count (3, 5 or 7)
+	// through the provisioner's Resizer (membership.go).
 	ReplicationFactor *int `json:"replicationFactor,omitempty"`
 }
 

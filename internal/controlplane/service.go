@@ -233,6 +233,7 @@ func (s *Service) load(ctx context.Context) error {
 				if err := open(&c); err != nil {
 					return err
 				}
+				interruptedMembershipChange(&c)
 				gs.clusters[c.Name] = &c
 				return nil
 			})

@@ -34,9 +34,13 @@ func (a *App) printClusters(raws []json.RawMessage) error {
 	rows := make([][]string, len(cs))
 	for i, c := range cs {
 		s := c.EncryptionAtRestStatus
-		rows[i] = []string{c.Name, c.EncryptionAtRestProvider, s.State, s.Reason, when(s.Since), c.ConnectionStrings.Standard}
+		members := strconv.Itoa(max(c.ReplicationFactor, 1))
+		if p := c.MembershipChange.progress(); p != "" {
+			members += " (" + p + ")"
+		}
+		rows[i] = []string{c.Name, c.EncryptionAtRestProvider, s.State, s.Reason, when(s.Since), members, c.ConnectionStrings.Standard}
 	}
-	return a.table([]string{"NAME", "PROVIDER", "STATE", "REASON", "SINCE", "CONNECTION"}, rows)
+	return a.table([]string{"NAME", "PROVIDER", "STATE", "REASON", "SINCE", "MEMBERS", "CONNECTION"}, rows)
 }
 
 // printCluster prints one cluster the way Clusters prints a list.

@@ -24,7 +24,9 @@ type Cluster struct {
 	ConnectionStrings        struct {
 		Standard string `json:"standard"`
 	} `json:"connectionStrings"`
-	RotationRequestedAt time.Time `json:"masterKeyRotationRequestedAt"`
+	RotationRequestedAt time.Time         `json:"masterKeyRotationRequestedAt"`
+	ReplicationFactor   int               `json:"replicationFactor"`
+	MembershipChange    *MembershipChange `json:"membershipChange"`
 }
 
 // EARStatus says whether a cluster may use its keys.

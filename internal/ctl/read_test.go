@@ -92,11 +92,11 @@ func TestReadCommands(t *testing.T) {
 			name: "clusters",
 			cmd:  func(ctx context.Context, a *ctl.App) error { return a.Clusters(ctx) },
 			table: func(t *testing.T, out string) {
-				if got := strings.Join(rows(out)[0], " "); got != "NAME PROVIDER STATE REASON SINCE CONNECTION" {
+				if got := strings.Join(rows(out)[0], " "); got != "NAME PROVIDER STATE REASON SINCE MEMBERS CONNECTION" {
 					t.Errorf("header %q", got)
 				}
 				r := row(t, out, "Cluster0")
-				if r[1] != "LOCAL" || r[2] != "AVAILABLE" || r[3] != "-" || r[5] != "mongodb://127.0.0.1:27017" {
+				if r[1] != "LOCAL" || r[2] != "AVAILABLE" || r[3] != "-" || r[5] != "1" || r[6] != "mongodb://127.0.0.1:27017" {
 					t.Errorf("cluster row %q", r)
 				}
 			},

@@ -69,12 +69,13 @@ func secondaryOk(cmd bson.Raw) bool {
 	return ok && s != "primary"
 }
 
-// replMembers is the set's size, 0 on a standalone node.
+// replMembers is how many members of the set vote (a w:N the set can
+// meet counts them), 0 on a standalone node.
 func (h *Handler) replMembers() int {
 	if h.opts.Repl == nil {
 		return 0
 	}
-	return len(h.opts.Repl.Config().Members)
+	return h.opts.Repl.Status().Voters
 }
 
 // ApplyBatch implements repl.Databases: a committed batch reaches the
@@ -155,7 +156,7 @@ func (h *Handler) helloReplFields() (bson.D, repl.TopologyVersion) {
 		{Key: "topologyVersion", Value: bson.D{{Key: "processId", Value: tv.ProcessID}, {Key: "counter", Value: tv.Counter}}},
 		{Key: "hosts", Value: hosts},
 		{Key: "setName", Value: st.SetName},
-		{Key: "setVersion", Value: int32(1)},
+		{Key: "setVersion", Value: int32(st.SetVersion)},
 		{Key: "secondary", Value: st.Self == repl.StateSecondary},
 	}
 	if st.Primary != "" {
@@ -238,24 +239,27 @@ func (h *Handler) replSetGetStatus(ctx context.Context, c *wire.ConnState, req *
 		}
 		members = append(members, md)
 	}
-	return marshal(bson.D{
+	doc := bson.D{
 		{Key: "set", Value: st.SetName},
 		{Key: "date", Value: bson.NewDateTimeFromTime(time.Now())},
 		{Key: "myState", Value: st.Self.Code()},
 		{Key: "term", Value: int64(st.Term)},
 		{Key: "heartbeatIntervalMillis", Value: int64(1000)},
-		{Key: "majorityVoteCount", Value: int32(rs.Config().Majority())},
-		{Key: "writeMajorityCount", Value: int32(rs.Config().Majority())},
-		{Key: "votingMembersCount", Value: int32(len(st.Members))},
-		{Key: "writableVotingMembersCount", Value: int32(len(st.Members))},
+		{Key: "majorityVoteCount", Value: int32(st.Voters/2 + 1)},
+		{Key: "writeMajorityCount", Value: int32(st.Voters/2 + 1)},
+		{Key: "votingMembersCount", Value: int32(st.Voters)},
+		{Key: "writableVotingMembersCount", Value: int32(st.Voters)},
 		{Key: "optimes", Value: bson.D{
 			{Key: "lastCommittedOpTime", Value: opTime(repl.OpTime{Index: st.Commit, Term: st.Term, Wall: st.Applied.Wall})},
 			{Key: "appliedOpTime", Value: opTime(st.Applied)},
 			{Key: "durableOpTime", Value: opTime(st.Applied)},
 		}},
 		{Key: "members", Value: members},
-		{Key: "ok", Value: 1.0},
-	})
+	}
+	if st.InitialSync != nil {
+		doc = append(doc, bson.E{Key: "initialSyncStatus", Value: initialSyncStatus(*st.InitialSync)})
+	}
+	return marshal(append(doc, bson.E{Key: "ok", Value: 1.0}))
 }
 
 func boolNum(b bool) float64 {
@@ -265,33 +269,38 @@ func boolNum(b bool) float64 {
 	return 0
 }
 
-// replSetGetConfig reports the set's configuration (fixed by the members'
-// configuration files: version 1, every member a voter of priority 1).
+// replSetGetConfig reports the set's configuration: raft's, whose index
+// is the version (every voter of priority 1; a member still syncing has
+// no vote and priority 0 until it is promoted).
 func (h *Handler) replSetGetConfig(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	rs := h.opts.Repl
 	if rs == nil {
 		return nil, h.notReplicaSet()
 	}
-	cfg := rs.Config()
+	st := rs.Status()
 	members := bson.A{}
-	for i, m := range cfg.Members {
+	for _, m := range st.Members {
+		votes, priority := int32(1), 1.0
+		if !m.Voter {
+			votes, priority = 0, 0
+		}
 		members = append(members, bson.D{
-			{Key: "_id", Value: int32(i)},
-			{Key: "host", Value: m.Host},
+			{Key: "_id", Value: int32(m.ID)},
+			{Key: "host", Value: m.Config.Host},
 			{Key: "arbiterOnly", Value: false},
 			{Key: "buildIndexes", Value: true},
 			{Key: "hidden", Value: false},
-			{Key: "priority", Value: 1.0},
+			{Key: "priority", Value: priority},
 			{Key: "tags", Value: bson.D{}},
 			{Key: "secondaryDelaySecs", Value: int64(0)},
-			{Key: "votes", Value: int32(1)},
+			{Key: "votes", Value: votes},
 		})
 	}
 	return marshal(bson.D{
 		{Key: "config", Value: bson.D{
-			{Key: "_id", Value: cfg.SetName},
-			{Key: "version", Value: int32(1)},
-			{Key: "term", Value: int64(rs.Status().Term)},
+			{Key: "_id", Value: st.SetName},
+			{Key: "version", Value: int32(st.SetVersion)},
+			{Key: "term", Value: int64(st.Term)},
 			{Key: "members", Value: members},
 			{Key: "protocolVersion", Value: int64(1)},
 			{Key: "writeConcernMajorityJournalDefault", Value: true},

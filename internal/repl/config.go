@@ -33,6 +33,14 @@ type Config struct {
 	// effect when the member bootstraps.
 	PeerAddrs map[string]string
 
+	// Join says this member is added to a running set (AddMember on its
+	// primary) rather than bootstrapping one: without raft state of its
+	// own, it waits for the leader to send its initial sync.
+	Join bool
+	// PromoteLag is how many entries behind the leader's last index a
+	// non-voter may be when it is promoted to voter (DefaultPromoteLag).
+	PromoteLag uint64
+
 	// Raft timing (defaults: hashicorp/raft's, 1s heartbeat and election).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
@@ -108,10 +116,11 @@ func (c *Config) raftConfiguration() raft.Configuration {
 		if a, ok := c.PeerAddrs[m.Name]; ok && m.Name != c.Me {
 			addr = a
 		}
-		rc.Servers = append(rc.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(addr)})
+		rc.Servers = append(rc.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: memberAddress(addr, m.Host)})
 	}
 	return rc
 }
 
-// Majority is how many members must hold a write for it to be committed.
+// Majority is how many members of the static list must hold a write for
+// it to be committed (Status.Voters is the running set's count).
 func (c Config) Majority() int { return len(c.Members)/2 + 1 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -57,6 +56,17 @@ type Member struct {
 	applied  atomic.Pointer[OpTime]
 	restores atomic.Uint64 // snapshots installed from another member
 
+	// Membership (membership.go): the latest raft configuration known
+	// here, whether this member was ever in one, what each follower
+	// acknowledged (leader), and the progress of a snapshot install.
+	view   atomic.Pointer[view]
+	vmu    sync.Mutex // serializes refreshView's read-compare-store
+	cfgMu  sync.Mutex // serializes configuration changes (membership.go)
+	joined atomic.Bool
+	mmu    sync.Mutex
+	match  map[raft.ServerID]uint64
+	sync   syncTracker
+
 	// topology counts changes drivers must learn (hello's
 	// topologyVersion.counter); changed is closed and replaced on each.
 	tmu     sync.Mutex
@@ -86,7 +96,8 @@ func New(cfg Config) (*Member, error) {
 		cfg.Logger = slog.Default()
 	}
 	m := &Member{cfg: cfg, log: cfg.Logger.With("replSet", cfg.SetName, "member", cfg.Me),
-		processID: bson.NewObjectID(), changed: make(chan struct{}), stopped: make(chan struct{}), health: map[raft.ServerID]time.Time{}}
+		processID: bson.NewObjectID(), changed: make(chan struct{}), stopped: make(chan struct{}), health: map[raft.ServerID]time.Time{},
+		match: map[raft.ServerID]uint64{}}
 	m.applied.Store(&OpTime{})
 	return m, nil
 }
@@ -155,15 +166,12 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	if err != nil {
 		return fmt.Errorf("repl: raft snapshots: %w", err)
 	}
-	trans, err := m.cfg.NewTransport()
+	inner, err := m.cfg.NewTransport()
 	if err != nil {
 		return fmt.Errorf("repl: raft transport: %w", err)
 	}
-	defer func() {
-		if c, ok := trans.(io.Closer); ok {
-			_ = c.Close()
-		}
-	}()
+	trans := m.observe(inner)
+	defer trans.Close()
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(m.cfg.Me)
@@ -196,7 +204,12 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	if err != nil {
 		return fmt.Errorf("repl: raft state: %w", err)
 	}
-	if !has {
+	if !has && m.cfg.Join {
+		// A member added to a running set: the leader's AddMember puts it
+		// in the configuration and sends it a snapshot, its initial sync.
+		m.log.Info("waiting to be added to the replica set by its primary")
+	}
+	if !has && !m.cfg.Join {
 		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, m.cfg.raftConfiguration()); err != nil {
 			return fmt.Errorf("repl: bootstrap: %w", err)
 		}
@@ -221,8 +234,9 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 
 	var wg sync.WaitGroup
 	wctx, stopWatch := context.WithCancel(ctx)
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.watch(wctx, r, leaderCh, obsCh) }()
+	go func() { defer wg.Done(); m.promote(wctx, r) }()
 
 	select {
 	case <-ctx.Done():

@@ -145,7 +145,8 @@ func (s *fsmSnapshot) Release() {
 // does not list are dropped. Each is synced before Restore returns.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	seen, ts, err := restoreStream(bufio.NewReaderSize(rc, 1<<20), f.eng)
+	seen, ts, err := restoreStream(bufio.NewReaderSize(rc, 1<<20), f.eng, f.m.sync.document)
+	defer f.m.sync.finished()
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 // restoreStream loads a snapshot stream into eng's databases and returns
 // the databases it held.
-func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, oplog.Timestamp, error) {
+func restoreStream(r *bufio.Reader, eng *storage.Engine, onKey func()) (map[string]bool, oplog.Timestamp, error) {
 	var cur *dbRestore
 	var ts oplog.Timestamp
 	seen, err := readSnapshot(r, snapshotVisitor{
@@ -181,7 +182,12 @@ func restoreStream(r *bufio.Reader, eng *storage.Engine) (map[string]bool, oplog
 			cur, err = startRestore(eng, name)
 			return err
 		},
-		kv: func(k, v []byte) error { return cur.set(k, v) },
+		kv: func(k, v []byte) error {
+			if onKey != nil {
+				onKey()
+			}
+			return cur.set(k, v)
+		},
 		end: func() error {
 			err := cur.finish()
 			cur = nil

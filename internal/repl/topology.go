@@ -69,6 +69,8 @@ const (
 	StatePrimary    State = "PRIMARY"
 	StateSecondary  State = "SECONDARY"
 	StateRecovering State = "RECOVERING" // raft not running: the node is disabled or starting
+	StateStartup2   State = "STARTUP2"   // a non-voter: initial sync, then catching up on the log
+	StateRemoved    State = "REMOVED"    // no longer in the set's configuration
 	StateUnknown    State = "(not reachable/healthy)"
 )
 
@@ -81,6 +83,10 @@ func (s State) Code() int32 {
 		return 2
 	case StateRecovering:
 		return 3
+	case StateStartup2:
+		return 5
+	case StateRemoved:
+		return 10
 	}
 	return 8
 }
@@ -103,6 +109,14 @@ type Status struct {
 	// Restores counts the snapshots this member installed since it
 	// started (a member too far behind for the log catches up from one).
 	Restores uint64
+	// SetVersion is the index of the raft configuration the members come
+	// from: it grows with every membership change (hello's setVersion).
+	SetVersion int64
+	// Voters is how many members vote (non-voters are syncing).
+	Voters int
+	// InitialSync is this member's latest snapshot install, nil if none
+	// since it started.
+	InitialSync *SyncProgress
 }
 
 // MemberStatus is one member as seen from here.
@@ -115,12 +129,29 @@ type MemberStatus struct {
 	// on the primary; elsewhere members are presumed healthy).
 	Healthy     bool
 	LastContact time.Time
+	// Voter is false for a member still syncing (STARTUP2).
+	Voter bool
 }
 
-// Status reports the set as this member sees it.
+// Status reports the set as this member sees it. Its members come from
+// raft's latest configuration (membership.go).
 func (m *Member) Status() Status {
 	st := Status{SetName: m.cfg.SetName, Self: StateRecovering, Applied: *m.applied.Load(), Restores: m.restores.Load()}
+	if p, ok := m.sync.get(); ok {
+		st.InitialSync = &p
+	}
+	members, nonvoter, index := m.members()
+	st.SetVersion = int64(index)
 	st.Me, _ = m.cfg.member(m.cfg.Me)
+	inConfig := false
+	for _, mc := range members {
+		if mc.Name == m.cfg.Me {
+			st.Me, inConfig = mc, true
+		}
+	}
+	if nonvoter == nil && m.cfg.Join {
+		inConfig = false // no configuration yet: not added
+	}
 	r := m.current()
 	var leaderID raft.ServerID
 	var unhealthy map[raft.ServerID]time.Time
@@ -134,6 +165,10 @@ func (m *Member) Status() Status {
 			st.Self = StatePrimary
 		case r.State() == raft.Leader:
 			st.Self = StateRecovering // elected, still applying what came before
+		case !inConfig && m.joined.Load():
+			st.Self = StateRemoved
+		case !inConfig || nonvoter[m.cfg.Me]:
+			st.Self = StateStartup2 // waiting to be added, or syncing
 		default:
 			st.Self = StateSecondary
 		}
@@ -144,8 +179,13 @@ func (m *Member) Status() Status {
 		}
 		m.mu.Unlock()
 	}
-	for i, mc := range m.cfg.Members {
-		ms := MemberStatus{ID: i, Config: mc, Self: mc.Name == m.cfg.Me, Healthy: true, State: StateSecondary}
+	for i, mc := range members {
+		ms := MemberStatus{ID: i, Config: mc, Self: mc.Name == m.cfg.Me, Healthy: true, State: StateSecondary, Voter: !nonvoter[mc.Name]}
+		if ms.Voter {
+			st.Voters++
+		} else {
+			ms.State = StateStartup2
+		}
 		if raft.ServerID(mc.Name) == leaderID && !(ms.Self && !st.Writable) {
 			ms.State = StatePrimary
 			st.Primary = mc.Host

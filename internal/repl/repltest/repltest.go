@@ -46,6 +46,10 @@ type Set struct {
 	Members []*Member
 	// links[i][j] carries member i's raft traffic to member j (WithLinks).
 	links [][]*faultproxy.Proxy
+	// ca and base make further members (Join).
+	ca   *tlsutil.CA
+	pool *x509.CertPool
+	base repl.Config
 }
 
 // WithLinks puts a fault-injecting proxy on every link between two
@@ -109,7 +113,7 @@ func Start(t testing.TB, n int, configure ...func(*repl.Config)) *Set {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 
-	set := &Set{Name: "rs0"}
+	set := &Set{Name: "rs0", ca: ca, pool: pool}
 	var cfg repl.Config
 	cfg.SetName = set.Name
 	wireLns := make([]net.Listener, n)
@@ -129,6 +133,7 @@ func Start(t testing.TB, n int, configure ...func(*repl.Config)) *Set {
 		rl.Close()
 		cfg.Members = append(cfg.Members, repl.MemberConfig{Name: fmt.Sprintf("m%d", i), Host: ln.Addr().String(), RaftAddr: raftAddrs[i]})
 	}
+	set.base = cfg
 	for i := 0; i < n; i++ {
 		name := cfg.Members[i].Name
 		id := transport.Identity{Project: "p", Cluster: set.Name, Member: name}

@@ -1,0 +1,65 @@
+package repl_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/cmkdb/cmkdb/internal/repl"
+	"github.com/cmkdb/cmkdb/internal/repl/repltest"
+)
+
+// TestInitialSyncThroughput measures a new member's initial sync of
+// CMKDB_SYNC_MB megabytes (skipped without it): the snapshot streamed
+// over mutual TLS and restored under the new member's keys.
+//
+//	CMKDB_SYNC_MB=64 go test -run TestInitialSyncThroughput -v ./internal/repl
+func TestInitialSyncThroughput(t *testing.T) {
+	mb, _ := strconv.Atoi(os.Getenv("CMKDB_SYNC_MB"))
+	if mb <= 0 {
+		t.Skip("set CMKDB_SYNC_MB to measure")
+	}
+	set := repltest.Start(t, 3, func(c *repl.Config) {
+		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 16, 200*time.Millisecond, 8
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	p := set.Primary(t, time.Minute)
+	coll := connect(t, set.URI()).Database("app").Collection("c", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	pad := strings.Repeat("x", 4000)
+	batch := make([]any, 256)
+	for n := 0; n < mb*1024*1024/(4096*len(batch))+1; n++ {
+		for i := range batch {
+			batch[i] = bson.D{{Key: "_id", Value: n*len(batch) + i}, {Key: "pad", Value: pad}}
+		}
+		if _, err := coll.InsertMany(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // a snapshot covers the data
+	joiner, mc := set.Join(t, "m3")
+	if err := set.Members[p].Repl.AddMember(ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Minute)
+	for joiner.Repl.Status().Self != repl.StateSecondary {
+		if time.Now().After(deadline) {
+			t.Fatal("not promoted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s := joiner.Repl.Status().InitialSync
+	if s == nil {
+		t.Fatal("no snapshot was installed")
+	}
+	el := s.Finished.Sub(s.Started)
+	t.Logf("initial sync: %.1f MB, %d records in %s: %.1f MB/s", float64(s.BytesCopied)/1e6, s.DocumentsCopied, el.Round(time.Millisecond),
+		float64(s.BytesCopied)/1e6/el.Seconds())
+}
