@@ -71,6 +71,8 @@ func (f *fsm) apply(l *raft.Log) error {
 		return f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
 	case opDrop:
 		return f.dbs.DropReplicated(e.db)
+	case opTxn:
+		return f.applyTxn(e)
 	}
 	return fmt.Errorf("%w: operation %d", errBadEntry, e.op)
 }
