@@ -63,6 +63,8 @@ type Handler struct {
 	auth *authState
 	// sessions serializes each session's retryable writes.
 	sessions sessionLocks
+	// txns are the sessions' multi-document transactions (transaction.go).
+	txns txnTable
 
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to
