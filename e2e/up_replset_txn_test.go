@@ -17,3 +17,15 @@ func TestUpReplicaSetTransactions(t *testing.T) {
 		t.Fatalf("txn.js: %s", out)
 	}
 }
+
+// TestUpReplicaSetMongooseTransaction runs a mongoose transaction
+// (node/mongoose_txn.js) against `cmkdb up --nodes 3`. mongoose is in
+// e2e/node/package.json: scripts/install-deps.sh installs it.
+func TestUpReplicaSetMongooseTransaction(t *testing.T) {
+	e2etest.RequireNodeModule(t, "mongoose")
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3")
+	if out := e2etest.Node(t, "mongoose_txn.js", s.URI, "mongoose_txn"); !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("mongoose_txn.js: %s", out)
+	}
+}
