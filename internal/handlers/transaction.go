@@ -75,8 +75,26 @@ type txnTable struct {
 	sessions map[string]*sessionTxn
 	// cursorOwner maps a cursor a transaction opened to it.
 	cursorOwner map[int64]*sessionTxn
-	// lifetime overrides defaultTxnLifetime (tests).
+	// lifetime overrides defaultTxnLifetime (SetTransactionLifetime).
 	lifetime time.Duration
+}
+
+// SetTransactionLifetime sets transactionLifetimeLimitSeconds: a
+// transaction started afterwards is aborted once it is older than d
+// (d <= 0: the default, 60 s).
+func (h *Handler) SetTransactionLifetime(d time.Duration) {
+	h.txns.mu.Lock()
+	defer h.txns.mu.Unlock()
+	h.txns.lifetime = d
+}
+
+func (t *txnTable) lifetimeLimit() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lifetime <= 0 {
+		return defaultTxnLifetime
+	}
+	return t.lifetime
 }
 
 func (t *txnTable) get(lsid []byte) *sessionTxn {
@@ -301,10 +319,7 @@ func (h *Handler) txnFor(ts txnStatement, cmd bson.Raw) (*sessionTxn, error) {
 			h.endTxn(cur, txnAborted)
 		}
 		s := &sessionTxn{lsid: ts.lsid, num: ts.num, txn: docstore.NewTxn()}
-		lifetime := h.txns.lifetime
-		if lifetime <= 0 {
-			lifetime = defaultTxnLifetime
-		}
+		lifetime := h.txns.lifetimeLimit()
 		s.timer = time.AfterFunc(lifetime, func() { h.expireTxn(s) })
 		h.txns.put(s)
 		return s, nil

@@ -373,3 +373,44 @@ func TestTransactionProtocol(t *testing.T) {
 		t.Fatalf("committed documents: %v", docs)
 	}
 }
+
+// TestTransactionLifetimeLimit: a transaction older than the limit is
+// aborted, its writes discarded, and its next statement gets
+// NoSuchTransaction.
+func TestTransactionLifetimeLimit(t *testing.T) {
+	set := repltest.Start(t, 3)
+	p := set.Primary(t, time.Minute)
+	set.Members[p].Handler.SetTransactionLifetime(300 * time.Millisecond)
+	client := connect(t, set.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	coll := client.Database("app").Collection("c")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "seed"}}); err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := client.StartSession()
+	defer sess.EndSession(ctx)
+	_ = sess.StartTransaction()
+	sc := mongo.NewSessionContext(ctx, sess)
+	if _, err := coll.InsertOne(sc, bson.D{{Key: "_id", Value: "stale"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := coll.InsertOne(sc, bson.D{{Key: "_id", Value: "stale-2"}}); code(err) != 251 {
+		t.Fatalf("statement after the lifetime limit: %v, want NoSuchTransaction", err)
+	}
+	if err := sess.CommitTransaction(ctx); code(err) != 251 {
+		t.Fatalf("commit after the lifetime limit: %v, want NoSuchTransaction", err)
+	}
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 1 {
+		t.Fatalf("%d documents (%v), want only the seed", n, err)
+	}
+	// Its keys are free: another transaction writes the same document.
+	s2, _ := client.StartSession()
+	defer s2.EndSession(ctx)
+	if _, err := s2.WithTransaction(ctx, func(sc context.Context) (any, error) {
+		return coll.InsertOne(sc, bson.D{{Key: "_id", Value: "stale"}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
