@@ -535,5 +535,10 @@ func (h *Handler) txnStatement(req *wire.Request) (ts txnStatement, inTxn bool, 
 	if err := checkTxnCommand(req); err != nil {
 		return txnStatement{}, false, err
 	}
+	// Transactions run on the primary only, reads included (a driver
+	// sends them there whatever the read preference).
+	if err := h.opts.Repl.CheckWritable(); err != nil {
+		return txnStatement{}, false, err
+	}
 	return ts, true, nil
 }

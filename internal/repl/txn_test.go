@@ -284,6 +284,14 @@ func TestTransactionProtocol(t *testing.T) {
 	}
 	commit := bson.D{{Key: "commitTransaction", Value: 1}}
 
+	// Transactions run on the primary only.
+	sec := wiretest.Dial(t, set.Members[(p+1)%3].Host)
+	raw, err := sec.Command("app", bson.D{{Key: "find", Value: "c"}, {Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)},
+		{Key: "autocommit", Value: false}, {Key: "startTransaction", Value: true},
+		{Key: "$readPreference", Value: bson.D{{Key: "mode", Value: "secondary"}}}})
+	if err != nil || wiretest.ErrorCode(raw) != 10107 {
+		t.Fatalf("a transaction on a secondary: %v %v, want NotWritablePrimary", raw, err)
+	}
 	// An unknown transaction.
 	if raw := stmt("app", 1, false, ins("x")); wiretest.ErrorCode(raw) != 251 || labels(raw) != `["TransientTransactionError"]` {
 		t.Fatalf("statement of no transaction: %v", raw)
@@ -345,7 +353,7 @@ func TestTransactionProtocol(t *testing.T) {
 		t.Fatalf("statement of the superseded transaction: %v, want TransactionTooOld", raw)
 	}
 	// A cursor opened in the transaction is its own.
-	raw := stmt("app", 9, false, bson.D{{Key: "find", Value: "c"}, {Key: "batchSize", Value: 1}})
+	raw = stmt("app", 9, false, bson.D{{Key: "find", Value: "c"}, {Key: "batchSize", Value: 1}})
 	cid, err := raw.LookupErr("cursor", "id")
 	if err != nil || cid.Int64() == 0 {
 		t.Fatalf("find in a transaction: %v", raw)
