@@ -542,3 +542,41 @@ func (h *Handler) txnStatement(req *wire.Request) (ts txnStatement, inTxn bool, 
 	}
 	return ts, true, nil
 }
+
+// endSessionTxns forgets the transactions of the sessions an endSessions
+// names, aborting any still active (mongod does the same).
+func (h *Handler) endSessionTxns(cmd bson.Raw) {
+	v, err := cmd.LookupErr("endSessions")
+	if err != nil {
+		return
+	}
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return
+	}
+	vals, _ := arr.Values()
+	for _, sv := range vals {
+		d, ok := sv.DocumentOK()
+		if !ok {
+			continue
+		}
+		_, id, ok := d.Lookup("id").BinaryOK()
+		if !ok {
+			continue
+		}
+		h.endSessionTxn(id)
+	}
+}
+
+func (h *Handler) endSessionTxn(lsid []byte) {
+	unlock := h.sessions.lock(lsid)
+	defer unlock()
+	s := h.txns.get(lsid)
+	if s == nil {
+		return
+	}
+	h.endTxn(s, txnAborted)
+	h.txns.mu.Lock()
+	delete(h.txns.sessions, string(lsid))
+	h.txns.mu.Unlock()
+}

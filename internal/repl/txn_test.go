@@ -371,6 +371,16 @@ func TestTransactionProtocol(t *testing.T) {
 	if raw := stmt("app", 9, false, gm); wiretest.ErrorCode(raw) != 251 {
 		t.Fatalf("getMore after abort: %v, want NoSuchTransaction", raw)
 	}
+	// endSessions aborts the session's open transaction.
+	if raw := stmt("app", 10, true, ins("ended")); wiretest.ErrorCode(raw) != 0 {
+		t.Fatalf("start 10: %v", raw)
+	}
+	if raw, err := w.Command("admin", bson.D{{Key: "endSessions", Value: bson.A{lsid}}}); err != nil || wiretest.ErrorCode(raw) != 0 {
+		t.Fatalf("endSessions: %v %v", raw, err)
+	}
+	if raw := stmt("admin", 10, false, commit); wiretest.ErrorCode(raw) != 251 {
+		t.Fatalf("commit after endSessions: %v, want NoSuchTransaction", raw)
+	}
 	// What committed: t2 and t3 (t6 failed, t4 and t5 were aborted).
 	raw, err = w.Command("app", bson.D{{Key: "find", Value: "c"}, {Key: "sort", Value: bson.D{{Key: "_id", Value: 1}}}})
 	if err != nil {
