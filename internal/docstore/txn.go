@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -49,6 +50,9 @@ type Txn struct {
 	// conflict); done is set once it committed or aborted. Guarded by mu.
 	doomed error
 	done   bool
+	// killed is set by AbortTransactions when it could not take mu (a
+	// statement or the commit is in flight): t ends at its next use.
+	killed atomic.Bool
 }
 
 // NewTxn starts an empty transaction.
@@ -114,6 +118,9 @@ type ovEntry struct {
 // part returns t's part for s, starting it (taking the snapshot) on
 // first use. t.mu is held.
 func (t *Txn) part(s *Store) (*txnPart, error) {
+	if !t.done && t.killed.Load() {
+		t.endLocked()
+	}
 	if t.done {
 		return nil, ErrTxnDone
 	}
@@ -126,6 +133,7 @@ func (t *Txn) part(s *Store) (*txnPart, error) {
 	p := &txnPart{t: t, s: s, snap: s.db.NewSnapshot(), b: s.db.NewBatch(),
 		ov: map[string]ovEntry{}, colls: map[string][]byte{}}
 	t.parts[s] = p
+	s.txnLocks.register(p)
 	return p, nil
 }
 
@@ -324,6 +332,7 @@ func (p *txnPart) validate() error {
 // close releases the part's snapshot, batch and keys.
 func (p *txnPart) close() {
 	p.s.txnLocks.release(p.locked, p.t)
+	p.s.txnLocks.unregister(p)
 	p.snap.Close()
 	p.b.Close()
 }
@@ -368,6 +377,9 @@ func (t *Txn) Commit(ctx context.Context, rec *CommitRecord) error {
 		return ErrTxnDone
 	}
 	defer t.endLocked()
+	if t.killed.Load() {
+		return ErrTxnDone
+	}
 	if t.doomed != nil {
 		return t.doomed
 	}
@@ -456,10 +468,52 @@ func (t *Txn) endLocked() {
 	t.done = true
 }
 
-// txnLocks maps each key an open transaction wrote to that transaction.
+// txnLocks maps each key an open transaction wrote to that transaction,
+// and knows the open transactions' parts in this database.
 type txnLocks struct {
 	mu    sync.Mutex
 	owner map[string]*Txn
+	parts map[*txnPart]struct{}
+}
+
+func (l *txnLocks) register(p *txnPart) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parts == nil {
+		l.parts = map[*txnPart]struct{}{}
+	}
+	l.parts[p] = struct{}{}
+}
+
+func (l *txnLocks) unregister(p *txnPart) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.parts, p)
+}
+
+// AbortTransactions aborts every open transaction that read or wrote this
+// database. Its owner calls it before the database closes (a drop, the
+// node disabled): a transaction must not read a snapshot of a closed
+// database; its next statement gets ErrTxnDone instead.
+func (s *Store) AbortTransactions() {
+	s.txnLocks.mu.Lock()
+	var txns []*Txn
+	for p := range s.txnLocks.parts {
+		txns = append(txns, p.t)
+	}
+	s.txnLocks.mu.Unlock()
+	for _, t := range txns {
+		// Never wait for t: its commit may be waiting for the log, whose
+		// apply may be what is closing this database.
+		if t.mu.TryLock() {
+			if !t.done {
+				t.endLocked()
+			}
+			t.mu.Unlock()
+		} else {
+			t.killed.Store(true)
+		}
+	}
 }
 
 // acquire gives k to t unless another transaction holds it.

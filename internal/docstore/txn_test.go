@@ -203,3 +203,24 @@ func TestTxnAbortLeavesNothing(t *testing.T) {
 		t.Fatalf("after second commit: %s", got)
 	}
 }
+
+func TestAbortTransactions(t *testing.T) {
+	s, _ := Open(storagetest.NewDB(t, "app"), nil)
+	insert(t, s, "c", bson.D{{Key: "_id", Value: 1}})
+	idle, busy := NewTxn(), NewTxn()
+	for _, tx := range []*Txn{idle, busy} {
+		scanIDs(t, WithTxn(context.Background(), tx), s, "c", Plan{})
+	}
+	busy.mu.Lock() // a statement in flight
+	s.AbortTransactions()
+	busy.mu.Unlock()
+	for name, tx := range map[string]*Txn{"idle": idle, "busy": busy} {
+		err := s.Scan(WithTxn(context.Background(), tx), s.Collection("c"), Plan{}, &Position{}, func(bson.Raw) (bool, error) { return true, nil })
+		if err != ErrTxnDone {
+			t.Fatalf("%s: scan after AbortTransactions: %v", name, err)
+		}
+	}
+	if len(s.txnLocks.parts) != 0 {
+		t.Fatalf("%d parts left open", len(s.txnLocks.parts))
+	}
+}

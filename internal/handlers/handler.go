@@ -102,6 +102,9 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 	defer h.mu.Unlock()
 	if h.engine != eng {
 		// The node was disabled and re-enabled: its databases reopened.
+		for _, old := range h.stores {
+			old.AbortTransactions() // their snapshots are of closed databases
+		}
 		h.engine, h.stores = eng, map[string]*docstore.Store{}
 	}
 	if s, ok := h.stores[name]; ok {
@@ -136,6 +139,9 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 func (h *Handler) dropStore(name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if s, ok := h.stores[name]; ok {
+		s.AbortTransactions()
+	}
 	delete(h.stores, name)
 }
 

@@ -420,6 +420,9 @@ func (h *Handler) commitTxn(ctx context.Context, ts txnStatement) (bson.Raw, err
 	err = cur.txn.Commit(ctx, &docstore.CommitRecord{Store: admin, LSID: ts.lsid, Txn: ts.num, Reply: reply})
 	if err != nil {
 		h.endTxn(cur, txnAborted)
+		if errors.Is(err, docstore.ErrTxnDone) {
+			return nil, noSuchTxn("Transaction %d has been aborted.", ts.num)
+		}
 		return nil, err
 	}
 	h.endTxn(cur, txnCommitted)
