@@ -288,6 +288,18 @@ func NodeDir() (string, error) {
 	return filepath.Join(root, "e2e", "node"), nil
 }
 
+// RequireNodeModule fails the test unless the Node script directory can
+// load module name (an npm package of e2e/node/package.json).
+func RequireNodeModule(t testing.TB, name string) {
+	t.Helper()
+	dir := RequireNodeClients(t)
+	cmd := exec.Command("node", "-e", "require.resolve(process.argv[1])", name)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("node module %s is missing: run scripts/install-deps.sh (it installs e2e/node/package.json): %v\n%s", name, err, out)
+	}
+}
+
 // RequireNodeClients fails the test unless scripts/install-deps.sh has
 // installed mongosh and the Node driver.
 func RequireNodeClients(t testing.TB) string {

@@ -239,7 +239,7 @@ func scanNatural(ctx context.Context, rd reader, coll *Collection, dir int8, pos
 	return nil
 }
 
-func step(it *pebble.Iterator, dir int8) bool {
+func step(it iterator, dir int8) bool {
 	if dir < 0 {
 		return it.Prev()
 	}

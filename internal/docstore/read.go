@@ -74,7 +74,11 @@ func (s *Store) Get(coll *Collection, id bson.RawValue) (bson.Raw, bool, error) 
 // context.Cause(ctx) (wrapped) without handing fn another document, so a
 // disabled node or an expired maxTimeMS stops a long scan at once.
 func (s *Store) Scan(ctx context.Context, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {
-	return scan(ctx, s.db, coll, plan, pos, fn)
+	r, err := s.readerFor(ctx)
+	if err != nil {
+		return err
+	}
+	return scan(ctx, r, coll, plan, pos, fn)
 }
 
 // Interrupted returns nil while ctx is live, and once it is done the
@@ -94,11 +98,52 @@ func Interrupted(ctx context.Context, op, name string) error {
 	}
 }
 
-// reader is what a scan reads from: the database (committed state) or an
-// indexed batch (committed state plus the batch's staged writes).
+// reader is what a scan reads from: the database (committed state), an
+// indexed batch (committed state plus the batch's staged writes) or a
+// transaction's view (its snapshot plus its own writes, txn.go).
 type reader interface {
-	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+	NewIter(o *pebble.IterOptions) (iterator, error)
 	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// iterator is the part of *pebble.Iterator scans use. An iterator moves
+// in one direction: First then Next, or Last then Prev.
+type iterator interface {
+	First() bool
+	Last() bool
+	Next() bool
+	Prev() bool
+	Valid() bool
+	Key() []byte
+	Value() []byte
+	Close() error
+}
+
+// pebbleReader adapts a Pebble database, snapshot or indexed batch.
+type pebbleReader struct {
+	r interface {
+		NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+		Get(key []byte) ([]byte, io.Closer, error)
+	}
+}
+
+func (p pebbleReader) NewIter(o *pebble.IterOptions) (iterator, error) {
+	it, err := p.r.NewIter(o)
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+func (p pebbleReader) Get(key []byte) ([]byte, io.Closer, error) { return p.r.Get(key) }
+
+// readerFor is what a read under ctx sees: the transaction's view when ctx
+// carries one (txn.go), the committed state otherwise.
+func (s *Store) readerFor(ctx context.Context) (reader, error) {
+	if t := TxnFrom(ctx); t != nil {
+		return t.view(s)
+	}
+	return pebbleReader{s.db}, nil
 }
 
 func scan(ctx context.Context, r reader, coll *Collection, plan Plan, pos *Position, fn func(doc bson.Raw) (bool, error)) error {

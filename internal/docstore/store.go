@@ -69,6 +69,9 @@ type Store struct {
 	// nil on a standalone node.
 	log Log
 
+	// txnLocks are the keys open transactions wrote (txn.go).
+	txnLocks txnLocks
+
 	nmu      sync.Mutex
 	notifyCh chan struct{} // closed and cleared by the next commit; nil: nobody waits
 

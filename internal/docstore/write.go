@@ -18,7 +18,9 @@ import (
 type Writer struct {
 	ctx context.Context
 	s   *Store
-	b   *pebble.Batch
+	// b is the write's indexed batch (batchStaging), or, inside a
+	// transaction, the transaction's part for this database (txn.go).
+	b staging
 	// SkipValidation bypasses collection validators for this write
 	// (bypassDocumentValidation: true).
 	SkipValidation bool
@@ -46,11 +48,17 @@ type Writer struct {
 // Write returns once a majority of the members hold it and this member
 // applied it, with the write lock held throughout, so the next writer
 // checks against it.
+//
+// Inside a transaction (ctx from WithTxn) nothing is committed here: fn
+// stages into the transaction, which Txn.Commit commits (txn.go).
 func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
+	if t := TxnFrom(ctx); t != nil {
+		return t.write(ctx, s, fn)
+	}
 	s.mu.Lock()
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
-	ferr := fn(&Writer{ctx: ctx, s: s, b: b})
+	ferr := fn(&Writer{ctx: ctx, s: s, b: batchStaging{b}})
 	if b.Empty() {
 		s.mu.Unlock()
 		return ferr
@@ -75,6 +83,27 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 		return fmt.Errorf("docstore: commit: %w", err)
 	}
 	return ferr
+}
+
+// staging is where a Writer stages its writes and reads them back.
+type staging interface {
+	reader
+	Set(key, value []byte, o *pebble.WriteOptions) error
+	Delete(key []byte, o *pebble.WriteOptions) error
+	// LogData stages a record the batch carries without writing it
+	// (docstore's hints to the oplog, changes.go).
+	LogData(data []byte, o *pebble.WriteOptions) error
+}
+
+// batchStaging stages into an indexed batch (an ordinary write).
+type batchStaging struct{ *pebble.Batch }
+
+func (b batchStaging) NewIter(o *pebble.IterOptions) (iterator, error) {
+	it, err := b.Batch.NewIter(o)
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
 }
 
 // Changed returns a channel closed by the next committed write (tailable
@@ -127,6 +156,9 @@ func (w *Writer) Insert(coll *Collection, doc bson.Raw) error {
 	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return err
 	}
+	if err := w.txnCheck(coll); err != nil {
+		return err
+	}
 	id, err := IDOf(doc)
 	if err != nil {
 		return err
@@ -172,6 +204,9 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 	if err := Interrupted(w.ctx, "write", ""); err != nil {
 		return err
 	}
+	if err := w.txnCheck(coll); err != nil {
+		return err
+	}
 	id, err := IDOf(old)
 	if err != nil {
 		return err
@@ -205,6 +240,9 @@ func (w *Writer) Replace(coll *Collection, old, new bson.Raw) error {
 // Delete stages the removal of a document and its index entries.
 func (w *Writer) Delete(coll *Collection, doc bson.Raw) error {
 	if err := Interrupted(w.ctx, "write", ""); err != nil {
+		return err
+	}
+	if err := w.txnCheck(coll); err != nil {
 		return err
 	}
 	id, err := IDOf(doc)

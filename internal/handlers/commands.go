@@ -54,7 +54,7 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "buildInfo", handler: h.buildInfo, aliases: []string{"buildinfo"}, public: true, whileDisabled: true,
 			help: "the server's version and build"},
 		{name: "whatsmyuri", handler: h.whatsmyuri, public: true, whileDisabled: true, help: "the client's address as the server sees it"},
-		{name: "endSessions", handler: h.endSessions, public: true, whileDisabled: true, help: "forget logical sessions (no state is kept)"},
+		{name: "endSessions", handler: h.endSessions, public: true, whileDisabled: true, help: "forget logical sessions (and abort their open transactions)"},
 		{name: "listCommands", handler: h.listCommands, priv: privNone, whileDisabled: true, help: "the commands this server serves"},
 		{name: "connectionStatus", handler: h.connectionStatus, priv: privNone, whileDisabled: true, help: "the connection's authenticated users and roles"},
 		{name: "hostInfo", handler: h.hostInfo, priv: privCluster, whileDisabled: true, help: "the host's name and system"},

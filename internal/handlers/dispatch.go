@@ -36,6 +36,10 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	if err := checkSessionFields(req.Name, req.Command, h.opts.Repl != nil); err != nil {
 		return nil, err
 	}
+	txn, inTxn, err := h.txnStatement(req)
+	if err != nil {
+		return nil, err
+	}
 	maxTime, err := parseMaxTimeMS(req.Command)
 	if err != nil {
 		return nil, err
@@ -68,13 +72,20 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
 		defer cancel()
 	}
-	if cmd.rs == rsRead {
+	if cmd.rs == rsRead && !inTxn {
 		if err := h.readConcernLinearizable(ctx, req); err != nil {
 			return nil, commandError(ctx, err)
 		}
 	}
 	run := func(ctx context.Context) (bson.Raw, error) { return cmd.handler(ctx, c, req) }
-	if h.opts.Repl != nil && retryableCommands[req.Name] {
+	switch {
+	case inTxn:
+		run = func(ctx context.Context) (bson.Raw, error) { return h.runTxnStatement(ctx, txn, cmd, c, req) }
+	case req.Name == "getMore":
+		if err := h.txns.checkCursor(req.Command, nil); err != nil {
+			return nil, err
+		}
+	case h.opts.Repl != nil && retryableCommands[req.Name]:
 		rw, ok, err := parseRetryable(req.Command)
 		if err != nil {
 			return nil, err

@@ -209,7 +209,7 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 		return build()
 	}
 	if s.upsert {
-		if _, err := st.EnsureCollection(collName); err != nil {
+		if _, err := ensureCollection(ctx, st, collName); err != nil {
 			return nil, err
 		}
 	}

@@ -63,6 +63,8 @@ type Handler struct {
 	auth *authState
 	// sessions serializes each session's retryable writes.
 	sessions sessionLocks
+	// txns are the sessions' multi-document transactions (transaction.go).
+	txns txnTable
 
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to
@@ -100,6 +102,9 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 	defer h.mu.Unlock()
 	if h.engine != eng {
 		// The node was disabled and re-enabled: its databases reopened.
+		for _, old := range h.stores {
+			old.AbortTransactions() // their snapshots are of closed databases
+		}
 		h.engine, h.stores = eng, map[string]*docstore.Store{}
 	}
 	if s, ok := h.stores[name]; ok {
@@ -134,6 +139,9 @@ func (h *Handler) store(name string, create bool) (*docstore.Store, func(), erro
 func (h *Handler) dropStore(name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if s, ok := h.stores[name]; ok {
+		s.AbortTransactions()
+	}
 	delete(h.stores, name)
 }
 

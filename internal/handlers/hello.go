@@ -109,7 +109,8 @@ func (h *Handler) whatsmyuri(ctx context.Context, c *wire.ConnState, req *wire.R
 	return marshal(bson.D{{Key: "you", Value: c.RemoteAddr().String()}, {Key: "ok", Value: 1.0}})
 }
 
-func (h *Handler) endSessions(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+func (h *Handler) endSessions(_ context.Context, _ *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	h.endSessionTxns(req.Command) // transaction.go
 	return marshal(bson.D{{Key: "ok", Value: 1.0}})
 }
 

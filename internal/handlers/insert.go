@@ -113,7 +113,7 @@ func (h *Handler) insert(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		return nil, err
 	}
 	defer release()
-	if _, err := st.EnsureCollection(collName); err != nil {
+	if _, err := ensureCollection(ctx, st, collName); err != nil {
 		return nil, err
 	}
 	var werrs []writeError

@@ -19,16 +19,12 @@ import (
 
 const txnNumbersNeedReplicaSet = "Transaction numbers are only allowed on a replica set member or mongos"
 
-// transactionsUnsupported refuses a multi-document transaction on a
-// replica set member, before any of its statements runs.
-const transactionsUnsupported = "multi-document transactions are not supported by cmkdb replica sets yet; no statement of this transaction was applied"
-
 // checkSessionFields refuses a command carrying a transaction number (a
 // transaction statement or a retryable write) and the transaction fields
 // that need one, with mongod's codes.
 //
 // A replica set member accepts the transaction number of a retryable
-// write (retryable.go) and refuses transactions.
+// write (retryable.go) and of a transaction statement (transaction.go).
 func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 	has := func(key string) bool { _, err := cmd.LookupErr(key); return err == nil }
 	if has("txnNumber") {
@@ -38,10 +34,12 @@ func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 		if replicaSet && retryableCommands[name] && !has("autocommit") && !has("startTransaction") {
 			return nil // a retryable write (retryable.go)
 		}
+		if replicaSet && has("autocommit") {
+			return nil // a transaction statement (transaction.go)
+		}
 		if replicaSet {
-			// Not IllegalOperation: drivers read that as "retryable
-			// writes unsupported".
-			return mongoerr.New(mongoerr.CommandNotSupported, transactionsUnsupported)
+			return mongoerr.New(mongoerr.InvalidOptions,
+				"txnNumber may only be provided for multi-document transactions and retryable write commands. autocommit:false was not provided, and %s is not a retryable write command.", name)
 		}
 		return mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 	}
@@ -54,11 +52,13 @@ func checkSessionFields(name string, cmd bson.Raw, replicaSet bool) error {
 	return nil
 }
 
-// refuseTransaction is commitTransaction and abortTransaction: no
-// transaction can have started, so there is none to end.
-func (h *Handler) refuseTransaction(_ context.Context, _ *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
+// refuseTransaction is commitTransaction and abortTransaction sent
+// without a transaction's fields (those with them run in
+// runTxnStatement), or on a standalone node, where no transaction can
+// have started.
+func (h *Handler) refuseTransaction(_ context.Context, _ *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	if h.opts.Repl != nil {
-		return nil, mongoerr.New(mongoerr.CommandNotSupported, transactionsUnsupported)
+		return nil, mongoerr.New(50768, "%s must be run within a transaction", req.Name)
 	}
 	return nil, mongoerr.New(mongoerr.IllegalOperation, txnNumbersNeedReplicaSet)
 }

@@ -366,7 +366,7 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	}
 	if st != nil {
 		if anyUpsert {
-			if _, err := st.EnsureCollection(collName); err != nil {
+			if _, err := ensureCollection(ctx, st, collName); err != nil {
 				return nil, err
 			}
 		}

@@ -83,6 +83,13 @@ const (
 	AlreadyInitialized              Code = 23
 	NoReplicationEnabled            Code = 76
 	CommandNotSupported             Code = 115
+
+	// Transactions.
+	WriteConflict                      Code = 112
+	ConflictingOperationInProgress     Code = 117
+	TransactionCommitted               Code = 256
+	OperationNotSupportedInTransaction Code = 263
+	TransactionExceededLifetimeLimit   Code = 290
 )
 
 var names = map[Code]string{
@@ -136,19 +143,24 @@ var names = map[Code]string{
 	CappedPositionLost:         "CappedPositionLost",
 	EncryptionKeyUnavailable:   "EncryptionKeyUnavailable",
 
-	UnsatisfiableWriteConcern:       "UnsatisfiableWriteConcern",
-	NotWritablePrimary:              "NotWritablePrimary",
-	NotPrimaryNoSecondaryOk:         "NotPrimaryNoSecondaryOk",
-	InterruptedDueToReplStateChange: "InterruptedDueToReplStateChange",
-	NotYetInitialized:               "NotYetInitialized",
-	NoSuchTransaction:               "NoSuchTransaction",
-	IncompleteTransactionHistory:    "IncompleteTransactionHistory",
-	TransactionTooOld:               "TransactionTooOld",
-	UnknownReplWriteConcern:         "UnknownReplWriteConcern",
-	AlreadyInitialized:              "AlreadyInitialized",
-	NoReplicationEnabled:            "NoReplicationEnabled",
-	CommandNotSupported:             "CommandNotSupported",
-	ExceededTimeLimit:               "ExceededTimeLimit",
+	UnsatisfiableWriteConcern:          "UnsatisfiableWriteConcern",
+	NotWritablePrimary:                 "NotWritablePrimary",
+	NotPrimaryNoSecondaryOk:            "NotPrimaryNoSecondaryOk",
+	InterruptedDueToReplStateChange:    "InterruptedDueToReplStateChange",
+	NotYetInitialized:                  "NotYetInitialized",
+	NoSuchTransaction:                  "NoSuchTransaction",
+	IncompleteTransactionHistory:       "IncompleteTransactionHistory",
+	TransactionTooOld:                  "TransactionTooOld",
+	WriteConflict:                      "WriteConflict",
+	ConflictingOperationInProgress:     "ConflictingOperationInProgress",
+	TransactionCommitted:               "TransactionCommitted",
+	OperationNotSupportedInTransaction: "OperationNotSupportedInTransaction",
+	TransactionExceededLifetimeLimit:   "TransactionExceededLifetimeLimit",
+	UnknownReplWriteConcern:            "UnknownReplWriteConcern",
+	AlreadyInitialized:                 "AlreadyInitialized",
+	NoReplicationEnabled:               "NoReplicationEnabled",
+	CommandNotSupported:                "CommandNotSupported",
+	ExceededTimeLimit:                  "ExceededTimeLimit",
 }
 
 // Name returns MongoDB's codeName for c.

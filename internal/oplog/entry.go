@@ -134,3 +134,26 @@ type Stored struct {
 	Index uint64
 	Raw   bson.Raw
 }
+
+// ApplyOps wraps a transaction's changes in one command entry, as MongoDB
+// records a committed transaction: {applyOps: [change, …]} on admin.$cmd.
+// Readers (change streams) unwind it into one event per change.
+func ApplyOps(ops []Op) (Op, error) {
+	arr := make(bson.A, len(ops))
+	for i, op := range ops {
+		d := bson.D{{Key: "op", Value: op.Kind}, {Key: "ns", Value: op.NS}}
+		if op.UI != nil {
+			d = append(d, bson.E{Key: "ui", Value: *op.UI})
+		}
+		d = append(d, bson.E{Key: "o", Value: op.O})
+		if op.O2 != nil {
+			d = append(d, bson.E{Key: "o2", Value: op.O2})
+		}
+		arr[i] = d
+	}
+	o, err := bson.Marshal(bson.D{{Key: "applyOps", Value: arr}})
+	if err != nil {
+		return Op{}, fmt.Errorf("oplog: applyOps: %w", err)
+	}
+	return Op{Kind: Command, NS: "admin.$cmd", O: o}, nil
+}

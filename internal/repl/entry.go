@@ -16,7 +16,9 @@ import (
 // (oplog.Next), never from a member's own clock. Version 1 (no wall) is
 // still read: its entries take raft's append time.
 // The payload of opBatch is Pebble's batch representation (see
-// docstore.Log); opDrop has none. Entries are decoded on every member, so a
+// docstore.Log); opDrop has none. opTxn (a multi-document transaction,
+// txn.go) names its first part's database in the header and carries every
+// part in its payload. Entries are decoded on every member, so a
 // member never applies an entry it cannot fully parse: it stops with an
 // error naming the index instead.
 const (
@@ -29,6 +31,7 @@ type op uint8
 const (
 	opBatch op = 1
 	opDrop  op = 2
+	opTxn   op = 3
 )
 
 const flagCatalog = 1
@@ -40,6 +43,8 @@ type entry struct {
 	// wallMs is the proposer's clock (Unix ms); 0 in a version 1 entry.
 	wallMs int64
 	repr   []byte
+	// parts are an opTxn's databases and batches, in apply order.
+	parts []txnPart
 }
 
 // maxDBName bounds a database name in an entry (MongoDB's limit is 64).
@@ -55,6 +60,9 @@ func (e entry) encode() []byte {
 	out = binary.BigEndian.AppendUint64(out, uint64(e.wallMs))
 	out = binary.AppendUvarint(out, uint64(len(e.db)))
 	out = append(out, e.db...)
+	if e.op == opTxn {
+		return encodeTxnParts(out, e.parts)
+	}
 	return append(out, e.repr...)
 }
 
@@ -68,7 +76,7 @@ func decodeEntry(b []byte) (entry, error) {
 		return entry{}, fmt.Errorf("%w: version %d (this build reads %d)", errBadEntry, b[0], entryVersion)
 	}
 	e := entry{op: op(b[1]), catalog: b[2]&flagCatalog != 0}
-	if e.op != opBatch && e.op != opDrop {
+	if e.op != opBatch && e.op != opDrop && e.op != opTxn {
 		return entry{}, fmt.Errorf("%w: operation %d", errBadEntry, b[1])
 	}
 	hdr := 3
@@ -90,6 +98,16 @@ func decodeEntry(b []byte) (entry, error) {
 	e.db, e.repr = string(rest[:n]), rest[n:]
 	if e.op == opDrop && len(e.repr) != 0 {
 		return entry{}, fmt.Errorf("%w: a drop carries no payload", errBadEntry)
+	}
+	if e.op == opTxn {
+		parts, err := decodeTxnParts(e.repr)
+		if err != nil {
+			return entry{}, err
+		}
+		if parts[0].db != e.db {
+			return entry{}, fmt.Errorf("%w: a transaction's header names its first part", errBadEntry)
+		}
+		e.parts, e.repr = parts, nil
 	}
 	return e, nil
 }

@@ -82,6 +82,8 @@ func (f *fsm) apply(l *raft.Log) error {
 		ops, err = f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
 	case opDrop:
 		ops, err = f.dbs.DropReplicated(e.db)
+	case opTxn:
+		ops, err = f.applyTxn(e)
 	default:
 		err = fmt.Errorf("%w: operation %d", errBadEntry, e.op)
 	}

@@ -154,28 +154,14 @@ func TestReplicaSet(t *testing.T) {
 		}
 	}
 
-	// Transactions and change streams are refused before anything runs,
-	// with a code no driver mistakes for "retryable writes unsupported".
-	sess, err := client.StartSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = sess.WithTransaction(ctx, func(sc context.Context) (any, error) {
-		return coll.InsertOne(sc, bson.D{{Key: "_id", Value: "in-a-transaction"}})
-	})
-	sess.EndSession(ctx)
-	if code(err) != 115 {
-		t.Fatalf("a transaction: %v, want CommandNotSupported", err)
-	}
-	if n, _ := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: "in-a-transaction"}}); n != 0 {
-		t.Fatal("a refused transaction's insert was applied")
-	}
+	// Change streams are refused before anything runs (transactions:
+	// txn_test.go).
 	if _, err := coll.Watch(ctx, mongo.Pipeline{}); code(err) != 115 {
 		t.Fatalf("a change stream: %v, want CommandNotSupported", err)
 	}
 
 	// w beyond what the set can acknowledge is refused before anything is written.
-	_, err = coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
+	_, err := coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
 	if code(err) != 100 {
 		t.Fatalf("w:5 on three members: %v, want UnsatisfiableWriteConcern", err)
 	}
