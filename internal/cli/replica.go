@@ -31,15 +31,8 @@ func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, er
 		return nil, fmt.Errorf("replication caFile: %w", err)
 	}
 	self := transport.Identity{Project: c.Project, Cluster: c.SetName, Member: c.Me}
-	cfg := repl.Config{SetName: c.SetName, Me: c.Me, Logger: logger, Join: c.Join,
-		SnapshotThreshold: c.SnapshotThreshold, SnapshotInterval: c.SnapshotInterval.Duration, TrailingLogs: c.TrailingLogs}
-	var bind string
-	for _, m := range c.Members {
-		cfg.Members = append(cfg.Members, repl.MemberConfig{Name: m.Name, Host: m.Host, RaftAddr: m.RaftAddr})
-		if m.Name == c.Me {
-			bind = m.RaftAddr
-		}
-	}
+	cfg := replConfig(c, logger)
+	bind := cfgMember(c).RaftAddr
 	if c.RaftBind != "" {
 		bind = c.RaftBind
 	}
@@ -55,6 +48,18 @@ func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, er
 		return transport.NewTransport(layer, raft.NetworkTransportConfig{Timeout: 10 * time.Second}), nil
 	}
 	return repl.New(cfg)
+}
+
+// replConfig is what the member's configuration file says of its
+// replica set, without the transport.
+func replConfig(c *config.Replication, logger *slog.Logger) repl.Config {
+	cfg := repl.Config{SetName: c.SetName, Me: c.Me, Logger: logger, Join: c.Join,
+		SnapshotThreshold: c.SnapshotThreshold, SnapshotInterval: c.SnapshotInterval.Duration, TrailingLogs: c.TrailingLogs}
+	cfg.Oplog.MaxBytes, cfg.Oplog.Retention = c.OplogLimits()
+	for _, m := range c.Members {
+		cfg.Members = append(cfg.Members, repl.MemberConfig{Name: m.Name, Host: m.Host, RaftAddr: m.RaftAddr})
+	}
+	return cfg
 }
 
 func cfgMember(c *config.Replication) config.ReplMember {

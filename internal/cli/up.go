@@ -75,6 +75,8 @@ type serveFlags struct {
 	security             securityFlags
 	// nodes is how many members `up` runs Cluster0 with.
 	nodes int
+	// oplog limits the oplog of Cluster0's members (up_oplog.go).
+	oplog oplogFlags
 	// repl makes the node a replica set member (`cmkdb node` with a
 	// replication section).
 	repl *config.Replication

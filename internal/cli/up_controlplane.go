@@ -45,11 +45,13 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 			"(mode 0600) holds the connection string, the admin API URL and an Organization Owner API key.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.oplog.seen(cmd.Flags())
 			return up(cmd.Context(), stdout, f)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().IntVar(&f.nodes, "nodes", 1, "members of Cluster0: 1 runs one node in this process; 3 (or 5, 7) runs a replica set, each member its own node process under DIR/members")
+	f.oplog.register(cmd.Flags())
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0: the one kept in DIR/ports.json, or a free one that is then kept; see up.json)")
 	cmd.Flags().BoolVar(&f.allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
 	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
@@ -69,6 +71,9 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	defer unlock()
 	if f.nodes < 1 || f.nodes > 7 {
 		return fmt.Errorf("--nodes %d: a cluster has 1 to 7 members", f.nodes)
+	}
+	if err := f.oplog.check(f.nodes); err != nil {
+		return err
 	}
 	if err := checkLayoutFor(f.dir, f.nodes); err != nil {
 		return err

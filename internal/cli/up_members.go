@@ -195,6 +195,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 				return nil, fmt.Errorf("%s: a member of up's replica set reaches its CMK through the control plane", c.Dir)
 			}
 			c.KMS.ControlPlane.URL, c.KMS.ControlPlane.CAFile = p.cp.KeyServiceURL, p.cp.CAFile
+			f.oplog.apply(c.Replication)
 			if err := writeMemberConfig(c); err != nil {
 				return nil, err
 			}
@@ -206,6 +207,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 	}
 	// First run: ports, certificates and configuration files.
 	repl := &config.Replication{SetName: cluster, Project: gid}
+	f.oplog.apply(repl)
 	hostIP := hostOf(f.bind)
 	for i := 0; i < n; i++ {
 		port := 0

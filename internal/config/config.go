@@ -64,6 +64,12 @@ type Replication struct {
 	SnapshotThreshold uint64   `json:"snapshotThreshold,omitempty"`
 	SnapshotInterval  Duration `json:"snapshotInterval,omitzero"`
 	TrailingLogs      uint64   `json:"trailingLogs,omitempty"`
+	// The oplog (local.oplog.rs) keeps at most oplogSizeMB megabytes of
+	// entries (default 1024) and none older than oplogRetentionHours
+	// (default 24, fractions allowed): whichever removes more, oldest
+	// first. Read when the member starts (OplogLimits).
+	OplogSizeMB         int64   `json:"oplogSizeMB,omitempty"`
+	OplogRetentionHours float64 `json:"oplogRetentionHours,omitempty"`
 }
 
 // ReplMember is one member: its name, its MongoDB address (what drivers
@@ -339,5 +345,5 @@ func (r *Replication) validate() error {
 	if !me {
 		return fmt.Errorf("me (%q) is not one of the members", r.Me)
 	}
-	return nil
+	return CheckOplogLimits(r.OplogSizeMB, r.OplogRetentionHours)
 }

@@ -122,3 +122,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestOplogLimits: replication.oplogSizeMB and oplogRetentionHours are
+// read, converted, and refused out of range.
+func TestOplogLimits(t *testing.T) {
+	file := func(extra string) string {
+		return `{"dir": "/d", "kms": {"provider": "local", "local": {"keyFile": "/k"}}, "replication": {"setName": "rs", "project": "p",
+			"me": "m0", "certFile": "/c", "keyFile": "/k", "caFile": "/ca", "members": [{"name": "m0", "host": "h:1", "raftAddr": "h:2"}]` + extra + `}}`
+	}
+	good := map[string]struct {
+		extra string
+		bytes int64
+		ret   time.Duration
+	}{
+		"defaults":  {"", 0, 0},
+		"size":      {`, "oplogSizeMB": 990`, 990 << 20, 0},
+		"retention": {`, "oplogRetentionHours": 0.5`, 0, 30 * time.Minute},
+	}
+	for name, c := range good {
+		cfg, err := Parse([]byte(file(c.extra)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, r := cfg.Replication.OplogLimits()
+		if b != c.bytes || r != c.ret {
+			t.Fatalf("%s: limits %d bytes, %s; want %d, %s", name, b, r, c.bytes, c.ret)
+		}
+	}
+	for _, extra := range []string{`, "oplogSizeMB": -1`, `, "oplogSizeMB": 2000000000`, `, "oplogSizeMB": 1.5`,
+		`, "oplogRetentionHours": -2`, `, "oplogRetentionHours": 100000`, `, "oplogRetentionHours": 0.001`, `, "oplogRetentionHours": "24h"`} {
+		if _, err := Parse([]byte(file(extra))); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", extra, err)
+		}
+	}
+}
