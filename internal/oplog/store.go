@@ -198,7 +198,11 @@ func (l *Log) Append(index uint64, entries []Entry, now time.Time) error {
 }
 
 // capLocked removes the oldest entries beyond the size cap, and (at most
-// once a second) those older than the retention.
+// once a second) those older than the retention. It never removes the
+// newest entry: one entry larger than the cap, or a member replaying log
+// entries older than the retention, still leaves the oplog its latest
+// change (MongoDB's oplog, too, is never emptied by its cap), so a
+// reader's last position stays in it.
 func (l *Log) capLocked(now time.Time) error {
 	overSize := l.bytes > l.limits.MaxBytes
 	checkAge := now.Sub(l.lastCheck) >= time.Second
@@ -219,7 +223,7 @@ func (l *Log) capLocked(now time.Time) error {
 	var removed Timestamp
 	for it.First(); it.Valid(); it.Next() {
 		ts := timestampFromKey(it.Key()[1:])
-		if bytes <= l.limits.MaxBytes && int64(ts.T) >= cutoff {
+		if ts == l.last || (bytes <= l.limits.MaxBytes && int64(ts.T) >= cutoff) {
 			break
 		}
 		bytes -= int64(len(it.Value()))
@@ -273,7 +277,7 @@ func (l *Log) TrimFrom(index uint64) (Timestamp, error) {
 	for it.Last(); it.Valid(); it.Prev() {
 		idx, _, err := decodeValue(it.Value())
 		if err != nil {
-			return Timestamp{}, err
+			return Timestamp{}, fmt.Errorf("oplog entry %v: %w", timestampFromKey(it.Key()[1:]), err)
 		}
 		if idx < index {
 			if ts := timestampFromKey(it.Key()[1:]); ts.Compare(prev) > 0 {
@@ -391,17 +395,21 @@ func (l *Log) iterate(ctx context.Context, lower []byte, fn func(Stored) (bool, 
 	return it.Error()
 }
 
+// stored reads back an entry. A damaged one is an error naming it, never
+// skipped: a reader that skipped it would show a gap as a complete
+// history.
 func stored(key, value []byte) (Stored, error) {
+	ts := timestampFromKey(key[1:])
 	idx, raw, err := decodeValue(value)
 	if err != nil {
-		return Stored{}, err
+		return Stored{}, fmt.Errorf("oplog entry %v: %w", ts, err)
 	}
 	raw = bytes.Clone(raw)
 	e, err := parseDoc(raw)
 	if err != nil {
-		return Stored{}, err
+		return Stored{}, fmt.Errorf("oplog entry %v: %w", ts, err)
 	}
-	if ts := timestampFromKey(key[1:]); ts != e.TS {
+	if ts != e.TS {
 		return Stored{}, fmt.Errorf("%w: stored under %v, says %v", errBadEntry, ts, e.TS)
 	}
 	return Stored{Entry: e, Index: idx, Raw: raw}, nil

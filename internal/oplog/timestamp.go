@@ -2,6 +2,7 @@ package oplog
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 )
 
@@ -27,6 +28,9 @@ func (a Timestamp) Compare(b Timestamp) int {
 	}
 	return 0
 }
+
+// String is the timestamp as mongosh prints it.
+func (a Timestamp) String() string { return fmt.Sprintf("Timestamp(%d, %d)", a.T, a.I) }
 
 // IsZero reports the zero timestamp (no position).
 func (a Timestamp) IsZero() bool { return a.T == 0 && a.I == 0 }
