@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,18 +75,6 @@ func scanBack(t *testing.T, l *Log, before Timestamp) []Timestamp {
 	return out
 }
 
-func eqTS(a, b []Timestamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestAppendScan(t *testing.T) {
 	l, _ := newLog(t, Limits{})
 	if !l.Last().IsZero() || len(scanAll(t, l, Timestamp{})) != 0 {
@@ -95,19 +84,19 @@ func TestAppendScan(t *testing.T) {
 	appendAt(t, l, 1, base, all[0])
 	appendAt(t, l, 2, base, all[1], all[2]) // one log entry, two changes
 	appendAt(t, l, 3, base, all[3:]...)
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, all) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, all) {
 		t.Fatalf("Scan = %v, want %v", got, all)
 	}
-	if got := scanAll(t, l, all[1]); !eqTS(got, all[2:]) {
+	if got := scanAll(t, l, all[1]); !slices.Equal(got, all[2:]) {
 		t.Fatalf("Scan after %v = %v", all[1], got)
 	}
-	if got := scanAll(t, l, ts(3, 0)); !eqTS(got, all[3:]) { // between entries
+	if got := scanAll(t, l, ts(3, 0)); !slices.Equal(got, all[3:]) { // between entries
 		t.Fatalf("Scan after ts(3,0) = %v", got)
 	}
-	if got := scanBack(t, l, Timestamp{}); !eqTS(got, []Timestamp{all[4], all[3], all[2], all[1], all[0]}) {
+	if got := scanBack(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{all[4], all[3], all[2], all[1], all[0]}) {
 		t.Fatalf("ScanBackward = %v", got)
 	}
-	if got := scanBack(t, l, all[2]); !eqTS(got, []Timestamp{all[1], all[0]}) {
+	if got := scanBack(t, l, all[2]); !slices.Equal(got, []Timestamp{all[1], all[0]}) {
 		t.Fatalf("ScanBackward before %v = %v", all[2], got)
 	}
 	// fn stops a scan.
@@ -150,7 +139,7 @@ func TestAppendOutOfOrder(t *testing.T) {
 		}
 	}
 	// A refused batch writes nothing.
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(1, 1), ts(1, 2)}) || l.Last() != ts(1, 2) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(1, 1), ts(1, 2)}) || l.Last() != ts(1, 2) {
 		t.Fatalf("after refused appends: %v, last %v", got, l.Last())
 	}
 	if _, count, _, _ := l.Stats(); count != 2 {
@@ -178,7 +167,7 @@ func TestSizeCap(t *testing.T) {
 		if len(want) > 3 {
 			want = want[1:] // the oldest goes
 		}
-		if got := scanAll(t, l, Timestamp{}); !eqTS(got, want) {
+		if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, want) {
 			t.Fatalf("after %d appends: %v, want %v", i, got, want)
 		}
 		bytes, count, first, err := l.Stats()
@@ -196,12 +185,12 @@ func TestSizeCap(t *testing.T) {
 func TestCapKeepsNewest(t *testing.T) {
 	l, _ := newLog(t, Limits{MaxBytes: 10, Retention: time.Hour})
 	appendAt(t, l, 1, base, ts(0, 1), ts(0, 2))
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(0, 2)}) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(0, 2)}) {
 		t.Fatalf("size cap below one entry: %v", got)
 	}
 	l2, _ := newLog(t, Limits{Retention: time.Hour})
 	appendAt(t, l2, 1, base.Add(48*time.Hour), ts(0, 1), ts(0, 2)) // replayed two days late
-	if got := scanAll(t, l2, Timestamp{}); !eqTS(got, []Timestamp{ts(0, 2)}) {
+	if got := scanAll(t, l2, Timestamp{}); !slices.Equal(got, []Timestamp{ts(0, 2)}) {
 		t.Fatalf("all entries past retention: %v", got)
 	}
 	if _, count, first, _ := l2.Stats(); count != 1 || first != ts(0, 2) {
@@ -220,7 +209,7 @@ func TestRetentionCap(t *testing.T) {
 	// An hour and a half after the first: it is past the retention, the
 	// second (an hour old) is not yet.
 	appendAt(t, l, 4, base.Add(90*time.Minute), ts(5400, 1))
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(1800, 1), ts(3599, 1), ts(5400, 1)}) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(1800, 1), ts(3599, 1), ts(5400, 1)}) {
 		t.Fatalf("after 90 minutes: %v", got)
 	}
 	// The size cap still holds alongside: the larger removal wins.
@@ -245,7 +234,7 @@ func TestTrimFrom(t *testing.T) {
 	if err != nil || prev != ts(0, 1) {
 		t.Fatalf("TrimFrom(2) = %v, %v; want %v", prev, err, ts(0, 1))
 	}
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(0, 1)}) || l.Last() != ts(0, 1) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(0, 1)}) || l.Last() != ts(0, 1) {
 		t.Fatalf("after TrimFrom(2): %v, last %v", got, l.Last())
 	}
 	bytes, count, _, _ := l.Stats()
@@ -254,7 +243,7 @@ func TestTrimFrom(t *testing.T) {
 	}
 	// The replay re-appends with the same timestamps.
 	appendAt(t, l, 2, base, Next(prev, base), ts(1, 1))
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(0, 1), ts(0, 2), ts(1, 1)}) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(0, 1), ts(0, 2), ts(1, 1)}) {
 		t.Fatalf("after the replay: %v", got)
 	}
 	// Cutting everything falls back to the floor (zero here).
@@ -375,7 +364,7 @@ func TestReopen(t *testing.T) {
 	if err != nil || bytes != wantBytes || count != wantCount || first != wantFirst || l.Last() != ts(0, 4) {
 		t.Fatalf("reopened: Stats %d %d %v %v, last %v; want %d %d %v", bytes, count, first, err, l.Last(), wantBytes, wantCount, wantFirst)
 	}
-	if got := scanAll(t, l, Timestamp{}); !eqTS(got, []Timestamp{ts(0, 3), ts(0, 4)}) {
+	if got := scanAll(t, l, Timestamp{}); !slices.Equal(got, []Timestamp{ts(0, 3), ts(0, 4)}) {
 		t.Fatalf("reopened: %v", got)
 	}
 	// The floor survives too: the cap removed ts(0,2) last.
@@ -425,7 +414,7 @@ func TestDamaged(t *testing.T) {
 			}
 			var seen []Timestamp
 			check("Scan", l.Scan(context.Background(), Timestamp{}, func(s Stored) (bool, error) { seen = append(seen, s.TS); return true, nil }))
-			if !eqTS(seen, []Timestamp{ts(0, 1)}) {
+			if !slices.Equal(seen, []Timestamp{ts(0, 1)}) {
 				t.Fatalf("Scan went on past the damaged entry: %v", seen)
 			}
 			check("ScanBackward", l.ScanBackward(context.Background(), Timestamp{}, func(Stored) (bool, error) { return true, nil }))
