@@ -15,14 +15,14 @@ import (
 // starts; a flag not given leaves what node.json holds. A single node
 // keeps no oplog, so the flags are refused there rather than ignored.
 type oplogFlags struct {
-	sizeMB         int64
+	sizeMB         float64
 	retentionHours float64
 	// sizeSet and retentionSet say the flag was given (seen).
 	sizeSet, retentionSet bool
 }
 
 func (o *oplogFlags) register(fs *pflag.FlagSet) {
-	fs.Int64Var(&o.sizeMB, "oplog-size-mb", config.DefaultOplogSizeMB,
+	fs.Float64Var(&o.sizeMB, "oplog-size-mb", config.DefaultOplogSizeMB,
 		"replica set members: the most megabytes of entries each member's oplog (local.oplog.rs) keeps, oldest removed first (MongoDB's oplogSizeMB)")
 	fs.Float64Var(&o.retentionHours, "oplog-retention-hours", config.DefaultOplogRetentionHours,
 		"replica set members: the oldest entry each member's oplog keeps, in hours (fractions allowed); whichever of the two caps removes more applies")

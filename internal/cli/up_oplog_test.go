@@ -36,6 +36,7 @@ func TestOplogFlagsReachReplConfig(t *testing.T) {
 	}{
 		{"none: defaults", nil, oplog.Limits{}},
 		{"size", []string{"--oplog-size-mb", "50"}, oplog.Limits{MaxBytes: 50 << 20}},
+		{"fractional size", []string{"--oplog-size-mb", "1.5"}, oplog.Limits{MaxBytes: 3 << 19}},
 		{"retention", []string{"--oplog-retention-hours", "1.5"}, oplog.Limits{Retention: 90 * time.Minute}},
 		{"both", []string{"--oplog-size-mb=2048", "--oplog-retention-hours=72"}, oplog.Limits{MaxBytes: 2048 << 20, Retention: 72 * time.Hour}},
 	}
@@ -82,7 +83,7 @@ func TestOplogFlagsKeepFile(t *testing.T) {
 	r.OplogSizeMB, r.OplogRetentionHours = 300, 48
 	o.apply(r)
 	if r.OplogSizeMB != 300 || r.OplogRetentionHours != 2 {
-		t.Fatalf("after --oplog-retention-hours 2: %d MB, %g h; want 300 MB (kept), 2 h", r.OplogSizeMB, r.OplogRetentionHours)
+		t.Fatalf("after --oplog-retention-hours 2: %g MB, %g h; want 300 MB (kept), 2 h", r.OplogSizeMB, r.OplogRetentionHours)
 	}
 }
 
@@ -102,6 +103,7 @@ func TestUpOplogFlagsRefused(t *testing.T) {
 		"zero size":        {[]string{"--nodes", "3", "--oplog-size-mb", "0"}, "must be positive"},
 		"negative size":    {[]string{"--nodes", "3", "--oplog-size-mb", "-5"}, "out of range"},
 		"absurd size":      {[]string{"--nodes", "3", "--oplog-size-mb", "9999999999"}, "out of range"},
+		"below a megabyte": {[]string{"--nodes", "3", "--oplog-size-mb", "0.5"}, "out of range"},
 		"zero retention":   {[]string{"--nodes", "3", "--oplog-retention-hours", "0"}, "must be positive"},
 		"negative hours":   {[]string{"--nodes", "3", "--oplog-retention-hours", "-1"}, "out of range"},
 		"seconds as hours": {[]string{"--nodes", "3", "--oplog-retention-hours", "86400"}, "out of range"},

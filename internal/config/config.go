@@ -66,9 +66,9 @@ type Replication struct {
 	TrailingLogs      uint64   `json:"trailingLogs,omitempty"`
 	// The oplog (local.oplog.rs) keeps at most oplogSizeMB megabytes of
 	// entries (default 1024) and none older than oplogRetentionHours
-	// (default 24, fractions allowed): whichever removes more, oldest
+	// (default 24; both may have fractions): whichever removes more, oldest
 	// first. Read when the member starts (OplogLimits).
-	OplogSizeMB         int64   `json:"oplogSizeMB,omitempty"`
+	OplogSizeMB         float64 `json:"oplogSizeMB,omitempty"`
 	OplogRetentionHours float64 `json:"oplogRetentionHours,omitempty"`
 }
 

@@ -27,9 +27,9 @@ const (
 
 // CheckOplogLimits validates oplog limits as the file or flags give them;
 // zero means the default.
-func CheckOplogLimits(sizeMB int64, retentionHours float64) error {
-	if sizeMB != 0 && (sizeMB < MinOplogSizeMB || sizeMB > MaxOplogSizeMB) {
-		return fmt.Errorf("oplogSizeMB %d is out of range: it is %d to %d megabytes (default %d)", sizeMB, MinOplogSizeMB, MaxOplogSizeMB, DefaultOplogSizeMB)
+func CheckOplogLimits(sizeMB, retentionHours float64) error {
+	if sizeMB != 0 && (math.IsNaN(sizeMB) || sizeMB < MinOplogSizeMB || sizeMB > MaxOplogSizeMB) {
+		return fmt.Errorf("oplogSizeMB %g is out of range: it is %d to %d megabytes (default %d)", sizeMB, MinOplogSizeMB, MaxOplogSizeMB, DefaultOplogSizeMB)
 	}
 	if retentionHours != 0 && (math.IsNaN(retentionHours) || retentionHours < MinOplogRetentionHours || retentionHours > MaxOplogRetentionHours) {
 		return fmt.Errorf("oplogRetentionHours %g is out of range: it is %g (one minute) to %d hours (default %d)", retentionHours, MinOplogRetentionHours, MaxOplogRetentionHours, DefaultOplogRetentionHours)
@@ -40,5 +40,5 @@ func CheckOplogLimits(sizeMB int64, retentionHours float64) error {
 // OplogLimits are the member's oplog limits in bytes and as a duration
 // (zero: the default).
 func (r *Replication) OplogLimits() (maxBytes int64, retention time.Duration) {
-	return r.OplogSizeMB << 20, time.Duration(r.OplogRetentionHours * float64(time.Hour))
+	return int64(r.OplogSizeMB * (1 << 20)), time.Duration(r.OplogRetentionHours * float64(time.Hour))
 }

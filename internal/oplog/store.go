@@ -434,3 +434,21 @@ func (l *Log) wake() {
 		l.notify = nil
 	}
 }
+
+// SetLimits changes the caps of a running oplog (replSetResizeOplog) and
+// applies them at once: an oplog over its new size shrinks now, not with
+// the next write. Zero fields take the defaults, as in Open.
+func (l *Log) SetLimits(limits Limits, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.limits = limits.withDefaults()
+	l.lastCheck = time.Time{} // check the age now too
+	return l.capLocked(now)
+}
+
+// Limits are the caps in force.
+func (l *Log) Limits() Limits {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limits
+}

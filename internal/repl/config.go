@@ -55,6 +55,10 @@ type Config struct {
 
 	// Oplog caps this member's oplog (default 1 GiB, 24 h).
 	Oplog oplog.Limits
+	// SaveOplogLimits records new oplog limits where the member's
+	// configuration lives (node.json), for ResizeOplog; nil refuses
+	// resizing.
+	SaveOplogLimits func(oplog.Limits) error
 }
 
 // MemberConfig is one member of the set.

@@ -215,7 +215,10 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 		}
 		m.log.Info("replica set member bootstrapped", "members", len(m.cfg.Members))
 	}
-	ol, err := oplog.Open(local.DB, m.cfg.Oplog)
+	m.mu.Lock()
+	limits := m.cfg.Oplog // ResizeOplog changes it
+	m.mu.Unlock()
+	ol, err := oplog.Open(local.DB, limits)
 	if err != nil {
 		return fmt.Errorf("repl: the oplog: %w", err)
 	}
