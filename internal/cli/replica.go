@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,7 +13,9 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/cmkdb/cmkdb/internal/config"
+	"github.com/cmkdb/cmkdb/internal/durable"
 	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/repl/transport"
 	"github.com/cmkdb/cmkdb/internal/tlsutil"
@@ -21,7 +24,7 @@ import (
 // newReplMember builds this node's replica set membership from its
 // configuration: the member list, and raft over mutual TLS with the
 // member certificate the control plane's CA issued.
-func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, error) {
+func newReplMember(c *config.Replication, configFile string, logger *slog.Logger) (*repl.Member, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("replication certFile/keyFile: %w", err)
@@ -32,6 +35,9 @@ func newReplMember(c *config.Replication, logger *slog.Logger) (*repl.Member, er
 	}
 	self := transport.Identity{Project: c.Project, Cluster: c.SetName, Member: c.Me}
 	cfg := replConfig(c, logger)
+	if configFile != "" {
+		cfg.SaveOplogLimits = func(l oplog.Limits) error { return saveOplogLimits(configFile, l) }
+	}
 	bind := cfgMember(c).RaftAddr
 	if c.RaftBind != "" {
 		bind = c.RaftBind
@@ -60,6 +66,28 @@ func replConfig(c *config.Replication, logger *slog.Logger) repl.Config {
 		cfg.Members = append(cfg.Members, repl.MemberConfig{Name: m.Name, Host: m.Host, RaftAddr: m.RaftAddr})
 	}
 	return cfg
+}
+
+// saveOplogLimits records a member's new oplog limits in its node.json
+// (replSetResizeOplog), so that they hold after a restart.
+func saveOplogLimits(path string, l oplog.Limits) error {
+	c, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if c.Replication == nil {
+		return fmt.Errorf("%s has no replication block", path)
+	}
+	c.Replication.OplogSizeMB = float64(l.MaxBytes) / (1 << 20)
+	c.Replication.OplogRetentionHours = l.Retention.Hours()
+	if err := config.CheckOplogLimits(c.Replication.OplogSizeMB, c.Replication.OplogRetentionHours); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(path, append(js, '\n'), 0o600)
 }
 
 func cfgMember(c *config.Replication) config.ReplMember {

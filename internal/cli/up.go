@@ -80,6 +80,9 @@ type serveFlags struct {
 	// repl makes the node a replica set member (`cmkdb node` with a
 	// replication section).
 	repl *config.Replication
+	// configFile is the node.json repl came from: replSetResizeOplog
+	// records new oplog limits in it.
+	configFile string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -128,7 +131,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	}
 	var rm *repl.Member
 	if f.repl != nil {
-		if rm, err = newReplMember(f.repl, slog.Default()); err != nil {
+		if rm, err = newReplMember(f.repl, f.configFile, slog.Default()); err != nil {
 			_ = ln.Close()
 			return fail(err)
 		}

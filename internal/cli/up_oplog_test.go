@@ -128,3 +128,24 @@ func TestUpOplogFlagsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveOplogLimits: replSetResizeOplog's new limits land in the
+// member's node.json, and a restart reads them back.
+func TestSaveOplogLimits(t *testing.T) {
+	file := memberFile(t.TempDir())
+	if err := writeMemberConfig(file); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(file.Dir, "node.json")
+	want := oplog.Limits{MaxBytes: 1000 << 20, Retention: 36 * time.Hour}
+	if err := saveOplogLimits(path, want); err != nil {
+		t.Fatal(err)
+	}
+	back, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := replConfig(back.Replication, slog.Default()).Oplog; got != want {
+		t.Fatalf("after saving %+v, node.json gives %+v", want, got)
+	}
+}

@@ -73,6 +73,7 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "the replica set's configuration"},
 		{name: "replSetStepDown", handler: h.replSetStepDown, priv: privCluster, adminOnly: true,
 			help: "hand the primary's role to the most caught-up secondary"},
+		{name: "replSetResizeOplog", handler: h.replSetResizeOplog, priv: privCluster, adminOnly: true, help: "change this member's oplog size (kept in its node.json)"},
 		{name: "replSetInitiate", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,
 			help: "refused: a cmkdb replica set is initiated by its members' configuration"},
 		{name: "replSetReconfig", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,

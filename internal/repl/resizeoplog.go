@@ -34,3 +34,10 @@ func (m *Member) ResizeOplog(limits oplog.Limits) error {
 	}
 	return nil
 }
+
+// OplogLimits are the limits this member's oplog opens with.
+func (m *Member) OplogLimits() oplog.Limits {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.Oplog
+}
