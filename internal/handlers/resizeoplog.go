@@ -54,6 +54,13 @@ func (h *Handler) replSetResizeOplog(ctx context.Context, c *wire.ConnState, req
 	if !hasSize {
 		return marshal(bson.D{{Key: "ok", Value: 1.0}})
 	}
+	// Hold the node's storage: a disable closes the oplog's database
+	// only after the trim returns (as withOplog).
+	_, _, release, err := h.node.Acquire()
+	if err != nil {
+		return nil, acquireError(err)
+	}
+	defer release()
 	limits := rs.OplogLimits()
 	limits.MaxBytes = int64(size * (1 << 20))
 	if err := rs.ResizeOplog(limits); err != nil {

@@ -44,6 +44,9 @@ type Member struct {
 	cfg       Config
 	log       *slog.Logger
 	processID bson.ObjectID
+	// resizeMu orders ResizeOplog calls: the limits recorded last are the
+	// ones the running oplog ends with.
+	resizeMu sync.Mutex
 
 	mu      sync.Mutex
 	raft    *raft.Raft                  // nil while raft is not running

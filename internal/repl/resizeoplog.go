@@ -20,16 +20,21 @@ func (m *Member) ResizeOplog(limits oplog.Limits) error {
 	if m.cfg.SaveOplogLimits == nil {
 		return ErrOplogNotResizable
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// m.mu is not held over the file write and the trim (which may
+	// delete much of a large oplog): hello and status keep answering.
+	m.resizeMu.Lock()
+	defer m.resizeMu.Unlock()
 	if err := m.cfg.SaveOplogLimits(limits); err != nil {
 		return fmt.Errorf("repl: record the oplog limits: %w", err)
 	}
+	m.mu.Lock()
 	m.cfg.Oplog = limits // what the oplog opens with when raft restarts
-	if m.oplog == nil {
+	ol := m.oplog
+	m.mu.Unlock()
+	if ol == nil {
 		return nil
 	}
-	if err := m.oplog.SetLimits(limits, time.Now()); err != nil {
+	if err := ol.SetLimits(limits, time.Now()); err != nil {
 		return fmt.Errorf("repl: oplog: %w", err)
 	}
 	return nil
