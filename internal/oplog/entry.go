@@ -108,10 +108,17 @@ func parseDoc(raw bson.Raw) (Entry, error) {
 }
 
 // validate checks raw is one well-formed BSON document. The driver's
-// Validate (v2.5.0) panics on a document whose declared length is below
-// 5, the smallest document (found by FuzzParseDoc): a damaged stored
-// value must be an error, not a crash of the member.
-func validate(raw bson.Raw) error {
+// Validate (v2.5.0) panics on some malformed input — a document whose
+// declared length is below 5 (found by FuzzParseDoc), an element whose
+// length field is near 2^31 (FuzzUpdateO): a damaged stored value must be
+// an error naming the entry, not a crash of the member, so a panic of
+// Validate is recovered as that error.
+func validate(raw bson.Raw) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed document: %v", r)
+		}
+	}()
 	if len(raw) < 5 {
 		return fmt.Errorf("%d bytes are too short for a document", len(raw))
 	}
