@@ -78,6 +78,9 @@ type memberSet struct {
 	sec          memberSecurity
 	base         string
 	gid, cluster string
+	// forget drops the control plane's record of a member whose keystore
+	// was destroyed (controlplane.Service.ForgetNode).
+	forget func(member string) error
 }
 
 type memberProc struct {
@@ -113,7 +116,8 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	ms := &memberSet{ctx: mctx, wg: &wg, exe: exe, sec: sec, base: base, gid: gid, cluster: cluster}
+	ms := &memberSet{ctx: mctx, wg: &wg, exe: exe, sec: sec, base: base, gid: gid, cluster: cluster,
+		forget: func(member string) error { return p.cp.Svc.ForgetNode(gid, cluster, member) }}
 	for i, c := range cfgs {
 		mp, started := ms.startProc(c)
 		ms.procs = append(ms.procs, mp)

@@ -243,6 +243,9 @@ func (ms *memberSet) removeMember(ctx context.Context, i int, report func(contro
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
+	if err := ms.forget(name); err != nil {
+		return err
+	}
 	if err := ms.rewriteMembers(func(ms []config.ReplMember) []config.ReplMember {
 		out := ms[:0]
 		for _, m := range ms {

@@ -19,10 +19,13 @@ type Resizer interface {
 // MembershipChange is a member count change in progress (a cmkdb
 // extension of the cluster resource, membershipChange).
 type MembershipChange struct {
-	From    int               `json:"fromMembers"`
-	To      int               `json:"toMembers"`
-	Started time.Time         `json:"started"`
-	Members []MemberSyncState `json:"members,omitempty"`
+	From int `json:"fromMembers"`
+	To   int `json:"toMembers"`
+	// Reencrypt says the change replaces every member in turn with one
+	// under a fresh key hierarchy (reencrypt.go), not a count change.
+	Reencrypt bool              `json:"reencrypt,omitempty"`
+	Started   time.Time         `json:"started"`
+	Members   []MemberSyncState `json:"members,omitempty"`
 	// Error is why the change stopped (the cluster is then REPAIRING).
 	Error string `json:"error,omitempty"`
 }
@@ -58,7 +61,9 @@ func interruptedMembershipChange(c *Cluster) {
 
 // retryable reports whether a PATCH restating the member count of c
 // resumes a failed change.
-func (c *Cluster) retryable() bool { return c.MembershipChange != nil && c.MembershipChange.Error != "" }
+func (c *Cluster) retryable() bool {
+	return c.MembershipChange != nil && c.MembershipChange.Error != ""
+}
 
 // resizeLocked validates a member count change and starts it in the
 // background. The cluster is UPDATING until it completes (IDLE) or
@@ -83,11 +88,27 @@ func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), erro
 	if c.MembershipChange != nil && c.MembershipChange.Error == "" {
 		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
 	}
+	c.ReplicationFactor = to
+	return s.memberChangeLocked(gs, c, MembershipChange{From: from, To: to},
+		func(ctx context.Context, progress func(MembershipChange)) (string, error) {
+			return rz.Resize(ctx, gs.group.ID, c.Name, from, to, progress)
+		}), nil
+}
+
+// memberChangeLocked marks c UPDATING with change mc and returns what runs
+// the change (f) in the background: the cluster is IDLE when it
+// completes, REPAIRING with membershipChange.error when it fails.
+func (s *Service) memberChangeLocked(gs *groupState, c *Cluster, mc MembershipChange,
+	f func(context.Context, func(MembershipChange)) (string, error)) func() {
 	gid, name := gs.group.ID, c.Name
-	c.ReplicationFactor, c.StateName = to, "UPDATING"
-	c.MembershipChange = &MembershipChange{From: from, To: to, Started: s.now()}
-	run := func() {
-		cs, err := rz.Resize(context.Background(), gid, name, from, to, func(p MembershipChange) {
+	mc.Started = s.now()
+	c.StateName, c.MembershipChange = "UPDATING", &mc
+	what := "cluster members " + strconv.Itoa(mc.From) + " -> " + strconv.Itoa(mc.To)
+	if mc.Reencrypt {
+		what = "cluster re-encryption by resync"
+	}
+	return func() {
+		cs, err := f(context.Background(), func(p MembershipChange) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if c, ok := gs.clusters[name]; ok && c.MembershipChange != nil {
@@ -114,10 +135,9 @@ func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), erro
 			}
 		}
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name,
-			Detail: "cluster members " + strconv.Itoa(from) + " -> " + strconv.Itoa(to) + " " + map[bool]string{true: "failed", false: "completed"}[err != nil]})
+			Detail: what + " " + map[bool]string{true: "failed", false: "completed"}[err != nil]})
 		recs["cluster/"+gid+"/"+name] = *c
 		_ = s.st.put(recs)
 		s.notifyLocked()
 	}
-	return run, nil
 }

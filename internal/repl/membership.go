@@ -94,6 +94,9 @@ func (m *Member) AddMember(ctx context.Context, mc MemberConfig) error {
 			return fmt.Errorf("%w: %s is at %s", ErrMemberExists, s.ID, s.Address)
 		}
 	}
+	// A member of that name removed before (re-encryption re-adds it with
+	// empty storage) must not be promoted on what it acknowledged then.
+	m.forgetMatch(raft.ServerID(mc.Name))
 	if err := r.AddNonvoter(raft.ServerID(mc.Name), want, 0, configTimeout).Error(); err != nil {
 		return configErr(err)
 	}
@@ -129,6 +132,7 @@ func (m *Member) RemoveMember(ctx context.Context, name string) error {
 	if err := r.RemoveServer(raft.ServerID(name), 0, configTimeout).Error(); err != nil {
 		return configErr(err)
 	}
+	m.forgetMatch(raft.ServerID(name))
 	m.log.Info("member removed", "removed", name)
 	m.refreshView(r)
 	return nil
@@ -265,6 +269,12 @@ func (m *Member) matchIndex(id raft.ServerID) uint64 {
 	m.mmu.Lock()
 	defer m.mmu.Unlock()
 	return m.match[id]
+}
+
+func (m *Member) forgetMatch(id raft.ServerID) {
+	m.mmu.Lock()
+	defer m.mmu.Unlock()
+	delete(m.match, id)
 }
 
 func (m *Member) noteMatch(id raft.ServerID, index uint64) {
