@@ -312,6 +312,16 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
 				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
 		}
+		failed := c.MembershipChange != nil && c.MembershipChange.Reencrypt && c.MembershipChange.Error != ""
+		if np != c.EncryptionAtRestProvider || failed {
+			if run != nil {
+				return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+					"Invalid attribute encryptionAtRestProvider specified: change the member count and the provider one at a time.")
+			}
+			if run, err = s.reencryptLocked(gs, &next); err != nil {
+				return Cluster{}, err
+			}
+		}
 	}
 	rest := p
 	rest.EncryptionAtRestProvider = nil

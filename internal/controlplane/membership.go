@@ -21,9 +21,8 @@ type Resizer interface {
 type MembershipChange struct {
 	From int `json:"fromMembers"`
 	To   int `json:"toMembers"`
-	// Reencrypt marks a change that replaces members with fresh key
-	// hierarchies rather than changing the count (not started by the
-	// control plane yet: see docs/architecture.md).
+	// Reencrypt says the change replaces every member in turn with one
+	// under a fresh key hierarchy (reencrypt.go), not a count change.
 	Reencrypt bool              `json:"reencrypt,omitempty"`
 	Started   time.Time         `json:"started"`
 	Members   []MemberSyncState `json:"members,omitempty"`
