@@ -91,6 +91,9 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 	}()
 	api.Call(t, "PATCH", path, map[string]any{"encryptionAtRestProvider": "LOCAL"}, &cl)
 	e2etest.Eventually(t, 3*stateTimeout, "Cluster1 re-encrypted", func() error {
+		// A fresh value each time: decoding into the previous one would
+		// keep its membershipChange when the answer no longer has one.
+		cl = resizeCluster{}
 		api.Call(t, "GET", path, nil, &cl)
 		if cl.MembershipChange != nil && cl.MembershipChange.Error != "" {
 			t.Fatalf("re-encryption failed: %s", cl.MembershipChange.Error)
