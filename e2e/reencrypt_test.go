@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
+	"github.com/cmkdb/cmkdb/internal/keys"
 )
 
 type memberKeys struct {
@@ -57,7 +59,7 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	members := filepath.Join(dir, "clusters", gid, "Cluster1", "members")
-	keys := func(i int) memberKeys {
+	earKeys := func(i int) memberKeys {
 		_, uri := memberUpIn(t, filepath.Join(members, "m"+strconv.Itoa(i)))
 		var k memberKeys
 		if err := quickClient(t, uri).Database("admin").RunCommand(opCtx(t), bson.D{{Key: "serverStatus", Value: 1}}).Decode(&k); err != nil {
@@ -65,9 +67,19 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 		}
 		return k
 	}
+	files := func(i int) hierarchy {
+		var h hierarchy
+		e2etest.Eventually(t, stateTimeout, fmt.Sprintf("m%d's files read", i), func() (err error) {
+			h, err = readHierarchy(filepath.Join(members, "m"+strconv.Itoa(i)))
+			return err
+		})
+		return h
+	}
 	var before []memberKeys
+	var filesBefore []hierarchy
 	for i := 0; i < 3; i++ {
-		before = append(before, keys(i))
+		before = append(before, earKeys(i))
+		filesBefore = append(filesBefore, files(i))
 	}
 
 	wc := c.Database("app").Collection("w", options.Collection().SetWriteConcern(writeconcern.Majority()))
@@ -108,7 +120,8 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 		t.Fatalf("a majority write failed during the re-encryption: %v", err)
 	}
 	for i := 0; i < 3; i++ {
-		k := keys(i)
+		k := earKeys(i)
+		checkReencrypted(t, i, filesBefore, files(i))
 		if k.EAR.NodeID == "" || k.EAR.NodeID == before[i].EAR.NodeID || k.EAR.CMK.KeyID == before[i].EAR.CMK.KeyID {
 			t.Fatalf("m%d after re-encryption: %+v, before %+v: want a new node identity under a new CMK", i, k.EAR, before[i].EAR)
 		}
@@ -122,5 +135,50 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 			return nil
 		})
 	}
+	// The old hierarchies' keystores are gone from the whole tree, not
+	// only from the members' node/ directories.
+	for _, old := range filesBefore {
+		if err := filepath.WalkDir(members, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "keystore" {
+				return err
+			}
+			r, err := keys.Inspect(filepath.Dir(path))
+			if err == nil && r.NodeID == old.nodeID {
+				return fmt.Errorf("%s is the keystore of the old node %s", path, old.nodeID)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Logf("%d majority writes during the re-encryption, none failed", written.Load())
+}
+
+// checkReencrypted fails the test unless member m<i>'s files now are
+// all of a new hierarchy: a new node id and master key wrapped by
+// another CMK key, no database key id of any old hierarchy, and no file
+// that existed before (every encrypted file's header salt is new).
+func checkReencrypted(t *testing.T, i int, before []hierarchy, now hierarchy) {
+	t.Helper()
+	if len(now.salts) == 0 {
+		t.Fatalf("m%d has no encrypted file", i)
+	}
+	for j, old := range before {
+		if now.nodeID == old.nodeID {
+			t.Fatalf("m%d's keystore is still node %s (m%d's before)", i, old.nodeID, j)
+		}
+		for id := range now.dbIDs {
+			if old.dbIDs[id] {
+				t.Fatalf("m%d's keystore still has database key %s of m%d's old hierarchy", i, id, j)
+			}
+		}
+		for salt, path := range now.salts {
+			if p, ok := old.salts[salt]; ok {
+				t.Fatalf("m%d's %s is a file of the old hierarchy (was %s)", i, path, p)
+			}
+		}
+	}
+	if now.cmkKeyID == before[i].cmkKeyID {
+		t.Fatalf("m%d's master key is still wrapped by %s", i, now.cmkKeyID)
+	}
 }
