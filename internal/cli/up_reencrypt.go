@@ -63,6 +63,10 @@ func (p *upProvisioner) Resync(ctx context.Context, gid, cluster string, progres
 }
 
 // secondariesFirst orders the members' names with the primary last.
+// Members on disk that are not running come first: a re-encryption that
+// failed after wiping one and before adding it back resumes by adding it
+// (its wipe again is a no-op). Members already re-encrypted by the failed
+// attempt are re-encrypted again: wasteful, never wrong.
 func (ms *memberSet) secondariesFirst(ctx context.Context) ([]string, error) {
 	client, err := ms.client(ms.uri)
 	if err != nil {
@@ -75,9 +79,11 @@ func (ms *memberSet) secondariesFirst(ctx context.Context) ([]string, error) {
 	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
 		return nil, err
 	}
-	var order []string
+	running := map[string]bool{}
+	var order, secondaries []string
 	last := ""
 	for _, mp := range ms.procs {
+		running[mp.name] = true
 		c, err := config.Load(mp.cfgFile)
 		if err != nil {
 			return nil, err
@@ -86,8 +92,14 @@ func (ms *memberSet) secondariesFirst(ctx context.Context) ([]string, error) {
 			last = mp.name
 			continue
 		}
-		order = append(order, mp.name)
+		secondaries = append(secondaries, mp.name)
 	}
+	for i := 0; i < membersOnDisk(ms.base); i++ {
+		if name := "m" + strconv.Itoa(i); !running[name] {
+			order = append(order, name)
+		}
+	}
+	order = append(order, secondaries...)
 	if last != "" {
 		order = append(order, last)
 	}

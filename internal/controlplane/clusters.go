@@ -318,7 +318,7 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 				return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
 					"Invalid attribute encryptionAtRestProvider specified: change the member count and the provider one at a time.")
 			}
-			if run, err = s.reencryptLocked(gs, &next); err != nil {
+			if run, err = s.reencryptLocked(gs, &next, recs); err != nil {
 				return Cluster{}, err
 			}
 		}

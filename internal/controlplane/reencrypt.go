@@ -18,18 +18,27 @@ type Resyncer interface {
 
 // reencryptLocked starts re-encryption by resync of replica set c after
 // its encryptionAtRestProvider changed (or restates it after a failed
-// re-encryption). It returns nil when c is not a replica set or the
-// provisioner cannot resync: its nodes then re-wrap their master keys, as
-// a one-member cluster does.
-func (s *Service) reencryptLocked(gs *groupState, c *Cluster) (func(), error) {
-	rs, ok := s.provisioner.(Resyncer)
-	if !ok || c.members() < 3 {
+// re-encryption). A one-member cluster is not re-encrypted: its node
+// re-wraps its master key under the new provider's key, as before replica
+// sets existed (in-place re-encryption of a single member is not built;
+// docs/architecture.md says what the old key can then still read), and
+// an event says so. A replica set whose provisioner cannot resync is
+// refused rather than only re-wrapped.
+func (s *Service) reencryptLocked(gs *groupState, c *Cluster, recs map[string]any) (func(), error) {
+	n := c.members()
+	if n < 3 {
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: c.Name,
+			Detail: "cluster " + c.Name + " has one member: its node master key is re-wrapped under the new provider's key; its data files are not re-encrypted (in-place re-encryption of a one-member cluster is not available)"})
 		return nil, nil
+	}
+	rs, ok := s.provisioner.(Resyncer)
+	if !ok {
+		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute encryptionAtRestProvider specified: this control plane does not run cluster %s's members, so it cannot re-encrypt them.", c.Name)
 	}
 	if c.MembershipChange != nil && c.MembershipChange.Error == "" {
 		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
 	}
-	n := c.members()
 	return s.memberChangeLocked(gs, c, MembershipChange{From: n, To: n, Reencrypt: true},
 		func(ctx context.Context, progress func(MembershipChange)) (string, error) {
 			return "", rs.Resync(ctx, gs.group.ID, c.Name, progress)
