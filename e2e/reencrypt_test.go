@@ -101,7 +101,17 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	api.Call(t, "PATCH", path, map[string]any{"encryptionAtRestProvider": "LOCAL"}, &cl)
+	var started struct {
+		StateName        string `json:"stateName"`
+		MembershipChange *struct {
+			Reencrypt bool `json:"reencrypt"`
+		} `json:"membershipChange"`
+	}
+	api.Call(t, "PATCH", path, map[string]any{"encryptionAtRestProvider": "LOCAL"}, &started)
+	if started.StateName != "UPDATING" || started.MembershipChange == nil || !started.MembershipChange.Reencrypt {
+		t.Fatalf("PATCH encryptionAtRestProvider answered %+v: want UPDATING with a re-encryption in membershipChange", started)
+	}
+	sawProgress := false
 	e2etest.Eventually(t, 3*stateTimeout, "Cluster1 re-encrypted", func() error {
 		// A fresh value each time: decoding into the previous one would
 		// keep its membershipChange when the answer no longer has one.
@@ -109,6 +119,9 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 		api.Call(t, "GET", path, nil, &cl)
 		if cl.MembershipChange != nil && cl.MembershipChange.Error != "" {
 			t.Fatalf("re-encryption failed: %s", cl.MembershipChange.Error)
+		}
+		if cl.MembershipChange != nil && len(cl.MembershipChange.Members) > 0 {
+			sawProgress = true
 		}
 		if cl.StateName != "IDLE" || cl.MembershipChange != nil {
 			return fmt.Errorf("state %s, change %+v", cl.StateName, cl.MembershipChange)
@@ -151,6 +164,7 @@ func TestAPIClusterReencryptByResync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("member progress seen while polling: %v", sawProgress)
 	t.Logf("%d majority writes during the re-encryption, none failed", written.Load())
 }
 

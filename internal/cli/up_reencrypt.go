@@ -107,8 +107,12 @@ func (ms *memberSet) secondariesFirst(ctx context.Context) ([]string, error) {
 }
 
 // wipeMember removes member m<i> from the set, stops it and destroys its
-// keystore and then its data; its configuration and certificates stay,
-// its node.json now says join.
+// keystore and then its data; its configuration and certificates stay.
+// Its node.json says join before anything is deleted: a member restarted
+// after a crash in the middle, its storage empty or half gone, then waits
+// to be added rather than bootstrapping a set of its own from the static
+// member list. Database directories left without their keystore are
+// unreadable; the node quarantines them, and a resumed wipe deletes them.
 func (ms *memberSet) wipeMember(ctx context.Context, i int, report func(controlplane.MemberSyncState)) error {
 	name := "m" + strconv.Itoa(i)
 	report(controlplane.MemberSyncState{Name: name, State: "REMOVING"})
@@ -129,22 +133,25 @@ func (ms *memberSet) wipeMember(ctx context.Context, i int, report func(controlp
 		}
 	}
 	dir := filepath.Join(ms.base, name)
-	keystores, _ := filepath.Glob(filepath.Join(dir, "node", "keystore*"))
-	for _, ks := range keystores {
-		if err := os.RemoveAll(ks); err != nil {
-			return err
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(dir, "node")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := ms.forget(name); err != nil {
-		return err
-	}
 	c, err := config.Load(filepath.Join(dir, "node.json"))
 	if err != nil {
 		return err
 	}
-	c.Replication.Join = true
-	return writeMemberConfig(c)
+	if !c.Replication.Join {
+		c.Replication.Join = true
+		if err := writeMemberConfig(c); err != nil {
+			return err
+		}
+	}
+	// Keys first: once they are gone, the files are unreadable.
+	keystores, _ := filepath.Glob(filepath.Join(dir, "node", "keystore*"))
+	for _, ks := range keystores {
+		if err := os.RemoveAll(ks); err != nil {
+			return fmt.Errorf("destroying %s's keystore: %w", name, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "node")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("destroying %s's files: %w", name, err)
+	}
+	return ms.forget(name)
 }

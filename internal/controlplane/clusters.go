@@ -307,19 +307,24 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 		if err := s.checkProviderLocked(gs, c.EncryptionAtRestProvider, np); err != nil {
 			return Cluster{}, err
 		}
-		if np != c.EncryptionAtRestProvider {
-			next.EncryptionAtRestProvider = np
-			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
-				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
-		}
 		failed := c.MembershipChange != nil && c.MembershipChange.Reencrypt && c.MembershipChange.Error != ""
+		rewrapOnly := false
 		if np != c.EncryptionAtRestProvider || failed {
 			if run != nil {
 				return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
 					"Invalid attribute encryptionAtRestProvider specified: change the member count and the provider one at a time.")
 			}
-			if run, err = s.reencryptLocked(gs, &next, recs); err != nil {
+			if run, rewrapOnly, err = s.reencryptLocked(gs, &next); err != nil {
 				return Cluster{}, err
+			}
+		}
+		if np != c.EncryptionAtRestProvider {
+			next.EncryptionAtRestProvider = np
+			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
+				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
+			if rewrapOnly {
+				s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name,
+					Detail: "cluster " + name + " has one member: its node master key is re-wrapped under the new provider's key; its data files are not re-encrypted (in-place re-encryption of a one-member cluster is not available)"})
 			}
 		}
 	}

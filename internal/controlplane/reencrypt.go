@@ -22,25 +22,30 @@ type Resyncer interface {
 // re-wraps its master key under the new provider's key, as before replica
 // sets existed (in-place re-encryption of a single member is not built;
 // docs/architecture.md says what the old key can then still read), and
-// an event says so. A replica set whose provisioner cannot resync is
-// refused rather than only re-wrapped.
-func (s *Service) reencryptLocked(gs *groupState, c *Cluster, recs map[string]any) (func(), error) {
+// the caller records an event that says so (rewrapOnly). A replica set
+// whose provisioner cannot resync is refused rather than only re-wrapped.
+// Nothing is changed when it returns an error.
+func (s *Service) reencryptLocked(gs *groupState, c *Cluster) (run func(), rewrapOnly bool, err error) {
 	n := c.members()
 	if n < 3 {
-		s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: c.Name,
-			Detail: "cluster " + c.Name + " has one member: its node master key is re-wrapped under the new provider's key; its data files are not re-encrypted (in-place re-encryption of a one-member cluster is not available)"})
-		return nil, nil
+		return nil, true, nil
 	}
 	rs, ok := s.provisioner.(Resyncer)
 	if !ok {
-		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+		return nil, false, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
 			"Invalid attribute encryptionAtRestProvider specified: this control plane does not run cluster %s's members, so it cannot re-encrypt them.", c.Name)
 	}
 	if c.MembershipChange != nil && c.MembershipChange.Error == "" {
-		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
+		return nil, false, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
+	}
+	if c.MembershipChange != nil && !c.MembershipChange.Reencrypt {
+		// A failed member count change: re-encrypting now would end IDLE
+		// with the count never reached.
+		return nil, false, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS",
+			"Cluster %s's member count change failed (%s); set the member count again to resume it before changing encryptionAtRestProvider.", c.Name, c.MembershipChange.Error)
 	}
 	return s.memberChangeLocked(gs, c, MembershipChange{From: n, To: n, Reencrypt: true},
 		func(ctx context.Context, progress func(MembershipChange)) (string, error) {
 			return "", rs.Resync(ctx, gs.group.ID, c.Name, progress)
-		}), nil
+		}), false, nil
 }
