@@ -190,6 +190,11 @@ func (s *Service) clusterNodeUpLocked(gs *groupState, cluster, nodeState string,
 	if !ok || nodeState != "AVAILABLE" || (c.StateName != "CREATING" && c.StateName != "REPAIRING") {
 		return false
 	}
+	if c.MembershipChange != nil {
+		// REPAIRING because a member change or re-encryption failed: a
+		// node being up does not finish it; resuming it does.
+		return false
+	}
 	c.StateName = "IDLE"
 	recs["cluster/"+gs.group.ID+"/"+cluster] = *c
 	return true
