@@ -21,6 +21,14 @@ import (
 // disable cancels it, and its scans stop between two documents with
 // KeyUnavailable. A maxTimeMS becomes the context's deadline.
 func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	reply, err := h.handle(ctx, c, req)
+	if err != nil {
+		err = labelRetryableWrite(req, err)
+	}
+	return reply, err
+}
+
+func (h *Handler) handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	cmd, ok := h.commands.lookup(req.Name)
 	if !ok {
 		return nil, mongoerr.New(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
