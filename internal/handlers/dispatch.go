@@ -80,6 +80,9 @@ func (h *Handler) handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
 		defer cancel()
 	}
+	if cmd.rs == rsWrite && writesOplog(req) {
+		return nil, mongoerr.New(mongoerr.InvalidNamespace, "cannot write to 'local.oplog.rs': the oplog is derived from the replicated log and is read-only")
+	}
 	if cmd.rs == rsRead && !inTxn {
 		if err := h.readConcernLinearizable(ctx, req); err != nil {
 			return nil, commandError(ctx, err)
@@ -131,4 +134,21 @@ func commandError(ctx context.Context, err error) error {
 		return maxTimeError()
 	}
 	return err
+}
+
+// writesOplog reports whether a write command targets local.oplog.rs
+// (which is served from the member's oplog, oplogfind.go) or renames a
+// collection onto it.
+func writesOplog(req *wire.Request) bool {
+	first, err := req.Command.IndexErr(0)
+	if err != nil {
+		return false
+	}
+	if coll, ok := first.Value().StringValueOK(); ok && req.DB == "local" && coll == oplogColl {
+		return true
+	}
+	if to, ok := req.Command.Lookup("to").StringValueOK(); ok && req.Name == "renameCollection" {
+		return to == "local."+oplogColl
+	}
+	return false
 }
