@@ -99,7 +99,7 @@ func newBenchCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", defaultDir, "data directory of a running `cmkdb up`, used when --uri is not given")
 	cmd.Flags().BoolVar(&skipLoad, "skip-load", false, "run against records an earlier load wrote")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.AddCommand(newBenchCompareCmd(stdout))
+	cmd.AddCommand(newBenchCompareCmd(stdout), newBenchReplSetCmd(stdout))
 	return cmd
 }
 
