@@ -98,9 +98,12 @@ func ReplSet(ctx context.Context, cfg ReplSetConfig) (ReplSetResult, error) {
 		{name: "single", args: []string{"--key-check-interval", "24h"}, res: &single},
 	}
 	// Every write waits for a majority; on the single node that is the
-	// node itself, so the difference is the replication.
+	// node itself, so the difference is the replication. Retryable reads
+	// and writes are on, as drivers default for replica sets: an election
+	// on a loaded machine costs a retry, not a failed operation.
 	connect := func(ctx context.Context, uri string) (*mongo.Client, error) {
-		return connectWith(ctx, clientOptions(uri, cfg.Clients).SetWriteConcern(writeconcern.Majority()))
+		return connectWith(ctx, clientOptions(uri, cfg.Clients).SetWriteConcern(writeconcern.Majority()).
+			SetRetryWrites(true).SetRetryReads(true))
 	}
 	// Three members start and elect a primary: give them longer than one node.
 	stop, err := startTargets(ctx, cfg.Binary, targets, 3*time.Minute, cfg.KeepDirs, connect, progress)
