@@ -67,6 +67,12 @@ func WriteReplSet(w io.Writer, r ReplSetResult) {
 			fmt.Fprintf(w, "  %-22s %9.0f ops/s  (%d ops in %s, %d errors; KMS calls %.4f per op)\n",
 				s.label, s.side.OpsPerSec, s.side.Ops, s.side.Elapsed.Round(time.Millisecond), s.side.Errors, s.side.KMSPerOp)
 			writeLatency(w, "median", s.side.All)
+			for _, r := range s.side.Rounds {
+				if r.FirstError != "" {
+					fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+					break
+				}
+			}
 		}
 		fmt.Fprintf(w, "  ratio encrypted/plaintext (%d members): %.3f; median of per-round ratios: %.3f\n", r.Members, wl.Ratio, wl.MedianRoundRatio)
 		fmt.Fprintf(w, "  ratio %d members/one node (encrypted):   %.3f; median of per-round ratios: %.3f\n", r.Members, wl.SetVsSingle, wl.MedianRoundSetVsSingle)

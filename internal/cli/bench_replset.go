@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,29 +32,17 @@ func newBenchReplSetCmd(stdout io.Writer) *cobra.Command {
 			"majority writes cost). With --min-ratio it fails when an encrypted/plaintext ratio is lower.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("locating the cmkdb binary: %w", err)
+			var err error
+			if rc.Binary, rc.WarmupOps, rc.Progress, err = childRunSetup(rc.Ops, warmup, asJSON, stdout); err != nil {
+				return err
 			}
-			rc.Binary = bin
 			rc.Workloads = strings.Split(workloads, ",")
-			rc.WarmupOps = warmup
-			if warmup < 0 {
-				rc.WarmupOps = max(rc.Ops/5, 1)
-			}
-			if !asJSON {
-				rc.Progress = stdout
-			}
 			res, err := bench.ReplSet(cmd.Context(), rc)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(stdout, res); err != nil {
-					return err
-				}
-			} else {
-				bench.WriteReplSet(stdout, res)
+			if err := printBench(stdout, asJSON, res, func() { bench.WriteReplSet(stdout, res) }); err != nil {
+				return err
 			}
 			for _, w := range res.Workloads {
 				if n := w.Encrypted.Errors + w.Plaintext.Errors + w.Single.Errors; n > 0 {

@@ -30,6 +30,9 @@ func TestInitialSyncThroughput(t *testing.T) {
 	}
 	set := repltest.Start(t, 3, func(c *repl.Config) {
 		c.SnapshotThreshold, c.SnapshotInterval, c.TrailingLogs = 16, 200*time.Millisecond, 8
+		// Three members loading a gigabyte in one process on a shared
+		// machine miss 500 ms heartbeats; elections measure nothing here.
+		c.HeartbeatTimeout, c.ElectionTimeout = 2*time.Second, 2*time.Second
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
