@@ -88,3 +88,63 @@ func TestBenchCompare(t *testing.T) {
 	}
 	t.Logf("encrypted/plaintext ratio at this tiny size: %.3f", got.Ratio)
 }
+
+// TestBenchReplSet runs the replica-set comparison with tiny sizes: an
+// encrypted three-member set, a plaintext one and an encrypted single
+// node start, load, run workloads A and C in rotating rounds with
+// w: "majority" and stop. Both ratios of each workload are reported, not
+// asserted (a timing threshold would be flaky here); what is checked is
+// that every server ran every operation and is what it should be.
+func TestBenchReplSet(t *testing.T) {
+	out := runCmkdb(t, "bench", "replset", "--records", "200", "--ops", "200", "--clients", "2", "--rounds", "2", "--json")
+	type side struct {
+		Ops       int64   `json:"ops"`
+		Errors    int64   `json:"errors"`
+		Encrypted bool    `json:"encrypted"`
+		KMSPerOp  float64 `json:"kmsCallsPerOp"`
+		Rounds    []struct {
+			Read   struct{ Count int64 } `json:"read"`
+			Update struct{ Count int64 } `json:"update"`
+		} `json:"rounds"`
+	}
+	var got struct {
+		Members      int    `json:"members"`
+		WriteConcern string `json:"writeConcern"`
+		Workloads    []struct {
+			Workload    string  `json:"workload"`
+			Encrypted   side    `json:"encryptedSet"`
+			Plaintext   side    `json:"plaintextSet"`
+			Single      side    `json:"encryptedSingleNode"`
+			Ratio       float64 `json:"ratio"`
+			SetVsSingle float64 `json:"setVsSingle"`
+		} `json:"workloads"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("bench replset --json output: %v\n%s", err, out)
+	}
+	if got.Members != 3 || got.WriteConcern != "majority" || len(got.Workloads) != 2 ||
+		got.Workloads[0].Workload != "a" || got.Workloads[1].Workload != "c" {
+		t.Fatalf("bench replset: %s", out)
+	}
+	for _, w := range got.Workloads {
+		for name, s := range map[string]side{"encrypted set": w.Encrypted, "plaintext set": w.Plaintext, "single node": w.Single} {
+			if s.Ops != 400 || s.Errors != 0 || s.KMSPerOp != 0 || len(s.Rounds) != 2 {
+				t.Fatalf("workload %s, %s: %d ops, %d errors, %v KMS calls per op, %d rounds\n%s", w.Workload, name, s.Ops, s.Errors, s.KMSPerOp, len(s.Rounds), out)
+			}
+			var updates int64
+			for _, r := range s.Rounds {
+				updates += r.Update.Count
+			}
+			if (w.Workload == "a") != (updates > 0) {
+				t.Fatalf("workload %s, %s: %d updates", w.Workload, name, updates)
+			}
+		}
+		if !w.Encrypted.Encrypted || w.Plaintext.Encrypted || !w.Single.Encrypted {
+			t.Fatalf("workload %s: encrypted set %v, plaintext set %v, single node %v", w.Workload, w.Encrypted.Encrypted, w.Plaintext.Encrypted, w.Single.Encrypted)
+		}
+		if w.Ratio <= 0 || w.SetVsSingle <= 0 {
+			t.Fatalf("workload %s: ratios %v and %v not computed\n%s", w.Workload, w.Ratio, w.SetVsSingle, out)
+		}
+		t.Logf("workload %s at this tiny size: encrypted/plaintext %.3f, set/one node %.3f", w.Workload, w.Ratio, w.SetVsSingle)
+	}
+}

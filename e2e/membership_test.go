@@ -230,4 +230,3 @@ func memberUpIn(t *testing.T, mdir string) (pid int, uri string) {
 	}
 	return pid, uri
 }
-

@@ -9,12 +9,16 @@ import (
 
 // TestUpReplicaSetTransactions runs the Node driver's transactions
 // (node/txn.js: withTransaction, abort, a write conflict that leaves
-// nothing behind, withTransaction's retry) against `cmkdb up --nodes 3`.
+// nothing behind, withTransaction's retry) and change streams
+// (node/changestream.js) against `cmkdb up --nodes 3`.
 func TestUpReplicaSetTransactions(t *testing.T) {
 	dir := t.TempDir()
 	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3")
 	if out := e2etest.Node(t, "txn.js", s.URI, "node_txn"); !strings.Contains(out, `"ok":true`) {
 		t.Fatalf("txn.js: %s", out)
+	}
+	if out := e2etest.Node(t, "changestream.js", s.URI, "node_cs"); !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("changestream.js: %s", out)
 	}
 }
 

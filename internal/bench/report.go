@@ -48,3 +48,33 @@ func WriteCompare(w io.Writer, r CompareResult) {
 	}
 	fmt.Fprintf(w, "ratio encrypted/plaintext: %.3f (%.1f%%); median of per-round ratios: %.3f\n", r.Ratio, 100*r.Ratio, r.MedianRoundRatio)
 }
+
+// WriteReplSet prints a replica-set benchmark in words.
+func WriteReplSet(w io.Writer, r ReplSetResult) {
+	c := r.Config
+	fmt.Fprintf(w, "%d records of %d x %d B, %d clients, w: %q; %d rounds of %d ops per server and workload, in rotating order\n",
+		c.Records, c.Fields, c.ValueSize, c.Clients, r.WriteConcern, r.Rounds, c.Ops)
+	for _, wl := range r.Workloads {
+		fmt.Fprintf(w, "workload %s (%s keys)\n", wl.Workload, c.Distribution)
+		for _, s := range []struct {
+			label string
+			side  Side
+		}{
+			{fmt.Sprintf("encrypted, %d members", r.Members), wl.Encrypted},
+			{fmt.Sprintf("plaintext, %d members", r.Members), wl.Plaintext},
+			{"encrypted, one node", wl.Single},
+		} {
+			fmt.Fprintf(w, "  %-22s %9.0f ops/s  (%d ops in %s, %d errors; KMS calls %.4f per op)\n",
+				s.label, s.side.OpsPerSec, s.side.Ops, s.side.Elapsed.Round(time.Millisecond), s.side.Errors, s.side.KMSPerOp)
+			writeLatency(w, "median", s.side.All)
+			for _, r := range s.side.Rounds {
+				if r.FirstError != "" {
+					fmt.Fprintf(w, "  first error: %s\n", r.FirstError)
+					break
+				}
+			}
+		}
+		fmt.Fprintf(w, "  ratio encrypted/plaintext (%d members): %.3f; median of per-round ratios: %.3f\n", r.Members, wl.Ratio, wl.MedianRoundRatio)
+		fmt.Fprintf(w, "  ratio %d members/one node (encrypted):   %.3f; median of per-round ratios: %.3f\n", r.Members, wl.SetVsSingle, wl.MedianRoundSetVsSingle)
+	}
+}

@@ -99,7 +99,7 @@ func newBenchCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", defaultDir, "data directory of a running `cmkdb up`, used when --uri is not given")
 	cmd.Flags().BoolVar(&skipLoad, "skip-load", false, "run against records an earlier load wrote")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.AddCommand(newBenchCompareCmd(stdout))
+	cmd.AddCommand(newBenchCompareCmd(stdout), newBenchReplSetCmd(stdout))
 	return cmd
 }
 
@@ -118,28 +118,16 @@ func newBenchCompareCmd(stdout io.Writer) *cobra.Command {
 			"encrypted/plaintext. With --min-ratio it fails when the ratio is lower.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("locating the cmkdb binary: %w", err)
-			}
-			cc.Binary = bin
-			cc.WarmupOps = warmup
-			if warmup < 0 {
-				cc.WarmupOps = max(cc.Ops/5, 1)
-			}
-			if !asJSON {
-				cc.Progress = stdout
+			var err error
+			if cc.Binary, cc.WarmupOps, cc.Progress, err = childRunSetup(cc.Ops, warmup, asJSON, stdout); err != nil {
+				return err
 			}
 			res, err := bench.Compare(cmd.Context(), cc)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(stdout, res); err != nil {
-					return err
-				}
-			} else {
-				bench.WriteCompare(stdout, res)
+			if err := printBench(stdout, asJSON, res, func() { bench.WriteCompare(stdout, res) }); err != nil {
+				return err
 			}
 			if n := res.Encrypted.Errors + res.Plaintext.Errors; n > 0 {
 				return fmt.Errorf("%d operations failed", n)
@@ -173,4 +161,31 @@ func uriFromUpFile(dir string) (string, error) {
 		return "", errors.New(dir + "/up.json has no connection string")
 	}
 	return info.ConnectionString, nil
+}
+
+// childRunSetup is what the comparisons that start their own servers
+// derive from their flags: this binary to start them from, the warm-up
+// operations (warmup < 0: ops/5), and where progress lines go (nowhere
+// with --json, which must print only the result).
+func childRunSetup(ops, warmup int64, asJSON bool, stdout io.Writer) (bin string, warmupOps int64, progress io.Writer, err error) {
+	if bin, err = os.Executable(); err != nil {
+		return "", 0, nil, fmt.Errorf("locating the cmkdb binary: %w", err)
+	}
+	warmupOps = warmup
+	if warmup < 0 {
+		warmupOps = max(ops/5, 1)
+	}
+	if !asJSON {
+		progress = stdout
+	}
+	return bin, warmupOps, progress, nil
+}
+
+// printBench prints res as JSON, or in words with text.
+func printBench(stdout io.Writer, asJSON bool, res any, text func()) error {
+	if asJSON {
+		return writeJSON(stdout, res)
+	}
+	text()
+	return nil
 }

@@ -42,7 +42,8 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 			} else if provider, err = providers.OpenNode(cmd.Context(), c.KMS.Provider, c.KMS.Settings); err != nil {
 				return err
 			}
-			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration, repl: c.Replication, configFile: path}
+			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration, repl: c.Replication,
+				plaintext: c.InsecureNoEncryption, configFile: path}
 			if c.TLS != nil {
 				f.security.tls = true
 				f.security.tlsCertFile, f.security.tlsKeyFile, f.security.tlsCAFile = c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CAFile

@@ -191,6 +191,11 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 		// The key service listens on a new port each run: point the
 		// members at this run's.
 		for _, c := range cfgs {
+			// A member's files are readable only the way they were
+			// written: encrypted, or (bench only) not.
+			if c.InsecureNoEncryption != f.plaintext {
+				return nil, fmt.Errorf("%s was created with insecureNoEncryption %v: start it with the same --insecure-no-encryption", c.Dir, c.InsecureNoEncryption)
+			}
 			if c.KMS.ControlPlane == nil {
 				return nil, fmt.Errorf("%s: a member of up's replica set reaches its CMK through the control plane", c.Dir)
 			}
@@ -254,7 +259,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 		c := &config.Config{Dir: dir, Bind: f.bind, Port: port, KeyCheckInterval: config.Duration{Duration: max(f.checkInterval, config.MinKeyCheckInterval)},
 			KMS: config.KMS{Provider: "controlplane", ControlPlane: &config.ControlPlaneKMS{URL: p.cp.KeyServiceURL, CAFile: p.cp.CAFile,
 				CertFile: nodeCert, KeyFile: nodeKey, GroupID: gid, Cluster: cluster}},
-			Replication: &r}
+			Replication: &r, InsecureNoEncryption: f.plaintext}
 		if err := writeMemberConfig(c); err != nil {
 			return nil, err
 		}

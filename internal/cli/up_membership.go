@@ -207,7 +207,8 @@ func (ms *memberSet) newMemberConfig(p *upProvisioner, c0 *config.Config, name, 
 	kmsCfg := *c0.KMS.ControlPlane
 	kmsCfg.CertFile, kmsCfg.KeyFile = nodeCert, nodeKey
 	c := &config.Config{Dir: dir, Bind: c0.Bind, Port: wirePort, KeyCheckInterval: c0.KeyCheckInterval,
-		KMS: config.KMS{Provider: "controlplane", ControlPlane: &kmsCfg}, Replication: &r, TLS: c0.TLS, Auth: c0.Auth}
+		KMS: config.KMS{Provider: "controlplane", ControlPlane: &kmsCfg}, Replication: &r, TLS: c0.TLS, Auth: c0.Auth,
+		InsecureNoEncryption: c0.InsecureNoEncryption}
 	return c, writeMemberConfig(c)
 }
 

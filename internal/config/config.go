@@ -34,6 +34,11 @@ type Config struct {
 	Auth *Auth `json:"auth,omitempty"`
 	// Replication makes the node a member of a replica set.
 	Replication *Replication `json:"replication,omitempty"`
+	// InsecureNoEncryption stores the node's data unencrypted. It exists
+	// only so `cmkdb bench` can measure what encryption costs a replica
+	// set (`cmkdb up --nodes N --insecure-no-encryption` writes it into
+	// each member's file); a directory must always be opened the same way.
+	InsecureNoEncryption bool `json:"insecureNoEncryption,omitempty"`
 }
 
 // Replication makes the node a member of a replica set. Every member is

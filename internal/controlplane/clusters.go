@@ -190,6 +190,11 @@ func (s *Service) clusterNodeUpLocked(gs *groupState, cluster, nodeState string,
 	if !ok || nodeState != "AVAILABLE" || (c.StateName != "CREATING" && c.StateName != "REPAIRING") {
 		return false
 	}
+	if c.MembershipChange != nil {
+		// REPAIRING because a member change or re-encryption failed: a
+		// node being up does not finish it; resuming it does.
+		return false
+	}
 	c.StateName = "IDLE"
 	recs["cluster/"+gs.group.ID+"/"+cluster] = *c
 	return true
@@ -307,10 +312,25 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 		if err := s.checkProviderLocked(gs, c.EncryptionAtRestProvider, np); err != nil {
 			return Cluster{}, err
 		}
+		failed := c.MembershipChange != nil && c.MembershipChange.Reencrypt && c.MembershipChange.Error != ""
+		rewrapOnly := false
+		if np != c.EncryptionAtRestProvider || failed {
+			if run != nil {
+				return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+					"Invalid attribute encryptionAtRestProvider specified: change the member count and the provider one at a time.")
+			}
+			if run, rewrapOnly, err = s.reencryptLocked(gs, &next); err != nil {
+				return Cluster{}, err
+			}
+		}
 		if np != c.EncryptionAtRestProvider {
 			next.EncryptionAtRestProvider = np
 			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
 				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
+			if rewrapOnly {
+				s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name,
+					Detail: "cluster " + name + " has one member: its node master key is re-wrapped under the new provider's key; its data files are not re-encrypted (in-place re-encryption of a one-member cluster is not available)"})
+			}
 		}
 	}
 	rest := p

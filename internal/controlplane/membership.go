@@ -21,9 +21,8 @@ type Resizer interface {
 type MembershipChange struct {
 	From int `json:"fromMembers"`
 	To   int `json:"toMembers"`
-	// Reencrypt marks a change that replaces members with fresh key
-	// hierarchies rather than changing the count (not started by the
-	// control plane yet: see docs/architecture.md).
+	// Reencrypt says the change replaces every member in turn with one
+	// under a fresh key hierarchy (reencrypt.go), not a count change.
 	Reencrypt bool              `json:"reencrypt,omitempty"`
 	Started   time.Time         `json:"started"`
 	Members   []MemberSyncState `json:"members,omitempty"`
@@ -56,6 +55,9 @@ type InitialSync struct {
 func interruptedMembershipChange(c *Cluster) {
 	if mc := c.MembershipChange; mc != nil && mc.Error == "" {
 		mc.Error = "interrupted: the control plane stopped during the change; set the member count again to resume it"
+		if mc.Reencrypt {
+			mc.Error = "interrupted: the control plane stopped during the re-encryption; set encryptionAtRestProvider again to resume it"
+		}
 		c.StateName = "REPAIRING"
 	}
 }
@@ -71,6 +73,12 @@ func (c *Cluster) retryable() bool {
 // fails (REPAIRING, membershipChange.error says why).
 func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), error) {
 	from := c.members()
+	if c.retryable() && c.MembershipChange.Reencrypt {
+		// Resizing would clear the failed re-encryption and leave members
+		// under their old keys with the cluster IDLE.
+		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS",
+			"Cluster %s's re-encryption failed (%s); set encryptionAtRestProvider again to resume it before changing its members.", c.Name, c.MembershipChange.Error)
+	}
 	if c.retryable() {
 		from = c.MembershipChange.From // resume the failed change from where it began
 	}

@@ -46,6 +46,35 @@ func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
 
 func (s *scanIter) Close() error { s.buf, s.done = nil, true; return nil }
 
+// changeStreamPipeline returns the pipeline's stages if it opens with
+// $changeStream.
+func changeStreamPipeline(a args) ([]bson.Raw, bool) {
+	v, ok := a.value("pipeline")
+	if !ok {
+		return nil, false
+	}
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return nil, false
+	}
+	vals, err := arr.Values()
+	if err != nil || len(vals) == 0 {
+		return nil, false
+	}
+	stages := make([]bson.Raw, len(vals))
+	for i, v := range vals {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return nil, false
+		}
+		stages[i] = d
+	}
+	if first, err := stages[0].IndexErr(0); err != nil || first.Key() != "$changeStream" {
+		return nil, false
+	}
+	return stages, true
+}
+
 // lookupSource lets $lookup read the other collections of the database.
 type lookupSource struct {
 	h  *Handler
@@ -107,6 +136,12 @@ func aggregatePlan(stages []bson.Raw) (filter bson.Raw, rest []bson.Raw) {
 
 func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	a := newArgs(req.Command)
+	if stages, ok := changeStreamPipeline(a); ok {
+		if err := checkFields(a, "aggregate"); err != nil {
+			return nil, err
+		}
+		return h.changeStream(ctx, c, req, a, stages)
+	}
 	if v, ok := a.value("aggregate"); ok && v.Type != bson.TypeString {
 		if _, num := v.AsInt64OK(); num || v.Type == bson.TypeDouble {
 			return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is not supported")
@@ -174,7 +209,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 		}
 		stages[i] = d
 		if first, err := d.IndexErr(0); err == nil && first.Key() == "$changeStream" {
-			return nil, h.changeStreamRefused()
+			return nil, mongoerr.New(40602, "$changeStream is only valid as the first stage in a pipeline.")
 		}
 	}
 	if stages, err = letPipeline(stages, vars); err != nil {

@@ -21,6 +21,14 @@ import (
 // disable cancels it, and its scans stop between two documents with
 // KeyUnavailable. A maxTimeMS becomes the context's deadline.
 func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	reply, err := h.handle(ctx, c, req)
+	if err != nil {
+		err = labelRetryableWrite(req, err)
+	}
+	return reply, err
+}
+
+func (h *Handler) handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	cmd, ok := h.commands.lookup(req.Name)
 	if !ok {
 		return nil, mongoerr.New(mongoerr.CommandNotFound, "no such command: '%s'", req.Name)
@@ -71,6 +79,9 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
 		defer cancel()
+	}
+	if cmd.rs == rsWrite && writesOplog(req) {
+		return nil, mongoerr.New(mongoerr.InvalidNamespace, "cannot write to 'local.oplog.rs': the oplog is derived from the replicated log and is read-only")
 	}
 	if cmd.rs == rsRead && !inTxn {
 		if err := h.readConcernLinearizable(ctx, req); err != nil {
@@ -123,4 +134,21 @@ func commandError(ctx context.Context, err error) error {
 		return maxTimeError()
 	}
 	return err
+}
+
+// writesOplog reports whether a write command targets local.oplog.rs
+// (which is served from the member's oplog, oplogfind.go) or renames a
+// collection onto it.
+func writesOplog(req *wire.Request) bool {
+	first, err := req.Command.IndexErr(0)
+	if err != nil {
+		return false
+	}
+	if coll, ok := first.Value().StringValueOK(); ok && req.DB == "local" && coll == oplogColl {
+		return true
+	}
+	if to, ok := req.Command.Lookup("to").StringValueOK(); ok && req.Name == "renameCollection" {
+		return to == "local."+oplogColl
+	}
+	return false
 }

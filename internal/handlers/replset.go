@@ -386,13 +386,8 @@ func (h *Handler) readConcernLinearizable(ctx context.Context, req *wire.Request
 	return rs.Linearize(ctx)
 }
 
-// changeStreamRefused answers a $changeStream: a standalone node as a
-// standalone mongod does; a replica set member says it has no oplog to
-// stream yet (CommandNotSupported, which no driver mistakes for
-// something else).
+// changeStreamRefused answers a $changeStream on a standalone node as a
+// standalone mongod does: it has no oplog to stream.
 func (h *Handler) changeStreamRefused() error {
-	if h.opts.Repl == nil {
-		return mongoerr.New(40573, "The $changeStream stage is only supported on replica sets")
-	}
-	return mongoerr.New(mongoerr.CommandNotSupported, "$changeStream is not supported by cmkdb replica sets yet: change streams need an oplog, which cmkdb does not keep yet")
+	return mongoerr.New(40573, "The $changeStream stage is only supported on replica sets")
 }

@@ -90,9 +90,17 @@ const (
 	TransactionCommitted               Code = 256
 	OperationNotSupportedInTransaction Code = 263
 	TransactionExceededLifetimeLimit   Code = 290
+
+	// Change streams.
+	InvalidResumeToken      Code = 260
+	ChangeStreamFatalError  Code = 280
+	ChangeStreamHistoryLost Code = 286
 )
 
 var names = map[Code]string{
+	InvalidResumeToken:         "InvalidResumeToken",
+	ChangeStreamFatalError:     "ChangeStreamFatalError",
+	ChangeStreamHistoryLost:    "ChangeStreamHistoryLost",
 	InternalError:              "InternalError",
 	BadValue:                   "BadValue",
 	NoSuchKey:                  "NoSuchKey",

@@ -137,6 +137,15 @@ func (l *Log) Last() Timestamp {
 	return l.last
 }
 
+// Floor is the newest timestamp the oplog no longer holds: a reader
+// positioned before it has missed entries (zero while nothing was ever
+// removed).
+func (l *Log) Floor() Timestamp {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.floor
+}
+
 // Stats are the oplog's size, entry count and oldest entry's timestamp
 // (zero if it holds none).
 func (l *Log) Stats() (bytes, count int64, first Timestamp, err error) {

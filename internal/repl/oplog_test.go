@@ -114,6 +114,11 @@ func TestOplogThroughDriver(t *testing.T) {
 		}
 	}
 
+	// The oplog is read-only.
+	if _, err := client.Database("local").Collection("oplog.rs").InsertOne(ctx, bson.D{{Key: "op", Value: "n"}}); !isCode(err, 73) {
+		t.Fatalf("insert into local.oplog.rs: %v, want InvalidNamespace", err)
+	}
+
 	// Resume after the second entry: exactly the last two.
 	oplogColl := client.Database("local").Collection("oplog.rs")
 	cur, err := oplogColl.Find(ctx, bson.D{{Key: "ns", Value: "app.c"}, {Key: "ts", Value: bson.D{{Key: "$gt", Value: want[1].TS}}}})

@@ -154,12 +154,6 @@ func TestReplicaSet(t *testing.T) {
 		}
 	}
 
-	// Change streams are refused before anything runs (transactions:
-	// txn_test.go).
-	if _, err := coll.Watch(ctx, mongo.Pipeline{}); code(err) != 115 {
-		t.Fatalf("a change stream: %v, want CommandNotSupported", err)
-	}
-
 	// w beyond what the set can acknowledge is refused before anything is written.
 	_, err := coll.Database().Collection("things", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 5})).InsertOne(ctx, bson.D{{Key: "_id", Value: "w5"}})
 	if code(err) != 100 {
