@@ -308,3 +308,17 @@ func (m *Member) members() (ms []MemberConfig, nonvoter map[string]bool, index u
 	}
 	return ms, nonvoter, v.index
 }
+
+// CompactLog snapshots this member's state now and lets raft drop the log
+// before the snapshot (all but TrailingLogs entries), instead of waiting
+// for SnapshotThreshold: a member added afterwards starts from a snapshot.
+func (m *Member) CompactLog() error {
+	r := m.current()
+	if r == nil {
+		return errors.New("repl: raft is not running on this member")
+	}
+	if err := r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("repl: snapshot: %w", err)
+	}
+	return nil
+}
