@@ -30,7 +30,20 @@ const (
 	ChangeDropIndexes
 	// ChangeModify is a collMod (options changed).
 	ChangeModify
+	// ChangeSession says the batch is a session's retryable write or
+	// transaction: Session names it. It concerns every other change of
+	// the batch.
+	ChangeSession
 )
+
+// Session is the logical session and transaction number a batch was
+// written under (from the retryable-write record it carries).
+type Session struct {
+	// LSID is the session id's UUID (16 bytes), then the user's uid
+	// digest when the session has one.
+	LSID      []byte
+	TxnNumber int64
+}
 
 // Change is one change a replicated batch made to a database, as the
 // oplog records it. Every member derives the same changes from the same
@@ -47,6 +60,8 @@ type Change struct {
 	// Indexes are the indexes a ChangeCreateIndexes or ChangeDropIndexes
 	// added or removed.
 	Indexes []Index
+	// Session is a ChangeSession's session.
+	Session *Session
 }
 
 // replaceHint marks, in a batch, a document replaced whole rather than
@@ -75,7 +90,8 @@ func (w *Writer) ReplaceWhole(coll *Collection, old, new bson.Raw) error {
 // batchChanges reads what batch repr will change against the database's
 // current state (it runs before the batch is applied). A document key set
 // or deleted twice in one batch yields two changes, in order.
-func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, error) {
+func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, *Session, error) {
+	var sess *Session
 	overlay := map[string][]byte{} // key -> value staged earlier in the batch (nil: deleted)
 	replaced := map[string]bool{}
 	var out []pendingChange
@@ -83,7 +99,7 @@ func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, error) {
 	for {
 		kind, ukey, value, ok, err := r.Next()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			break
@@ -98,6 +114,14 @@ func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, error) {
 		default:
 			continue
 		}
+		if len(ukey) > 1 && ukey[0] == prefixRetry && kind == pebble.InternalKeyKindSet {
+			var rec retryRecord
+			if err := bson.Unmarshal(value, &rec); err != nil {
+				return nil, nil, fmt.Errorf("retryable write record: %w", err)
+			}
+			sess = &Session{LSID: bytes.Clone(ukey[1:]), TxnNumber: rec.TxnNumber}
+			continue
+		}
 		if len(ukey) < 5 || ukey[0] != prefixDoc {
 			continue
 		}
@@ -108,7 +132,7 @@ func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, error) {
 			switch {
 			case errors.Is(err, pebble.ErrNotFound):
 			case err != nil:
-				return nil, err
+				return nil, nil, err
 			default:
 				old = bytes.Clone(v)
 				closer.Close()
@@ -129,7 +153,7 @@ func (s *Store) batchChanges(b *pebble.Batch) ([]pendingChange, error) {
 	for i := range out {
 		out[i].replaced = replaced[out[i].key]
 	}
-	return out, nil
+	return out, sess, nil
 }
 
 type pendingChange struct {

@@ -58,7 +58,7 @@ func (s *Store) ApplyReplicated(repr []byte, catalogChanged bool) ([]Change, err
 	if err := b.SetRepr(append([]byte(nil), repr...)); err != nil {
 		return nil, fmt.Errorf("docstore: replicated batch for %s: %w", s.db.Name, err)
 	}
-	pending, err := s.batchChanges(b)
+	pending, sess, err := s.batchChanges(b)
 	if err != nil {
 		return nil, fmt.Errorf("docstore: replicated batch for %s: %w", s.db.Name, err)
 	}
@@ -77,6 +77,9 @@ func (s *Store) ApplyReplicated(repr []byte, catalogChanged bool) ([]Change, err
 	docs, err := documentChanges(pending, before, after)
 	if err != nil {
 		return nil, err
+	}
+	if sess != nil {
+		docs = append([]Change{{Kind: ChangeSession, Session: sess}}, docs...)
 	}
 	if !catalogChanged {
 		return docs, nil

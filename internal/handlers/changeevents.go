@@ -58,7 +58,15 @@ func eventsOf(e oplog.Stored, scope streamScope, expanded bool) ([]changeEvent, 
 	}
 	if e.Kind == oplog.Command && e.NS == "admin.$cmd" {
 		if ops, err := e.O.LookupErr("applyOps"); err == nil {
-			return applyOpsEvents(ops, scope, expanded, head)
+			evs, err := applyOpsEvents(ops, scope, expanded, head)
+			if err != nil || e.LSID == nil {
+				return evs, err
+			}
+			// A transaction's events name its session.
+			for i := range evs {
+				evs[i].fields = append(evs[i].fields, bson.E{Key: "lsid", Value: e.LSID}, bson.E{Key: "txnNumber", Value: e.TxnNumber})
+			}
+			return evs, nil
 		}
 	}
 	return opEvents(e.Op, 0, scope, expanded, head)

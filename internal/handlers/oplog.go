@@ -13,6 +13,9 @@ func oplogOps(db string, changes []docstore.Change) ([]oplog.Op, error) {
 	ops := make([]oplog.Op, 0, len(changes))
 	cmdNS := db + ".$cmd"
 	for _, c := range changes {
+		if c.Kind == docstore.ChangeSession {
+			continue // below
+		}
 		ui := c.Coll.UUID
 		ns := db + "." + c.Coll.Name
 		var op oplog.Op
@@ -82,7 +85,30 @@ func oplogOps(db string, changes []docstore.Change) ([]oplog.Op, error) {
 		}
 		ops = append(ops, op)
 	}
+	// A session's write: every entry names the session, as MongoDB's do.
+	for _, c := range changes {
+		if c.Kind == docstore.ChangeSession {
+			lsid := sessionDoc(c.Session.LSID)
+			for i := range ops {
+				ops[i].LSID, ops[i].TxnNumber = lsid, c.Session.TxnNumber
+			}
+			if len(ops) == 0 {
+				ops = append(ops, oplog.SessionMarker(lsid, c.Session.TxnNumber))
+			}
+		}
+	}
 	return ops, nil
+}
+
+// sessionDoc renders a session id as MongoDB's lsid: {id: UUID, uid:
+// digest of the user} (docstore.Session.LSID holds both, concatenated).
+func sessionDoc(lsid []byte) bson.Raw {
+	d := bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: lsid[:min(16, len(lsid))]}}}
+	if len(lsid) > 16 {
+		d = append(d, bson.E{Key: "uid", Value: bson.Binary{Subtype: bson.TypeBinaryGeneric, Data: lsid[16:]}})
+	}
+	raw, _ := bson.Marshal(d)
+	return raw
 }
 
 // idDoc is {_id: <the document's _id>}.

@@ -29,6 +29,10 @@ type Op struct {
 	O bson.Raw
 	// O2 is an update's {_id}.
 	O2 bson.Raw
+	// LSID is the logical session ({id, uid}) of a retryable write or a
+	// transaction, with its TxnNumber; nil otherwise.
+	LSID      bson.Raw
+	TxnNumber int64
 }
 
 // Entry is an Op at its place in the oplog.
@@ -58,6 +62,9 @@ func (e Entry) Doc() (bson.Raw, error) {
 		bson.E{Key: "v", Value: int64(2)},
 		bson.E{Key: "wall", Value: bson.NewDateTimeFromTime(e.Wall)},
 	)
+	if e.LSID != nil {
+		d = append(d, bson.E{Key: "lsid", Value: e.LSID}, bson.E{Key: "txnNumber", Value: e.TxnNumber})
+	}
 	return bson.Marshal(d)
 }
 
@@ -104,6 +111,14 @@ func parseDoc(raw bson.Raw) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: wall", errBadEntry)
 	}
 	e.Wall = time.UnixMilli(w).UTC()
+	if v, err := raw.LookupErr("lsid"); err == nil {
+		if e.LSID, ok = v.DocumentOK(); !ok {
+			return Entry{}, fmt.Errorf("%w: lsid", errBadEntry)
+		}
+		if e.TxnNumber, ok = raw.Lookup("txnNumber").Int64OK(); !ok {
+			return Entry{}, fmt.Errorf("%w: txnNumber", errBadEntry)
+		}
+	}
 	return e, nil
 }
 
@@ -156,12 +171,42 @@ type Stored struct {
 	Raw   bson.Raw
 }
 
+// SessionMarker stands for a session's record in a batch that changed
+// nothing else (a transaction's commit record, kept in admin): it is never
+// written to the oplog, only read for the session (ApplyOps, and
+// WithoutMarkers for plain batches).
+func SessionMarker(lsid bson.Raw, txn int64) Op {
+	return Op{Kind: Noop, LSID: lsid, TxnNumber: txn}
+}
+
+func (o Op) isSessionMarker() bool { return o.Kind == Noop && o.NS == "" && o.LSID != nil }
+
+// WithoutMarkers drops the session markers from ops.
+func WithoutMarkers(ops []Op) []Op {
+	out := ops[:0:0]
+	for _, op := range ops {
+		if !op.isSessionMarker() {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
 // ApplyOps wraps a transaction's changes in one command entry, as MongoDB
-// records a committed transaction: {applyOps: [change, …]} on admin.$cmd.
-// Readers (change streams) unwind it into one event per change.
+// records a committed transaction: {applyOps: [change, …]} on admin.$cmd,
+// with the transaction's session at the top level. Readers (change
+// streams) unwind it into one event per change.
 func ApplyOps(ops []Op) (Op, error) {
-	arr := make(bson.A, len(ops))
-	for i, op := range ops {
+	arr := make(bson.A, 0, len(ops))
+	var lsid bson.Raw
+	var txn int64
+	for _, op := range ops {
+		if op.LSID != nil && lsid == nil {
+			lsid, txn = op.LSID, op.TxnNumber
+		}
+		if op.isSessionMarker() {
+			continue
+		}
 		d := bson.D{{Key: "op", Value: op.Kind}, {Key: "ns", Value: op.NS}}
 		if op.UI != nil {
 			d = append(d, bson.E{Key: "ui", Value: *op.UI})
@@ -170,11 +215,11 @@ func ApplyOps(ops []Op) (Op, error) {
 		if op.O2 != nil {
 			d = append(d, bson.E{Key: "o2", Value: op.O2})
 		}
-		arr[i] = d
+		arr = append(arr, d)
 	}
 	o, err := bson.Marshal(bson.D{{Key: "applyOps", Value: arr}})
 	if err != nil {
 		return Op{}, fmt.Errorf("oplog: applyOps: %w", err)
 	}
-	return Op{Kind: Command, NS: "admin.$cmd", O: o}, nil
+	return Op{Kind: Command, NS: "admin.$cmd", O: o, LSID: lsid, TxnNumber: txn}, nil
 }

@@ -61,6 +61,9 @@ func TestDocRoundTrip(t *testing.T) {
 			want = append(want, "o2")
 		}
 		want = append(want, "ts", "t", "v", "wall")
+		if e.LSID != nil {
+			want = append(want, "lsid", "txnNumber")
+		}
 		if !reflect.DeepEqual(keys, want) {
 			t.Fatalf("%s: fields %v, want MongoDB's %v", name, keys, want)
 		}
@@ -161,5 +164,33 @@ func TestApplyOps(t *testing.T) {
 	}
 	if _, err := ApplyOps(nil); err != nil {
 		t.Fatal(err)
+	}
+
+	// A transaction's session: taken from its changes (or from the marker
+	// a commit record in another database leaves), at the top level only.
+	lsid, _ := bson.Marshal(bson.D{{Key: "id", Value: bson.Binary{Subtype: bson.TypeBinaryUUID, Data: make([]byte, 16)}}})
+	withSession := []Op{es["insert"].Op, SessionMarker(lsid, 7)}
+	op, err = ApplyOps(withSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(op.LSID, lsid) || op.TxnNumber != 7 {
+		t.Fatalf("applyOps session %v %d", op.LSID, op.TxnNumber)
+	}
+	if vals, _ := op.O.Lookup("applyOps").Array().Values(); len(vals) != 1 {
+		t.Fatalf("the session marker became a change: %v", op.O)
+	}
+	if got := WithoutMarkers(withSession); len(got) != 1 || got[0].Kind != Insert {
+		t.Fatalf("WithoutMarkers: %+v", got)
+	}
+	e := es["insert"]
+	e.LSID, e.TxnNumber = lsid, 7
+	doc, err := e.Doc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := parseDoc(doc)
+	if err != nil || !bytes.Equal(back.LSID, lsid) || back.TxnNumber != 7 {
+		t.Fatalf("session round trip: %+v %v", back, err)
 	}
 }

@@ -33,6 +33,8 @@ type changeEvent struct {
 		UpdatedFields bson.Raw `bson:"updatedFields"`
 		RemovedFields []string `bson:"removedFields"`
 	} `bson:"updateDescription"`
+	LSID      bson.Raw `bson:"lsid"`
+	TxnNumber *int64   `bson:"txnNumber"`
 }
 
 // nextEvents reads n events from cs, failing the test if they do not come.
@@ -212,6 +214,13 @@ func TestChangeStreamsThroughDriver(t *testing.T) {
 	txn := nextEvents(t, ctx, collStream, 2)
 	if txn[0].DocumentKey.Lookup("_id").Int32() != 10 || txn[1].DocumentKey.Lookup("_id").Int32() != 11 || txn[0].ClusterTime != txn[1].ClusterTime {
 		t.Fatalf("transaction events %+v", txn)
+	}
+	// They name the transaction's session, as MongoDB's do.
+	if _, id, ok := txn[0].LSID.Lookup("id").BinaryOK(); !ok || len(id) != 16 || txn[0].TxnNumber == nil || *txn[0].TxnNumber < 1 || string(txn[1].LSID) != string(txn[0].LSID) {
+		t.Fatalf("transaction events' session: lsid %v txnNumber %v", txn[0].LSID, txn[0].TxnNumber)
+	}
+	if evs[0].LSID != nil {
+		t.Fatalf("an event outside a transaction names a session: %v", evs[0].LSID)
 	}
 
 	// Rename and drop end a collection stream with invalidate.

@@ -80,6 +80,7 @@ func (f *fsm) apply(l *raft.Log) error {
 	switch e.op {
 	case opBatch:
 		ops, err = f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
+		ops = oplog.WithoutMarkers(ops)
 	case opDrop:
 		ops, err = f.dbs.DropReplicated(e.db)
 	case opTxn:

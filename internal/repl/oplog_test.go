@@ -50,6 +50,9 @@ func TestOplogThroughDriver(t *testing.T) {
 		NS string         `bson:"ns"`
 		O  bson.Raw       `bson:"o"`
 		O2 bson.Raw       `bson:"o2"`
+		// The driver's writes are retryable: each entry names the session.
+		LSID bson.Raw `bson:"lsid"`
+		Txn  int64    `bson:"txnNumber"`
 	}
 	read := func(host string) []entry {
 		t.Helper()
@@ -99,6 +102,11 @@ func TestOplogThroughDriver(t *testing.T) {
 			}
 			if got[3].O.Lookup("_id").Int32() != 1 {
 				t.Fatalf("delete entry o=%v", got[3].O)
+			}
+			for j, e := range got {
+				if _, id, ok := e.LSID.Lookup("id").BinaryOK(); !ok || len(id) != 16 || e.Txn < 1 {
+					t.Fatalf("entry %d of a retryable write: lsid %v txnNumber %d", j, e.LSID, e.Txn)
+				}
 			}
 			for j := 1; j < len(got); j++ {
 				if got[j].TS.Compare(got[j-1].TS) <= 0 {

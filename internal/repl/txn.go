@@ -115,7 +115,7 @@ func (f *fsm) applyTxn(e entry) ([]oplog.Op, error) {
 		}
 		ops = append(ops, partOps...)
 	}
-	if len(ops) == 0 {
+	if len(oplog.WithoutMarkers(ops)) == 0 {
 		return nil, nil
 	}
 	op, err := oplog.ApplyOps(ops)
