@@ -23,8 +23,10 @@ type Log interface {
 }
 
 // commitLocked commits b and publishes cat (nil: the catalog is unchanged).
-// s.mu is held. Standalone, b is committed with sync here; on a replica set
-// member it goes through the log, whose apply publishes the catalog.
+// s.mu is held. Standalone, b is committed with sync here, and handed to
+// the database's online copy if one runs (storage.DB.AfterCommit: under
+// s.mu, so in commit order); on a replica set member it goes through the
+// log, whose apply publishes the catalog.
 func (s *Store) commitLocked(ctx context.Context, b *pebble.Batch, cat *catalog) error {
 	if s.log != nil {
 		return s.log.Commit(ctx, s.db.Name, b.Repr(), cat != nil)
@@ -32,6 +34,7 @@ func (s *Store) commitLocked(ctx context.Context, b *pebble.Batch, cat *catalog)
 	if err := b.Commit(s.sync); err != nil {
 		return err
 	}
+	s.db.AfterCommit(b.Repr())
 	if cat != nil {
 		s.cat.Store(cat)
 	}

@@ -435,6 +435,7 @@ func (t *Txn) Commit(ctx context.Context, rec *CommitRecord) error {
 		if err := parts[0].b.Commit(parts[0].s.sync); err != nil {
 			return fmt.Errorf("docstore: commit transaction: %w", err)
 		}
+		parts[0].s.db.AfterCommit(parts[0].b.Repr())
 		parts[0].s.notify()
 		return nil
 	}

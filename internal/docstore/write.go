@@ -73,6 +73,7 @@ func (s *Store) Write(ctx context.Context, fn func(w *Writer) error) error {
 	}
 	err := s.db.ApplyNoSyncWait(b, s.sync)
 	if err == nil {
+		s.db.AfterCommit(b.Repr())
 		s.notify()
 	}
 	s.mu.Unlock()

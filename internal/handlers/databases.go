@@ -2,12 +2,14 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/storage"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -136,7 +138,11 @@ func (h *Handler) dropDatabase(ctx context.Context, c *wire.ConnState, req *wire
 	}
 	defer release()
 	h.dropStore(req.DB)
-	if err := eng.DropDatabase(req.DB); err != nil && !strings.Contains(err.Error(), "no such database") {
+	if err := eng.DropDatabase(req.DB); errors.Is(err, storage.ErrDatabaseBusy) {
+		// An in-place re-encryption is copying it (node/reencrypt.go).
+		return nil, mongoerr.New(mongoerr.BackgroundOperationInProgressForDatabase,
+			"Cannot drop database %s: the node is re-encrypting it into a new key hierarchy; retry when the re-encryption ends", req.DB)
+	} else if err != nil && !strings.Contains(err.Error(), "no such database") {
 		return nil, err
 	}
 	h.dropStore(req.DB)

@@ -63,12 +63,50 @@ type Keystore struct {
 	now    func() time.Time
 }
 
+// MoveTo renames the keystore file into dir (replacing the keystore there
+// atomically, on the same file system) and makes the rename durable. It is
+// the commit point of an in-place re-encryption.
+func (ks *Keystore) MoveTo(dir string) error {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
+	to := Path(dir)
+	if err := os.Rename(ks.path, to); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	ks.mu.Lock()
+	ks.path = to
+	ks.mu.Unlock()
+	return nil
+}
+
 // Path returns the keystore file path under dir.
 func Path(dir string) string { return filepath.Join(dir, FileName) }
 
 // Create makes a new node keystore in dir: a fresh master key wrapped by
 // provider. It fails with ErrExists if dir already has one.
 func Create(ctx context.Context, dir string, provider kms.Provider) (*Keystore, error) {
+	return create(ctx, dir, provider, nil)
+}
+
+// Replacement says what a keystore replacing another (in-place
+// re-encryption: a fresh hierarchy for the same node) inherits from it.
+type Replacement struct {
+	// Generation is the replaced keystore's generation: the replacement
+	// starts above it, so the control plane's rollback guard (a generation
+	// never goes down) accepts it and refuses the old one put back.
+	Generation uint64
+}
+
+// CreateReplacement makes a keystore, as Create does, that replaces
+// another once moved in its place (MoveTo).
+func CreateReplacement(ctx context.Context, dir string, provider kms.Provider, r Replacement) (*Keystore, error) {
+	return create(ctx, dir, provider, &r)
+}
+
+func create(ctx context.Context, dir string, provider kms.Provider, r *Replacement) (*Keystore, error) {
 	path := Path(dir)
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("keystore %s: %w", path, ErrExists)
@@ -89,6 +127,10 @@ func Create(ctx context.Context, dir string, provider kms.Provider) (*Keystore, 
 		return nil, err
 	}
 	b.addEvent(now, "create", "node master key v1 wrapped by "+b.Master.Wrapped.Key.String())
+	if r != nil {
+		b.Generation = r.Generation
+		b.addEvent(now, "replace", fmt.Sprintf("replaces a keystore of generation %d", r.Generation))
+	}
 	if err := ks.commit(b, master); err != nil {
 		clear(master)
 		return nil, err
@@ -251,6 +293,33 @@ func (ks *Keystore) DropDatabase(name string) error {
 		clear(k)
 	}
 	delete(ks.dbKeys, id)
+	return nil
+}
+
+// Retire records ids — the databases of the keystore this one replaces
+// (CreateReplacement) — as dropped, in one durable change: once this
+// keystore is in place, their directories are explained and deleted
+// (storage.Open), never quarantined.
+func (ks *Keystore) Retire(ids []string) error {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.master == nil {
+		return ErrClosed
+	}
+	b := ks.b.clone()
+	for _, id := range ids {
+		b.Dropped = append(b.Dropped, droppedEntry{ID: id, At: ks.now()})
+	}
+	if len(b.Dropped) > maxDropped {
+		b.Dropped = b.Dropped[len(b.Dropped)-maxDropped:]
+	}
+	b.addEvent(ks.now(), "retire", fmt.Sprintf("%d database ids of the replaced keystore retired", len(ids)))
+	if err := ks.commit(b, ks.master); err != nil {
+		return err
+	}
+	ks.b = b
 	return nil
 }
 

@@ -70,19 +70,20 @@ const (
 	EncryptionKeyUnavailable Code = 41001
 
 	// Replica sets.
-	UnsatisfiableWriteConcern       Code = 100
-	NotWritablePrimary              Code = 10107
-	NotPrimaryNoSecondaryOk         Code = 13435
-	InterruptedDueToReplStateChange Code = 11602
-	NotYetInitialized               Code = 94
-	NoSuchTransaction               Code = 251
-	IncompleteTransactionHistory    Code = 217
-	TransactionTooOld               Code = 225
-	ExceededTimeLimit               Code = 262
-	UnknownReplWriteConcern         Code = 79
-	AlreadyInitialized              Code = 23
-	NoReplicationEnabled            Code = 76
-	CommandNotSupported             Code = 115
+	UnsatisfiableWriteConcern                Code = 100
+	NotWritablePrimary                       Code = 10107
+	NotPrimaryNoSecondaryOk                  Code = 13435
+	InterruptedDueToReplStateChange          Code = 11602
+	BackgroundOperationInProgressForDatabase Code = 12586
+	NotYetInitialized                        Code = 94
+	NoSuchTransaction                        Code = 251
+	IncompleteTransactionHistory             Code = 217
+	TransactionTooOld                        Code = 225
+	ExceededTimeLimit                        Code = 262
+	UnknownReplWriteConcern                  Code = 79
+	AlreadyInitialized                       Code = 23
+	NoReplicationEnabled                     Code = 76
+	CommandNotSupported                      Code = 115
 
 	// Transactions.
 	WriteConflict                      Code = 112
@@ -151,24 +152,25 @@ var names = map[Code]string{
 	CappedPositionLost:         "CappedPositionLost",
 	EncryptionKeyUnavailable:   "EncryptionKeyUnavailable",
 
-	UnsatisfiableWriteConcern:          "UnsatisfiableWriteConcern",
-	NotWritablePrimary:                 "NotWritablePrimary",
-	NotPrimaryNoSecondaryOk:            "NotPrimaryNoSecondaryOk",
-	InterruptedDueToReplStateChange:    "InterruptedDueToReplStateChange",
-	NotYetInitialized:                  "NotYetInitialized",
-	NoSuchTransaction:                  "NoSuchTransaction",
-	IncompleteTransactionHistory:       "IncompleteTransactionHistory",
-	TransactionTooOld:                  "TransactionTooOld",
-	WriteConflict:                      "WriteConflict",
-	ConflictingOperationInProgress:     "ConflictingOperationInProgress",
-	TransactionCommitted:               "TransactionCommitted",
-	OperationNotSupportedInTransaction: "OperationNotSupportedInTransaction",
-	TransactionExceededLifetimeLimit:   "TransactionExceededLifetimeLimit",
-	UnknownReplWriteConcern:            "UnknownReplWriteConcern",
-	AlreadyInitialized:                 "AlreadyInitialized",
-	NoReplicationEnabled:               "NoReplicationEnabled",
-	CommandNotSupported:                "CommandNotSupported",
-	ExceededTimeLimit:                  "ExceededTimeLimit",
+	UnsatisfiableWriteConcern:                "UnsatisfiableWriteConcern",
+	NotWritablePrimary:                       "NotWritablePrimary",
+	NotPrimaryNoSecondaryOk:                  "NotPrimaryNoSecondaryOk",
+	InterruptedDueToReplStateChange:          "InterruptedDueToReplStateChange",
+	BackgroundOperationInProgressForDatabase: "BackgroundOperationInProgressForDatabase",
+	NotYetInitialized:                        "NotYetInitialized",
+	NoSuchTransaction:                        "NoSuchTransaction",
+	IncompleteTransactionHistory:             "IncompleteTransactionHistory",
+	TransactionTooOld:                        "TransactionTooOld",
+	WriteConflict:                            "WriteConflict",
+	ConflictingOperationInProgress:           "ConflictingOperationInProgress",
+	TransactionCommitted:                     "TransactionCommitted",
+	OperationNotSupportedInTransaction:       "OperationNotSupportedInTransaction",
+	TransactionExceededLifetimeLimit:         "TransactionExceededLifetimeLimit",
+	UnknownReplWriteConcern:                  "UnknownReplWriteConcern",
+	AlreadyInitialized:                       "AlreadyInitialized",
+	NoReplicationEnabled:                     "NoReplicationEnabled",
+	CommandNotSupported:                      "CommandNotSupported",
+	ExceededTimeLimit:                        "ExceededTimeLimit",
 }
 
 // Name returns MongoDB's codeName for c.

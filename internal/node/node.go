@@ -44,6 +44,16 @@ type Node struct {
 	mu    sync.Mutex
 	state State
 	cur   *epoch // the current AVAILABLE period, or a cancelled one while disabled
+	// paused, while set, makes Acquire wait until it is closed: an
+	// in-place re-encryption switching hierarchies (reencrypt.go).
+	paused chan struct{}
+
+	// reencrypting serializes in-place re-encryptions.
+	reencrypting sync.Mutex
+	// switchHook, in tests, runs at the steps of a re-encryption's switch
+	// ("commit": just before the commit point; "move": just after it); an
+	// error stops the switch there, as a crash would.
+	switchHook func(step string) error
 }
 
 // epoch is one AVAILABLE period of a node: the storage it opened, the
@@ -186,6 +196,9 @@ func Open(ctx context.Context, l Layout, provider kms.Provider, opts Options) (*
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n := &Node{Layout: l, Provider: kms.NewCounting(provider), opts: opts}
+	if err := settleReencryption(l, opts.logger()); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(keys.Path(l.KeystoreDir())); errors.Is(err, os.ErrNotExist) {
 		ks, err := keys.Create(ctx, l.KeystoreDir(), n.Provider)
 		if err != nil {
@@ -257,10 +270,19 @@ func (n *Node) State() State {
 // node does not close them until release is called, or until the disable
 // grace expires after the node left AVAILABLE (Disable). While the node is
 // disabled it returns a *DisabledError. release may be called more than
-// once. Acquire may be nested: it never waits for a state change.
+// once. It waits only while an in-place re-encryption switches key
+// hierarchies, which waits for no longer than the disable grace for the
+// operations in flight (a nested Acquire then delays the switch, never
+// deadlocks it).
 func (n *Node) Acquire() (eng *storage.Engine, ks *keys.Keystore, release func(), err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	for n.paused != nil {
+		wait := n.paused
+		n.mu.Unlock()
+		<-wait
+		n.mu.Lock()
+	}
 	if !n.state.Available {
 		return nil, nil, nil, &DisabledError{State: n.state}
 	}

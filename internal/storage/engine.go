@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -82,6 +83,8 @@ type Engine struct {
 
 	mu  sync.Mutex
 	dbs map[string]*DB // open databases by name
+	// copying names the databases a Copy reads (copy.go).
+	copying map[string]bool
 }
 
 // DB is one open database.
@@ -95,6 +98,8 @@ type DB struct {
 	Dir string
 	FS  vfs.FS
 	*pebble.DB
+	// tap receives the batches committed while a Copy runs (copy.go).
+	tap atomic.Pointer[tap]
 }
 
 // ErrNoDatabase is returned for a database that does not exist.
@@ -307,6 +312,9 @@ func (e *Engine) DropDatabase(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNoDatabase, name)
 	}
+	if e.copying[name] {
+		return fmt.Errorf("%w: %q", ErrDatabaseBusy, name)
+	}
 	if db, ok := e.dbs[name]; ok {
 		delete(e.dbs, name)
 		if err := db.DB.Close(); err != nil {
@@ -321,6 +329,10 @@ func (e *Engine) DropDatabase(name string) error {
 	}
 	return nil
 }
+
+// DiskUsage is the bytes the database's files take on disk (sstables, WAL,
+// MANIFEST): an estimate of what copying it writes.
+func (db *DB) DiskUsage() int64 { return int64(db.Metrics().DiskSpaceUsage()) }
 
 // RotateDatabaseKey gives the database a new key version: files written
 // from now on use it; existing files keep theirs and stay readable.
