@@ -79,6 +79,11 @@ func parseResumeToken(v bson.RawValue, option string) (resumePoint, error) {
 	if !ok {
 		return resumePoint{}, mongoerr.New(mongoerr.TypeMismatch, "BSON field '$changeStream.%s' is the wrong type '%s', expected type 'object'", option, typeName(v.Type))
 	}
+	if d.Validate() != nil {
+		// The wire layer validates whole commands; this is for callers that
+		// did not (the driver's Lookup panics on malformed BSON).
+		return bad("it is not valid BSON")
+	}
 	s, ok := d.Lookup("_data").StringValueOK()
 	if !ok {
 		return bad("it has no string _data field")
