@@ -186,7 +186,7 @@ func TestControlPlaneRevocationThroughAPI(t *testing.T) {
 }
 
 // TestControlPlaneUnreachableKMS moves Cluster0 to AWS KMS (the dev server)
-// through the API — its node master key is re-wrapped online — then makes
+// through the API — it is re-encrypted in place online — then makes
 // the KMS unreachable: the cluster keeps serving and the network-access
 // alert opens; a restart meanwhile starts the node disabled until the KMS
 // answers again.
@@ -201,6 +201,7 @@ func TestControlPlaneUnreachableKMS(t *testing.T) {
 
 	// Changing provider: the cluster to NONE, the project to AWS, the cluster to AWS.
 	api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "NONE"}, nil)
+	waitClusterIdle(t, api, gid, "Cluster0") // re-encrypted in place
 	api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{
 		"local": map[string]any{"enabled": false},
 	}, nil)
@@ -209,7 +210,8 @@ func TestControlPlaneUnreachableKMS(t *testing.T) {
 		"accessKeyID": k.Settings["accessKeyId"], "secretAccessKey": k.Settings["secretAccessKey"], "endpoint": k.Endpoint,
 	}}, nil)
 	api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "AWS"}, nil)
-	e2etest.Eventually(t, stateTimeout, "node master key re-wrapped under AWS KMS", func() error {
+	waitClusterIdle(t, api, gid, "Cluster0")
+	e2etest.Eventually(t, stateTimeout, "node master key wrapped by AWS KMS", func() error {
 		ns := clusterNodes(t, api, gid, "Cluster0")
 		if len(ns) != 1 || ns[0].CMK.Provider != "aws" {
 			return fmt.Errorf("nodes: %+v", ns)

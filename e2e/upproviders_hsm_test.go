@@ -38,7 +38,7 @@ type hsmCase struct {
 // TestUpWithKMIPAndPKCS11 is TestUpWithEachCloudProvider for the two
 // providers whose KMS is not a cloud: the real PyKMIP server (Debian
 // python3-pykmip, mutual TLS) and a real SoftHSM2 token. Cluster0 is moved
-// onto each through the admin API — its node master key is re-wrapped
+// onto each through the admin API — it is re-encrypted in place (a new key hierarchy under the new key)
 // online — then the key is revoked at the KMS, which disables the cluster
 // at the next check, and restored, after which "try again" brings it back
 // with its data.
@@ -70,9 +70,11 @@ func TestUpWithKMIPAndPKCS11(t *testing.T) {
 				cfg[k] = v
 			}
 			api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "NONE"}, nil)
+			waitClusterIdle(t, api, gid, "Cluster0") // re-encrypted in place
 			api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{"local": map[string]any{"enabled": false}}, nil)
 			api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{c.object: cfg}, nil)
 			api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": c.kind}, nil)
+			waitClusterIdle(t, api, gid, "Cluster0")
 			e2etest.Eventually(t, stateTimeout, "node master key wrapped by "+c.keyRef, func() error {
 				if ns := clusterNodes(t, api, gid, "Cluster0"); len(ns) != 1 || ns[0].CMK.Provider != c.keyRef {
 					return fmt.Errorf("nodes: %+v", ns)

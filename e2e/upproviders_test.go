@@ -12,7 +12,7 @@ import (
 // TestUpWithEachCloudProvider configures cmkdb up's project for each cloud
 // provider through the admin API — its faithful dev server (`cmkdb dev
 // kms-server`, reached through the provider's official SDK) — and moves
-// Cluster0 onto it: the node's master key is re-wrapped online. Revoking
+// Cluster0 onto it: the node is re-encrypted in place online (a new key hierarchy under the new key). Revoking
 // the key at the KMS disables the cluster at the next check; restoring it
 // and "try again" brings it back with its data.
 func TestUpWithEachCloudProvider(t *testing.T) {
@@ -62,9 +62,11 @@ func TestUpWithEachCloudProvider(t *testing.T) {
 			cfg := tc.config(k)
 			cfg["enabled"] = true
 			api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "NONE"}, nil)
+			waitClusterIdle(t, api, gid, "Cluster0") // re-encrypted in place
 			api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{"local": map[string]any{"enabled": false}}, nil)
 			api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{tc.object: cfg}, nil)
 			api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": tc.kind}, nil)
+			waitClusterIdle(t, api, gid, "Cluster0")
 			e2etest.Eventually(t, stateTimeout, "node master key wrapped by "+tc.provider, func() error {
 				if ns := clusterNodes(t, api, gid, "Cluster0"); len(ns) != 1 || ns[0].CMK.Provider != tc.keyRef {
 					return fmt.Errorf("nodes: %+v", ns)

@@ -313,13 +313,12 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 			return Cluster{}, err
 		}
 		failed := c.MembershipChange != nil && c.MembershipChange.Reencrypt && c.MembershipChange.Error != ""
-		rewrapOnly := false
 		if np != c.EncryptionAtRestProvider || failed {
 			if run != nil {
 				return Cluster{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
 					"Invalid attribute encryptionAtRestProvider specified: change the member count and the provider one at a time.")
 			}
-			if run, rewrapOnly, err = s.reencryptLocked(gs, &next); err != nil {
+			if run, err = s.reencryptLocked(gs, &next); err != nil {
 				return Cluster{}, err
 			}
 		}
@@ -327,10 +326,6 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 			next.EncryptionAtRestProvider = np
 			s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name, PublicKey: actor,
 				Detail: "cluster encryptionAtRestProvider " + c.EncryptionAtRestProvider + " -> " + np})
-			if rewrapOnly {
-				s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: name,
-					Detail: "cluster " + name + " has one member: its node master key is re-wrapped under the new provider's key; its data files are not re-encrypted (in-place re-encryption of a one-member cluster is not available)"})
-			}
 		}
 	}
 	rest := p

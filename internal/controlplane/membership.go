@@ -115,6 +115,9 @@ func (s *Service) memberChangeLocked(gs *groupState, c *Cluster, mc MembershipCh
 	what := "cluster members " + strconv.Itoa(mc.From) + " -> " + strconv.Itoa(mc.To)
 	if mc.Reencrypt {
 		what = "cluster re-encryption by resync"
+		if mc.From == 1 {
+			what = "cluster re-encryption in place"
+		}
 	}
 	return func() {
 		cs, err := f(context.Background(), func(p MembershipChange) {

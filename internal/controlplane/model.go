@@ -3,6 +3,7 @@ package controlplane
 import (
 	"time"
 
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
@@ -158,6 +159,11 @@ type Node struct {
 	// RotateRequested > RotateApplied asks the node to rotate its master key.
 	RotateRequested uint64 `json:"rotateRequested"`
 	RotateApplied   uint64 `json:"rotateApplied"`
+	// ReencryptRequested > ReencryptApplied asks the node to re-encrypt in
+	// place (a one-member cluster); Reencryption is its last report of it.
+	ReencryptRequested uint64                `json:"reencryptRequested,omitempty"`
+	ReencryptApplied   uint64                `json:"reencryptApplied,omitempty"`
+	Reencryption       *cpproto.Reencryption `json:"reencryption,omitempty"`
 	// KeystoreGeneration is the highest keystore generation the node has
 	// reported; Rollback, when set, says the node presented a lower one
 	// (an older copy of its keystore was put back). Such a node is told

@@ -140,6 +140,7 @@ func (s *Service) directiveLocked(id NodeID) (Directive, error) {
 	rollback := ""
 	if n, ok := gs.nodes[id.InGroup()]; ok {
 		d.Rotate, d.RotateApplied = n.RotateRequested, n.RotateApplied
+		d.Reencrypt, d.ReencryptApplied = n.ReencryptRequested, n.ReencryptApplied
 		rollback = n.Rollback
 	}
 	keyVerdict(gs, c, s.internalRef, &d)
@@ -194,12 +195,16 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 		n.MasterKeyVersion, n.MasterKeyCreatedAt, n.CMK = r.MasterKeyVersion, r.MasterKeyCreatedAt, r.CMK
 		n.RotateApplied = max(n.RotateApplied, r.RotateApplied)
 	}
+	reencrypted := r.ReencryptApplied > n.ReencryptApplied
+	n.ReencryptApplied = max(n.ReencryptApplied, r.ReencryptApplied)
+	n.Reencryption = r.Reencryption
 	n.LastSeen = now
 	gs.nodes[id.InGroup()] = n
 	rolledBack := s.attestGenerationLocked(n, r.KeystoreGeneration)
 	meaningful := !known || prev.State != n.State || prev.MasterKeyVersion != n.MasterKeyVersion ||
 		prev.CMK != n.CMK || prev.RotateApplied != n.RotateApplied || prev.Address != n.Address ||
-		prev.KeystoreGeneration != n.KeystoreGeneration || prev.Rollback != n.Rollback
+		prev.KeystoreGeneration != n.KeystoreGeneration || prev.Rollback != n.Rollback ||
+		prev.ReencryptApplied != n.ReencryptApplied || !reencryptionEqual(prev.Reencryption, n.Reencryption)
 	recs := map[string]any{}
 	if s.clusterNodeUpLocked(gs, id.Cluster, n.State, recs) {
 		meaningful = true
@@ -212,7 +217,10 @@ func (s *Service) NodeReport(id NodeID, r NodeReport) error {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventClusterEncryptionDisabled, ClusterName: id.Cluster,
 			Detail: "node " + id.Name + ": " + n.Rollback})
 	}
-	if known && prev.MasterKeyVersion != 0 && prev.MasterKeyVersion != n.MasterKeyVersion && n.MasterKeyVersion != 0 {
+	if reencrypted {
+		s.addEventLocked(gs, recs, Event{EventTypeName: EventConfigUpdated, ClusterName: id.Cluster,
+			Detail: fmt.Sprintf("node %s re-encrypted in place: a new node master key v%d wrapped by %s; the old key hierarchy and its files are destroyed", id.Name, n.MasterKeyVersion, n.CMK)})
+	} else if known && prev.MasterKeyVersion != 0 && prev.MasterKeyVersion != n.MasterKeyVersion && n.MasterKeyVersion != 0 {
 		s.addEventLocked(gs, recs, Event{EventTypeName: EventMasterKeyRotated, ClusterName: id.Cluster,
 			Detail: fmt.Sprintf("node %s master key v%d -> v%d", id.Name, prev.MasterKeyVersion, n.MasterKeyVersion)})
 	} else if known && prev.CMK.KeyID != "" && prev.CMK != n.CMK && n.CMK.KeyID != "" {
@@ -304,3 +312,16 @@ func (s *Service) Nodes(gid, cluster string) ([]Node, error) {
 
 // ParseNodeID parses the "group/cluster/name" form used in node certificates.
 func ParseNodeID(s string) (NodeID, bool) { return cpproto.ParseNodeID(s) }
+
+// reencryptionEqual compares two re-encryption reports; progress counts
+// every byte, so a report is meaningful only when its phase or error
+// changed or a tenth of the copy passed.
+func reencryptionEqual(a, b *cpproto.Reencryption) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.Requested != b.Requested || a.Phase != b.Phase || a.Error != b.Error {
+		return false
+	}
+	return b.BytesTotal == 0 || (b.BytesCopied-a.BytesCopied)*10 < b.BytesTotal
+}

@@ -16,36 +16,33 @@ type Resyncer interface {
 	Resync(ctx context.Context, groupID, cluster string, progress func(MembershipChange)) error
 }
 
-// reencryptLocked starts re-encryption by resync of replica set c after
-// its encryptionAtRestProvider changed (or restates it after a failed
-// re-encryption). A one-member cluster is not re-encrypted: its node
-// re-wraps its master key under the new provider's key, as before replica
-// sets existed (in-place re-encryption of a single member is not built;
-// docs/architecture.md says what the old key can then still read), and
-// the caller records an event that says so (rewrapOnly). A replica set
-// whose provisioner cannot resync is refused rather than only re-wrapped.
+// reencryptLocked starts the re-encryption of cluster c after its
+// encryptionAtRestProvider changed (or restates it after a failed
+// re-encryption): in place for a one-member cluster
+// (reencrypt_inplace.go), by resync for a replica set. A replica set whose
+// provisioner cannot resync is refused rather than only re-wrapped.
 // Nothing is changed when it returns an error.
-func (s *Service) reencryptLocked(gs *groupState, c *Cluster) (run func(), rewrapOnly bool, err error) {
+func (s *Service) reencryptLocked(gs *groupState, c *Cluster) (run func(), err error) {
 	n := c.members()
-	if n < 3 {
-		return nil, true, nil
-	}
-	rs, ok := s.provisioner.(Resyncer)
-	if !ok {
-		return nil, false, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute encryptionAtRestProvider specified: this control plane does not run cluster %s's members, so it cannot re-encrypt them.", c.Name)
-	}
 	if c.MembershipChange != nil && c.MembershipChange.Error == "" {
-		return nil, false, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
+		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS", "Cluster %s is already changing its members.", c.Name)
 	}
 	if c.MembershipChange != nil && !c.MembershipChange.Reencrypt {
 		// A failed member count change: re-encrypting now would end IDLE
 		// with the count never reached.
-		return nil, false, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS",
+		return nil, apiErr(http.StatusConflict, "CLUSTER_UPDATE_IN_PROGRESS",
 			"Cluster %s's member count change failed (%s); set the member count again to resume it before changing encryptionAtRestProvider.", c.Name, c.MembershipChange.Error)
+	}
+	if n == 1 {
+		return s.reencryptInPlaceLocked(gs, c)
+	}
+	rs, ok := s.provisioner.(Resyncer)
+	if !ok {
+		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute encryptionAtRestProvider specified: this control plane does not run cluster %s's members, so it cannot re-encrypt them.", c.Name)
 	}
 	return s.memberChangeLocked(gs, c, MembershipChange{From: n, To: n, Reencrypt: true},
 		func(ctx context.Context, progress func(MembershipChange)) (string, error) {
 			return "", rs.Resync(ctx, gs.group.ID, c.Name, progress)
-		}), false, nil
+		}), nil
 }

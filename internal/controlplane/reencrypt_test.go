@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cmkdb/cmkdb/internal/cpproto"
 )
 
 // fakeResyncer is a fakeResizer that also re-encrypts by resync: it
@@ -35,8 +38,10 @@ type noResync struct{ fakeResizer }
 // (UPDATING, membershipChange.reencrypt, progress, then IDLE); a failed
 // one is REPAIRING, refuses a member count change (which would end it
 // IDLE with old keys left) and resumes when the provider is set again; a
-// one-member cluster only re-wraps, and an event says its files were not
-// re-encrypted; a replica set whose provisioner cannot resync is refused.
+// one-member cluster is
+// re-encrypted in place by its node (directive, progress, REPAIRING when
+// it fails, IDLE when done); a replica set whose provisioner cannot resync
+// is refused.
 func TestReencryptChange(t *testing.T) {
 	s := openService(t, t.TempDir(), nil)
 	ctx := context.Background()
@@ -77,9 +82,59 @@ func TestReencryptChange(t *testing.T) {
 		t.Fatalf("after the resumed re-encryption: %+v, %d resyncs", c, fr.resyncs)
 	}
 
-	c, err = s.UpdateCluster(ctx, "test", gid, "One", ClusterPatch{EncryptionAtRestProvider: provider(ProviderLocal)})
-	if err != nil || c.MembershipChange != nil || fr.resyncs != 2 {
-		t.Fatalf("one-member provider change: %+v, %v, %d resyncs", c, err, fr.resyncs)
+	// One member: re-encrypted in place by its node, through directives.
+	// Before its node ever reported there is nothing to re-encrypt.
+	if c, err := s.UpdateCluster(ctx, "test", gid, "One", ClusterPatch{EncryptionAtRestProvider: provider(ProviderLocal)}); err != nil || c.StateName != "IDLE" || c.MembershipChange != nil {
+		t.Fatalf("one-member provider change before its node reported: %+v %v, want IDLE at once", c, err)
+	}
+	if _, err := s.UpdateCluster(ctx, "test", gid, "One", ClusterPatch{EncryptionAtRestProvider: provider(ProviderNone)}); err != nil {
+		t.Fatal(err)
+	}
+	one := NodeID{GroupID: gid, Cluster: "One", Name: "node0"}
+	if err := s.NodeReport(one, NodeReport{State: "AVAILABLE", MasterKeyVersion: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for round, fail := range []bool{true, false} {
+		c, err = s.UpdateCluster(ctx, "test", gid, "One", ClusterPatch{EncryptionAtRestProvider: provider(ProviderLocal)})
+		if err != nil || c.StateName != "UPDATING" || c.MembershipChange == nil || !c.MembershipChange.Reencrypt || fr.resyncs != 2 {
+			t.Fatalf("one-member provider change: %+v, %v, %d resyncs", c, err, fr.resyncs)
+		}
+		want := uint64(round + 1)
+		var d Directive
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		for d.Reencrypt != want {
+			if d, err = s.NodeDirective(dctx, one, d.Gen); err != nil || dctx.Err() != nil {
+				t.Fatalf("directive never asked for re-encryption %d: %+v %v", want, d, err)
+			}
+		}
+		cancel()
+		if err := s.NodeReport(one, NodeReport{State: "AVAILABLE", MasterKeyVersion: 3, ReencryptApplied: want - 1,
+			Reencryption: &cpproto.Reencryption{Requested: want, Phase: "COPYING", BytesCopied: 40, BytesTotal: 100, ElapsedMillis: 400}}); err != nil {
+			t.Fatal(err)
+		}
+		c = waitCluster(t, s, gid, "One", func(c Cluster) bool {
+			m := c.MembershipChange
+			return m != nil && len(m.Members) == 1 && m.Members[0].State == "REENCRYPTING" && m.Members[0].InitialSync != nil &&
+				m.Members[0].InitialSync.BytesCopied == 40
+		})
+		if est := c.MembershipChange.Members[0].InitialSync.EstimatedRemainingMillis; est != 600 {
+			t.Fatalf("estimated remaining %d ms, want 600", est)
+		}
+		if fail {
+			if err := s.NodeReport(one, NodeReport{State: "AVAILABLE", MasterKeyVersion: 3, ReencryptApplied: want - 1,
+				Reencryption: &cpproto.Reencryption{Requested: want, Phase: "FAILED", Error: "disk full"}}); err != nil {
+				t.Fatal(err)
+			}
+			waitCluster(t, s, gid, "One", func(c Cluster) bool {
+				return c.StateName == "REPAIRING" && c.MembershipChange != nil && strings.Contains(c.MembershipChange.Error, "disk full")
+			})
+			continue
+		}
+		if err := s.NodeReport(one, NodeReport{State: "AVAILABLE", MasterKeyVersion: 1, ReencryptApplied: want,
+			Reencryption: &cpproto.Reencryption{Requested: want, Phase: "DONE"}}); err != nil {
+			t.Fatal(err)
+		}
+		waitCluster(t, s, gid, "One", func(c Cluster) bool { return c.StateName == "IDLE" && c.MembershipChange == nil })
 	}
 	evs, err := s.Events(gid, "")
 	if err != nil {
@@ -87,10 +142,10 @@ func TestReencryptChange(t *testing.T) {
 	}
 	said := false
 	for _, e := range evs {
-		said = said || (e.ClusterName == "One" && strings.Contains(e.Detail, "not re-encrypted"))
+		said = said || (e.ClusterName == "One" && strings.Contains(e.Detail, "re-encrypted in place"))
 	}
 	if !said {
-		t.Fatalf("no event says One's files were not re-encrypted: %+v", evs)
+		t.Fatalf("no event says One was re-encrypted in place: %+v", evs)
 	}
 
 	s.SetProvisioner(&noResync{fakeResizer: fakeResizer{done: make(chan struct{}, 4)}})

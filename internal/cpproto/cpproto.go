@@ -61,6 +61,26 @@ type Directive struct {
 	// restarting resumes its count from it).
 	Rotate        uint64 `json:"rotate"`
 	RotateApplied uint64 `json:"rotateApplied"`
+	// Reencrypt > the node's last applied re-encryption asks a standalone
+	// node (a one-member cluster) to re-encrypt in place: a fresh key
+	// hierarchy under WrapKey, every database copied into it, the old one
+	// destroyed. ReencryptApplied is the last one the control plane saw
+	// done.
+	Reencrypt        uint64 `json:"reencrypt,omitempty"`
+	ReencryptApplied uint64 `json:"reencryptApplied,omitempty"`
+}
+
+// Reencryption is a node's in-place re-encryption, as it reports it.
+type Reencryption struct {
+	// Requested is the directive's Reencrypt this is about.
+	Requested uint64 `json:"requested"`
+	// Phase is COPYING, SWITCHING, DONE or FAILED.
+	Phase         string `json:"phase"`
+	BytesCopied   int64  `json:"bytesCopied"`
+	BytesTotal    int64  `json:"bytesTotal"`
+	Keys          int64  `json:"keys"`
+	ElapsedMillis int64  `json:"elapsedMillis"`
+	Error         string `json:"error,omitempty"`
 }
 
 // NodeReport is what a node says about itself.
@@ -75,6 +95,10 @@ type NodeReport struct {
 	// KeystoreGeneration is the generation of the node's keystore file
 	// (readable without keys, so reported even while disabled); 0: unknown.
 	KeystoreGeneration uint64 `json:"keystoreGeneration,omitempty"`
+	// ReencryptApplied is the last in-place re-encryption done;
+	// Reencryption the one running or the last one that failed.
+	ReencryptApplied uint64        `json:"reencryptApplied,omitempty"`
+	Reencryption     *Reencryption `json:"reencryption,omitempty"`
 }
 
 // ErrUnknownCluster is returned to nodes of clusters that do not exist.

@@ -2,12 +2,14 @@
 // protocol: it long-polls the key service for directives and applies them
 // to the node — drop keys and refuse I/O on INVALID, re-unwrap and serve on
 // VALID, re-wrap the master key under the cluster's current CMK, rotate the
-// master key when asked — and reports the node's state after each.
+// master key when asked, re-encrypt a standalone node in place when asked —
+// and reports the node's state after each.
 package nodeagent
 
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cmkdb/cmkdb/internal/backoff"
@@ -38,6 +40,13 @@ type Agent struct {
 
 	applied uint64 // rotations applied
 	synced  bool   // applied initialised from the control plane
+
+	// mu guards the in-place re-encryption's state, which its goroutine
+	// updates while the directive loop reports it.
+	mu           sync.Mutex
+	reencApplied uint64
+	reencRunning bool
+	reenc        *cpproto.Reencryption
 }
 
 // Run applies directives until ctx ends. A control plane that does not
@@ -90,6 +99,9 @@ func (a *Agent) Apply(ctx context.Context, d cpproto.Directive) {
 	}
 	if !a.synced {
 		a.applied, a.synced = d.RotateApplied, true
+		a.mu.Lock()
+		a.reencApplied = d.ReencryptApplied
+		a.mu.Unlock()
 	}
 	a.Node.ApplyCheck(ctx, keyservice.DirectiveStatus(d))
 	_, ks, release, err := a.Node.Acquire()
@@ -97,6 +109,11 @@ func (a *Agent) Apply(ctx context.Context, d cpproto.Directive) {
 		return // disabled: nothing else applies until the key is back
 	}
 	defer release()
+	if a.startReencryption(ctx, d) {
+		// The new hierarchy is wrapped by the directive's key; re-wrapping
+		// or rotating the one being replaced would only race it.
+		return
+	}
 	if d.WrapKey.KeyID != "" && ks.Master().CMK != d.WrapKey {
 		from := ks.Master().CMK
 		if err := ks.RewrapMaster(ctx, a.Client); err != nil {
@@ -115,10 +132,74 @@ func (a *Agent) Apply(ctx context.Context, d cpproto.Directive) {
 	}
 }
 
+// startReencryption starts the in-place re-encryption d asks for, in the
+// background, unless it is done or running. It reports whether one runs.
+// A failed one is not retried by itself: the control plane asks again
+// (a new Reencrypt) when the user restates the provider.
+func (a *Agent) startReencryption(ctx context.Context, d cpproto.Directive) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reencRunning {
+		return true
+	}
+	if d.Reencrypt <= a.reencApplied || (a.reenc != nil && a.reenc.Requested == d.Reencrypt && a.reenc.Phase == "FAILED") {
+		return false
+	}
+	a.reencRunning = true
+	a.reenc = &cpproto.Reencryption{Requested: d.Reencrypt, Phase: "COPYING"}
+	go a.reencrypt(ctx, d.Reencrypt)
+	return true
+}
+
+// reencrypt runs one in-place re-encryption, reporting its progress at
+// most every second and its end at once.
+func (a *Agent) reencrypt(ctx context.Context, requested uint64) {
+	log := a.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var last time.Time
+	err := a.Node.Reencrypt(ctx, func(p node.ReencryptProgress) {
+		a.mu.Lock()
+		a.reenc = &cpproto.Reencryption{Requested: requested, Phase: p.Phase, BytesCopied: p.BytesCopied, BytesTotal: p.BytesTotal,
+			Keys: p.Keys, ElapsedMillis: p.Elapsed.Milliseconds()}
+		a.mu.Unlock()
+		if time.Since(last) >= time.Second && p.Phase == "COPYING" {
+			last = time.Now()
+			if err := a.Client.Report(ctx, a.report()); err != nil && ctx.Err() == nil {
+				log.Warn("reporting to the control plane", "err", err)
+			}
+		}
+	})
+	a.mu.Lock()
+	a.reencRunning = false
+	if err != nil {
+		log.Error("in-place re-encryption failed", "err", err)
+		if a.reenc == nil {
+			a.reenc = &cpproto.Reencryption{Requested: requested}
+		}
+		a.reenc.Phase, a.reenc.Error = "FAILED", err.Error()
+	} else {
+		a.reencApplied = requested
+		a.reenc.Phase = "DONE"
+	}
+	a.mu.Unlock()
+	if err := a.Client.Report(ctx, a.report()); err != nil && ctx.Err() == nil {
+		log.Warn("reporting to the control plane", "err", err)
+	}
+}
+
 func (a *Agent) report() cpproto.NodeReport {
 	st := a.Node.State()
 	r := cpproto.NodeReport{Address: a.Address, State: cpproto.StateDisabled, Reason: st.Reason, RotateApplied: a.applied,
 		KeystoreGeneration: a.Node.KeystoreGeneration()}
+	a.mu.Lock()
+	r.ReencryptApplied = a.reencApplied
+	if a.reenc != nil {
+		re := *a.reenc
+		r.Reencryption = &re
+	}
+	a.mu.Unlock()
 	if _, ks, release, err := a.Node.Acquire(); err == nil {
 		m := ks.Master()
 		r.State, r.Reason = cpproto.StateAvailable, ""
