@@ -30,6 +30,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		os.Exit(0)
 	}
+	if dir := os.Getenv(reencryptChildEnv); dir != "" {
+		reencryptChild(dir)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -98,15 +98,20 @@ func (w *writerNode) ids(t *testing.T, db, coll string) []string {
 
 func openWriterNode(t *testing.T, l Layout) *writerNode {
 	t.Helper()
-	cmk, _, err := local.Ensure(l.LocalKeyPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(context.Background(), l, cmk, Options{CacheSize: 8 << 20})
+	n, err := openNodeForChild(l)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &writerNode{Node: n}
+}
+
+// openNodeForChild opens the node of l with its local CMK.
+func openNodeForChild(l Layout) (*Node, error) {
+	cmk, _, err := local.Ensure(l.LocalKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	return Open(context.Background(), l, cmk, Options{CacheSize: 8 << 20})
 }
 
 func dirNames(t *testing.T, dir string) []string {
