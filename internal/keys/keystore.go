@@ -296,6 +296,27 @@ func (ks *Keystore) DropDatabase(name string) error {
 	return nil
 }
 
+// RaiseGeneration commits the keystore with a generation above floor (and
+// above its own): a keystore restored from a snapshot replaces a newer one,
+// and the control plane's rollback guard must see it as the newest.
+func (ks *Keystore) RaiseGeneration(floor uint64) error {
+	ks.wmu.Lock()
+	defer ks.wmu.Unlock()
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.master == nil {
+		return ErrClosed
+	}
+	b := ks.b.clone()
+	b.Generation = max(b.Generation, floor)
+	b.addEvent(ks.now(), "restore", fmt.Sprintf("restored from a snapshot in place of a keystore of generation %d", floor))
+	if err := ks.commit(b, ks.master); err != nil {
+		return err
+	}
+	ks.b = b
+	return nil
+}
+
 // Retire records ids — the databases of the keystore this one replaces
 // (CreateReplacement) — as dropped, in one durable change: once this
 // keystore is in place, their directories are explained and deleted

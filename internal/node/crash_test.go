@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		reencryptChild(dir)
 		os.Exit(0)
 	}
+	if dir := os.Getenv(restoreChildEnv); dir != "" {
+		restoreChild(dir)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -173,8 +173,37 @@ func (n *Node) Reencrypt(ctx context.Context, progress func(ReencryptProgress)) 
 	release()
 	held = false
 
+	// Under the pause: copy what was created meanwhile, drop what was
+	// dropped, apply the last batches, flush, close the new engine.
+	finish := func() error {
+		now := eng.Databases()
+		for _, name := range now {
+			if copies[name] == nil {
+				if err := copyOne(name); err != nil { // created during the copy
+					return fmt.Errorf("database %s: %w", name, err)
+				}
+			}
+		}
+		for name, c := range copies {
+			if !slices.Contains(now, name) {
+				c.Stop()
+				if err := neng.DropDatabase(name); err != nil { // dropped during the copy
+					return err
+				}
+				continue
+			}
+			if _, err := c.CatchUp(); err != nil {
+				return fmt.Errorf("database %s: %w", name, err)
+			}
+			c.Stop()
+			if err := c.Sync(); err != nil {
+				return err
+			}
+		}
+		return neng.Close()
+	}
 	for attempt := 1; ; attempt++ {
-		err = n.switchHierarchy(ctx, eng, ks, neng, nks, copies, copyOne)
+		err = n.switchHierarchy(ctx, eng, ks, nks, finish)
 		if !errors.Is(err, errSwitchBusy) || attempt == switchAttempts {
 			break
 		}
@@ -207,8 +236,7 @@ func (e *switchedError) Unwrap() error { return e.err }
 // copies and switches to the new hierarchy. Before the commit point any
 // error leaves the old hierarchy in force (the caller abandons the copy);
 // after it, errors are *switchedError.
-func (n *Node) switchHierarchy(ctx context.Context, eng *storage.Engine, ks *keys.Keystore,
-	neng *storage.Engine, nks *keys.Keystore, copies map[string]*storage.Copy, copyOne func(string) error) error {
+func (n *Node) switchHierarchy(ctx context.Context, eng *storage.Engine, ks *keys.Keystore, nks *keys.Keystore, finish func() error) error {
 	n.transition.Lock()
 	defer n.transition.Unlock()
 	n.mu.Lock()
@@ -253,38 +281,24 @@ func (n *Node) switchHierarchy(ctx context.Context, eng *storage.Engine, ks *key
 	}
 	// Quiescent: no operation holds the node, none can start.
 	err := func() error {
-		now := eng.Databases()
-		for _, name := range now {
-			if copies[name] == nil {
-				if err := copyOne(name); err != nil { // created during the copy
-					return fmt.Errorf("database %s: %w", name, err)
-				}
-			}
-		}
-		for name, c := range copies {
-			if !slices.Contains(now, name) {
-				c.Stop()
-				if err := neng.DropDatabase(name); err != nil { // dropped during the copy
-					return err
-				}
-				continue
-			}
-			if _, err := c.CatchUp(); err != nil {
-				return fmt.Errorf("database %s: %w", name, err)
-			}
-			c.Stop()
-			if err := c.Sync(); err != nil {
+		if finish != nil {
+			if err := finish(); err != nil {
 				return err
 			}
 		}
+		// The old databases' ids the new hierarchy does not reuse (a
+		// restore reuses the ids of the databases its snapshot holds).
+		keep := map[string]bool{}
+		for _, id := range nks.DatabaseIDs() {
+			keep[id] = true
+		}
 		var retired []string
 		for _, id := range ks.DatabaseIDs() {
-			retired = append(retired, id)
+			if !keep[id] {
+				retired = append(retired, id)
+			}
 		}
 		if err := nks.Retire(retired); err != nil {
-			return err
-		}
-		if err := neng.Close(); err != nil {
 			return err
 		}
 		if n.switchHook != nil {
@@ -352,7 +366,13 @@ func finishSwitch(l Layout) error {
 		return err
 	}
 	for _, e := range ents {
-		if err := os.Rename(filepath.Join(from, e.Name()), filepath.Join(l.DataDir(), e.Name())); err != nil {
+		to := filepath.Join(l.DataDir(), e.Name())
+		// A directory of the same id is the old hierarchy's version of a
+		// database the new one reuses the id of (a restore): replaced.
+		if err := os.RemoveAll(to); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(from, e.Name()), to); err != nil {
 			return fmt.Errorf("move re-encrypted database %s into place: %w", e.Name(), err)
 		}
 	}

@@ -110,11 +110,39 @@ func (e *Engine) StartCopy(name string, dst *DB) (*Copy, error) {
 	if !src.tap.CompareAndSwap(nil, t) {
 		return nil, fmt.Errorf("storage: database %q is already being copied", src.Name)
 	}
-	if e.copying == nil {
-		e.copying = map[string]bool{}
-	}
-	e.copying[name] = true
+	e.holdLocked(name)
 	return &Copy{e: e, src: src, dst: dst, t: t}, nil
+}
+
+// Hold opens database name and keeps it from being dropped
+// (ErrDatabaseBusy) until release is called: for readers of its files,
+// such as a checkpoint, that must not see it closed under them.
+func (e *Engine) Hold(name string) (db *DB, release func(), err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	db, ok := e.dbs[name]
+	if !ok {
+		if db, err = e.openLocked(name); err != nil {
+			return nil, nil, err
+		}
+	}
+	e.holdLocked(name)
+	return db, sync.OnceFunc(func() { e.unhold(name) }), nil
+}
+
+func (e *Engine) holdLocked(name string) {
+	if e.copying == nil {
+		e.copying = map[string]int{}
+	}
+	e.copying[name]++
+}
+
+func (e *Engine) unhold(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.copying[name]--; e.copying[name] <= 0 {
+		delete(e.copying, name)
+	}
 }
 
 // copyBatchBytes is the size of the destination batches of the bulk copy.
@@ -214,9 +242,7 @@ func (c *Copy) Stop() {
 	if !c.src.tap.CompareAndSwap(c.t, nil) {
 		return
 	}
-	c.e.mu.Lock()
-	delete(c.e.copying, c.src.Name)
-	c.e.mu.Unlock()
+	c.e.unhold(c.src.Name)
 }
 
 // SourceSize is the source database's size on disk (DB.DiskUsage).

@@ -83,8 +83,9 @@ type Engine struct {
 
 	mu  sync.Mutex
 	dbs map[string]*DB // open databases by name
-	// copying names the databases a Copy reads (copy.go).
-	copying map[string]bool
+	// copying counts the holds on each database (a Copy reading it, a
+	// checkpoint: copy.go); a held database cannot be dropped.
+	copying map[string]int
 }
 
 // DB is one open database.
@@ -312,7 +313,7 @@ func (e *Engine) DropDatabase(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNoDatabase, name)
 	}
-	if e.copying[name] {
+	if e.copying[name] > 0 {
 		return fmt.Errorf("%w: %q", ErrDatabaseBusy, name)
 	}
 	if db, ok := e.dbs[name]; ok {
