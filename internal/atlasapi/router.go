@@ -109,6 +109,13 @@ func (h *handler) table() []route {
 		{method: http.MethodDelete, pattern: "/groups/{groupId}/clusters/{clusterName}", need: manager, fn: h.deleteCluster},
 		{method: http.MethodPost, pattern: "/groups/{groupId}/clusters/{clusterName}/encryptionAtRest/rotateMasterKey", need: owner, fn: h.rotateMasterKey},
 		{method: http.MethodGet, pattern: "/groups/{groupId}/clusters/{clusterName}/nodes", need: ro, fn: h.listNodes},
+		{method: http.MethodGet, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/snapshots", need: ro, fn: h.listSnapshots},
+		{method: http.MethodPost, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/snapshots", need: owner, fn: h.takeSnapshot},
+		{method: http.MethodGet, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/snapshots/{snapshotId}", need: ro, fn: h.getSnapshot},
+		{method: http.MethodDelete, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/snapshots/{snapshotId}", need: owner, fn: h.deleteSnapshot},
+		{method: http.MethodGet, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/restoreJobs", need: ro, fn: h.listRestoreJobs},
+		{method: http.MethodPost, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/restoreJobs", need: owner, fn: h.createRestoreJob},
+		{method: http.MethodGet, pattern: "/groups/{groupId}/clusters/{clusterName}/backup/restoreJobs/{jobId}", need: ro, fn: h.getRestoreJob},
 
 		{method: http.MethodGet, pattern: "/groups/{groupId}/alertConfigs", need: ro, fn: h.listAlertConfigs},
 		{method: http.MethodPost, pattern: "/groups/{groupId}/alertConfigs", need: owner, fn: h.createAlertConfig},

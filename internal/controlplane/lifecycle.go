@@ -171,11 +171,16 @@ func (s *Service) Start() {
 		defer t.Stop()
 		running := map[string]bool{}
 		var mu sync.Mutex
+		var expired time.Time
 		for {
 			select {
 			case <-s.done:
 				return
 			case <-t.C:
+			}
+			if time.Since(expired) >= time.Minute {
+				expired = time.Now()
+				s.expireSnapshots()
 			}
 			for _, gid := range s.dueChecks() {
 				mu.Lock()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
+	"github.com/cmkdb/cmkdb/internal/snapshot"
 )
 
 // Defaults of the lifecycle settings.
@@ -83,6 +84,8 @@ type Service struct {
 	// internalRef is the key reference the internal key wraps with.
 	internalRef kms.KeyRef
 	provisioner Provisioner
+	// snapshots is the snapshot store (backup.go); nil: no backups.
+	snapshots *snapshot.Store
 
 	mu      sync.Mutex
 	org     Org
@@ -291,6 +294,9 @@ func (s *Service) load(ctx context.Context) error {
 		if err := s.st.scan(sc.prefix, sc.fn); err != nil {
 			return fmt.Errorf("controlplane: load %s: %w", sc.prefix, err)
 		}
+	}
+	if err := s.failInterruptedBackups(); err != nil {
+		return fmt.Errorf("controlplane: load backups: %w", err)
 	}
 	for _, gs := range s.groups {
 		if gs.ear.Kind != "" {

@@ -102,6 +102,22 @@ func (s *store) put(recs map[string]any) error {
 	return nil
 }
 
+// get reads one record into v; found says whether it exists.
+func (s *store) get(key string, v any, found *bool) error {
+	val, closer, err := s.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		*found = false
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	raw := bytes.Clone(val)
+	closer.Close()
+	*found = true
+	return s.open(key, raw, v)
+}
+
 // scan calls fn for every record under prefix, in key order.
 func (s *store) scan(prefix string, fn func(key string, open func(v any) error) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/cmkdb/cmkdb/internal/kms"
 )
 
 // Report is what `cmkdb keystore inspect` shows: identities, versions, dates
@@ -56,4 +58,23 @@ func Inspect(dir string) (*Report, error) {
 		r.Events = append(r.Events, Event{At: e.At, Event: e.Event, Detail: e.Detail})
 	}
 	return r, nil
+}
+
+// WrappedMaster reads dir's keystore without unwrapping anything and
+// returns its wrapped master key with the associated data it was wrapped
+// under: what a KMS must unwrap to open the keystore, so a caller can test
+// whether the CMK of a keystore's time still answers (a snapshot's, before
+// a restore) without opening it. The key unwrapped that way should be
+// zeroed at once.
+func WrappedMaster(dir string) (kms.Wrapped, []byte, error) {
+	path := Path(dir)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return kms.Wrapped{}, nil, fmt.Errorf("keystore: %w", err)
+	}
+	b, _, err := parseFile(raw)
+	if err != nil {
+		return kms.Wrapped{}, nil, fmt.Errorf("keystore %s: %w", path, err)
+	}
+	return b.Master.Wrapped, masterAAD(b.NodeID, b.Master.Version), nil
 }

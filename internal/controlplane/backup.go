@@ -1,0 +1,509 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cmkdb/cmkdb/internal/keys"
+	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/snapshot"
+)
+
+// Cloud backup: on-demand snapshots of a cluster and automated restores
+// (Atlas's Cloud Backup resources). The snapshot's files are the node's
+// (node.Checkpoint: encrypted as they are, plus its keystore of that
+// moment); the control plane keeps the records, the snapshot store the
+// files (package snapshot), and a Snapshotter (the provisioner that runs
+// the cluster's node) takes and restores them.
+//
+// Snapshot states: queued → inProgress → completed | failed. A snapshot
+// running when the control plane stops is failed at its next start (the
+// store removes what it wrote). Restore job states: QUEUED → RUNNING →
+// COMPLETED | FAILED (failed: true, errorMessage).
+//
+// Encryption rules, checked before anything is touched: the snapshot's
+// CMK (the key that wrapped its master key then) must still unwrap it —
+// the control plane unwraps it once and drops the result — and the target
+// cluster's provider must match the snapshot's (a snapshot taken without
+// a customer key cannot go into a customer-key cluster, nor one of another
+// provider): else 400 INVALID_SNAPSHOT_RESTORE_ENCRYPTION. After a restore
+// the node rotates its master key under the target's current key.
+
+// Snapshotter takes and restores snapshots of a cluster's node.
+type Snapshotter interface {
+	// TakeSnapshot writes a snapshot of the cluster's node into dir
+	// (which does not exist yet).
+	TakeSnapshot(ctx context.Context, groupID, cluster, dir string) (SnapshotSource, error)
+	// RestoreSnapshot replaces the cluster's data with the snapshot in dir.
+	RestoreSnapshot(ctx context.Context, groupID, cluster, dir string) error
+}
+
+// SnapshotSource says which node a snapshot was taken from and under what
+// keys.
+type SnapshotSource struct {
+	NodeName           string
+	NodeID             string
+	KeystoreGeneration uint64
+	MasterKeyVersion   uint32
+	CMK                kms.KeyRef
+	DatabaseIDs        []string
+}
+
+// Snapshot is a cluster snapshot (Atlas's DiskBackupReplicaSet).
+type Snapshot struct {
+	ID               string     `json:"id"`
+	ReplicaSetName   string     `json:"replicaSetName"`
+	Type             string     `json:"type"`
+	SnapshotType     string     `json:"snapshotType"`
+	Status           string     `json:"status"`
+	Description      string     `json:"description,omitempty"`
+	RetentionInDays  int        `json:"retentionInDays,omitempty"`
+	CreatedAt        time.Time  `json:"createdAt"`
+	ExpiresAt        time.Time  `json:"expiresAt"`
+	MongodVersion    string     `json:"mongodVersion"`
+	StorageSizeBytes int64      `json:"storageSizeBytes"`
+	MasterKeyUUID    string     `json:"masterKeyUUID,omitempty"`
+	CMK              kms.KeyRef `json:"cmkdbCustomerMasterKey"`
+	// EncryptionAtRestProvider is the cluster's provider when it was taken.
+	EncryptionAtRestProvider string `json:"cmkdbEncryptionAtRestProvider"`
+	NodeName                 string `json:"cmkdbNodeName,omitempty"`
+	FailureReason            string `json:"cmkdbFailureReason,omitempty"`
+}
+
+// SnapshotRequest is the body of an on-demand snapshot.
+type SnapshotRequest struct {
+	Description     string `json:"description"`
+	RetentionInDays int    `json:"retentionInDays"`
+}
+
+// RestoreJob is a restore of a snapshot (Atlas's DiskBackupSnapshotRestoreJob).
+type RestoreJob struct {
+	ID                string     `json:"id"`
+	SnapshotID        string     `json:"snapshotId"`
+	DeliveryType      string     `json:"deliveryType"`
+	TargetClusterName string     `json:"targetClusterName"`
+	TargetGroupID     string     `json:"targetGroupId"`
+	SourceClusterName string     `json:"sourceClusterName"`
+	CreatedAt         time.Time  `json:"createdAt"`
+	FinishedAt        *time.Time `json:"finishedAt,omitempty"`
+	Timestamp         time.Time  `json:"timestamp"`
+	Failed            bool       `json:"failed"`
+	Cancelled         bool       `json:"cancelled"`
+	Expired           bool       `json:"expired"`
+	EncryptionEnabled bool       `json:"encryptionEnabled"`
+	MasterKeyUUID     string     `json:"masterKeyUUID,omitempty"`
+	State             string     `json:"cmkdbState"`
+	ErrorMessage      string     `json:"cmkdbErrorMessage,omitempty"`
+}
+
+// RestoreRequest is the body of a restore job.
+type RestoreRequest struct {
+	SnapshotID            string `json:"snapshotId"`
+	DeliveryType          string `json:"deliveryType"`
+	TargetClusterName     string `json:"targetClusterName"`
+	TargetGroupID         string `json:"targetGroupId"`
+	OplogTs               int64  `json:"oplogTs"`
+	OplogInc              int64  `json:"oplogInc"`
+	PointInTimeUTCSeconds int64  `json:"pointInTimeUTCSeconds"`
+}
+
+// mongodVersion is the MongoDB version cmkdb answers as.
+const mongodVersion = "7.0.0"
+
+func snapshotKey(gid, cluster, id string) string { return "snapshot/" + gid + "/" + cluster + "/" + id }
+func restoreKey(gid, cluster, id string) string  { return "restore/" + gid + "/" + cluster + "/" + id }
+
+// SetSnapshotStore sets where snapshots are kept; without one, backup
+// requests are refused. Leftovers of interrupted snapshots are removed.
+func (s *Service) SetSnapshotStore(st snapshot.Store) error {
+	if err := st.Clean(); err != nil {
+		return fmt.Errorf("controlplane: snapshot store %s: %w", st.Dir, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapshots = &st
+	return nil
+}
+
+// snapshotterLocked returns what takes snapshots of c, or why nothing can.
+func (s *Service) snapshotterLocked(c *Cluster) (Snapshotter, *snapshot.Store, error) {
+	sn, ok := s.provisioner.(Snapshotter)
+	if !ok || s.snapshots == nil {
+		return nil, nil, apiErr(http.StatusBadRequest, "CLOUD_BACKUP_NOT_ENABLED",
+			"This control plane has no snapshot store or does not run cluster %s's nodes, so it cannot back it up.", c.Name)
+	}
+	if c.members() > 1 {
+		return nil, nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Cluster %s is a replica set: snapshots of replica sets are not available yet (only one-member clusters).", c.Name)
+	}
+	return sn, s.snapshots, nil
+}
+
+// TakeSnapshot starts an on-demand snapshot of a cluster.
+func (s *Service) TakeSnapshot(ctx context.Context, actor, gid, cluster string, req SnapshotRequest) (Snapshot, error) {
+	if req.RetentionInDays < 1 {
+		return Snapshot{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute retentionInDays specified: it must be at least 1.")
+	}
+	if len(req.Description) > 1024 {
+		return Snapshot{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute description specified: longer than 1024 characters.")
+	}
+	s.mu.Lock()
+	gs, err := s.group(gid)
+	if err != nil {
+		s.mu.Unlock()
+		return Snapshot{}, err
+	}
+	c, ok := gs.clusters[cluster]
+	if !ok {
+		s.mu.Unlock()
+		return Snapshot{}, notFound("cluster", cluster)
+	}
+	sn, store, err := s.snapshotterLocked(c)
+	if err != nil {
+		s.mu.Unlock()
+		return Snapshot{}, err
+	}
+	now := s.now().UTC()
+	snap := Snapshot{ID: newID(now), ReplicaSetName: cluster, Type: "replicaSet", SnapshotType: "onDemand", Status: "queued",
+		Description: req.Description, RetentionInDays: req.RetentionInDays, CreatedAt: now,
+		ExpiresAt: now.Add(time.Duration(req.RetentionInDays) * 24 * time.Hour), MongodVersion: mongodVersion,
+		EncryptionAtRestProvider: c.EncryptionAtRestProvider}
+	if err := s.st.put(map[string]any{snapshotKey(gid, cluster, snap.ID): snap}); err != nil {
+		s.mu.Unlock()
+		return Snapshot{}, err
+	}
+	s.mu.Unlock()
+	go s.runSnapshot(gid, cluster, snap.ID, sn, *store)
+	return snap, nil
+}
+
+// updateSnapshot changes a snapshot record under s.mu and stores it.
+func (s *Service) updateSnapshot(gid, cluster, id string, fn func(*Snapshot)) (Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var snap Snapshot
+	found := false
+	if err := s.st.get(snapshotKey(gid, cluster, id), &snap, &found); err != nil {
+		return Snapshot{}, err
+	}
+	if !found {
+		return Snapshot{}, notFoundSnapshot(id)
+	}
+	fn(&snap)
+	return snap, s.st.put(map[string]any{snapshotKey(gid, cluster, id): snap})
+}
+
+func (s *Service) runSnapshot(gid, cluster, id string, sn Snapshotter, store snapshot.Store) {
+	ctx := context.Background()
+	_, _ = s.updateSnapshot(gid, cluster, id, func(sp *Snapshot) { sp.Status = "inProgress" })
+	fail := func(err error) {
+		s.log.Error("snapshot failed", "cluster", cluster, "snapshot", id, "err", err)
+		_, _ = s.updateSnapshot(gid, cluster, id, func(sp *Snapshot) { sp.Status, sp.FailureReason = "failed", err.Error() })
+	}
+	p, err := store.Begin(gid, cluster, id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	src, err := sn.TakeSnapshot(ctx, gid, cluster, p.Dir())
+	if err != nil {
+		p.Abort()
+		fail(err)
+		return
+	}
+	m, err := p.Commit(snapshot.Manifest{CreatedAt: s.now().UTC(), NodeID: src.NodeID, KeystoreGeneration: src.KeystoreGeneration,
+		MasterKeyVersion: src.MasterKeyVersion, CMK: src.CMK, DatabaseIDs: src.DatabaseIDs})
+	if err != nil {
+		p.Abort()
+		fail(err)
+		return
+	}
+	_, _ = s.updateSnapshot(gid, cluster, id, func(sp *Snapshot) {
+		sp.Status, sp.StorageSizeBytes, sp.CMK, sp.NodeName = "completed", m.SizeBytes, src.CMK, src.NodeName
+		sp.MasterKeyUUID = src.CMK.KeyID
+	})
+	s.log.Info("snapshot completed", "cluster", cluster, "snapshot", id, "bytes", m.SizeBytes)
+}
+
+func notFoundSnapshot(id string) *APIError {
+	return apiErr(http.StatusNotFound, "SNAPSHOT_NOT_FOUND", "No snapshot with ID %s exists.", id)
+}
+
+// Snapshots lists a cluster's snapshots, newest first.
+func (s *Service) Snapshots(gid, cluster string) ([]Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := gs.clusters[cluster]; !ok {
+		return nil, notFound("cluster", cluster)
+	}
+	var out []Snapshot
+	err = s.st.scan(snapshotKey(gid, cluster, ""), func(_ string, open func(any) error) error {
+		var sp Snapshot
+		if err := open(&sp); err != nil {
+			return err
+		}
+		out = append(out, sp)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, err
+}
+
+// GetSnapshot returns one snapshot.
+func (s *Service) GetSnapshot(gid, cluster, id string) (Snapshot, error) {
+	all, err := s.Snapshots(gid, cluster)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	for _, sp := range all {
+		if sp.ID == id {
+			return sp, nil
+		}
+	}
+	return Snapshot{}, notFoundSnapshot(id)
+}
+
+// DeleteSnapshot deletes a snapshot that is not running: its files, then
+// its record.
+func (s *Service) DeleteSnapshot(ctx context.Context, actor, gid, cluster, id string) error {
+	sp, err := s.GetSnapshot(gid, cluster, id)
+	if err != nil {
+		return err
+	}
+	if sp.Status == "queued" || sp.Status == "inProgress" {
+		return apiErr(http.StatusConflict, "SNAPSHOT_IN_PROGRESS", "Snapshot %s is still being taken.", id)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snapshots != nil {
+		if err := s.snapshots.Delete(gid, cluster, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			return err
+		}
+	}
+	return s.st.put(map[string]any{snapshotKey(gid, cluster, id): nil})
+}
+
+// expireSnapshotsLocked deletes the completed or failed snapshots whose
+// retention ended.
+func (s *Service) expireSnapshots() {
+	now := s.now()
+	s.mu.Lock()
+	var gone [][3]string
+	_ = s.st.scan("snapshot/", func(k string, open func(any) error) error {
+		var sp Snapshot
+		if err := open(&sp); err != nil {
+			return nil
+		}
+		parts := strings.SplitN(k, "/", 4)
+		if len(parts) == 4 && now.After(sp.ExpiresAt) && sp.Status != "queued" && sp.Status != "inProgress" {
+			gone = append(gone, [3]string{parts[1], parts[2], parts[3]})
+		}
+		return nil
+	})
+	s.mu.Unlock()
+	for _, g := range gone {
+		if err := s.DeleteSnapshot(context.Background(), "", g[0], g[1], g[2]); err != nil {
+			s.log.Warn("deleting an expired snapshot", "snapshot", g[2], "err", err)
+		}
+	}
+}
+
+// CreateRestoreJob starts a restore of one of cluster's snapshots.
+func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster string, req RestoreRequest) (RestoreJob, error) {
+	switch req.DeliveryType {
+	case "automated":
+	case "download", "pointInTime":
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute deliveryType specified: %s restores are not available yet (automated only).", req.DeliveryType)
+	default:
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute deliveryType specified: %q.", req.DeliveryType)
+	}
+	if req.TargetGroupID == "" || req.TargetClusterName == "" {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "MISSING_ATTRIBUTE", "An automated restore needs targetGroupId and targetClusterName.")
+	}
+	if req.TargetGroupID != gid || req.TargetClusterName != cluster {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute targetClusterName specified: restoring into another cluster is not available yet; restore into %s.", cluster)
+	}
+	sp, err := s.GetSnapshot(gid, cluster, req.SnapshotID)
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	if sp.Status != "completed" {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_NOT_COMPLETE", "Snapshot %s is %s, not completed.", sp.ID, sp.Status)
+	}
+	s.mu.Lock()
+	gs, err := s.group(gid)
+	if err != nil {
+		s.mu.Unlock()
+		return RestoreJob{}, err
+	}
+	c, ok := gs.clusters[cluster]
+	if !ok {
+		s.mu.Unlock()
+		return RestoreJob{}, notFound("cluster", cluster)
+	}
+	sn, store, err := s.snapshotterLocked(c)
+	target := c.EncryptionAtRestProvider
+	s.mu.Unlock()
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	if sp.EncryptionAtRestProvider != target {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_SNAPSHOT_RESTORE_ENCRYPTION",
+			"Snapshot %s was taken with encryptionAtRestProvider %s; cluster %s uses %s: the target must use the same provider.",
+			sp.ID, sp.EncryptionAtRestProvider, cluster, target)
+	}
+	dir := store.Path(gid, cluster, sp.ID)
+	m, err := store.Get(gid, cluster, sp.ID)
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	if err := snapshot.Verify(dir, m); err != nil {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
+	}
+	// The CMK of the snapshot's time must still open it: one unwrap, its
+	// result dropped at once.
+	w, aad, err := keys.WrappedMaster(dir)
+	if err != nil {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
+	}
+	key, err := s.NodeUnwrap(ctx, NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}, w, aad)
+	clear(key)
+	if err != nil {
+		var ke *kms.Error
+		reason := err.Error()
+		if errors.As(err, &ke) {
+			reason = string(ke.Reason)
+		}
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_SNAPSHOT_RESTORE_ENCRYPTION",
+			"Encryption credentials on snapshot %s are not valid: its customer master key %s does not unwrap it (%s).", sp.ID, sp.CMK, reason)
+	}
+	now := s.now().UTC()
+	job := RestoreJob{ID: newID(now), SnapshotID: sp.ID, DeliveryType: req.DeliveryType, TargetClusterName: cluster, TargetGroupID: gid,
+		SourceClusterName: cluster, CreatedAt: now, Timestamp: sp.CreatedAt, EncryptionEnabled: sp.EncryptionAtRestProvider != ProviderNone,
+		MasterKeyUUID: sp.MasterKeyUUID, State: "QUEUED"}
+	s.mu.Lock()
+	err = s.st.put(map[string]any{restoreKey(gid, cluster, job.ID): job})
+	s.mu.Unlock()
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	go s.runRestore(gid, cluster, job.ID, dir, sn)
+	return job, nil
+}
+
+func (s *Service) updateRestore(gid, cluster, id string, fn func(*RestoreJob)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var job RestoreJob
+	found := false
+	if err := s.st.get(restoreKey(gid, cluster, id), &job, &found); err != nil || !found {
+		return
+	}
+	fn(&job)
+	_ = s.st.put(map[string]any{restoreKey(gid, cluster, id): job})
+}
+
+func (s *Service) runRestore(gid, cluster, id, dir string, sn Snapshotter) {
+	s.updateRestore(gid, cluster, id, func(j *RestoreJob) { j.State = "RUNNING" })
+	err := sn.RestoreSnapshot(context.Background(), gid, cluster, dir)
+	now := s.now().UTC()
+	s.updateRestore(gid, cluster, id, func(j *RestoreJob) {
+		j.FinishedAt = &now
+		if err != nil {
+			j.State, j.Failed, j.ErrorMessage = "FAILED", true, err.Error()
+			return
+		}
+		j.State = "COMPLETED"
+	})
+	if err != nil {
+		s.log.Error("restore failed", "cluster", cluster, "job", id, "err", err)
+	}
+}
+
+// RestoreJobs lists a cluster's restore jobs, newest first.
+func (s *Service) RestoreJobs(gid, cluster string) ([]RestoreJob, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := gs.clusters[cluster]; !ok {
+		return nil, notFound("cluster", cluster)
+	}
+	var out []RestoreJob
+	err = s.st.scan(restoreKey(gid, cluster, ""), func(_ string, open func(any) error) error {
+		var j RestoreJob
+		if err := open(&j); err != nil {
+			return err
+		}
+		out = append(out, j)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, err
+}
+
+// GetRestoreJob returns one restore job.
+func (s *Service) GetRestoreJob(gid, cluster, id string) (RestoreJob, error) {
+	all, err := s.RestoreJobs(gid, cluster)
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	for _, j := range all {
+		if j.ID == id {
+			return j, nil
+		}
+	}
+	return RestoreJob{}, apiErr(http.StatusNotFound, "RESTORE_JOB_NOT_FOUND", "No restore job with ID %s exists.", id)
+}
+
+// failInterruptedBackups marks snapshots and restores that were running
+// when the control plane stopped as failed (nothing runs them any more; a
+// restore interrupted by a crash left the node with its old data or the
+// restored data, never a mix: the node's own recovery decides).
+func (s *Service) failInterruptedBackups() error {
+	recs := map[string]any{}
+	err := s.st.scan("snapshot/", func(k string, open func(any) error) error {
+		var sp Snapshot
+		if err := open(&sp); err != nil {
+			return err
+		}
+		if sp.Status == "queued" || sp.Status == "inProgress" {
+			sp.Status, sp.FailureReason = "failed", "interrupted: the control plane stopped while it was taken"
+			recs[k] = sp
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = s.st.scan("restore/", func(k string, open func(any) error) error {
+		var j RestoreJob
+		if err := open(&j); err != nil {
+			return err
+		}
+		if j.State == "QUEUED" || j.State == "RUNNING" {
+			now := s.now().UTC()
+			j.State, j.Failed, j.FinishedAt = "FAILED", true, &now
+			j.ErrorMessage = "interrupted: the control plane stopped during the restore; the cluster holds either its data from before or the snapshot's"
+			recs[k] = j
+		}
+		return nil
+	})
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	return s.st.put(recs)
+}
