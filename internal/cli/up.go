@@ -83,6 +83,8 @@ type serveFlags struct {
 	// configFile is the node.json repl came from: replSetResizeOplog
 	// records new oplog limits in it.
 	configFile string
+	// snapshotDir is the snapshot store of `up` (default DIR/snapshots).
+	snapshotDir string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {

@@ -21,6 +21,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/cpserver"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
 	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/snapshot"
 )
 
 // webhookFlagHelp describes --allow-private-webhooks.
@@ -54,6 +55,7 @@ func newUpCmd(stdout io.Writer) *cobra.Command {
 	f.oplog.register(cmd.Flags())
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 0, "port for the admin API (0: the one kept in DIR/ports.json, or a free one that is then kept; see up.json)")
 	cmd.Flags().BoolVar(&f.allowPrivateWebhooks, "allow-private-webhooks", false, webhookFlagHelp)
+	cmd.Flags().StringVar(&f.snapshotDir, "snapshot-dir", "", "snapshot store of the clusters' backups (default DIR/snapshots; put it on another disk for backups that survive this one)")
 	cmd.Flags().StringSliceVar(&f.providerPaths, "allow-provider-path", nil, "directory whose files (key files, PKCS#11 modules, KMIP certificates) the admin API may configure as provider settings; DIR/kms always is")
 	return cmd
 }
@@ -126,6 +128,13 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 	}
 	prov := &upProvisioner{ctx: ctx, f: f, cp: cp, nodes: map[string]*runningNode{}}
 	cp.Svc.SetProvisioner(prov)
+	snapDir := f.snapshotDir
+	if snapDir == "" {
+		snapDir = filepath.Join(f.dir, "snapshots")
+	}
+	if err := cp.Svc.SetSnapshotStore(snapshot.Store{Dir: snapDir}); err != nil {
+		return err
+	}
 	if err := prov.provisionAll(ctx); err != nil {
 		return err
 	}

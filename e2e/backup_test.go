@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.mongodb.org/atlas/mongodbatlas"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/e2e/e2etest"
+)
+
+// TestBackupSnapshotAndRestore drives Cloud Backup through the official
+// Atlas Go client against `cmkdb up`: an on-demand snapshot of Cluster0
+// (queued → completed, its size and the CMK protecting it), more writes,
+// then an automated restore into Cluster0 — refused with
+// INVALID_SNAPSHOT_RESTORE_ENCRYPTION while the snapshot's CMK is disabled
+// (nothing changes), accepted once it is enabled again — after which the
+// cluster serves exactly the snapshot's documents, also after a restart.
+// The snapshot store holds no plaintext of the documents and no secret;
+// a deleted snapshot is gone from the list and the disk.
+func TestBackupSnapshotAndRestore(t *testing.T) {
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "1s")
+	api, gid := s.UpAPI(), s.Info.GroupID
+	atlas := api.Atlas(t)
+	c := connect(t, s.URI)
+	coll := c.Database("app").Collection("c")
+	const canary = "backup-canary-7f3a9c"
+	docs := make([]any, 1000)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: i}, {Key: "v", Value: fmt.Sprintf("%s-%d", canary, i)}}
+	}
+	if _, err := coll.InsertMany(opCtx(t), docs); err != nil {
+		t.Fatal(err)
+	}
+	params := &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"}
+	snap, _, err := atlas.CloudProviderSnapshots.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshot{Description: "before", RetentionInDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.ID == "" || snap.SnapshotType != "onDemand" {
+		t.Fatalf("created snapshot %+v", snap)
+	}
+	params.SnapshotID = snap.ID
+	e2etest.Eventually(t, stateTimeout, "snapshot completed", func() error {
+		if snap, _, err = atlas.CloudProviderSnapshots.GetOneCloudProviderSnapshot(opCtx(t), params); err != nil {
+			return err
+		}
+		if snap.Status == "failed" {
+			t.Fatalf("snapshot failed: %+v", snap)
+		}
+		if snap.Status != "completed" {
+			return fmt.Errorf("status %s", snap.Status)
+		}
+		return nil
+	})
+	if snap.StorageSizeBytes == 0 || snap.MasterKeyUUID == "" || snap.ExpiresAt == "" {
+		t.Fatalf("completed snapshot %+v", snap)
+	}
+	list, _, err := atlas.CloudProviderSnapshots.GetAllCloudProviderSnapshots(opCtx(t), params, nil)
+	if err != nil || list.TotalCount != 1 || list.Results[0].ID != snap.ID {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+
+	// The store holds encrypted files, a keystore and a manifest: no
+	// document in the clear, no credential.
+	store := filepath.Join(dir, "snapshots")
+	files := 0
+	if err := filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, secret := range []string{canary, s.Info.APIPrivateKey} {
+			if bytes.Contains(b, []byte(secret)) {
+				return fmt.Errorf("%s holds %q in the clear", p, secret)
+			}
+		}
+		if fi, _ := d.Info(); fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("%s has mode %v", p, fi.Mode())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if files < 3 {
+		t.Fatalf("snapshot store has %d files", files)
+	}
+
+	for i := 1000; i < 1500; i++ {
+		if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Database("later").Collection("x").InsertOne(opCtx(t), bson.D{{Key: "a", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The snapshot's CMK is disabled: the restore is refused before
+	// anything is touched.
+	e2etest.CLI(t, cmkdbBin, "kms", "local", "disable", "--dir", s.Dir)
+	job := &mongodbatlas.CloudProviderSnapshotRestoreJob{SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: "Cluster0", TargetGroupID: gid}
+	_, _, err = atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, job)
+	var er *mongodbatlas.ErrorResponse
+	if !errors.As(err, &er) || er.ErrorCode != "INVALID_SNAPSHOT_RESTORE_ENCRYPTION" || er.HTTPCode != 400 {
+		t.Fatalf("restore with the snapshot's CMK disabled: %v, want 400 INVALID_SNAPSHOT_RESTORE_ENCRYPTION", err)
+	}
+	e2etest.CLI(t, cmkdbBin, "kms", "local", "enable", "--dir", s.Dir)
+	api.Call(t, "POST", "/groups/"+gid+"/encryptionAtRest/validate", nil, nil)
+	e2etest.Eventually(t, stateTimeout, "data readable again", func() error {
+		n, err := coll.CountDocuments(opCtx(t), bson.D{})
+		if err != nil || n != 1500 {
+			return fmt.Errorf("%d documents (%v)", n, err)
+		}
+		return nil
+	})
+
+	created, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params.JobID = created.ID
+	e2etest.Eventually(t, stateTimeout, "restore finished", func() error {
+		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Get(opCtx(t), params)
+		if err != nil {
+			return err
+		}
+		if j.Failed != nil && *j.Failed {
+			t.Fatalf("restore failed: %+v", j)
+		}
+		if j.FinishedAt == "" {
+			return errors.New("not finished")
+		}
+		return nil
+	})
+	check := func() {
+		t.Helper()
+		e2etest.Eventually(t, stateTimeout, "the snapshot's documents served", func() error {
+			n, err := coll.CountDocuments(opCtx(t), bson.D{})
+			if err != nil || n != 1000 {
+				return fmt.Errorf("%d documents (%v)", n, err)
+			}
+			names, err := c.ListDatabaseNames(opCtx(t), bson.D{{Key: "name", Value: "later"}})
+			if err != nil || len(names) != 0 {
+				return fmt.Errorf("database later after the restore: %v %v", names, err)
+			}
+			return nil
+		})
+	}
+	check()
+	disconnect(c)
+	s.Stop(t)
+	s = e2etest.Start(t, cmkdbBin, dir, "--key-check-interval", "1s")
+	c = connect(t, s.URI)
+	defer disconnect(c)
+	coll = c.Database("app").Collection("c")
+	check()
+
+	atlas = s.UpAPI().Atlas(t)
+	if _, err := atlas.CloudProviderSnapshots.Delete(opCtx(t), params); err != nil {
+		t.Fatal(err)
+	}
+	if list, _, err := atlas.CloudProviderSnapshots.GetAllCloudProviderSnapshots(opCtx(t), params, nil); err != nil || list.TotalCount != 0 {
+		t.Fatalf("list after delete: %+v %v", list, err)
+	}
+	if _, err := os.Stat(filepath.Join(store, gid, "Cluster0", snap.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("deleted snapshot still on disk: %v", err)
+	}
+}
