@@ -435,7 +435,23 @@ func (f *file) readSlots(p []byte, off int64) error {
 		inSlot := int(pos - slotStart)
 		ptLen := len(s) - SlotOverhead
 		want := min(ptLen-inSlot, len(out))
-		if gen, n := slotHeader(s); gen != f.hdr.generation || n != ptLen {
+		if gen, n := slotHeader(s); slot == last && !f.writable && gen == f.hdr.generation && n > ptLen && n <= SlotPayload {
+			// Another handle appended to the file since this one measured
+			// it (a checkpoint copying a live WAL): the tail chunk was
+			// rewritten longer. Its header length is authenticated, so
+			// read the whole chunk as it is now and use the prefix this
+			// handle knows of.
+			pt, err := f.readGrownTail(slot, n, &aad)
+			if err != nil {
+				clear(p)
+				return err
+			}
+			copy(out, pt[inSlot:inSlot+want])
+			clear(pt)
+			out = out[want:]
+			pos += int64(want)
+			continue
+		} else if gen != f.hdr.generation || n != ptLen {
 			clear(p)
 			return &IntegrityError{File: f.name, Slot: slot,
 				Detail: fmt.Sprintf("chunk header says generation %d and %d bytes where the file has generation %d and %d bytes", gen, n, f.hdr.generation, ptLen)}
@@ -467,6 +483,40 @@ func (f *file) readSlots(p []byte, off int64) error {
 		pos += int64(want)
 	}
 	return nil
+}
+
+// growRetries bounds how often a reader re-reads a tail chunk that a
+// concurrent appender keeps rewriting.
+const growRetries = 16
+
+// readGrownTail reads tail chunk slot, which another handle rewrote
+// longer (n bytes, by its header) since this handle measured the file. The
+// appender may rewrite it again meanwhile, and a read racing a rewrite
+// can see a torn chunk, so it is read until its header is stable and it
+// authenticates — never returning anything unauthenticated.
+func (f *file) readGrownTail(slot int64, n int, aad *[aadSize]byte) ([]byte, error) {
+	for try := 0; try < growRetries; try++ {
+		buf := make([]byte, n+SlotOverhead)
+		if _, err := f.base.ReadAt(buf, physicalOffset(slot)); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("encfs: read %s: %w", f.name, err)
+		}
+		gen, n2 := slotHeader(buf)
+		if gen != f.hdr.generation || n2 < n || n2 > SlotPayload {
+			return nil, &IntegrityError{File: f.name, Slot: slot, Detail: "the tail chunk shrank or changed generation while it was read"}
+		}
+		if n2 != n {
+			n = n2 // rewritten longer again: read it at its new length
+			continue
+		}
+		ct := buf[slotHdrSize+nonceSize:]
+		pt, err := f.keys.aead.Open(ct[:0], buf[slotHdrSize:slotHdrSize+nonceSize], ct, slotAAD(aad, &f.hdr.salt, slot, f.hdr.generation, n))
+		if err == nil {
+			return pt, nil
+		}
+		clear(buf)
+	}
+	return nil, &IntegrityError{File: f.name, Slot: slot,
+		Detail: "chunk authentication failed: the data was modified, moved, or written under another key"}
 }
 
 // Read reads sequentially from the handle's own offset.

@@ -38,6 +38,10 @@ func TestMain(m *testing.M) {
 		restoreChild(dir)
 		os.Exit(0)
 	}
+	if dir := os.Getenv(snapshotChildEnv); dir != "" {
+		snapshotChild(dir)
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -64,6 +64,32 @@ func (w *writerNode) insert(db, coll string, doc bson.D) error {
 	return s.Write(context.Background(), func(wr *docstore.Writer) error { return wr.Insert(c, raw) })
 }
 
+// count counts db.coll's documents (0 if the database does not exist).
+func (w *writerNode) count(db, coll string) (int, error) {
+	eng, _, release, err := w.Acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	d, err := eng.Database(db)
+	if errors.Is(err, storage.ErrNoDatabase) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	s, err := docstore.Open(d, nil)
+	if err != nil {
+		return 0, err
+	}
+	c := s.Collection(coll)
+	if c == nil {
+		return 0, nil
+	}
+	n, err := s.Count(context.Background(), c)
+	return int(n), err
+}
+
 // ids lists the _ids of db.coll, sorted.
 func (w *writerNode) ids(t *testing.T, db, coll string) []string {
 	t.Helper()
