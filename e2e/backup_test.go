@@ -177,3 +177,47 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 		t.Fatalf("deleted snapshot still on disk: %v", err)
 	}
 }
+
+// TestBackupSchedule reads and changes Cluster0's backup policy through the
+// official Atlas Go client (CloudProviderSnapshotBackupPolicies): Atlas's
+// default items until one is set, a next snapshot once backups are turned
+// on (providerBackupEnabled through Clusters.Update), refusals for what
+// cmkdb does not do.
+func TestBackupSchedule(t *testing.T) {
+	s := e2etest.Start(t, cmkdbBin, t.TempDir())
+	gid := s.Info.GroupID
+	atlas := s.UpAPI().Atlas(t)
+	pol, _, err := atlas.CloudProviderSnapshotBackupPolicies.Get(opCtx(t), gid, "Cluster0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pol.Policies) != 1 || len(pol.Policies[0].PolicyItems) != 4 || pol.Policies[0].PolicyItems[0].FrequencyType != "hourly" ||
+		pol.Policies[0].PolicyItems[0].FrequencyInterval != 6 || pol.NextSnapshot != "" {
+		t.Fatalf("default policy %+v", pol)
+	}
+	on := true
+	if _, _, err := atlas.Clusters.Update(opCtx(t), gid, "Cluster0", &mongodbatlas.Cluster{ProviderBackupEnabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	hour, minute := int64(4), int64(5)
+	pol, _, err = atlas.CloudProviderSnapshotBackupPolicies.Update(opCtx(t), gid, "Cluster0", &mongodbatlas.CloudProviderSnapshotBackupPolicy{
+		ReferenceHourOfDay: &hour, ReferenceMinuteOfHour: &minute,
+		Policies: []mongodbatlas.Policy{{ID: pol.Policies[0].ID, PolicyItems: []mongodbatlas.PolicyItem{
+			{FrequencyType: "daily", FrequencyInterval: 1, RetentionUnit: "days", RetentionValue: 5}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *pol.ReferenceHourOfDay != 4 || len(pol.Policies[0].PolicyItems) != 1 || pol.NextSnapshot == "" {
+		t.Fatalf("updated policy %+v", pol)
+	}
+	yes := true
+	_, _, err = atlas.CloudProviderSnapshotBackupPolicies.Update(opCtx(t), gid, "Cluster0", &mongodbatlas.CloudProviderSnapshotBackupPolicy{UpdateSnapshots: &yes})
+	var er *mongodbatlas.ErrorResponse
+	if !errors.As(err, &er) || er.HTTPCode != 400 {
+		t.Fatalf("updateSnapshots true: %v, want 400", err)
+	}
+	pol, _, err = atlas.CloudProviderSnapshotBackupPolicies.Delete(opCtx(t), gid, "Cluster0")
+	if err != nil || len(pol.Policies[0].PolicyItems) != 0 || pol.NextSnapshot != "" {
+		t.Fatalf("after delete: %+v %v", pol, err)
+	}
+}

@@ -79,3 +79,34 @@ func (h *handler) getRestoreJob(c *call) (int, any, error) {
 	body, err := c.resource(job, c.selfPath())
 	return http.StatusOK, body, err
 }
+
+func (h *handler) getBackupSchedule(c *call) (int, any, error) {
+	sc, err := h.svc.BackupSchedule(c.param("groupId"), c.param("clusterName"))
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := c.resource(sc, c.selfPath())
+	return http.StatusOK, body, err
+}
+
+func (h *handler) updateBackupSchedule(c *call) (int, any, error) {
+	var in controlplane.BackupSchedulePatch
+	if err := c.decode(&in, false); err != nil {
+		return 0, nil, err
+	}
+	sc, err := h.svc.UpdateBackupSchedule(c.r.Context(), c.actor, c.param("groupId"), c.param("clusterName"), in)
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := c.resource(sc, c.selfPath())
+	return http.StatusOK, body, err
+}
+
+func (h *handler) deleteBackupSchedule(c *call) (int, any, error) {
+	sc, err := h.svc.DeleteBackupSchedule(c.r.Context(), c.actor, c.param("groupId"), c.param("clusterName"))
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := c.resource(sc, c.selfPath())
+	return http.StatusOK, body, err
+}

@@ -131,8 +131,15 @@ func TestOfficialGoClient(t *testing.T) {
 		t.Fatalf("GET leaks the secret access key: %s", rec.last)
 	}
 
+	// Backups need a snapshot store and a provisioner that runs the
+	// nodes; this control plane has neither: refused, not ignored.
+	_, _, err = client.Clusters.Create(ctx, p.ID, &mongodbatlas.Cluster{Name: "c1", ClusterType: "REPLICASET",
+		EncryptionAtRestProvider: "AWS", BackupEnabled: &enabled})
+	if !errors.As(err, &er) || er.ErrorCode != "CLOUD_BACKUP_NOT_ENABLED" {
+		t.Fatalf("Clusters.Create with backupEnabled and no snapshot store: %v", err)
+	}
 	cl, _, err := client.Clusters.Create(ctx, p.ID, &mongodbatlas.Cluster{Name: "c1", ClusterType: "REPLICASET",
-		EncryptionAtRestProvider: "AWS", BackupEnabled: &enabled,
+		EncryptionAtRestProvider: "AWS",
 		ProviderSettings: &mongodbatlas.ProviderSettings{ProviderName: "AWS", InstanceSizeName: "M10", RegionName: "US_EAST_1"}})
 	if err != nil {
 		t.Fatalf("Clusters.Create: %v", err)

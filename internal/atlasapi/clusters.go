@@ -9,9 +9,10 @@ import (
 )
 
 // Cluster bodies are decoded leniently: Atlas clients send the whole
-// cluster description (replicationSpecs, backupEnabled, autoScaling, …),
-// which cmkdb accepts and ignores; a known attribute of the wrong type is
-// still refused.
+// cluster description (replicationSpecs, autoScaling, …), which cmkdb
+// accepts and ignores where it is informational; a known attribute of the
+// wrong type is still refused. backupEnabled and providerBackupEnabled are
+// not informational: they turn scheduled snapshots on (or are refused).
 
 func (h *handler) listClusters(c *call) (int, any, error) {
 	cs, err := h.svc.Clusters(c.param("groupId"))

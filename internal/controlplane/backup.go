@@ -56,15 +56,19 @@ type SnapshotSource struct {
 
 // Snapshot is a cluster snapshot (Atlas's DiskBackupReplicaSet).
 type Snapshot struct {
-	ID               string     `json:"id"`
-	ReplicaSetName   string     `json:"replicaSetName"`
-	Type             string     `json:"type"`
-	SnapshotType     string     `json:"snapshotType"`
-	Status           string     `json:"status"`
-	Description      string     `json:"description,omitempty"`
-	RetentionInDays  int        `json:"retentionInDays,omitempty"`
-	CreatedAt        time.Time  `json:"createdAt"`
-	ExpiresAt        time.Time  `json:"expiresAt"`
+	ID              string    `json:"id"`
+	ReplicaSetName  string    `json:"replicaSetName"`
+	Type            string    `json:"type"`
+	SnapshotType    string    `json:"snapshotType"`
+	Status          string    `json:"status"`
+	Description     string    `json:"description,omitempty"`
+	RetentionInDays int       `json:"retentionInDays,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+	ExpiresAt       time.Time `json:"expiresAt"`
+	// FrequencyType is the least frequent policy item a scheduled
+	// snapshot satisfies; PolicyItems all of them.
+	FrequencyType    string     `json:"frequencyType,omitempty"`
+	PolicyItems      []string   `json:"policyItems,omitempty"`
 	MongodVersion    string     `json:"mongodVersion"`
 	StorageSizeBytes int64      `json:"storageSizeBytes"`
 	MasterKeyUUID    string     `json:"masterKeyUUID,omitempty"`
@@ -144,6 +148,27 @@ func (s *Service) snapshotterLocked(c *Cluster) (Snapshotter, *snapshot.Store, e
 	return sn, s.snapshots, nil
 }
 
+// checkBackupLocked refuses turning scheduled backups on for a cluster
+// this control plane cannot back up.
+func (s *Service) checkBackupLocked(cluster string, members int) error {
+	if _, ok := s.provisioner.(Snapshotter); !ok || s.snapshots == nil {
+		return apiErr(http.StatusBadRequest, "CLOUD_BACKUP_NOT_ENABLED",
+			"Invalid attribute backupEnabled specified: this control plane has no snapshot store or does not run cluster %s's nodes.", cluster)
+	}
+	if members > 1 {
+		return apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute backupEnabled specified: cluster %s is a replica set, and snapshots of replica sets are not available yet.", cluster)
+	}
+	return nil
+}
+
+// hasSnapshotStore reports whether backups are configured.
+func (s *Service) hasSnapshotStore() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshots != nil
+}
+
 // TakeSnapshot starts an on-demand snapshot of a cluster.
 func (s *Service) TakeSnapshot(ctx context.Context, actor, gid, cluster string, req SnapshotRequest) (Snapshot, error) {
 	if req.RetentionInDays < 1 {
@@ -152,6 +177,15 @@ func (s *Service) TakeSnapshot(ctx context.Context, actor, gid, cluster string, 
 	if len(req.Description) > 1024 {
 		return Snapshot{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute description specified: longer than 1024 characters.")
 	}
+	sp, err := s.takeSnapshot(ctx, gid, cluster, "onDemand", req.Description, s.now().UTC().AddDate(0, 0, req.RetentionInDays), nil)
+	if err == nil {
+		sp.RetentionInDays = req.RetentionInDays
+	}
+	return sp, err
+}
+
+// takeSnapshot records a queued snapshot kept until expires and starts it.
+func (s *Service) takeSnapshot(ctx context.Context, gid, cluster, kind, description string, expires time.Time, frequencies []string) (Snapshot, error) {
 	s.mu.Lock()
 	gs, err := s.group(gid)
 	if err != nil {
@@ -169,10 +203,15 @@ func (s *Service) TakeSnapshot(ctx context.Context, actor, gid, cluster string, 
 		return Snapshot{}, err
 	}
 	now := s.now().UTC()
-	snap := Snapshot{ID: newID(now), ReplicaSetName: cluster, Type: "replicaSet", SnapshotType: "onDemand", Status: "queued",
-		Description: req.Description, RetentionInDays: req.RetentionInDays, CreatedAt: now,
-		ExpiresAt: now.Add(time.Duration(req.RetentionInDays) * 24 * time.Hour), MongodVersion: mongodVersion,
-		EncryptionAtRestProvider: c.EncryptionAtRestProvider}
+	snap := Snapshot{ID: newID(now), ReplicaSetName: cluster, Type: "replicaSet", SnapshotType: kind, Status: "queued",
+		Description: description, CreatedAt: now, ExpiresAt: expires, MongodVersion: mongodVersion,
+		EncryptionAtRestProvider: c.EncryptionAtRestProvider, PolicyItems: frequencies}
+	if len(frequencies) > 0 {
+		snap.FrequencyType = frequencies[len(frequencies)-1]
+	}
+	if kind == "onDemand" {
+		snap.RetentionInDays = int(expires.Sub(now).Round(24*time.Hour) / (24 * time.Hour))
+	}
 	if err := s.st.put(map[string]any{snapshotKey(gid, cluster, snap.ID): snap}); err != nil {
 		s.mu.Unlock()
 		return Snapshot{}, err

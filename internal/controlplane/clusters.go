@@ -85,11 +85,18 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 		s.mu.Unlock()
 		return Cluster{}, err
 	}
+	backup := c.BackupEnabled || c.ProviderBackupEnabled
+	if backup {
+		if err := s.checkBackupLocked(c.Name, c.ReplicationFactor); err != nil {
+			s.mu.Unlock()
+			return Cluster{}, err
+		}
+	}
 	now := s.now()
 	nc := Cluster{ID: newID(now), GroupID: gid, Name: c.Name, ClusterType: nonEmpty(c.ClusterType, "REPLICASET"),
 		MongoDBVersion: "7.0.0", MongoDBMajorVersion: "7.0", EncryptionAtRestProvider: c.EncryptionAtRestProvider,
 		ProviderSettings: c.ProviderSettings, DiskSizeGB: c.DiskSizeGB, ReplicationFactor: c.ReplicationFactor,
-		StateName: "CREATING", CreateDate: now}
+		StateName: "CREATING", CreateDate: now, BackupEnabled: backup, ProviderBackupEnabled: backup}
 	if nc.ProviderSettings == nil {
 		nc.ProviderSettings = &ProviderSettings{ProviderName: "CMKDB", InstanceSizeName: "M10", RegionName: "LOCAL"}
 	}
@@ -306,6 +313,11 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 		}
 	}
 	p.ReplicationFactor = nil
+	if on := backupSwitch(p.BackupEnabled, p.ProviderBackupEnabled); on != nil && *on {
+		if err := s.checkBackupLocked(name, next.members()); err != nil {
+			return Cluster{}, err
+		}
+	}
 	recs := map[string]any{}
 	if p.EncryptionAtRestProvider != nil {
 		np := strings.ToUpper(*p.EncryptionAtRestProvider)
@@ -393,6 +405,22 @@ func applyPatch(c *Cluster, p ClusterPatch) {
 	if p.MongoDBMajorVersion != nil {
 		c.MongoDBMajorVersion = *p.MongoDBMajorVersion
 	}
+	if on := backupSwitch(p.BackupEnabled, p.ProviderBackupEnabled); on != nil {
+		c.BackupEnabled, c.ProviderBackupEnabled = *on, *on
+	}
+}
+
+// backupSwitch is the backup setting a body asks for (either attribute),
+// nil when it says nothing.
+func backupSwitch(a, b *bool) *bool {
+	if a != nil && *a || b != nil && *b {
+		t := true
+		return &t
+	}
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // applyPendingChangesLocked applies queued updates of clusters that are

@@ -171,7 +171,7 @@ func (s *Service) Start() {
 		defer t.Stop()
 		running := map[string]bool{}
 		var mu sync.Mutex
-		var expired time.Time
+		var expired, scheduled time.Time
 		for {
 			select {
 			case <-s.done:
@@ -181,6 +181,13 @@ func (s *Service) Start() {
 			if time.Since(expired) >= time.Minute {
 				expired = time.Now()
 				s.expireSnapshots()
+			}
+			if s.hasSnapshotStore() {
+				now := s.now()
+				if !scheduled.IsZero() {
+					s.runSchedules(scheduled)
+				}
+				scheduled = now
 			}
 			for _, gid := range s.dueChecks() {
 				mu.Lock()

@@ -109,6 +109,11 @@ type Cluster struct {
 	// PendingChanges holds updates accepted while the cluster is disabled;
 	// they apply when it is available again.
 	PendingChanges *ClusterPatch `json:"pendingChanges,omitempty"`
+	// BackupEnabled turns scheduled snapshots on (backup_schedule.go). The
+	// API accepts it as backupEnabled or providerBackupEnabled and shows
+	// both.
+	BackupEnabled         bool `json:"backupEnabled"`
+	ProviderBackupEnabled bool `json:"providerBackupEnabled"`
 }
 
 // ProviderSettings is the cloud and size of a cluster (informational here).
@@ -140,6 +145,10 @@ type ClusterPatch struct {
 	// ReplicationFactor changes a replica set's member count (3, 5 or 7)
 	// through the provisioner's Resizer (membership.go).
 	ReplicationFactor *int `json:"replicationFactor,omitempty"`
+	// BackupEnabled and ProviderBackupEnabled (the same switch) turn
+	// scheduled snapshots on or off.
+	BackupEnabled         *bool `json:"backupEnabled,omitempty"`
+	ProviderBackupEnabled *bool `json:"providerBackupEnabled,omitempty"`
 }
 
 // Node is a data node of a cluster, as it last reported itself.
