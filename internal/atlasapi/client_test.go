@@ -140,7 +140,7 @@ func TestOfficialGoClient(t *testing.T) {
 	}
 	cl, _, err := client.Clusters.Create(ctx, p.ID, &mongodbatlas.Cluster{Name: "c1", ClusterType: "REPLICASET",
 		EncryptionAtRestProvider: "AWS",
-		ProviderSettings: &mongodbatlas.ProviderSettings{ProviderName: "AWS", InstanceSizeName: "M10", RegionName: "US_EAST_1"}})
+		ProviderSettings:         &mongodbatlas.ProviderSettings{ProviderName: "AWS", InstanceSizeName: "M10", RegionName: "US_EAST_1"}})
 	if err != nil {
 		t.Fatalf("Clusters.Create: %v", err)
 	}
