@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/atlas/mongodbatlas"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
+	"github.com/cmkdb/cmkdb/internal/kms/local"
 )
 
 // TestBackupSnapshotAndRestore drives Cloud Backup through the official
@@ -95,6 +99,34 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 	}
 	if files < 3 {
 		t.Fatalf("snapshot store has %d files", files)
+	}
+
+	// Offline: what it holds and which key opens it, without the key;
+	// every byte authenticated with the key the user supplies; nothing
+	// opened with another key.
+	snapDir := filepath.Join(store, gid, "Cluster0", snap.ID)
+	if out := e2etest.CLI(t, cmkdbBin, "snapshot", "inspect", snapDir); !strings.Contains(out, "opens with") || !strings.Contains(out, snap.MasterKeyUUID) {
+		t.Fatalf("snapshot inspect:\n%s", out)
+	}
+	kmsConfig := func(keyFile string) string {
+		p := filepath.Join(t.TempDir(), "kms.json")
+		b, _ := json.Marshal(map[string]any{"provider": "local", "local": map[string]string{"keyFile": keyFile}})
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out := e2etest.CLI(t, cmkdbBin, "snapshot", "verify", snapDir, "--kms-config", kmsConfig(filepath.Join(dir, "kms", "local-cmk.json")))
+	if !strings.Contains(out, "every chunk authenticated") {
+		t.Fatalf("snapshot verify with the key:\n%s", out)
+	}
+	other := filepath.Join(t.TempDir(), "other-cmk.json")
+	if _, err := local.Create(other); err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := exec.Command(cmkdbBin, "snapshot", "verify", snapDir, "--kms-config", kmsConfig(other)).CombinedOutput()
+	if err == nil || !strings.Contains(string(wrong), "does not open") {
+		t.Fatalf("snapshot verify with another key: %v\n%s", err, wrong)
 	}
 
 	for i := 1000; i < 1500; i++ {

@@ -80,6 +80,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDevCmd(stdout),
 		newKMSCmd(stdout),
 		newKeystoreCmd(stdout),
+		newSnapshotCmd(stdout),
 		newCtlCmd(stdout, stderr),
 		&cobra.Command{
 			Use:   "version",

@@ -255,7 +255,7 @@ func (s *Service) runSnapshot(gid, cluster, id string, sn Snapshotter, store sna
 		fail(err)
 		return
 	}
-	m, err := p.Commit(snapshot.Manifest{CreatedAt: s.now().UTC(), NodeID: src.NodeID, KeystoreGeneration: src.KeystoreGeneration,
+	m, err := p.Commit(snapshot.Manifest{CreatedAt: s.now().UTC(), NodeName: src.NodeName, NodeID: src.NodeID, KeystoreGeneration: src.KeystoreGeneration,
 		MasterKeyVersion: src.MasterKeyVersion, CMK: src.CMK, DatabaseIDs: src.DatabaseIDs})
 	if err != nil {
 		p.Abort()

@@ -26,10 +26,7 @@ var ErrUnknownCluster = cpproto.ErrUnknownCluster
 
 // boundAAD binds a node's associated data to its identity, so one node
 // cannot have the key service unwrap another node's master key.
-func boundAAD(id NodeID, aad []byte) []byte {
-	b := []byte("cmkdb-node-key/v1\x00" + id.GroupID + "\x00" + id.Cluster + "\x00" + id.Name + "\x00")
-	return append(b, aad...)
-}
+func boundAAD(id NodeID, aad []byte) []byte { return cpproto.BindAAD(id, aad) }
 
 // nodeKeysLocked returns the provider a node wraps with now and every
 // provider that may unwrap its master key, or why it may not use any.

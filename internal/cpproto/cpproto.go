@@ -34,6 +34,16 @@ func ParseNodeID(s string) (NodeID, bool) {
 // String is the certificate form of a node id.
 func (id NodeID) String() string { return id.GroupID + "/" + id.Cluster + "/" + id.Name }
 
+// BindAAD binds a node's associated data to its identity: the key service
+// wraps and unwraps a managed node's master key under it, so one node
+// cannot have another node's master key unwrapped. Whoever opens a managed
+// node's keystore directly with the CMK (a snapshot, offline) binds the
+// same way.
+func BindAAD(id NodeID, aad []byte) []byte {
+	b := []byte("cmkdb-node-key/v1\x00" + id.GroupID + "\x00" + id.Cluster + "\x00" + id.Name + "\x00")
+	return append(b, aad...)
+}
+
 // InGroup is the node's name within its project: unique there, and the key
 // the control plane records the node under.
 func (id NodeID) InGroup() string { return id.Cluster + "/" + id.Name }

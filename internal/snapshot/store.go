@@ -52,6 +52,10 @@ type Manifest struct {
 	GroupID   string    `json:"groupId"`
 	Cluster   string    `json:"cluster"`
 	CreatedAt time.Time `json:"createdAt"`
+	// NodeName is the node's name in its cluster: a managed node's master
+	// key is wrapped under associated data bound to group, cluster and
+	// node name (cpproto.BindAAD), which whoever opens it offline repeats.
+	NodeName string `json:"nodeName,omitempty"`
 	// The key hierarchy of the node at snapshot time.
 	NodeID             string     `json:"nodeId"`
 	KeystoreGeneration uint64     `json:"keystoreGeneration"`
