@@ -128,7 +128,12 @@ func (s *Service) memberChangeLocked(gs *groupState, c *Cluster, mc MembershipCh
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if c, ok := gs.clusters[name]; ok && c.MembershipChange != nil {
-				c.MembershipChange.Members = p.Members
+				// A new value, never a change in place: views of the
+				// cluster handed out earlier share the old pointer and
+				// are encoded outside s.mu.
+				mc := *c.MembershipChange
+				mc.Members = p.Members
+				c.MembershipChange = &mc
 			}
 		})
 		s.mu.Lock()
@@ -142,7 +147,9 @@ func (s *Service) memberChangeLocked(gs *groupState, c *Cluster, mc MembershipCh
 			s.log.Error("changing a cluster's members", "cluster", name, "err", err)
 			c.StateName = "REPAIRING"
 			if c.MembershipChange != nil {
-				c.MembershipChange.Error = err.Error()
+				mc := *c.MembershipChange
+				mc.Error = err.Error()
+				c.MembershipChange = &mc
 			}
 		} else {
 			c.StateName, c.MembershipChange = "IDLE", nil
