@@ -129,6 +129,19 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 		t.Fatalf("snapshot verify with another key: %v\n%s", err, wrong)
 	}
 
+	// Which snapshots a key version protects, before someone deletes it.
+	var full struct {
+		CMK struct{ Provider, KeyID, KeyVersion string } `json:"cmkdbCustomerMasterKey"`
+	}
+	api.Call(t, "GET", "/groups/"+gid+"/clusters/Cluster0/backup/snapshots/"+snap.ID, nil, &full)
+	keyRef := full.CMK.Provider + ":" + full.CMK.KeyID
+	if out := e2etest.CLI(t, cmkdbBin, "ctl", "--dir", s.Dir, "snapshots", "Cluster0", "--key", keyRef); !strings.Contains(out, snap.ID) {
+		t.Fatalf("ctl snapshots --key %s:\n%s", keyRef, out)
+	}
+	if out := e2etest.CLI(t, cmkdbBin, "ctl", "--dir", s.Dir, "snapshots", "Cluster0", "--key", "aws:another"); strings.Contains(out, snap.ID) {
+		t.Fatalf("ctl snapshots --key aws:another lists %s:\n%s", snap.ID, out)
+	}
+
 	for i := 1000; i < 1500; i++ {
 		if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: i}}); err != nil {
 			t.Fatal(err)

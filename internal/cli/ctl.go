@@ -40,6 +40,7 @@ func newCtlCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCtlClustersCmd(o),
 		&cobra.Command{Use: "nodes CLUSTER", Short: "List a cluster's nodes: state, master key version, CMK", Args: cobra.ExactArgs(1),
 			RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error { return a.Nodes(ctx, args[0]) })},
+		newCtlSnapshotsCmd(o),
 		&cobra.Command{Use: "rotate CLUSTER", Short: "Rotate a cluster's node master keys now, one node at a time", Args: cobra.ExactArgs(1),
 			RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error { return a.Rotate(ctx, args[0]) })},
 		newCtlAlertsCmd(o),
@@ -190,5 +191,16 @@ func newCtlMaintenanceCmd(o *ctl.Options) *cobra.Command {
 		&cobra.Command{Use: "defer", Short: "Postpone due master key rotations by a week", Args: cobra.NoArgs,
 			RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, _ []string) error { return a.MaintenanceDefer(ctx) })},
 	)
+	return cmd
+}
+
+func newCtlSnapshotsCmd(o *ctl.Options) *cobra.Command {
+	var key string
+	cmd := &cobra.Command{Use: "snapshots CLUSTER", Short: "List a cluster's backup snapshots and the CMK version protecting each",
+		Long: "With --key provider:keyId[@version], only the snapshots that key protects: the ones that disabling or\n" +
+			"deleting it would make unopenable (restores included).",
+		Args: cobra.ExactArgs(1),
+		RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error { return a.Snapshots(ctx, args[0], key) })}
+	cmd.Flags().StringVar(&key, "key", "", "only the snapshots this CMK (version) protects")
 	return cmd
 }
