@@ -266,3 +266,99 @@ func TestBackupSchedule(t *testing.T) {
 		t.Fatalf("after delete: %+v %v", pol, err)
 	}
 }
+
+// TestBackupRestoreIntoAnotherCluster restores a snapshot of Cluster0 into
+// another cluster of the project with the same provider: the control plane
+// re-wraps the snapshot's master key for the target node (the key service
+// binds wrappings to node identity), the target serves exactly the
+// snapshot's documents, and Cluster0 is untouched. A target with another
+// provider is refused with INVALID_SNAPSHOT_RESTORE_ENCRYPTION.
+func TestBackupRestoreIntoAnotherCluster(t *testing.T) {
+	s := e2etest.Start(t, cmkdbBin, t.TempDir(), "--key-check-interval", "1h")
+	gid := s.Info.GroupID
+	atlas := s.UpAPI().Atlas(t)
+	c := connect(t, s.URI)
+	defer disconnect(c)
+	docs := make([]any, 300)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: i}}
+	}
+	if _, err := c.Database("app").Collection("c").InsertMany(opCtx(t), docs); err != nil {
+		t.Fatal(err)
+	}
+	params := &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"}
+	snap, _, err := atlas.CloudProviderSnapshots.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshot{RetentionInDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params.SnapshotID = snap.ID
+	e2etest.Eventually(t, stateTimeout, "snapshot completed", func() error {
+		sp, _, err := atlas.CloudProviderSnapshots.GetOneCloudProviderSnapshot(opCtx(t), params)
+		if err != nil || sp.Status != "completed" {
+			return fmt.Errorf("%+v %v", sp, err)
+		}
+		return nil
+	})
+	if _, err := c.Database("app").Collection("c").InsertOne(opCtx(t), bson.D{{Key: "_id", Value: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+	var uris = map[string]string{}
+	for _, tc := range []struct{ name, provider string }{{"Copy", "LOCAL"}, {"Plain", "NONE"}} {
+		cl, _, err := atlas.Clusters.Create(opCtx(t), gid, &mongodbatlas.Cluster{Name: tc.name, EncryptionAtRestProvider: tc.provider})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uris[tc.name] = cl.ConnectionStrings.Standard
+		e2etest.Eventually(t, stateTimeout, tc.name+"'s node reported", func() error {
+			if ns := clusterNodes(t, s.UpAPI(), gid, tc.name); len(ns) != 1 || ns[0].State != "AVAILABLE" {
+				return fmt.Errorf("nodes %+v", ns)
+			}
+			return nil
+		})
+	}
+	copyClient := connect(t, uris["Copy"])
+	defer disconnect(copyClient)
+	if _, err := copyClient.Database("mine").Collection("x").InsertOne(opCtx(t), bson.D{{Key: "y", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, _, err = atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshotRestoreJob{
+		SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: "Plain", TargetGroupID: gid})
+	var er *mongodbatlas.ErrorResponse
+	if !errors.As(err, &er) || er.ErrorCode != "INVALID_SNAPSHOT_RESTORE_ENCRYPTION" {
+		t.Fatalf("restore of a LOCAL snapshot into a NONE cluster: %v", err)
+	}
+	job, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshotRestoreJob{
+		SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: "Copy", TargetGroupID: gid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params.JobID = job.ID
+	e2etest.Eventually(t, stateTimeout, "restore finished", func() error {
+		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Get(opCtx(t), params)
+		if err != nil {
+			return err
+		}
+		if j.Failed != nil && *j.Failed {
+			t.Fatalf("restore failed: %+v", j)
+		}
+		if j.FinishedAt == "" {
+			return errors.New("not finished")
+		}
+		return nil
+	})
+	e2etest.Eventually(t, stateTimeout, "Copy serves the snapshot", func() error {
+		n, err := copyClient.Database("app").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		if err != nil || n != 300 {
+			return fmt.Errorf("%d documents (%v)", n, err)
+		}
+		names, err := copyClient.ListDatabaseNames(opCtx(t), bson.D{{Key: "name", Value: "mine"}})
+		if err != nil || len(names) != 0 {
+			return fmt.Errorf("the target's own database survived the restore: %v %v", names, err)
+		}
+		return nil
+	})
+	if n, err := c.Database("app").Collection("c").CountDocuments(opCtx(t), bson.D{}); err != nil || n != 301 {
+		t.Fatalf("the source changed: %d documents (%v)", n, err)
+	}
+}

@@ -26,6 +26,10 @@ import (
 // store removes what it wrote). Restore job states: QUEUED → RUNNING →
 // COMPLETED | FAILED (failed: true, errorMessage).
 //
+// A restore into another cluster (of the same or another project) stages
+// a copy of the snapshot whose master key is re-wrapped for the target
+// node (stageForNode); the target then restores it as its own.
+//
 // Encryption rules, checked before anything is touched: the snapshot's
 // CMK (the key that wrapped its master key then) must still unwrap it —
 // the control plane unwraps it once and drops the result — and the target
@@ -369,10 +373,6 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 	if req.TargetGroupID == "" || req.TargetClusterName == "" {
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "MISSING_ATTRIBUTE", "An automated restore needs targetGroupId and targetClusterName.")
 	}
-	if req.TargetGroupID != gid || req.TargetClusterName != cluster {
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute targetClusterName specified: restoring into another cluster is not available yet; restore into %s.", cluster)
-	}
 	sp, err := s.GetSnapshot(gid, cluster, req.SnapshotID)
 	if err != nil {
 		return RestoreJob{}, err
@@ -380,27 +380,37 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 	if sp.Status != "completed" {
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_NOT_COMPLETE", "Snapshot %s is %s, not completed.", sp.ID, sp.Status)
 	}
+	tgid, tcluster := req.TargetGroupID, req.TargetClusterName
 	s.mu.Lock()
-	gs, err := s.group(gid)
+	tgs, err := s.group(tgid)
 	if err != nil {
 		s.mu.Unlock()
 		return RestoreJob{}, err
 	}
-	c, ok := gs.clusters[cluster]
+	c, ok := tgs.clusters[tcluster]
 	if !ok {
 		s.mu.Unlock()
-		return RestoreJob{}, notFound("cluster", cluster)
+		return RestoreJob{}, notFound("cluster", tcluster)
 	}
 	sn, store, err := s.snapshotterLocked(c)
 	target := c.EncryptionAtRestProvider
+	targetNode := ""
+	for _, n := range tgs.nodes {
+		if n.Cluster == tcluster {
+			targetNode = n.Name
+		}
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return RestoreJob{}, err
 	}
+	if targetNode == "" {
+		return RestoreJob{}, apiErr(http.StatusConflict, "CLUSTER_NOT_READY", "Cluster %s has no node that reported to the control plane yet.", tcluster)
+	}
 	if sp.EncryptionAtRestProvider != target {
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_SNAPSHOT_RESTORE_ENCRYPTION",
 			"Snapshot %s was taken with encryptionAtRestProvider %s; cluster %s uses %s: the target must use the same provider.",
-			sp.ID, sp.EncryptionAtRestProvider, cluster, target)
+			sp.ID, sp.EncryptionAtRestProvider, tcluster, target)
 	}
 	dir := store.Path(gid, cluster, sp.ID)
 	m, err := store.Get(gid, cluster, sp.ID)
@@ -428,7 +438,7 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 			"Encryption credentials on snapshot %s are not valid: its customer master key %s does not unwrap it (%s).", sp.ID, sp.CMK, reason)
 	}
 	now := s.now().UTC()
-	job := RestoreJob{ID: newID(now), SnapshotID: sp.ID, DeliveryType: req.DeliveryType, TargetClusterName: cluster, TargetGroupID: gid,
+	job := RestoreJob{ID: newID(now), SnapshotID: sp.ID, DeliveryType: req.DeliveryType, TargetClusterName: tcluster, TargetGroupID: tgid,
 		SourceClusterName: cluster, CreatedAt: now, Timestamp: sp.CreatedAt, EncryptionEnabled: sp.EncryptionAtRestProvider != ProviderNone,
 		MasterKeyUUID: sp.MasterKeyUUID, State: "QUEUED"}
 	s.mu.Lock()
@@ -437,8 +447,69 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 	if err != nil {
 		return RestoreJob{}, err
 	}
-	go s.runRestore(gid, cluster, job.ID, dir, sn)
+	src := NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}
+	dst := NodeID{GroupID: tgid, Cluster: tcluster, Name: targetNode}
+	go s.runRestore(gid, cluster, job.ID, func(ctx context.Context) error {
+		if src == dst {
+			return sn.RestoreSnapshot(ctx, tgid, tcluster, dir)
+		}
+		staged, cleanup, err := s.stageForNode(ctx, *store, sp.ID, job.ID, src, dst)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return sn.RestoreSnapshot(ctx, tgid, tcluster, staged)
+	})
 	return job, nil
+}
+
+// stageForNode copies a snapshot of node src for a restore into node dst
+// of another cluster: the key service binds a node's master key wrapping
+// to the node's identity, so the copy's master key is unwrapped as src
+// and wrapped again as dst (keys.Keystore.RewrapMaster: one wrap and one
+// verifying unwrap), here, before the target node sees it. Its database
+// keys, wrapped by the master key, do not change.
+func (s *Service) stageForNode(ctx context.Context, store snapshot.Store, id, jobID string, src, dst NodeID) (string, func(), error) {
+	dir, cleanup, err := store.Stage(src.GroupID, src.Cluster, id, dst.GroupID, dst.Cluster, "restore-"+jobID)
+	if err != nil {
+		return "", nil, err
+	}
+	ks, err := keys.Open(ctx, dir, nodeProvider{s: s, id: src})
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("the snapshot's keystore does not open: %w", err)
+	}
+	defer ks.Close()
+	if err := ks.RewrapMaster(ctx, nodeProvider{s: s, id: dst}); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("re-wrapping the snapshot's master key for %s: %w", dst, err)
+	}
+	return dir, cleanup, nil
+}
+
+// nodeProvider wraps and unwraps as one node, under the key service's
+// rules for it.
+type nodeProvider struct {
+	s  *Service
+	id NodeID
+}
+
+func (p nodeProvider) Wrap(ctx context.Context, pt, aad []byte) (kms.Wrapped, error) {
+	return p.s.NodeWrap(ctx, p.id, pt, aad)
+}
+
+func (p nodeProvider) Unwrap(ctx context.Context, w kms.Wrapped, aad []byte) ([]byte, error) {
+	return p.s.NodeUnwrap(ctx, p.id, w, aad)
+}
+
+func (p nodeProvider) Check(ctx context.Context) kms.Status {
+	p.s.mu.Lock()
+	cur, _, err := p.s.nodeKeysLocked(p.id)
+	p.s.mu.Unlock()
+	if err != nil {
+		return kms.Status{Validity: kms.Invalid, Reason: kms.ReasonKeyNotFound, Detail: err.Error()}
+	}
+	return cur.Check(ctx)
 }
 
 func (s *Service) updateRestore(gid, cluster, id string, fn func(*RestoreJob)) {
@@ -453,9 +524,9 @@ func (s *Service) updateRestore(gid, cluster, id string, fn func(*RestoreJob)) {
 	_ = s.st.put(map[string]any{restoreKey(gid, cluster, id): job})
 }
 
-func (s *Service) runRestore(gid, cluster, id, dir string, sn Snapshotter) {
+func (s *Service) runRestore(gid, cluster, id string, restore func(context.Context) error) {
 	s.updateRestore(gid, cluster, id, func(j *RestoreJob) { j.State = "RUNNING" })
-	err := sn.RestoreSnapshot(context.Background(), gid, cluster, dir)
+	err := restore(context.Background())
 	now := s.now().UTC()
 	s.updateRestore(gid, cluster, id, func(j *RestoreJob) {
 		j.FinishedAt = &now

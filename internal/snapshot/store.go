@@ -342,3 +342,56 @@ func validName(s string) bool {
 	}
 	return true
 }
+
+// Stage copies published snapshot id of a cluster into a private working
+// directory under another cluster's part of the store (a restore into that
+// cluster prepares it there); cleanup removes it. The directory's name
+// starts with .partial-, so an interrupted restore's copy is never listed
+// and Clean removes it.
+func (s Store) Stage(gid, cluster, id, toGid, toCluster, name string) (dir string, cleanup func(), err error) {
+	if !validName(toGid) || !validName(toCluster) || !validName(name) {
+		return "", nil, fmt.Errorf("snapshot: invalid name %q/%q/%q", toGid, toCluster, name)
+	}
+	src := s.Path(gid, cluster, id)
+	if _, err := os.Stat(src); err != nil {
+		return "", nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	parent := s.clusterDir(toGid, toCluster)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", nil, err
+	}
+	dir = filepath.Join(parent, ".partial-"+name)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dir, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("snapshot: stage %s: %w", id, err)
+	}
+	return dir, cleanup, nil
+}
