@@ -362,3 +362,102 @@ func TestBackupRestoreIntoAnotherCluster(t *testing.T) {
 		t.Fatalf("the source changed: %d documents (%v)", n, err)
 	}
 }
+
+// TestBackupSnapshotBoundToKeyVersion: a snapshot is bound to the CMK
+// version that wrapped it. Cluster0 on the faithful Google Cloud KMS; a
+// snapshot under key version 1; the key rotated (the node re-wraps under
+// version 2) and a second snapshot; version 1 disabled at the KMS: the
+// first snapshot is refused with INVALID_SNAPSHOT_RESTORE_ENCRYPTION and
+// nothing changes, the second restores.
+func TestBackupSnapshotBoundToKeyVersion(t *testing.T) {
+	k := startDevKMS(t, "gcp")
+	s := e2etest.Start(t, cmkdbBin, t.TempDir(), "--key-check-interval", "1s", "--allow-provider-path", os.TempDir())
+	api, gid := s.UpAPI(), s.Info.GroupID
+	atlas := api.Atlas(t)
+	creds, err := os.ReadFile(k.Settings["credentialsFile"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "NONE"}, nil)
+	waitClusterIdle(t, api, gid, "Cluster0")
+	api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{"local": map[string]any{"enabled": false}}, nil)
+	api.Call(t, "PATCH", "/groups/"+gid+"/encryptionAtRest", map[string]any{"googleCloudKms": map[string]any{"enabled": true,
+		"keyVersionResourceID": k.Settings["keyName"], "serviceAccountKey": string(creds),
+		"endpoint": k.Settings["endpoint"], "caFile": k.Settings["caFile"]}}, nil)
+	api.Call(t, "PATCH", "/groups/"+gid+"/clusters/Cluster0", map[string]any{"encryptionAtRestProvider": "GCP"}, nil)
+	waitClusterIdle(t, api, gid, "Cluster0")
+	c := connect(t, s.URI)
+	defer disconnect(c)
+	coll := c.Database("app").Collection("c")
+	take := func(docs int) (string, string) {
+		t.Helper()
+		for i := 0; i < docs; i++ {
+			if _, err := coll.InsertOne(opCtx(t), bson.D{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		params := &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"}
+		sp, _, err := atlas.CloudProviderSnapshots.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshot{RetentionInDays: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full struct {
+			Status string `json:"status"`
+			CMK    struct{ KeyVersion string } `json:"cmkdbCustomerMasterKey"`
+		}
+		e2etest.Eventually(t, stateTimeout, "snapshot completed", func() error {
+			api.Call(t, "GET", "/groups/"+gid+"/clusters/Cluster0/backup/snapshots/"+sp.ID, nil, &full)
+			if full.Status != "completed" {
+				return fmt.Errorf("status %s", full.Status)
+			}
+			return nil
+		})
+		return sp.ID, full.CMK.KeyVersion
+	}
+	first, v1 := take(10)
+	admin(t, k, "/key/rotate")
+	api.Call(t, "POST", "/groups/"+gid+"/encryptionAtRest/validate", nil, nil)
+	e2etest.Eventually(t, stateTimeout, "the node's master key re-wrapped under the new key version", func() error {
+		if ns := clusterNodes(t, api, gid, "Cluster0"); len(ns) != 1 || ns[0].CMK.KeyVersion == v1 {
+			return fmt.Errorf("nodes %+v", ns)
+		}
+		return nil
+	})
+	second, v2 := take(5)
+	if v1 == v2 {
+		t.Fatalf("both snapshots under key version %s", v1)
+	}
+	admin(t, k, "/key/state?value=DISABLED&version="+lastSegment(v1))
+	restore := func(id string) error {
+		_, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"},
+			&mongodbatlas.CloudProviderSnapshotRestoreJob{SnapshotID: id, DeliveryType: "automated", TargetClusterName: "Cluster0", TargetGroupID: gid})
+		return err
+	}
+	var er *mongodbatlas.ErrorResponse
+	if err := restore(first); !errors.As(err, &er) || er.ErrorCode != "INVALID_SNAPSHOT_RESTORE_ENCRYPTION" {
+		t.Fatalf("restore of the snapshot under the disabled version %s: %v", v1, err)
+	}
+	if n, _ := coll.CountDocuments(opCtx(t), bson.D{}); n != 15 {
+		t.Fatalf("a refused restore changed the data: %d documents", n)
+	}
+	if err := restore(second); err != nil {
+		t.Fatalf("restore of the snapshot under version %s: %v", v2, err)
+	}
+	e2etest.Eventually(t, stateTimeout, "the second snapshot restored", func() error {
+		var jobs struct {
+			Results []struct {
+				State string `json:"cmkdbState"`
+				Error string `json:"cmkdbErrorMessage"`
+			} `json:"results"`
+		}
+		api.Call(t, "GET", "/groups/"+gid+"/clusters/Cluster0/backup/restoreJobs", nil, &jobs)
+		if len(jobs.Results) != 1 || jobs.Results[0].State != "COMPLETED" {
+			return fmt.Errorf("jobs %+v", jobs.Results)
+		}
+		return nil
+	})
+}
+
+// lastSegment is what follows the last '/' (a key version's number in its
+// resource name).
+func lastSegment(s string) string { return s[strings.LastIndex(s, "/")+1:] }

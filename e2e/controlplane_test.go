@@ -77,8 +77,9 @@ type nodeView struct {
 	State            string `json:"state"`
 	MasterKeyVersion int    `json:"masterKeyVersion"`
 	CMK              struct {
-		Provider string `json:"provider"`
-		KeyID    string `json:"keyId"`
+		Provider   string `json:"provider"`
+		KeyID      string `json:"keyId"`
+		KeyVersion string `json:"keyVersion"`
 	} `json:"cmk"`
 }
 
