@@ -402,7 +402,7 @@ func TestBackupSnapshotBoundToKeyVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		var full struct {
-			Status string `json:"status"`
+			Status string                      `json:"status"`
 			CMK    struct{ KeyVersion string } `json:"cmkdbCustomerMasterKey"`
 		}
 		e2etest.Eventually(t, stateTimeout, "snapshot completed", func() error {
