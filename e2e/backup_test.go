@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,6 +214,38 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 	check()
 
 	atlas = s.UpAPI().Atlas(t)
+	// A download: a one-time URL serving the snapshot as a tar archive of
+	// encrypted files, the keystore and the manifest; it opens offline
+	// with the key, and holds no plaintext.
+	dl, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"},
+		&mongodbatlas.CloudProviderSnapshotRestoreJob{SnapshotID: snap.ID, DeliveryType: "download"})
+	if err != nil || len(dl.DeliveryURL) != 1 {
+		t.Fatalf("download job: %+v %v", dl, err)
+	}
+	get := func() (int, []byte) {
+		resp, err := http.Get(dl.DeliveryURL[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	status, archive := get()
+	if status != 200 || len(archive) == 0 || bytes.Contains(archive, []byte(canary)) {
+		t.Fatalf("download: %d, %d bytes (canary in it: %v)", status, len(archive), bytes.Contains(archive, []byte(canary)))
+	}
+	if again, _ := get(); again != 404 {
+		t.Fatalf("a second download of a one-time link: %d", again)
+	}
+	tarPath := filepath.Join(t.TempDir(), snap.ID+".tar")
+	if err := os.WriteFile(tarPath, archive, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := e2etest.CLI(t, cmkdbBin, "snapshot", "verify", tarPath, "--kms-config", kmsConfig(filepath.Join(dir, "kms", "local-cmk.json"))); !strings.Contains(out, "every chunk authenticated") {
+		t.Fatalf("verify of the downloaded archive:\n%s", out)
+	}
+
 	if _, err := atlas.CloudProviderSnapshots.Delete(opCtx(t), params); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package atlasapi
 
 import (
+	"io"
 	"net/http"
 
 	"github.com/cmkdb/cmkdb/internal/controlplane"
@@ -54,6 +55,7 @@ func (h *handler) createRestoreJob(c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	gid, name := c.param("groupId"), c.param("clusterName")
+	in.BaseURL = c.href("", nil)
 	job, err := h.svc.CreateRestoreJob(c.r.Context(), c.actor, gid, name, in)
 	if err != nil {
 		return 0, nil, err
@@ -109,4 +111,17 @@ func (h *handler) deleteBackupSchedule(c *call) (int, any, error) {
 	}
 	body, err := c.resource(sc, c.selfPath())
 	return http.StatusOK, body, err
+}
+
+// download serves a download job's snapshot, once, as a tar archive. The
+// token in the path is the credential (as a pre-signed URL is), so the
+// route needs no API key; an unknown, used or expired token is 404.
+func (h *handler) download(c *call) (int, any, error) {
+	dir, name, err := h.svc.TakeDownload(c.r.Context(), c.param("token"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, streamBody{contentType: "application/x-tar",
+		header: map[string]string{"Content-Disposition": `attachment; filename="` + name + `"`, "Cache-Control": "no-store"},
+		write: func(w io.Writer) error { return controlplane.WriteSnapshotTar(w, dir) }}, nil
 }

@@ -50,6 +50,19 @@ func (c *call) reply(status int, body any) {
 		c.w.WriteHeader(status)
 		return
 	}
+	if st, ok := body.(streamBody); ok {
+		c.w.Header().Set("Content-Type", st.contentType)
+		for k, v := range st.header {
+			c.w.Header().Set(k, v)
+		}
+		c.w.WriteHeader(status)
+		if err := st.write(c.w); err != nil {
+			// The status is sent: the client sees a truncated body, which
+			// a tar reader reports.
+			c.h.log.Warn("admin API: streaming a response", "path", c.r.URL.Path, "err", err)
+		}
+		return
+	}
 	if raw, ok := body.(rawBody); ok {
 		c.w.Header().Set("Content-Type", raw.contentType)
 		c.w.WriteHeader(status)
@@ -65,6 +78,14 @@ func (c *call) reply(status int, body any) {
 	c.w.Header().Set("Content-Type", c.media)
 	c.w.WriteHeader(status)
 	_, _ = c.w.Write(b)
+}
+
+// streamBody is a response written as it is produced (a snapshot
+// download).
+type streamBody struct {
+	contentType string
+	header      map[string]string
+	write       func(io.Writer) error
 }
 
 // rawBody is a response that is not JSON (the OpenAPI document).

@@ -82,6 +82,8 @@ func (h *handler) table() []route {
 	)
 	rs := []route{
 		{method: http.MethodGet, pattern: "/openapi.yaml", public: true, fn: h.openAPI},
+		// The token is the credential: a one-time download link.
+		{method: http.MethodGet, pattern: "/backup/downloads/{token}", public: true, fn: h.download},
 
 		{method: http.MethodGet, pattern: "/orgs", fn: h.listOrgs},
 		{method: http.MethodGet, pattern: "/orgs/{orgId}", fn: h.getOrg},

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,11 +33,16 @@ import (
 func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Inspect and verify a backup snapshot offline"}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "inspect DIR",
+		Use:   "inspect DIR|ARCHIVE.tar",
 		Short: "What a snapshot holds and which customer master key opens it (no key needed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			m, r, err := readSnapshot(args[0])
+			dir, cleanup, err := snapshotArg(args[0])
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			m, r, err := readSnapshot(dir)
 			if err != nil {
 				return err
 			}
@@ -52,7 +59,7 @@ func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 	})
 	var kmsFile string
 	verify := &cobra.Command{
-		Use:   "verify DIR",
+		Use:   "verify DIR|ARCHIVE.tar",
 		Short: "Check every file against the manifest; with --kms-config, open it and authenticate every byte",
 		Long: "Without --kms-config: every file's size and SHA-256 against the snapshot's manifest, and no file\n" +
 			"it does not list. With --kms-config FILE (a JSON object like a node file's \"kms\" block:\n" +
@@ -61,11 +68,16 @@ func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 			"itself is never written. Without access to the key it opens nothing and says why.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, r, err := readSnapshot(args[0])
+			dir, cleanup, err := snapshotArg(args[0])
 			if err != nil {
 				return err
 			}
-			if err := snapshot.Verify(args[0], m); err != nil {
+			defer cleanup()
+			m, r, err := readSnapshot(dir)
+			if err != nil {
+				return err
+			}
+			if err := snapshot.Verify(dir, m); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%d files match the manifest\n", len(m.Files))
@@ -77,7 +89,7 @@ func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := readEverything(cmd.Context(), args[0], provider)
+			n, err := readEverything(cmd.Context(), dir, provider)
 			if err != nil {
 				return err
 			}
@@ -88,6 +100,76 @@ func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 	verify.Flags().StringVar(&kmsFile, "kms-config", "", "JSON file naming the KMS provider and its settings that reach the snapshot's CMK")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+// snapshotArg is a snapshot directory, or a downloaded archive extracted
+// into a private temporary one (cleanup removes it).
+func snapshotArg(path string) (dir string, cleanup func(), err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", nil, err
+	}
+	if fi.IsDir() {
+		return path, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "cmkdb-snapshot-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	if err := extractTar(path, tmp); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tmp, cleanup, nil
+}
+
+// extractTar extracts a snapshot archive: directories and regular files
+// only, every path inside dst.
+func extractTar(path, dst string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("not a snapshot archive: %w", err)
+		}
+		name := filepath.Clean(filepath.FromSlash(h.Name))
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("archive entry %q leaves the archive", h.Name)
+		}
+		to := filepath.Join(dst, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(to, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+				return err
+			}
+			out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, tr); err != nil {
+				out.Close()
+				return err
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("archive entry %q is not a file or directory", h.Name)
+		}
+	}
 }
 
 func readSnapshot(dir string) (snapshot.Manifest, *keys.Report, error) {

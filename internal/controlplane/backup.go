@@ -107,6 +107,11 @@ type RestoreJob struct {
 	MasterKeyUUID     string     `json:"masterKeyUUID,omitempty"`
 	State             string     `json:"cmkdbState"`
 	ErrorMessage      string     `json:"cmkdbErrorMessage,omitempty"`
+	// A download's one-time URL and when it stops working; the job keeps
+	// only the SHA-256 of its token (backup_download.go).
+	DeliveryURL []string   `json:"deliveryUrl,omitempty"`
+	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
+	TokenSHA256 string     `json:"tokenSha256,omitempty"` // stored; cleared in what the API shows
 }
 
 // RestoreRequest is the body of a restore job.
@@ -118,6 +123,9 @@ type RestoreRequest struct {
 	OplogTs               int64  `json:"oplogTs"`
 	OplogInc              int64  `json:"oplogInc"`
 	PointInTimeUTCSeconds int64  `json:"pointInTimeUTCSeconds"`
+	// BaseURL is where the API that received the request is served
+	// (scheme, host, version prefix): a download's URL starts with it.
+	BaseURL string `json:"-"`
 }
 
 // mongodVersion is the MongoDB version cmkdb answers as.
@@ -364,9 +372,11 @@ func (s *Service) expireSnapshots() {
 func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster string, req RestoreRequest) (RestoreJob, error) {
 	switch req.DeliveryType {
 	case "automated":
-	case "download", "pointInTime":
+	case "download":
+		return s.createDownload(gid, cluster, req)
+	case "pointInTime":
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute deliveryType specified: %s restores are not available yet (automated only).", req.DeliveryType)
+			"Invalid attribute deliveryType specified: pointInTime restores are not available yet (automated and download are).")
 	default:
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute deliveryType specified: %q.", req.DeliveryType)
 	}
@@ -541,6 +551,33 @@ func (s *Service) runRestore(gid, cluster, id string, restore func(context.Conte
 	}
 }
 
+// createDownload records a download job for a completed snapshot.
+func (s *Service) createDownload(gid, cluster string, req RestoreRequest) (RestoreJob, error) {
+	sp, err := s.GetSnapshot(gid, cluster, req.SnapshotID)
+	if err != nil {
+		return RestoreJob{}, err
+	}
+	if sp.Status != "completed" {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_NOT_COMPLETE", "Snapshot %s is %s, not completed.", sp.ID, sp.Status)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snapshots == nil {
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "CLOUD_BACKUP_NOT_ENABLED", "This control plane has no snapshot store.")
+	}
+	now := s.now().UTC()
+	job := RestoreJob{ID: newID(now), SnapshotID: sp.ID, DeliveryType: "download", TargetGroupID: gid, SourceClusterName: cluster,
+		CreatedAt: now, Timestamp: sp.CreatedAt, EncryptionEnabled: sp.EncryptionAtRestProvider != ProviderNone, MasterKeyUUID: sp.MasterKeyUUID}
+	if err := createDownloadLocked(&job, req.BaseURL, now); err != nil {
+		return RestoreJob{}, err
+	}
+	if err := s.st.put(map[string]any{restoreKey(gid, cluster, job.ID): job}); err != nil {
+		return RestoreJob{}, err
+	}
+	job.TokenSHA256 = ""
+	return job, nil
+}
+
 // RestoreJobs lists a cluster's restore jobs, newest first.
 func (s *Service) RestoreJobs(gid, cluster string) ([]RestoreJob, error) {
 	s.mu.Lock()
@@ -557,6 +594,10 @@ func (s *Service) RestoreJobs(gid, cluster string) ([]RestoreJob, error) {
 		var j RestoreJob
 		if err := open(&j); err != nil {
 			return err
+		}
+		j.TokenSHA256 = ""
+		if j.DeliveryType == "download" && j.ExpiresAt != nil && s.now().After(*j.ExpiresAt) {
+			j.Expired, j.DeliveryURL = true, nil
 		}
 		out = append(out, j)
 		return nil
