@@ -123,5 +123,5 @@ func (h *handler) download(c *call) (int, any, error) {
 	}
 	return http.StatusOK, streamBody{contentType: "application/x-tar",
 		header: map[string]string{"Content-Disposition": `attachment; filename="` + name + `"`, "Cache-Control": "no-store"},
-		write: func(w io.Writer) error { return controlplane.WriteSnapshotTar(w, dir) }}, nil
+		write:  func(w io.Writer) error { return controlplane.WriteSnapshotTar(w, dir) }}, nil
 }
