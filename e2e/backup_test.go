@@ -16,6 +16,7 @@ import (
 
 	"go.mongodb.org/atlas/mongodbatlas"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
@@ -129,6 +130,36 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 	wrong, err := exec.Command(cmkdbBin, "snapshot", "verify", snapDir, "--kms-config", kmsConfig(other)).CombinedOutput()
 	if err == nil || !strings.Contains(string(wrong), "does not open") {
 		t.Fatalf("snapshot verify with another key: %v\n%s", err, wrong)
+	}
+
+	// Served read-only with the key, as mongosh or mongodump would read it;
+	// writes refused; the snapshot unchanged afterwards.
+	port := freePort(t)
+	serve := exec.Command(cmkdbBin, "snapshot", "serve", snapDir, "--kms-config", kmsConfig(filepath.Join(dir, "kms", "local-cmk.json")),
+		"--port", fmt.Sprint(port))
+	var serveOut bytes.Buffer
+	serve.Stdout, serve.Stderr = &serveOut, &serveOut
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := connect(t, fmt.Sprintf("mongodb://127.0.0.1:%d/?retryWrites=false", port))
+	e2etest.Eventually(t, stateTimeout, "the served snapshot answers", func() error {
+		n, err := sc.Database("app").Collection("c").CountDocuments(opCtx(t), bson.D{})
+		if err != nil || n != 1000 {
+			return fmt.Errorf("%d documents (%v)", n, err)
+		}
+		return nil
+	})
+	_, err = sc.Database("app").Collection("c").InsertOne(opCtx(t), bson.D{{Key: "x", Value: 1}})
+	var ce mongo.ServerError
+	if !errors.As(err, &ce) || !ce.HasErrorCode(20) {
+		t.Fatalf("a write to the served snapshot: %v, want 20 IllegalOperation", err)
+	}
+	disconnect(sc)
+	serve.Process.Signal(os.Interrupt)
+	serve.Wait()
+	if out := e2etest.CLI(t, cmkdbBin, "snapshot", "verify", snapDir); !strings.Contains(out, "match the manifest") {
+		t.Fatalf("the snapshot changed while served:\n%s\n%s", out, serveOut.String())
 	}
 
 	// Which snapshots a key version protects, before someone deletes it.

@@ -21,6 +21,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/keys"
 	"github.com/cmkdb/cmkdb/internal/kms"
 	"github.com/cmkdb/cmkdb/internal/kms/providers"
+	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/snapshot"
 	"github.com/cmkdb/cmkdb/internal/storage"
 )
@@ -99,6 +100,64 @@ func newSnapshotCmd(stdout io.Writer) *cobra.Command {
 	}
 	verify.Flags().StringVar(&kmsFile, "kms-config", "", "JSON file naming the KMS provider and its settings that reach the snapshot's CMK")
 	cmd.AddCommand(verify)
+	cmd.AddCommand(newSnapshotServeCmd(stdout))
+	return cmd
+}
+
+// newSnapshotServeCmd serves a snapshot read-only over the wire protocol,
+// so mongosh and mongodump read it: the equivalent of Atlas's KMIP Proxy
+// Standalone, with the credentials supplied at run time, never on disk
+// beside the data.
+func newSnapshotServeCmd(stdout io.Writer) *cobra.Command {
+	var kmsFile string
+	var port int
+	cmd := &cobra.Command{
+		Use:   "serve DIR|ARCHIVE.tar --kms-config FILE",
+		Short: "Serve a snapshot read-only on loopback, opened with the CMK the KMS configuration reaches",
+		Long: "The snapshot is checked against its manifest, its keystore opened with the key the --kms-config file\n" +
+			"reaches (see `cmkdb snapshot verify`), and its databases opened read-only: nothing is written into the\n" +
+			"snapshot, and write commands are refused (20 IllegalOperation). Listens on 127.0.0.1 only.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if kmsFile == "" {
+				return errors.New("--kms-config is required: a snapshot opens only with its CMK")
+			}
+			dir, cleanup, err := snapshotArg(args[0])
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			m, _, err := readSnapshot(dir)
+			if err != nil {
+				return err
+			}
+			if err := snapshot.Verify(dir, m); err != nil {
+				return err
+			}
+			provider, err := snapshotProvider(cmd.Context(), kmsFile, m)
+			if err != nil {
+				return err
+			}
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			// A node directory whose node/ is the snapshot: the keystore
+			// and db/ are where a node looks for them.
+			run, err := os.MkdirTemp("", "cmkdb-snapshot-serve-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(run)
+			if err := os.Symlink(abs, filepath.Join(run, "node")); err != nil {
+				return err
+			}
+			f := serveFlags{dir: run, bind: "127.0.0.1", port: port, checkInterval: 15 * time.Minute, readOnly: true}
+			return serve(cmd.Context(), stdout, f, node.Layout{Dir: run}, provider, nil)
+		},
+	}
+	cmd.Flags().StringVar(&kmsFile, "kms-config", "", "JSON file naming the KMS provider and its settings that reach the snapshot's CMK")
+	cmd.Flags().IntVar(&port, "port", 27018, "port for the MongoDB wire protocol (0: a free one; see the output)")
 	return cmd
 }
 

@@ -85,6 +85,9 @@ type serveFlags struct {
 	configFile string
 	// snapshotDir is the snapshot store of `up` (default DIR/snapshots).
 	snapshotDir string
+	// readOnly serves existing data without changing it (`cmkdb snapshot
+	// serve`).
+	readOnly bool
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -117,7 +120,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	n, err := node.Open(ctx, l, provider, node.Options{Plaintext: f.plaintext})
+	n, err := node.Open(ctx, l, provider, node.Options{Plaintext: f.plaintext, ReadOnly: f.readOnly})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -139,7 +142,8 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		}
 	}
 	var srv *wire.Server
-	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }, Repl: rm})
+	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }, Repl: rm,
+		ReadOnly: f.readOnly})
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {
 		_ = ln.Close()

@@ -80,6 +80,9 @@ func (h *Handler) handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		ctx, cancel = context.WithTimeoutCause(ctx, maxTime, errMaxTimeExpired)
 		defer cancel()
 	}
+	if cmd.rs == rsWrite && h.opts.ReadOnly {
+		return nil, mongoerr.New(mongoerr.IllegalOperation, "Cannot execute a write operation in read-only mode: this node serves a snapshot")
+	}
 	if cmd.rs == rsWrite && writesOplog(req) {
 		return nil, mongoerr.New(mongoerr.InvalidNamespace, "cannot write to 'local.oplog.rs': the oplog is derived from the replicated log and is read-only")
 	}

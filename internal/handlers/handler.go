@@ -48,6 +48,10 @@ type Options struct {
 	// primary takes writes, and hello reports the set. nil: a standalone
 	// node, whose writes commit straight to storage.
 	Repl *repl.Member
+	// ReadOnly refuses every write command with 20 IllegalOperation, as a
+	// read-only mongod does (the node's storage is read-only too, so
+	// nothing else can write either): a snapshot served offline.
+	ReadOnly bool
 }
 
 // Handler serves commands for one node.

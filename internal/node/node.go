@@ -167,6 +167,10 @@ type Options struct {
 	// check their context between documents, so they return at once; the
 	// bound is for one stuck where it cannot check.
 	DisableGrace time.Duration
+	// ReadOnly serves existing data without changing anything: the
+	// keystore must exist (none is created), databases open read-only
+	// (storage.Options.ReadOnly). A snapshot served offline.
+	ReadOnly bool
 }
 
 // DefaultDisableGrace is Options.DisableGrace's default.
@@ -196,10 +200,14 @@ func Open(ctx context.Context, l Layout, provider kms.Provider, opts Options) (*
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n := &Node{Layout: l, Provider: kms.NewCounting(provider), opts: opts}
-	if err := settleReencryption(l, opts.logger()); err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if err := settleReencryption(l, opts.logger()); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := os.Stat(keys.Path(l.KeystoreDir())); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(keys.Path(l.KeystoreDir())); errors.Is(err, os.ErrNotExist) && opts.ReadOnly {
+		return nil, fmt.Errorf("node: %s has no keystore to serve read-only", l.KeystoreDir())
+	} else if errors.Is(err, os.ErrNotExist) {
 		ks, err := keys.Create(ctx, l.KeystoreDir(), n.Provider)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -230,7 +238,7 @@ func (n *Node) unlock(ctx context.Context) (*keys.Keystore, *storage.Engine, err
 		return nil, nil, fmt.Errorf("node: %w", err)
 	}
 	eng, err := storage.Open(storage.Options{Dir: n.Layout.DataDir(), QuarantineDir: n.Layout.QuarantineDir(),
-		Plaintext: n.opts.Plaintext, CacheSize: n.opts.CacheSize, Logger: n.opts.logger()}, ks)
+		Plaintext: n.opts.Plaintext, CacheSize: n.opts.CacheSize, Logger: n.opts.logger(), ReadOnly: n.opts.ReadOnly}, ks)
 	if err != nil {
 		ks.Close()
 		return nil, nil, fmt.Errorf("node: %w", err)

@@ -73,6 +73,9 @@ var errSwitchBusy = errors.New("node: operations in flight did not end in time f
 // provider names now. Not for a replica set member (its data is also in
 // the raft log; sets re-encrypt by resync).
 func (n *Node) Reencrypt(ctx context.Context, progress func(ReencryptProgress)) error {
+	if n.opts.ReadOnly {
+		return fmt.Errorf("node: re-encrypt: %w", storage.ErrReadOnly)
+	}
 	n.reencrypting.Lock()
 	defer n.reencrypting.Unlock()
 	if progress == nil {

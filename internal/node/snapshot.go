@@ -111,6 +111,9 @@ func (n *Node) Checkpoint(ctx context.Context, dest string) (SnapshotInfo, error
 // re-encryption. Operations wait during the switch; afterwards they see
 // the snapshot's data.
 func (n *Node) Restore(ctx context.Context, src string) error {
+	if n.opts.ReadOnly {
+		return fmt.Errorf("node: restore: %w", storage.ErrReadOnly)
+	}
 	n.reencrypting.Lock()
 	defer n.reencrypting.Unlock()
 	log := n.opts.logger()

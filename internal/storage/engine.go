@@ -62,7 +62,15 @@ type Options struct {
 	// QuarantineDir receives database directories that no key names and
 	// no drop record explains (default: "quarantine" beside Dir).
 	QuarantineDir string
+	// ReadOnly opens every database read-only (Pebble's ReadOnly: nothing
+	// is written to Dir, the WAL is replayed in memory) and refuses every
+	// change (ErrReadOnly): a node serving a snapshot. Directories no key
+	// names are left where they are.
+	ReadOnly bool
 }
+
+// ErrReadOnly is returned for a change to a read-only engine.
+var ErrReadOnly = errors.New("storage: the databases are open read-only")
 
 // Quarantined is a database directory set aside because no key names it
 // and no drop is on record: typically the node's keystore was replaced by
@@ -124,10 +132,15 @@ func Open(opts Options, ks Keys) (*Engine, error) {
 	if opts.QuarantineDir == "" {
 		opts.QuarantineDir = filepath.Join(filepath.Dir(filepath.Clean(opts.Dir)), "quarantine")
 	}
-	if err := os.MkdirAll(opts.Dir, encfs.DirMode); err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(opts.Dir, encfs.DirMode); err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
 	}
 	e := &Engine{opts: opts, ks: ks, cache: pebble.NewCache(opts.CacheSize), dbs: map[string]*DB{}}
+	if opts.ReadOnly {
+		return e, nil
+	}
 	if err := e.settleOrphans(); err != nil {
 		e.cache.Unref()
 		return nil, err
@@ -246,6 +259,9 @@ func (e *Engine) Quarantined() []Quarantined { return slices.Clone(e.quarantined
 
 // CreateDatabase adds a key for name and opens its (empty) database.
 func (e *Engine) CreateDatabase(name string) (*DB, error) {
+	if e.opts.ReadOnly {
+		return nil, fmt.Errorf("%w: cannot create database %q", ErrReadOnly, name)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, err := e.ks.AddDatabase(name); err != nil {
@@ -281,6 +297,9 @@ func (e *Engine) openLocked(name string) (*DB, error) {
 	}
 	dir := filepath.Join(e.opts.Dir, id)
 	fs := encfs.Private(vfs.Default)
+	if e.opts.ReadOnly {
+		fs = readOnlyFS{fs}
+	}
 	if !e.opts.Plaintext {
 		fs = encfs.New(fs, id, e.ks.KeySource(id))
 	}
@@ -289,6 +308,7 @@ func (e *Engine) openLocked(name string) (*DB, error) {
 		Cache:              e.cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: e.opts.Logger.With("db", name)},
+		ReadOnly:           e.opts.ReadOnly,
 	}
 	if e.opts.Tune != nil {
 		e.opts.Tune(po)
@@ -307,6 +327,9 @@ func (e *Engine) openLocked(name string) (*DB, error) {
 // deleted, they are already unreadable, and Open removes them (the drop is
 // on record in the keystore).
 func (e *Engine) DropDatabase(name string) error {
+	if e.opts.ReadOnly {
+		return fmt.Errorf("%w: cannot drop database %q", ErrReadOnly, name)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id, ok := e.ks.DatabaseIDs()[name]
@@ -338,6 +361,9 @@ func (db *DB) DiskUsage() int64 { return int64(db.Metrics().DiskSpaceUsage()) }
 // RotateDatabaseKey gives the database a new key version: files written
 // from now on use it; existing files keep theirs and stay readable.
 func (e *Engine) RotateDatabaseKey(name string) (uint32, error) {
+	if e.opts.ReadOnly {
+		return 0, fmt.Errorf("%w: cannot rotate database keys", ErrReadOnly)
+	}
 	return e.ks.RotateDatabaseKey(name)
 }
 
