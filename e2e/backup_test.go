@@ -526,3 +526,43 @@ func TestBackupSnapshotBoundToKeyVersion(t *testing.T) {
 // lastSegment is what follows the last '/' (a key version's number in its
 // resource name).
 func lastSegment(s string) string { return s[strings.LastIndex(s, "/")+1:] }
+
+// TestCtlSnapshotTakeAndRestore drives a backup from `cmkdb ctl`: take a
+// snapshot and wait for it, then restore it with a progress bar.
+func TestCtlSnapshotTakeAndRestore(t *testing.T) {
+	s := e2etest.Start(t, cmkdbBin, t.TempDir())
+	c := connect(t, s.URI)
+	defer disconnect(c)
+	coll := c.Database("app").Collection("c")
+	for i := 0; i < 50; i++ {
+		if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctlCmd := func(args ...string) string {
+		return e2etest.CLI(t, cmkdbBin, append([]string{"ctl", "--dir", s.Dir}, args...)...)
+	}
+	out := ctlCmd("snapshots", "take", "Cluster0", "--retention-days", "2", "--wait")
+	f := strings.Fields(out)
+	if len(f) < 3 || f[0] != "snapshot" || f[2] != "completed" {
+		t.Fatalf("ctl snapshots take:\n%s", out)
+	}
+	id := f[1]
+	if _, err := coll.InsertOne(opCtx(t), bson.D{{Key: "_id", Value: "later"}}); err != nil {
+		t.Fatal(err)
+	}
+	out = ctlCmd("snapshots", "restore", "Cluster0", id, "--wait")
+	if !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "100%") {
+		t.Fatalf("ctl snapshots restore:\n%s", out)
+	}
+	e2etest.Eventually(t, stateTimeout, "the snapshot's documents", func() error {
+		n, err := coll.CountDocuments(opCtx(t), bson.D{})
+		if err != nil || n != 50 {
+			return fmt.Errorf("%d documents (%v)", n, err)
+		}
+		return nil
+	})
+	if out := ctlCmd("snapshots", "Cluster0"); !strings.Contains(out, id) {
+		t.Fatalf("ctl snapshots:\n%s", out)
+	}
+}

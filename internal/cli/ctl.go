@@ -196,11 +196,30 @@ func newCtlMaintenanceCmd(o *ctl.Options) *cobra.Command {
 
 func newCtlSnapshotsCmd(o *ctl.Options) *cobra.Command {
 	var key string
-	cmd := &cobra.Command{Use: "snapshots CLUSTER", Short: "List a cluster's backup snapshots and the CMK version protecting each",
+	cmd := &cobra.Command{Use: "snapshots CLUSTER", Short: "List a cluster's backup snapshots and the CMK version protecting each; take and restore them",
 		Long: "With --key provider:keyId[@version], only the snapshots that key protects: the ones that disabling or\n" +
 			"deleting it would make unopenable (restores included).",
 		Args: cobra.ExactArgs(1),
 		RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error { return a.Snapshots(ctx, args[0], key) })}
 	cmd.Flags().StringVar(&key, "key", "", "only the snapshots this CMK (version) protects")
+	var days int
+	var desc string
+	var wait bool
+	take := &cobra.Command{Use: "take CLUSTER", Short: "Take an on-demand snapshot", Args: cobra.ExactArgs(1),
+		RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error {
+			return a.TakeSnapshot(ctx, args[0], days, desc, wait)
+		})}
+	take.Flags().IntVar(&days, "retention-days", 7, "days to keep it")
+	take.Flags().StringVar(&desc, "description", "", "what it is for")
+	take.Flags().BoolVar(&wait, "wait", false, "wait until it is completed")
+	var target string
+	var waitRestore bool
+	restore := &cobra.Command{Use: "restore CLUSTER SNAPSHOT-ID", Short: "Restore a snapshot into its cluster (or --target-cluster), online", Args: cobra.ExactArgs(2),
+		RunE: ctlRun(o, func(ctx context.Context, a *ctl.App, args []string) error {
+			return a.Restore(ctx, args[0], args[1], target, waitRestore)
+		})}
+	restore.Flags().StringVar(&target, "target-cluster", "", "restore into this cluster of the project (same provider) instead")
+	restore.Flags().BoolVar(&waitRestore, "wait", false, "draw the restore's progress until it finishes")
+	cmd.AddCommand(take, restore)
 	return cmd
 }

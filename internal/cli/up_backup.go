@@ -31,7 +31,7 @@ func (p *upProvisioner) TakeSnapshot(ctx context.Context, gid, cluster, dir stri
 }
 
 // RestoreSnapshot implements controlplane.Snapshotter.
-func (p *upProvisioner) RestoreSnapshot(ctx context.Context, gid, cluster, dir string) error {
+func (p *upProvisioner) RestoreSnapshot(ctx context.Context, gid, cluster, dir string, progress func(copied, total int64)) error {
 	rn, ok := p.node(gid, cluster)
 	if !ok {
 		return fmt.Errorf("cluster %s is not running", cluster)
@@ -39,5 +39,5 @@ func (p *upProvisioner) RestoreSnapshot(ctx context.Context, gid, cluster, dir s
 	if rn.members != nil {
 		return errors.New("restores of replica sets are not available yet")
 	}
-	return rn.n.Restore(ctx, dir)
+	return rn.n.Restore(ctx, dir, progress)
 }

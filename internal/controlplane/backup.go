@@ -43,8 +43,9 @@ type Snapshotter interface {
 	// TakeSnapshot writes a snapshot of the cluster's node into dir
 	// (which does not exist yet).
 	TakeSnapshot(ctx context.Context, groupID, cluster, dir string) (SnapshotSource, error)
-	// RestoreSnapshot replaces the cluster's data with the snapshot in dir.
-	RestoreSnapshot(ctx context.Context, groupID, cluster, dir string) error
+	// RestoreSnapshot replaces the cluster's data with the snapshot in
+	// dir; progress hears the bytes copied so far and their total.
+	RestoreSnapshot(ctx context.Context, groupID, cluster, dir string, progress func(copied, total int64)) error
 }
 
 // SnapshotSource says which node a snapshot was taken from and under what
@@ -106,7 +107,11 @@ type RestoreJob struct {
 	EncryptionEnabled bool       `json:"encryptionEnabled"`
 	MasterKeyUUID     string     `json:"masterKeyUUID,omitempty"`
 	State             string     `json:"cmkdbState"`
-	ErrorMessage      string     `json:"cmkdbErrorMessage,omitempty"`
+	// BytesCopied of BytesTotal: the restore's progress (the snapshot's
+	// files copied into the node's staging area).
+	BytesCopied  int64  `json:"cmkdbBytesCopied,omitempty"`
+	BytesTotal   int64  `json:"cmkdbBytesTotal,omitempty"`
+	ErrorMessage string `json:"cmkdbErrorMessage,omitempty"`
 	// A download's one-time URL and when it stops working; the job keeps
 	// only the SHA-256 of its token (backup_download.go).
 	DeliveryURL []string   `json:"deliveryUrl,omitempty"`
@@ -459,16 +464,16 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 	}
 	src := NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}
 	dst := NodeID{GroupID: tgid, Cluster: tcluster, Name: targetNode}
-	go s.runRestore(gid, cluster, job.ID, func(ctx context.Context) error {
+	go s.runRestore(gid, cluster, job.ID, func(ctx context.Context, progress func(int64, int64)) error {
 		if src == dst {
-			return sn.RestoreSnapshot(ctx, tgid, tcluster, dir)
+			return sn.RestoreSnapshot(ctx, tgid, tcluster, dir, progress)
 		}
 		staged, cleanup, err := s.stageForNode(ctx, *store, sp.ID, job.ID, src, dst)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		return sn.RestoreSnapshot(ctx, tgid, tcluster, staged)
+		return sn.RestoreSnapshot(ctx, tgid, tcluster, staged, progress)
 	})
 	return job, nil
 }
@@ -534,9 +539,16 @@ func (s *Service) updateRestore(gid, cluster, id string, fn func(*RestoreJob)) {
 	_ = s.st.put(map[string]any{restoreKey(gid, cluster, id): job})
 }
 
-func (s *Service) runRestore(gid, cluster, id string, restore func(context.Context) error) {
+func (s *Service) runRestore(gid, cluster, id string, restore func(context.Context, func(copied, total int64)) error) {
 	s.updateRestore(gid, cluster, id, func(j *RestoreJob) { j.State = "RUNNING" })
-	err := restore(context.Background())
+	var last time.Time
+	err := restore(context.Background(), func(copied, total int64) {
+		if time.Since(last) < time.Second && copied < total {
+			return
+		}
+		last = time.Now()
+		s.updateRestore(gid, cluster, id, func(j *RestoreJob) { j.BytesCopied, j.BytesTotal = copied, total })
+	})
 	now := s.now().UTC()
 	s.updateRestore(gid, cluster, id, func(j *RestoreJob) {
 		j.FinishedAt = &now

@@ -34,7 +34,9 @@ func (f *fakeSnapshotter) TakeSnapshot(_ context.Context, _, _, dir string) (Sna
 	return SnapshotSource{NodeName: "node0", NodeID: "n", CMK: kms.KeyRef{Provider: "local", KeyID: "k1"}}, nil
 }
 
-func (f *fakeSnapshotter) RestoreSnapshot(context.Context, string, string, string) error { return nil }
+func (f *fakeSnapshotter) RestoreSnapshot(context.Context, string, string, string, func(int64, int64)) error {
+	return nil
+}
 
 func TestNextSlotAndRetention(t *testing.T) {
 	sc := defaultSchedule(&Cluster{ID: "c", CreateDate: time.Date(2026, 1, 1, 3, 30, 0, 0, time.UTC)})

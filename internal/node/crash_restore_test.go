@@ -65,7 +65,7 @@ func restoreChild(dir string) {
 			fmt.Fprintf(out, "ack app %s\n", id)
 			out.Flush()
 		}
-		if err := n.Restore(context.Background(), snap); err != nil {
+		if err := n.Restore(context.Background(), snap, nil); err != nil {
 			fail("restore", err)
 		}
 		fmt.Fprintln(out, "restored")

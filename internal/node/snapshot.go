@@ -110,7 +110,7 @@ func (n *Node) Checkpoint(ctx context.Context, dest string) (SnapshotInfo, error
 // then the same pause, commit point and crash recovery as a
 // re-encryption. Operations wait during the switch; afterwards they see
 // the snapshot's data.
-func (n *Node) Restore(ctx context.Context, src string) error {
+func (n *Node) Restore(ctx context.Context, src string, progress func(copied, total int64)) error {
 	if n.opts.ReadOnly {
 		return fmt.Errorf("node: restore: %w", storage.ErrReadOnly)
 	}
@@ -161,7 +161,7 @@ func (n *Node) Restore(ctx context.Context, src string) error {
 		abandon()
 		return fmt.Errorf("node: restore: %w", err)
 	}
-	if err := copyTree(ctx, filepath.Join(src, "db"), filepath.Join(next, "db")); err != nil {
+	if err := copyTree(ctx, filepath.Join(src, "db"), filepath.Join(next, "db"), progress); err != nil {
 		return fail(err)
 	}
 	if err := nks.RaiseGeneration(ks.Generation()); err != nil {
@@ -211,8 +211,21 @@ func (n *Node) Restore(ctx context.Context, src string) error {
 }
 
 // copyTree copies the regular files under src into dst (created), each
-// synced, with the private modes (files 0600, directories 0700).
-func copyTree(ctx context.Context, src, dst string) error {
+// synced, with the private modes (files 0600, directories 0700). progress,
+// if set, hears the bytes copied so far and the total after each file.
+func copyTree(ctx context.Context, src, dst string, progress func(copied, total int64)) error {
+	var total, copied int64
+	if progress != nil {
+		_ = filepath.WalkDir(src, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					total += fi.Size()
+				}
+			}
+			return nil
+		})
+		progress(0, total)
+	}
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -230,6 +243,12 @@ func copyTree(ctx context.Context, src, dst string) error {
 		}
 		if err := copyFile(path, to); err != nil {
 			return err
+		}
+		if progress != nil {
+			if fi, err := d.Info(); err == nil {
+				copied += fi.Size()
+			}
+			progress(min(copied, total), total)
 		}
 		return nil
 	})

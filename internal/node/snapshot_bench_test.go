@@ -92,7 +92,7 @@ func TestSnapshotRestoreTimes(t *testing.T) {
 		return nil
 	})
 	start = time.Now()
-	if err := n.Restore(context.Background(), snap); err != nil {
+	if err := n.Restore(context.Background(), snap, nil); err != nil {
 		t.Fatal(err)
 	}
 	restore := time.Since(start)

@@ -46,8 +46,12 @@ func TestCheckpointAndRestore(t *testing.T) {
 	genBefore := n.KeystoreGeneration()
 	r0, _ := keys.Inspect(l.KeystoreDir())
 
-	if err := n.Restore(context.Background(), snap); err != nil {
+	var last, total int64
+	if err := n.Restore(context.Background(), snap, func(c, tot int64) { last, total = c, tot }); err != nil {
 		t.Fatal(err)
+	}
+	if total == 0 || last != total {
+		t.Fatalf("restore progress ended at %d of %d bytes", last, total)
 	}
 	check := func(n *writerNode) {
 		t.Helper()
@@ -85,7 +89,7 @@ func TestCheckpointAndRestore(t *testing.T) {
 	if _, err := local.Disable(l.LocalKeyPath()); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Restore(context.Background(), snap); err == nil {
+	if err := n.Restore(context.Background(), snap, nil); err == nil {
 		t.Fatal("restore with the snapshot's CMK disabled succeeded")
 	}
 	if got := len(n.ids(t, "app", "c")); got != 1001 {
