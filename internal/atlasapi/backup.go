@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/cmkdb/cmkdb/internal/controlplane"
+	"github.com/cmkdb/cmkdb/internal/snapshot"
 )
 
 // Cloud Backup: on-demand snapshots and automated restore jobs of a
@@ -123,5 +124,5 @@ func (h *handler) download(c *call) (int, any, error) {
 	}
 	return http.StatusOK, streamBody{contentType: "application/x-tar",
 		header: map[string]string{"Content-Disposition": `attachment; filename="` + name + `"`, "Cache-Control": "no-store"},
-		write:  func(w io.Writer) error { return controlplane.WriteSnapshotTar(w, dir) }}, nil
+		write:  func(w io.Writer) error { return snapshot.WriteArchive(w, dir) }}, nil
 }

@@ -1,18 +1,12 @@
 package controlplane
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"fmt"
-	"io"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -88,43 +82,4 @@ func (s *Service) TakeDownload(ctx context.Context, token string) (dir, name str
 		return "", "", err
 	}
 	return s.snapshots.Path(job.TargetGroupID, job.SourceClusterName, m.ID), m.ID + ".tar", nil
-}
-
-// WriteSnapshotTar writes a snapshot directory as a tar archive: regular
-// files only, paths relative to it.
-func WriteSnapshotTar(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if rel == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: filepath.ToSlash(rel) + "/", Mode: 0o700, ModTime: info.ModTime()})
-		}
-		if !info.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", rel)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: filepath.ToSlash(rel), Mode: 0o600, Size: info.Size(), ModTime: info.ModTime()}); err != nil {
-			return err
-		}
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
