@@ -276,6 +276,27 @@ func TestBackupSnapshotAndRestore(t *testing.T) {
 	if out := e2etest.CLI(t, cmkdbBin, "snapshot", "verify", tarPath, "--kms-config", kmsConfig(filepath.Join(dir, "kms", "local-cmk.json"))); !strings.Contains(out, "every chunk authenticated") {
 		t.Fatalf("verify of the downloaded archive:\n%s", out)
 	}
+	// The download served read-only and read with mongosh, with the key;
+	// with another key it does not start and says why.
+	port = freePort(t)
+	serve = exec.Command(cmkdbBin, "snapshot", "serve", tarPath, "--kms-config", kmsConfig(filepath.Join(dir, "kms", "local-cmk.json")),
+		"--port", fmt.Sprint(port))
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e2etest.Eventually(t, stateTimeout, "mongosh reads the downloaded snapshot", func() error {
+		out, err := e2etest.MongoshErr(t, fmt.Sprintf("mongodb://127.0.0.1:%d/app", port), "print('count=' + db.c.countDocuments({}))")
+		if err != nil || !strings.Contains(out, "count=1000") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	serve.Process.Signal(os.Interrupt)
+	serve.Wait()
+	wrongServe, err := exec.Command(cmkdbBin, "snapshot", "serve", tarPath, "--kms-config", kmsConfig(other), "--port", fmt.Sprint(freePort(t))).CombinedOutput()
+	if err == nil || !strings.Contains(string(wrongServe), "keystore") {
+		t.Fatalf("serving with another key: %v\n%s", err, wrongServe)
+	}
 
 	if _, err := atlas.CloudProviderSnapshots.Delete(opCtx(t), params); err != nil {
 		t.Fatal(err)

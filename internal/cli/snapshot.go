@@ -136,6 +136,13 @@ func newSnapshotServeCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A node whose keys do not unwrap would start DISABLED and
+			// wait for the key; a snapshot server says why and stops.
+			ks, err := keys.Open(cmd.Context(), dir, provider)
+			if err != nil {
+				return fmt.Errorf("the snapshot's keystore does not open with that KMS configuration: %w", err)
+			}
+			ks.Close()
 			abs, err := filepath.Abs(dir)
 			if err != nil {
 				return err
