@@ -17,6 +17,8 @@ import (
 	"go.mongodb.org/atlas/mongodbatlas"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/cmkdb/cmkdb/e2e/e2etest"
 	"github.com/cmkdb/cmkdb/internal/kms/local"
@@ -586,4 +588,113 @@ func TestCtlSnapshotTakeAndRestore(t *testing.T) {
 	if out := ctlCmd("snapshots", "Cluster0"); !strings.Contains(out, id) {
 		t.Fatalf("ctl snapshots:\n%s", out)
 	}
+}
+
+// TestBackupReplicaSet snapshots `up --nodes 3`'s Cluster0 through the API:
+// a secondary writes the snapshot under its own keys (its raft log and
+// oplog left out); it restores into a one-member cluster of the same
+// provider (its master key re-wrapped for that node), which then serves
+// every document acknowledged with w:"majority" before the snapshot; a
+// restore into the replica set itself is refused.
+func TestBackupReplicaSet(t *testing.T) {
+	dir := t.TempDir()
+	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3", "--key-check-interval", "2s")
+	gid := s.Info.GroupID
+	atlas := s.UpAPI().Atlas(t)
+	coll := quickClient(t, s.URI).Database("app").Collection("c", options.Collection().SetWriteConcern(writeconcern.Majority()))
+	docs := make([]any, 200)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: i}}
+	}
+	if _, err := coll.InsertMany(opCtx(t), docs); err != nil {
+		t.Fatal(err)
+	}
+	params := &mongodbatlas.SnapshotReqPathParameters{GroupID: gid, ClusterName: "Cluster0"}
+	snap, _, err := atlas.CloudProviderSnapshots.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshot{RetentionInDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params.SnapshotID = snap.ID
+	var full struct {
+		Status   string `json:"status"`
+		NodeName string `json:"cmkdbNodeName"`
+		Failure  string `json:"cmkdbFailureReason"`
+	}
+	e2etest.Eventually(t, 3*stateTimeout, "replica set snapshot completed", func() error {
+		s.UpAPI().Call(t, "GET", "/groups/"+gid+"/clusters/Cluster0/backup/snapshots/"+snap.ID, nil, &full)
+		if full.Status == "failed" {
+			t.Fatalf("snapshot failed: %s", full.Failure)
+		}
+		if full.Status != "completed" {
+			return fmt.Errorf("status %s", full.Status)
+		}
+		return nil
+	})
+	var hello struct {
+		Primary string `bson:"primary"`
+	}
+	if err := quickClient(t, s.URI).Database("admin").RunCommand(opCtx(t), bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("snapshot taken by member %s (primary %s)", full.NodeName, hello.Primary)
+	// It opens offline with the project's key, bound to the member's
+	// identity, and holds every acknowledged document (and its catalog).
+	kmsFile := filepath.Join(t.TempDir(), "kms.json")
+	kb, _ := json.Marshal(map[string]any{"provider": "local", "local": map[string]string{"keyFile": filepath.Join(dir, "kms", "local-cmk.json")}})
+	if err := os.WriteFile(kmsFile, kb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := e2etest.CLI(t, cmkdbBin, "snapshot", "verify", filepath.Join(dir, "snapshots", gid, "Cluster0", snap.ID), "--kms-config", kmsFile)
+	var records int
+	if i := strings.Index(out, " databases, "); i < 0 {
+		t.Fatalf("verify:\n%s", out)
+	} else if _, err := fmt.Sscanf(out[i+len(" databases, "):], "%d records", &records); err != nil || records < 200 {
+		t.Fatalf("the snapshot holds %d records (%v):\n%s", records, err, out)
+	}
+
+	cl, _, err := atlas.Clusters.Create(opCtx(t), gid, &mongodbatlas.Cluster{Name: "Copy", EncryptionAtRestProvider: "LOCAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2etest.Eventually(t, stateTimeout, "Copy's node reported", func() error {
+		if ns := clusterNodes(t, s.UpAPI(), gid, "Copy"); len(ns) != 1 || ns[0].State != "AVAILABLE" {
+			return fmt.Errorf("nodes %+v", ns)
+		}
+		return nil
+	})
+	restore := func(target string) (*mongodbatlas.CloudProviderSnapshotRestoreJob, error) {
+		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshotRestoreJob{
+			SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: target, TargetGroupID: gid})
+		return j, err
+	}
+	var er *mongodbatlas.ErrorResponse
+	if _, err := restore("Cluster0"); !errors.As(err, &er) || er.HTTPCode != 400 {
+		t.Fatalf("restore into the replica set: %v, want 400", err)
+	}
+	job, err := restore("Copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params.JobID = job.ID
+	e2etest.Eventually(t, 3*stateTimeout, "restore finished", func() error {
+		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Get(opCtx(t), params)
+		if err != nil {
+			return err
+		}
+		if j.Failed != nil && *j.Failed {
+			t.Fatalf("restore failed: %+v", j)
+		}
+		if j.FinishedAt == "" {
+			return errors.New("not finished")
+		}
+		return nil
+	})
+	copyColl := connect(t, cl.ConnectionStrings.Standard).Database("app").Collection("c")
+	e2etest.Eventually(t, stateTimeout, "Copy serves the replica set's documents", func() error {
+		n, err := copyColl.CountDocuments(opCtx(t), bson.D{})
+		if err != nil || n != 200 {
+			return fmt.Errorf("%d documents (%v)", n, err)
+		}
+		return nil
+	})
 }

@@ -43,7 +43,7 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration, repl: c.Replication,
-				plaintext: c.InsecureNoEncryption, configFile: path}
+				plaintext: c.InsecureNoEncryption, configFile: path, snapshotDir: c.SnapshotDir}
 			if c.TLS != nil {
 				f.security.tls = true
 				f.security.tlsCertFile, f.security.tlsKeyFile, f.security.tlsCAFile = c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CAFile

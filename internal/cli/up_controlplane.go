@@ -126,12 +126,15 @@ func up(ctx context.Context, stdout io.Writer, f serveFlags) error {
 		slog.Warn("the project's local CMK is not this data directory's key file: `cmkdb kms local` acts on the one in use (see up.json localKeyFile)",
 			"inUse", inUse, "dataDirKey", cmk)
 	}
-	prov := &upProvisioner{ctx: ctx, f: f, cp: cp, nodes: map[string]*runningNode{}}
-	cp.Svc.SetProvisioner(prov)
 	snapDir := f.snapshotDir
 	if snapDir == "" {
 		snapDir = filepath.Join(f.dir, "snapshots")
 	}
+	if snapDir, err = filepath.Abs(snapDir); err != nil {
+		return err
+	}
+	prov := &upProvisioner{ctx: ctx, f: f, cp: cp, nodes: map[string]*runningNode{}, snapDir: snapDir}
+	cp.Svc.SetProvisioner(prov)
 	if err := cp.Svc.SetSnapshotStore(snapshot.Store{Dir: snapDir}); err != nil {
 		return err
 	}
@@ -238,6 +241,9 @@ type upProvisioner struct {
 
 	mu    sync.Mutex
 	nodes map[string]*runningNode // by group/cluster
+	// snapDir is the snapshot store; replica set members may write
+	// checkpoints into it (their node.json snapshotDir).
+	snapDir string
 }
 
 func (p *upProvisioner) node(gid, cluster string) (*runningNode, bool) {

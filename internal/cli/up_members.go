@@ -200,6 +200,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 				return nil, fmt.Errorf("%s: a member of up's replica set reaches its CMK through the control plane", c.Dir)
 			}
 			c.KMS.ControlPlane.URL, c.KMS.ControlPlane.CAFile = p.cp.KeyServiceURL, p.cp.CAFile
+			c.SnapshotDir = p.snapDir
 			f.oplog.apply(c.Replication)
 			if err := writeMemberConfig(c); err != nil {
 				return nil, err
@@ -259,7 +260,7 @@ func (p *upProvisioner) memberConfigs(gid, cluster string, n int, base string, f
 		c := &config.Config{Dir: dir, Bind: f.bind, Port: port, KeyCheckInterval: config.Duration{Duration: max(f.checkInterval, config.MinKeyCheckInterval)},
 			KMS: config.KMS{Provider: "controlplane", ControlPlane: &config.ControlPlaneKMS{URL: p.cp.KeyServiceURL, CAFile: p.cp.CAFile,
 				CertFile: nodeCert, KeyFile: nodeKey, GroupID: gid, Cluster: cluster}},
-			Replication: &r, InsecureNoEncryption: f.plaintext}
+			Replication: &r, InsecureNoEncryption: f.plaintext, SnapshotDir: p.snapDir}
 		if err := writeMemberConfig(c); err != nil {
 			return nil, err
 		}

@@ -39,6 +39,9 @@ type Config struct {
 	// set (`cmkdb up --nodes N --insecure-no-encryption` writes it into
 	// each member's file); a directory must always be opened the same way.
 	InsecureNoEncryption bool `json:"insecureNoEncryption,omitempty"`
+	// SnapshotDir is the snapshot store the node may write checkpoints
+	// into when its control plane asks (cmkdbCheckpoint); empty: none.
+	SnapshotDir string `json:"snapshotDir,omitempty"`
 }
 
 // Replication makes the node a member of a replica set. Every member is

@@ -158,23 +158,15 @@ func (s *Service) snapshotterLocked(c *Cluster) (Snapshotter, *snapshot.Store, e
 		return nil, nil, apiErr(http.StatusBadRequest, "CLOUD_BACKUP_NOT_ENABLED",
 			"This control plane has no snapshot store or does not run cluster %s's nodes, so it cannot back it up.", c.Name)
 	}
-	if c.members() > 1 {
-		return nil, nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Cluster %s is a replica set: snapshots of replica sets are not available yet (only one-member clusters).", c.Name)
-	}
 	return sn, s.snapshots, nil
 }
 
 // checkBackupLocked refuses turning scheduled backups on for a cluster
 // this control plane cannot back up.
-func (s *Service) checkBackupLocked(cluster string, members int) error {
+func (s *Service) checkBackupLocked(cluster string) error {
 	if _, ok := s.provisioner.(Snapshotter); !ok || s.snapshots == nil {
 		return apiErr(http.StatusBadRequest, "CLOUD_BACKUP_NOT_ENABLED",
 			"Invalid attribute backupEnabled specified: this control plane has no snapshot store or does not run cluster %s's nodes.", cluster)
-	}
-	if members > 1 {
-		return apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute backupEnabled specified: cluster %s is a replica set, and snapshots of replica sets are not available yet.", cluster)
 	}
 	return nil
 }
@@ -408,6 +400,10 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 		return RestoreJob{}, notFound("cluster", tcluster)
 	}
 	sn, store, err := s.snapshotterLocked(c)
+	if err == nil && c.members() > 1 {
+		err = apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute targetClusterName specified: %s is a replica set, and restores into replica sets are not available yet; restore into a one-member cluster.", tcluster)
+	}
 	target := c.EncryptionAtRestProvider
 	targetNode := ""
 	for _, n := range tgs.nodes {

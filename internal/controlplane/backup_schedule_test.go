@@ -80,9 +80,6 @@ func TestScheduledSnapshots(t *testing.T) {
 	s.SetProvisioner(fs)
 	ctx := context.Background()
 	gid, _ := localProject(t, s)
-	if _, err := s.CreateCluster(ctx, "t", gid, Cluster{Name: "B", ReplicationFactor: 3, BackupEnabled: true}); err == nil {
-		t.Fatal("backups on a replica set accepted")
-	}
 	if _, err := s.CreateCluster(ctx, "t", gid, Cluster{Name: "B", BackupEnabled: true}); err == nil {
 		t.Fatal("backups accepted without a snapshot store")
 	}

@@ -87,7 +87,7 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 	}
 	backup := c.BackupEnabled || c.ProviderBackupEnabled
 	if backup {
-		if err := s.checkBackupLocked(c.Name, c.ReplicationFactor); err != nil {
+		if err := s.checkBackupLocked(c.Name); err != nil {
 			s.mu.Unlock()
 			return Cluster{}, err
 		}
@@ -314,7 +314,7 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 	}
 	p.ReplicationFactor = nil
 	if on := backupSwitch(p.BackupEnabled, p.ProviderBackupEnabled); on != nil && *on {
-		if err := s.checkBackupLocked(name, next.members()); err != nil {
+		if err := s.checkBackupLocked(name); err != nil {
 			return Cluster{}, err
 		}
 	}

@@ -82,10 +82,6 @@ func (s *Service) resizeLocked(gs *groupState, c *Cluster, to int) (func(), erro
 	if c.retryable() {
 		from = c.MembershipChange.From // resume the failed change from where it began
 	}
-	if c.BackupEnabled && to > 1 {
-		return nil, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute replicationFactor specified: cluster %s has backupEnabled, and snapshots of replica sets are not available yet; turn backups off first.", c.Name)
-	}
 	if to != 3 && to != 5 && to != 7 {
 		return nil, invalidAttr("replicationFactor", "must be 3, 5 or 7 members")
 	}

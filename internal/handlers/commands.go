@@ -80,6 +80,8 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "refused: a cmkdb replica set's members are fixed by their configuration files"},
 		{name: "cmkdbAddMember", handler: h.cmkdbAddMember, priv: privCluster, adminOnly: true,
 			help: "cmkdb: add a member (name, host, raftAddr) as a non-voter; it is promoted once its initial sync caught up"},
+		{name: "cmkdbCheckpoint", handler: h.cmkdbCheckpoint, priv: privCluster, adminOnly: true,
+			help: "cmkdb: write a snapshot of this node into its snapshot store (the control plane's backups)"},
 		{name: "cmkdbRemoveMember", handler: h.cmkdbRemoveMember, priv: privCluster, adminOnly: true,
 			help: "cmkdb: remove a member from the replica set (the primary steps down first)"},
 		{name: "replSetFreeze", handler: h.replSetUnsupported, priv: privCluster, whileDisabled: true, adminOnly: true,

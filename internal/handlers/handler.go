@@ -52,6 +52,9 @@ type Options struct {
 	// read-only mongod does (the node's storage is read-only too, so
 	// nothing else can write either): a snapshot served offline.
 	ReadOnly bool
+	// SnapshotDir is the snapshot store cmkdbCheckpoint may write into;
+	// empty: the command is refused.
+	SnapshotDir string
 }
 
 // Handler serves commands for one node.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -44,7 +45,8 @@ type SnapshotInfo struct {
 }
 
 // Checkpoint writes a snapshot of the node into dest, which must not
-// exist, without stopping writes: each database is checkpointed after its
+// exist, without stopping writes (the databases named in exclude are left
+// out: a replica set member's "local", its raft log and oplog): each database is checkpointed after its
 // WAL is synced, so every write acknowledged before Checkpoint was called
 // is in it. Databases are checkpointed one after the other (a write to
 // two databases may be in one's checkpoint and not the other's, as with
@@ -53,7 +55,7 @@ type SnapshotInfo struct {
 // checkpoints has a key for every database in it. Databases created
 // during it are in the keystore but not checkpointed: a restore has them
 // empty.
-func (n *Node) Checkpoint(ctx context.Context, dest string) (SnapshotInfo, error) {
+func (n *Node) Checkpoint(ctx context.Context, dest string, exclude ...string) (SnapshotInfo, error) {
 	eng, _, release, err := n.Acquire()
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("node: snapshot: %w", err)
@@ -67,6 +69,9 @@ func (n *Node) Checkpoint(ctx context.Context, dest string) (SnapshotInfo, error
 	for _, name := range eng.Databases() {
 		if err := ctx.Err(); err != nil {
 			return SnapshotInfo{}, err
+		}
+		if slices.Contains(exclude, name) {
+			continue
 		}
 		db, unhold, err := eng.Hold(name)
 		if errors.Is(err, storage.ErrNoDatabase) {
