@@ -28,7 +28,7 @@ func (h *handler) authenticate(c *call) bool {
 		err = apiauth.ErrBadCredentials
 	}
 	if !errors.Is(err, apiauth.ErrNoCredentials) {
-		h.log.Debug("admin API authentication failed", "path", c.r.URL.Path, "err", err)
+		h.log.Debug("admin API authentication failed", "path", loggedPath(c.r.URL.Path), "err", err)
 	}
 	h.auth.Challenge(c.w, errors.Is(err, apiauth.ErrStaleNonce))
 	c.fail(errUnauthorized())

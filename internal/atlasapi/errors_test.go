@@ -22,3 +22,14 @@ func TestRedacted(t *testing.T) {
 		t.Fatalf("redacted changed the wrong text or the original: %+v / %+v", got, ae)
 	}
 }
+
+func TestLoggedPathHidesDownloadTokens(t *testing.T) {
+	for in, want := range map[string]string{
+		"/api/atlas/v2/backup/downloads/abcdef0123": "/api/atlas/v2/backup/downloads/(token)",
+		"/api/atlas/v2/groups/x/clusters":           "/api/atlas/v2/groups/x/clusters",
+	} {
+		if got := loggedPath(in); got != want {
+			t.Errorf("loggedPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

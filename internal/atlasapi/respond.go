@@ -59,7 +59,7 @@ func (c *call) reply(status int, body any) {
 		if err := st.write(c.w); err != nil {
 			// The status is sent: the client sees a truncated body, which
 			// a tar reader reports.
-			c.h.log.Warn("admin API: streaming a response", "path", c.r.URL.Path, "err", err)
+			c.h.log.Warn("admin API: streaming a response", "path", loggedPath(c.r.URL.Path), "err", err)
 		}
 		return
 	}
@@ -71,7 +71,7 @@ func (c *call) reply(status int, body any) {
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		c.h.log.Error("admin API: encoding a response", "path", c.r.URL.Path, "err", err)
+		c.h.log.Error("admin API: encoding a response", "path", loggedPath(c.r.URL.Path), "err", err)
 		c.fail(err)
 		return
 	}
@@ -99,7 +99,7 @@ type rawBody struct {
 func (c *call) fail(err error) {
 	ae := c.h.redact(controlplane.AsAPIError(err))
 	if ae.Status >= 500 {
-		c.h.log.Error("admin API request failed", "method", c.r.Method, "path", c.r.URL.Path, "err", err)
+		c.h.log.Error("admin API request failed", "method", c.r.Method, "path", loggedPath(c.r.URL.Path), "err", err)
 	}
 	b, _ := json.Marshal(envelope(ae))
 	c.w.Header().Set("Content-Type", c.media)
@@ -328,4 +328,14 @@ func (c *call) resource(v any, path string) (any, error) {
 	}
 	m["links"] = []link{{Href: c.href(path, nil), Rel: "self"}}
 	return m, nil
+}
+
+// loggedPath is a request path as logs show it: a download link's token is
+// a credential, so it is replaced.
+func loggedPath(p string) string {
+	const seg = "/backup/downloads/"
+	if i := strings.Index(p, seg); i >= 0 {
+		return p[:i+len(seg)] + "(token)"
+	}
+	return p
 }

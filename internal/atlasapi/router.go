@@ -216,7 +216,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A bug in a handler must not take the connection down without an
 		// answer; the client gets a 500 that reveals nothing.
 		if v := recover(); v != nil {
-			h.log.Error("admin API handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+			h.log.Error("admin API handler panic", "method", r.Method, "path", loggedPath(r.URL.Path), "panic", v)
 			c.fail(&controlplane.APIError{Status: http.StatusInternalServerError, Code: "UNEXPECTED_ERROR", Detail: "Unexpected error."})
 		}
 	}()
