@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/wire"
 	"github.com/cmkdb/cmkdb/internal/oplog"
 )
 
@@ -79,9 +80,10 @@ func parseResumeToken(v bson.RawValue, option string) (resumePoint, error) {
 	if !ok {
 		return resumePoint{}, mongoerr.New(mongoerr.TypeMismatch, "BSON field '$changeStream.%s' is the wrong type '%s', expected type 'object'", option, typeName(v.Type))
 	}
-	if d.Validate() != nil {
+	if wire.ValidateDocument(d) != nil {
 		// The wire layer validates whole commands; this is for callers that
-		// did not (the driver's Lookup panics on malformed BSON).
+		// did not (the driver's Lookup and even its Validate panic on some
+		// malformed BSON; the wire's validator walks it safely).
 		return bad("it is not valid BSON")
 	}
 	s, ok := d.Lookup("_data").StringValueOK()
