@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -250,7 +249,7 @@ func readEverything(ctx context.Context, dir string, provider kms.Provider) (int
 		return 0, err
 	}
 	defer os.RemoveAll(tmp)
-	if err := copyDir(dir, tmp); err != nil {
+	if err := snapshot.CopyTree(ctx, dir, tmp, nil); err != nil {
 		return 0, err
 	}
 	ks, err := keys.Open(ctx, tmp, provider)
@@ -292,32 +291,4 @@ func readEverything(ctx context.Context, dir string, provider kms.Provider) (int
 		}
 	}
 	return n, nil
-}
-
-// copyDir copies a directory tree with private modes.
-func copyDir(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o700)
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
 }

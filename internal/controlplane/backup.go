@@ -308,16 +308,29 @@ func (s *Service) Snapshots(gid, cluster string) ([]Snapshot, error) {
 
 // GetSnapshot returns one snapshot.
 func (s *Service) GetSnapshot(gid, cluster, id string) (Snapshot, error) {
-	all, err := s.Snapshots(gid, cluster)
-	if err != nil {
+	var sp Snapshot
+	if err := s.getBackupRecord(gid, cluster, snapshotKey(gid, cluster, id), &sp); err != nil {
 		return Snapshot{}, err
+	} else if sp.ID == "" {
+		return Snapshot{}, notFoundSnapshot(id)
 	}
-	for _, sp := range all {
-		if sp.ID == id {
-			return sp, nil
-		}
+	return sp, nil
+}
+
+// getBackupRecord reads one record of a cluster's backups into v (left
+// zero when there is none), once the group and cluster exist.
+func (s *Service) getBackupRecord(gid, cluster, key string, v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs, err := s.group(gid)
+	if err != nil {
+		return err
 	}
-	return Snapshot{}, notFoundSnapshot(id)
+	if _, ok := gs.clusters[cluster]; !ok {
+		return notFound("cluster", cluster)
+	}
+	found := false
+	return s.st.get(key, v, &found)
 }
 
 // DeleteSnapshot deletes a snapshot that is not running: its files, then
@@ -603,11 +616,7 @@ func (s *Service) RestoreJobs(gid, cluster string) ([]RestoreJob, error) {
 		if err := open(&j); err != nil {
 			return err
 		}
-		j.TokenSHA256 = ""
-		if j.DeliveryType == "download" && j.ExpiresAt != nil && s.now().After(*j.ExpiresAt) {
-			j.Expired, j.DeliveryURL = true, nil
-		}
-		out = append(out, j)
+		out = append(out, s.restoreView(j))
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
@@ -616,16 +625,24 @@ func (s *Service) RestoreJobs(gid, cluster string) ([]RestoreJob, error) {
 
 // GetRestoreJob returns one restore job.
 func (s *Service) GetRestoreJob(gid, cluster, id string) (RestoreJob, error) {
-	all, err := s.RestoreJobs(gid, cluster)
-	if err != nil {
+	var j RestoreJob
+	if err := s.getBackupRecord(gid, cluster, restoreKey(gid, cluster, id), &j); err != nil {
 		return RestoreJob{}, err
 	}
-	for _, j := range all {
-		if j.ID == id {
-			return j, nil
-		}
+	if j.ID == "" {
+		return RestoreJob{}, apiErr(http.StatusNotFound, "RESTORE_JOB_NOT_FOUND", "No restore job with ID %s exists.", id)
 	}
-	return RestoreJob{}, apiErr(http.StatusNotFound, "RESTORE_JOB_NOT_FOUND", "No restore job with ID %s exists.", id)
+	return s.restoreView(j), nil
+}
+
+// restoreView is a restore job as the API shows it: no token digest, a
+// download link gone once it expired.
+func (s *Service) restoreView(j RestoreJob) RestoreJob {
+	j.TokenSHA256 = ""
+	if j.DeliveryType == "download" && j.ExpiresAt != nil && s.now().After(*j.ExpiresAt) {
+		j.Expired, j.DeliveryURL = true, nil
+	}
+	return j
 }
 
 // failInterruptedBackups marks snapshots and restores that were running

@@ -8,8 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
-	"github.com/cmkdb/cmkdb/internal/wire"
 	"github.com/cmkdb/cmkdb/internal/oplog"
+	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
 // A change stream's resume token is a position in the oplog, which every

@@ -182,7 +182,7 @@ func openSnapshotDocs(t *testing.T, l Layout, dir string) int {
 	// A copy: opening Pebble writes into its directory, and the store's
 	// snapshot must stay as its manifest says.
 	cp := filepath.Join(t.TempDir(), "snap")
-	if err := copyTree(context.Background(), dir, cp, nil); err != nil {
+	if err := snapshot.CopyTree(context.Background(), dir, cp, nil); err != nil {
 		t.Fatal(err)
 	}
 	dir = cp

@@ -21,6 +21,7 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -365,30 +366,7 @@ func (s Store) Stage(gid, cluster, id, toGid, toCluster, name string) (dir strin
 		return "", nil, err
 	}
 	cleanup = func() { _ = os.RemoveAll(dir) }
-	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		to := filepath.Join(dir, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o700)
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
+	err = CopyTree(context.Background(), src, dir, nil)
 	if err != nil {
 		cleanup()
 		return "", nil, fmt.Errorf("snapshot: stage %s: %w", id, err)
