@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
-	"github.com/cmkdb/cmkdb/internal/oplog"
+	"github.com/cmkdb/cmkdb/internal/node"
+	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -27,25 +27,9 @@ func (h *Handler) cmkdbCheckpoint(ctx context.Context, c *wire.ConnState, req *w
 	if !ok || dir == "" {
 		return nil, mongoerr.New(mongoerr.TypeMismatch, "cmkdbCheckpoint needs the directory to write, as a string")
 	}
-	if h.opts.SnapshotDir == "" {
-		return nil, mongoerr.New(mongoerr.IllegalOperation, "this node has no snapshot store configured (node.json snapshotDir)")
-	}
-	root, err := filepath.Abs(h.opts.SnapshotDir)
+	dir, err := h.snapshotStorePath("cmkdbCheckpoint", dir)
 	if err != nil {
 		return nil, err
-	}
-	dir = filepath.Clean(dir)
-	if !filepath.IsAbs(dir) || !strings.HasPrefix(dir, root+string(filepath.Separator)) {
-		return nil, mongoerr.New(mongoerr.Unauthorized, "cmkdbCheckpoint writes only inside the node's snapshot store")
-	}
-	// The parent must exist and resolve inside the store too (no symlink
-	// leading elsewhere); the directory itself must not exist.
-	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
-	if err != nil {
-		return nil, mongoerr.New(mongoerr.BadValue, "cmkdbCheckpoint: %v", err)
-	}
-	if realRoot, err := filepath.EvalSymlinks(root); err != nil || !strings.HasPrefix(parent+string(filepath.Separator), realRoot+string(filepath.Separator)) {
-		return nil, mongoerr.New(mongoerr.Unauthorized, "cmkdbCheckpoint writes only inside the node's snapshot store")
 	}
 	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
 		return nil, mongoerr.New(mongoerr.BadValue, "cmkdbCheckpoint: %s exists", dir)
@@ -57,19 +41,27 @@ func (h *Handler) cmkdbCheckpoint(ctx context.Context, c *wire.ConnState, req *w
 		// when the snapshot was asked for (afterOpTime, the primary's
 		// lastWrite), so the snapshot holds every write acknowledged
 		// before it.
-		if v := req.Command.Lookup("afterOpTime"); v.Type == bson.TypeTimestamp {
-			t, i := v.Timestamp()
-			want := oplog.Timestamp{T: t, I: i}
-			for rs.Status().Applied.TS.Compare(want) < 0 {
-				select {
-				case <-ctx.Done():
-					return nil, mongoerr.New(mongoerr.ExceededTimeLimit, "cmkdbCheckpoint: this member did not catch up with the primary in time")
-				case <-time.After(10 * time.Millisecond):
-				}
+		if want, ok := timestampArg(req.Command.Lookup("afterOpTime")); ok {
+			if err := waitApplied(ctx, rs, "cmkdbCheckpoint", want); err != nil {
+				return nil, err
 			}
 		}
 	}
-	info, err := h.node.Checkpoint(ctx, dir, exclude...)
+	var info node.SnapshotInfo
+	var at repl.OpTime
+	take := func() error {
+		var err error
+		info, err = h.node.Checkpoint(ctx, dir, exclude...)
+		return err
+	}
+	if rs := h.opts.Repl; rs != nil {
+		// No entry is applied while the databases are checkpointed: the
+		// snapshot holds exactly the log up to one index, which a
+		// point-in-time restore replays the oplog archive from.
+		err = rs.WithAppliesPaused(ctx, func(t repl.OpTime) error { at = t; return take() })
+	} else {
+		err = take()
+	}
 	if err != nil {
 		return nil, acquireError(err)
 	}
@@ -83,6 +75,33 @@ func (h *Handler) cmkdbCheckpoint(ctx context.Context, c *wire.ConnState, req *w
 		{Key: "masterKeyVersion", Value: int64(info.MasterKeyVersion)},
 		{Key: "cmk", Value: bson.D{{Key: "provider", Value: info.CMK.Provider}, {Key: "keyId", Value: info.CMK.KeyID}, {Key: "keyVersion", Value: info.CMK.KeyVersion}}},
 		{Key: "databaseIds", Value: ids},
+		{Key: "raftIndex", Value: int64(at.Index)},
+		{Key: "oplogTs", Value: bson.Timestamp{T: at.TS.T, I: at.TS.I}},
 		{Key: "ok", Value: 1.0},
 	})
+}
+
+// snapshotStorePath checks that dir lies inside the node's snapshot store
+// (node.json snapshotDir), its parent resolving there too (no symlink
+// leading elsewhere): the only place the backup commands read or write.
+func (h *Handler) snapshotStorePath(cmd, dir string) (string, error) {
+	if h.opts.SnapshotDir == "" {
+		return "", mongoerr.New(mongoerr.IllegalOperation, "this node has no snapshot store configured (node.json snapshotDir)")
+	}
+	root, err := filepath.Abs(h.opts.SnapshotDir)
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Clean(dir)
+	if !filepath.IsAbs(dir) || !strings.HasPrefix(dir, root+string(filepath.Separator)) {
+		return "", mongoerr.New(mongoerr.Unauthorized, "%s reads and writes only inside the node's snapshot store", cmd)
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", mongoerr.New(mongoerr.BadValue, "%s: %v", cmd, err)
+	}
+	if realRoot, err := filepath.EvalSymlinks(root); err != nil || !strings.HasPrefix(parent+string(filepath.Separator), realRoot+string(filepath.Separator)) {
+		return "", mongoerr.New(mongoerr.Unauthorized, "%s reads and writes only inside the node's snapshot store", cmd)
+	}
+	return dir, nil
 }

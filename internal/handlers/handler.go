@@ -72,6 +72,9 @@ type Handler struct {
 	sessions sessionLocks
 	// txns are the sessions' multi-document transactions (transaction.go).
 	txns txnTable
+	// archiveMu serializes oplog archive runs (pitr.go): two would write
+	// the same segments.
+	archiveMu sync.Mutex
 
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to

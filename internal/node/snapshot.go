@@ -213,3 +213,28 @@ func (n *Node) Restore(ctx context.Context, src string, progress func(copied, to
 	log.Info("restore done: the node serves the snapshot's data under a new master key", "nodeId", nks.NodeID())
 	return nil
 }
+
+// OpenSnapshot opens the snapshot in src (as Checkpoint wrote it, its
+// master key wrapped for this node) read-only, with this node's KMS
+// access: what a replica set restore streams to the set. close releases
+// it and drops its keys.
+func (n *Node) OpenSnapshot(ctx context.Context, src string) (eng *storage.Engine, close func(), err error) {
+	ks, err := keys.Open(ctx, src, n.Provider)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: the snapshot's keystore does not open: %w", err)
+	}
+	eng, err = storage.Open(storage.Options{Dir: filepath.Join(src, "db"), Plaintext: n.opts.Plaintext,
+		CacheSize: 32 << 20, Logger: n.opts.logger(), ReadOnly: true}, ks)
+	if err != nil {
+		ks.Close()
+		return nil, nil, fmt.Errorf("node: snapshot: %w", err)
+	}
+	for _, name := range eng.Databases() {
+		if _, err := eng.Database(name); err != nil {
+			eng.Close()
+			ks.Close()
+			return nil, nil, fmt.Errorf("node: snapshot: %w", err)
+		}
+	}
+	return eng, func() { eng.Close(); ks.Close() }, nil
+}

@@ -28,6 +28,9 @@ func (m *Member) CheckWritable() error {
 	if m.current() == nil || !m.writable.Load() {
 		return errNotPrimary()
 	}
+	if m.restoring.Load() {
+		return errRestoring()
+	}
 	return nil
 }
 
@@ -44,11 +47,19 @@ func (m *Member) propose(ctx context.Context, e entry) error {
 	if r == nil || !m.writable.Load() {
 		return errNotPrimary()
 	}
+	if m.restoring.Load() {
+		return errRestoring()
+	}
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
 	e.wallMs = time.Now().UnixMilli()
-	f := r.Apply(e.encode(), 0)
+	return m.apply(r, e.encode())
+}
+
+// apply appends an encoded entry and waits for its application here.
+func (m *Member) apply(r *raft.Raft, data []byte) error {
+	f := r.Apply(data, 0)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):

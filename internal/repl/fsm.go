@@ -51,6 +51,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	f.m.applyMu.Lock()
+	defer f.m.applyMu.Unlock()
 	err := f.apply(l)
 	if err != nil {
 		err = fmt.Errorf("repl: applying log index %d: %w", l.Index, err)

@@ -51,11 +51,18 @@ type Member struct {
 	mu      sync.Mutex
 	raft    *raft.Raft                  // nil while raft is not running
 	oplog   *oplog.Log                  // nil while raft is not running
+	logs    raft.LogStore               // nil while raft is not running
 	health  map[raft.ServerID]time.Time // leader: members whose heartbeats fail, since when
 	frozen  time.Time                   // replSetFreeze: no candidacy before
 	stepped time.Time                   // replSetStepDown: not primary again before
 
 	writable atomic.Bool
+	// restoring refuses client writes while a backup is restored into
+	// the set (pitr.go): only the restore's own entries are proposed.
+	restoring atomic.Bool
+	// applyMu is held by every apply and snapshot install: holding it
+	// pauses the log's application here (WithAppliesPaused).
+	applyMu  sync.Mutex
 	applied  atomic.Pointer[OpTime]
 	restores atomic.Uint64 // snapshots installed from another member
 
@@ -226,6 +233,9 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 		return fmt.Errorf("repl: the oplog: %w", err)
 	}
 	f := &fsm{m: m, eng: eng, dbs: dbs, failed: make(chan error, 1), oplog: ol}
+	if err := f.finishInterruptedRestore(local, snaps); err != nil {
+		return err
+	}
 	r, err := raft.NewRaft(rc, f, store, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("repl: start raft: %w", err)
@@ -234,7 +244,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	obs := raft.NewObserver(obsCh, false, nil)
 	r.RegisterObserver(obs)
 	m.mu.Lock()
-	m.raft, m.oplog = r, ol
+	m.raft, m.oplog, m.logs = r, ol, store
 	m.mu.Unlock()
 	m.bump()
 
@@ -250,7 +260,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	}
 	m.writable.Store(false)
 	m.mu.Lock()
-	m.raft, m.oplog = nil, nil
+	m.raft, m.oplog, m.logs = nil, nil, nil
 	m.mu.Unlock()
 	stopWatch()
 	r.DeregisterObserver(obs)

@@ -2,6 +2,7 @@ package repl
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,6 +94,24 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) write(w io.Writer) error {
+	parts := make([]streamPart, len(s.dbs))
+	for i, d := range s.dbs {
+		parts[i] = streamPart{name: d.name, r: d.snap}
+	}
+	return writeStream(context.Background(), w, parts, s.oplogTS)
+}
+
+// streamPart is one database of a snapshot stream and what reads it.
+type streamPart struct {
+	name string
+	r    interface {
+		NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+	}
+}
+
+// writeStream writes parts as a snapshot stream ending at oplog position
+// ts (none if zero).
+func writeStream(ctx context.Context, w io.Writer, parts []streamPart, ts oplog.Timestamp) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	bw.WriteString(snapMagic)
 	var n [binary.MaxVarintLen64]byte
@@ -100,14 +119,18 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		bw.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 		bw.Write(b)
 	}
-	for _, d := range s.dbs {
+	for _, d := range parts {
 		bw.WriteByte('D')
 		putBytes([]byte(d.name))
-		it, err := d.snap.NewIter(nil)
+		it, err := d.r.NewIter(nil)
 		if err != nil {
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				it.Close()
+				return err
+			}
 			v, err := it.ValueAndErr()
 			if err != nil {
 				it.Close()
@@ -122,12 +145,12 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		}
 		bw.WriteByte('E')
 	}
-	if !s.oplogTS.IsZero() {
+	if !ts.IsZero() {
 		bw.WriteByte('O')
-		var ts [8]byte
-		binary.BigEndian.PutUint32(ts[:4], s.oplogTS.T)
-		binary.BigEndian.PutUint32(ts[4:], s.oplogTS.I)
-		bw.Write(ts[:])
+		var b [8]byte
+		binary.BigEndian.PutUint32(b[:4], ts.T)
+		binary.BigEndian.PutUint32(b[4:], ts.I)
+		bw.Write(b[:])
 	}
 	bw.WriteByte('Z')
 	return bw.Flush()
@@ -145,6 +168,11 @@ func (s *fsmSnapshot) Release() {
 // does not list are dropped. Each is synced before Restore returns.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.m.applyMu.Lock()
+	defer f.m.applyMu.Unlock()
+	if err := setRestoreMarker(f.eng, true); err != nil {
+		return fmt.Errorf("repl: restore: %w", err)
+	}
 	seen, ts, err := restoreStream(bufio.NewReaderSize(rc, 1<<20), f.eng, f.m.sync.document)
 	defer f.m.sync.finished()
 	if err != nil {
@@ -164,6 +192,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		if err := f.dbs.Reload(name); err != nil {
 			return fmt.Errorf("repl: restore: %s: %w", name, err)
 		}
+	}
+	if err := setRestoreMarker(f.eng, false); err != nil {
+		return fmt.Errorf("repl: restore: %w", err)
 	}
 	f.m.restores.Add(1)
 	f.m.log.Info("caught up from a snapshot", "databases", len(seen))
@@ -337,4 +368,49 @@ func readBytes(r *bufio.Reader, max uint64) ([]byte, error) {
 	b := make([]byte, n)
 	_, err = io.ReadFull(r, b)
 	return b, err
+}
+
+// restoreMarker is set (synced) in the local database while a snapshot is
+// being installed, and removed once every database holds it. A member
+// that finds it at start crashed mid-install, with some databases
+// replaced and others not: it installs its newest raft snapshot again
+// (the one it was installing) before it applies anything, since raft
+// itself does not restore snapshots at start (NoSnapshotRestoreOnStart).
+var restoreMarker = []byte{0xF3}
+
+func setRestoreMarker(eng *storage.Engine, on bool) error {
+	local, err := eng.Database(localDB)
+	if err != nil {
+		return err
+	}
+	if on {
+		return local.Set(restoreMarker, []byte{1}, pebble.Sync)
+	}
+	return local.Delete(restoreMarker, pebble.Sync)
+}
+
+// finishInterruptedRestore installs snaps' newest snapshot again if a
+// crash interrupted its install.
+func (f *fsm) finishInterruptedRestore(local *storage.DB, snaps raft.SnapshotStore) error {
+	_, closer, err := local.Get(restoreMarker)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("repl: restore marker: %w", err)
+	}
+	closer.Close()
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("repl: raft snapshots: %w", err)
+	}
+	if len(list) == 0 {
+		return errors.New("repl: a snapshot install was interrupted and no raft snapshot is left to install again")
+	}
+	f.m.log.Warn("a snapshot install was interrupted by a crash: installing it again", "snapshot", list[0].ID)
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("repl: raft snapshot %s: %w", list[0].ID, err)
+	}
+	return f.Restore(rc)
 }
