@@ -667,10 +667,6 @@ func TestBackupReplicaSet(t *testing.T) {
 			SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: target, TargetGroupID: gid})
 		return j, err
 	}
-	var er *mongodbatlas.ErrorResponse
-	if _, err := restore("Cluster0"); !errors.As(err, &er) || er.HTTPCode != 400 {
-		t.Fatalf("restore into the replica set: %v, want 400", err)
-	}
 	job, err := restore("Copy")
 	if err != nil {
 		t.Fatal(err)

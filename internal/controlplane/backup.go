@@ -11,6 +11,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/keys"
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/logarchive"
 	"github.com/cmkdb/cmkdb/internal/snapshot"
 )
 
@@ -43,9 +44,30 @@ type Snapshotter interface {
 	// TakeSnapshot writes a snapshot of the cluster's node into dir
 	// (which does not exist yet).
 	TakeSnapshot(ctx context.Context, groupID, cluster, dir string) (SnapshotSource, error)
-	// RestoreSnapshot replaces the cluster's data with the snapshot in
-	// dir; progress hears the bytes copied so far and their total.
-	RestoreSnapshot(ctx context.Context, groupID, cluster, dir string, progress func(copied, total int64)) error
+	// RestoreSnapshot replaces the cluster's data with in's snapshot
+	// (and, for a point in time, its oplog archive); progress hears the
+	// bytes copied so far and their total.
+	RestoreSnapshot(ctx context.Context, groupID, cluster string, in RestoreInput, progress func(copied, total int64)) error
+}
+
+// RestoreInput is what a restore reads. Its staging functions give the
+// snapshot's files as one node of the target may open them (master keys
+// wrapped for that node: the key service binds each wrapping to a node),
+// and what removes the staged copy.
+type RestoreInput struct {
+	Stage func(ctx context.Context, node string) (dir string, cleanup func(), err error)
+	// PIT is set for a point-in-time restore.
+	PIT *PITInput
+}
+
+// PITInput is the oplog archive a point-in-time restore replays after
+// its snapshot: the entries after log index After whose last change is
+// at or before Through.
+type PITInput struct {
+	Archive   string
+	After     uint64
+	Through   logarchive.Timestamp
+	StageKeys func(ctx context.Context, node string) (dir string, cleanup func(), err error)
 }
 
 // SnapshotSource says which node a snapshot was taken from and under what
@@ -57,6 +79,10 @@ type SnapshotSource struct {
 	MasterKeyVersion   uint32
 	CMK                kms.KeyRef
 	DatabaseIDs        []string
+	// RaftIndex and OplogTS are the log position a replica set's snapshot
+	// holds exactly (zero for a one-member cluster).
+	RaftIndex uint64
+	OplogTS   logarchive.Timestamp
 }
 
 // Snapshot is a cluster snapshot (Atlas's DiskBackupReplicaSet).
@@ -82,6 +108,10 @@ type Snapshot struct {
 	EncryptionAtRestProvider string `json:"cmkdbEncryptionAtRestProvider"`
 	NodeName                 string `json:"cmkdbNodeName,omitempty"`
 	FailureReason            string `json:"cmkdbFailureReason,omitempty"`
+	// RaftIndex and OplogTS: the log position a replica set's snapshot
+	// holds (where a point-in-time restore starts replaying).
+	RaftIndex uint64                `json:"cmkdbRaftIndex,omitempty"`
+	OplogTS   *logarchive.Timestamp `json:"cmkdbOplogTs,omitempty"`
 }
 
 // SnapshotRequest is the body of an on-demand snapshot.
@@ -117,6 +147,10 @@ type RestoreJob struct {
 	DeliveryURL []string   `json:"deliveryUrl,omitempty"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
 	TokenSHA256 string     `json:"tokenSha256,omitempty"` // stored; cleared in what the API shows
+	// A point-in-time restore's target, as the request gave it.
+	PointInTimeUTCSeconds int64 `json:"pointInTimeUTCSeconds,omitempty"`
+	OplogTs               int64 `json:"oplogTs,omitempty"`
+	OplogInc              int64 `json:"oplogInc,omitempty"`
 }
 
 // RestoreRequest is the body of a restore job.
@@ -274,6 +308,10 @@ func (s *Service) runSnapshot(gid, cluster, id string, sn Snapshotter, store sna
 	_, _ = s.updateSnapshot(gid, cluster, id, func(sp *Snapshot) {
 		sp.Status, sp.StorageSizeBytes, sp.CMK, sp.NodeName = "completed", m.SizeBytes, src.CMK, src.NodeName
 		sp.MasterKeyUUID = src.CMK.KeyID
+		if src.RaftIndex > 0 {
+			ts := src.OplogTS
+			sp.RaftIndex, sp.OplogTS = src.RaftIndex, &ts
+		}
 	})
 	s.log.Info("snapshot completed", "cluster", cluster, "snapshot", id, "bytes", m.SizeBytes)
 }
@@ -380,20 +418,30 @@ func (s *Service) expireSnapshots() {
 
 // CreateRestoreJob starts a restore of one of cluster's snapshots.
 func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster string, req RestoreRequest) (RestoreJob, error) {
+	var through logarchive.Timestamp
 	switch req.DeliveryType {
 	case "automated":
 	case "download":
 		return s.createDownload(gid, cluster, req)
 	case "pointInTime":
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute deliveryType specified: pointInTime restores are not available yet (automated and download are).")
+		var err error
+		if through, err = pitTarget(req); err != nil {
+			return RestoreJob{}, err
+		}
 	default:
 		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE", "Invalid attribute deliveryType specified: %q.", req.DeliveryType)
 	}
+	pit := req.DeliveryType == "pointInTime"
 	if req.TargetGroupID == "" || req.TargetClusterName == "" {
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "MISSING_ATTRIBUTE", "An automated restore needs targetGroupId and targetClusterName.")
+		return RestoreJob{}, apiErr(http.StatusBadRequest, "MISSING_ATTRIBUTE", "An %s restore needs targetGroupId and targetClusterName.", req.DeliveryType)
 	}
-	sp, err := s.GetSnapshot(gid, cluster, req.SnapshotID)
+	var sp Snapshot
+	var err error
+	if pit {
+		sp, err = s.pitSnapshot(gid, cluster, through)
+	} else {
+		sp, err = s.GetSnapshot(gid, cluster, req.SnapshotID)
+	}
 	if err != nil {
 		return RestoreJob{}, err
 	}
@@ -413,9 +461,9 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 		return RestoreJob{}, notFound("cluster", tcluster)
 	}
 	sn, store, err := s.snapshotterLocked(c)
-	if err == nil && c.members() > 1 {
+	if err == nil && pit && c.members() < 2 {
 		err = apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
-			"Invalid attribute targetClusterName specified: %s is a replica set, and restores into replica sets are not available yet; restore into a one-member cluster.", tcluster)
+			"Invalid attribute targetClusterName specified: %s has one member; a point-in-time restore replays the oplog into a replica set.", tcluster)
 	}
 	target := c.EncryptionAtRestProvider
 	targetNode := ""
@@ -437,34 +485,23 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 			sp.ID, sp.EncryptionAtRestProvider, tcluster, target)
 	}
 	dir := store.Path(gid, cluster, sp.ID)
-	m, err := store.Get(gid, cluster, sp.ID)
-	if err != nil {
+	if err := s.checkSnapshotOpens(ctx, *store, gid, cluster, sp); err != nil {
 		return RestoreJob{}, err
 	}
-	if err := snapshot.Verify(dir, m); err != nil {
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
-	}
-	// The CMK of the snapshot's time must still open it: one unwrap, its
-	// result dropped at once.
-	w, aad, err := keys.WrappedMaster(dir)
-	if err != nil {
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
-	}
-	key, err := s.NodeUnwrap(ctx, NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}, w, aad)
-	clear(key)
-	if err != nil {
-		var ke *kms.Error
-		reason := err.Error()
-		if errors.As(err, &ke) {
-			reason = string(ke.Reason)
+	var in RestoreInput
+	var plan []logarchive.Segment
+	if pit {
+		if plan, err = s.checkArchiveOpens(ctx, *store, gid, cluster, sp, through); err != nil {
+			return RestoreJob{}, err
 		}
-		return RestoreJob{}, apiErr(http.StatusBadRequest, "INVALID_SNAPSHOT_RESTORE_ENCRYPTION",
-			"Encryption credentials on snapshot %s are not valid: its customer master key %s does not unwrap it (%s).", sp.ID, sp.CMK, reason)
 	}
 	now := s.now().UTC()
 	job := RestoreJob{ID: newID(now), SnapshotID: sp.ID, DeliveryType: req.DeliveryType, TargetClusterName: tcluster, TargetGroupID: tgid,
 		SourceClusterName: cluster, CreatedAt: now, Timestamp: sp.CreatedAt, EncryptionEnabled: sp.EncryptionAtRestProvider != ProviderNone,
 		MasterKeyUUID: sp.MasterKeyUUID, State: "QUEUED"}
+	if pit {
+		job.PointInTimeUTCSeconds, job.OplogTs, job.OplogInc = req.PointInTimeUTCSeconds, req.OplogTs, req.OplogInc
+	}
 	s.mu.Lock()
 	err = s.st.put(map[string]any{restoreKey(gid, cluster, job.ID): job})
 	s.mu.Unlock()
@@ -472,19 +509,57 @@ func (s *Service) CreateRestoreJob(ctx context.Context, actor, gid, cluster stri
 		return RestoreJob{}, err
 	}
 	src := NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}
-	dst := NodeID{GroupID: tgid, Cluster: tcluster, Name: targetNode}
-	go s.runRestore(gid, cluster, job.ID, func(ctx context.Context, progress func(int64, int64)) error {
+	in.Stage = func(ctx context.Context, node string) (string, func(), error) {
+		dst := NodeID{GroupID: tgid, Cluster: tcluster, Name: node}
 		if src == dst {
-			return sn.RestoreSnapshot(ctx, tgid, tcluster, dir, progress)
+			return dir, func() {}, nil
 		}
-		staged, cleanup, err := s.stageForNode(ctx, *store, sp.ID, job.ID, src, dst)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		return sn.RestoreSnapshot(ctx, tgid, tcluster, staged, progress)
+		return s.stageForNode(ctx, *store, sp.ID, job.ID, src, dst)
+	}
+	if pit {
+		in.PIT = &PITInput{Archive: store.OplogArchiveDir(gid, cluster), After: sp.RaftIndex, Through: through,
+			StageKeys: func(ctx context.Context, node string) (string, func(), error) {
+				return s.stageArchiveKeys(ctx, *store, gid, cluster, plan, job.ID, NodeID{GroupID: tgid, Cluster: tcluster, Name: node})
+			}}
+	}
+	go s.runRestore(gid, cluster, job.ID, func(ctx context.Context, progress func(int64, int64)) error {
+		return sn.RestoreSnapshot(ctx, tgid, tcluster, in, progress)
 	})
 	return job, nil
+}
+
+// checkSnapshotOpens checks a snapshot's files against its manifest and
+// that the CMK of its time still opens it: one unwrap, its result
+// dropped at once. Else 400 SNAPSHOT_DAMAGED or
+// INVALID_SNAPSHOT_RESTORE_ENCRYPTION, before anything is touched.
+func (s *Service) checkSnapshotOpens(ctx context.Context, store snapshot.Store, gid, cluster string, sp Snapshot) error {
+	dir := store.Path(gid, cluster, sp.ID)
+	m, err := store.Get(gid, cluster, sp.ID)
+	if err != nil {
+		return err
+	}
+	if err := snapshot.Verify(dir, m); err != nil {
+		return apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
+	}
+	w, aad, err := keys.WrappedMaster(dir)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "SNAPSHOT_DAMAGED", "Snapshot %s is damaged: %s", sp.ID, err)
+	}
+	key, err := s.NodeUnwrap(ctx, NodeID{GroupID: gid, Cluster: cluster, Name: sp.NodeName}, w, aad)
+	clear(key)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "INVALID_SNAPSHOT_RESTORE_ENCRYPTION",
+			"Encryption credentials on snapshot %s are not valid: its customer master key %s does not unwrap it (%s).", sp.ID, sp.CMK, kmsReason(err))
+	}
+	return nil
+}
+
+func kmsReason(err error) string {
+	var ke *kms.Error
+	if errors.As(err, &ke) {
+		return string(ke.Reason)
+	}
+	return err.Error()
 }
 
 // stageForNode copies a snapshot of node src for a restore into node dst

@@ -34,7 +34,7 @@ func (f *fakeSnapshotter) TakeSnapshot(_ context.Context, _, _, dir string) (Sna
 	return SnapshotSource{NodeName: "node0", NodeID: "n", CMK: kms.KeyRef{Provider: "local", KeyID: "k1"}}, nil
 }
 
-func (f *fakeSnapshotter) RestoreSnapshot(context.Context, string, string, string, func(int64, int64)) error {
+func (f *fakeSnapshotter) RestoreSnapshot(context.Context, string, string, RestoreInput, func(int64, int64)) error {
 	return nil
 }
 

@@ -92,8 +92,12 @@ func (s *Service) CreateCluster(ctx context.Context, actor, gid string, c Cluste
 			return Cluster{}, err
 		}
 	}
+	if err := checkPIT(c.PitEnabled, backup, c.members()); err != nil {
+		s.mu.Unlock()
+		return Cluster{}, err
+	}
 	now := s.now()
-	nc := Cluster{ID: newID(now), GroupID: gid, Name: c.Name, ClusterType: nonEmpty(c.ClusterType, "REPLICASET"),
+	nc := Cluster{ID: newID(now), GroupID: gid, Name: c.Name, ClusterType: nonEmpty(c.ClusterType, "REPLICASET"), PitEnabled: c.PitEnabled,
 		MongoDBVersion: "7.0.0", MongoDBMajorVersion: "7.0", EncryptionAtRestProvider: c.EncryptionAtRestProvider,
 		ProviderSettings: c.ProviderSettings, DiskSizeGB: c.DiskSizeGB, ReplicationFactor: c.ReplicationFactor,
 		StateName: "CREATING", CreateDate: now, BackupEnabled: backup, ProviderBackupEnabled: backup}
@@ -318,6 +322,18 @@ func (s *Service) UpdateCluster(_ context.Context, actor, gid, name string, p Cl
 			return Cluster{}, err
 		}
 	}
+	{
+		backup, pit := c.BackupEnabled, c.PitEnabled
+		if on := backupSwitch(p.BackupEnabled, p.ProviderBackupEnabled); on != nil {
+			backup = *on
+		}
+		if p.PitEnabled != nil {
+			pit = *p.PitEnabled
+		}
+		if err := checkPIT(pit, backup, next.members()); err != nil {
+			return Cluster{}, err
+		}
+	}
 	recs := map[string]any{}
 	if p.EncryptionAtRestProvider != nil {
 		np := strings.ToUpper(*p.EncryptionAtRestProvider)
@@ -377,6 +393,12 @@ func mergePatch(q *ClusterPatch, p ClusterPatch) ClusterPatch {
 	if p.MongoDBMajorVersion != nil {
 		out.MongoDBMajorVersion = p.MongoDBMajorVersion
 	}
+	if p.BackupEnabled != nil || p.ProviderBackupEnabled != nil {
+		out.BackupEnabled, out.ProviderBackupEnabled = p.BackupEnabled, p.ProviderBackupEnabled
+	}
+	if p.PitEnabled != nil {
+		out.PitEnabled = p.PitEnabled
+	}
 	return out
 }
 
@@ -408,6 +430,25 @@ func applyPatch(c *Cluster, p ClusterPatch) {
 	if on := backupSwitch(p.BackupEnabled, p.ProviderBackupEnabled); on != nil {
 		c.BackupEnabled, c.ProviderBackupEnabled = *on, *on
 	}
+	if p.PitEnabled != nil {
+		c.PitEnabled = *p.PitEnabled
+	}
+}
+
+// checkPIT refuses continuous backup where it cannot work: without
+// backups, or on a one-member cluster (it has no oplog to archive).
+func checkPIT(pit, backup bool, members int) error {
+	switch {
+	case !pit:
+		return nil
+	case !backup:
+		return apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute pitEnabled specified: continuous cloud backup needs backupEnabled (or providerBackupEnabled) true.")
+	case members < 2:
+		return apiErr(http.StatusBadRequest, "INVALID_ATTRIBUTE",
+			"Invalid attribute pitEnabled specified: point-in-time restores replay the oplog, which only a replica set (replicationFactor 3, 5 or 7) keeps.")
+	}
+	return nil
 }
 
 // backupSwitch is the backup setting a body asks for (either attribute),

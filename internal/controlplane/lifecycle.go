@@ -171,7 +171,8 @@ func (s *Service) Start() {
 		defer t.Stop()
 		running := map[string]bool{}
 		var mu sync.Mutex
-		var expired, scheduled time.Time
+		var expired, scheduled, archived time.Time
+		var archiving sync.Mutex
 		for {
 			select {
 			case <-s.done:
@@ -181,6 +182,24 @@ func (s *Service) Start() {
 			if time.Since(expired) >= time.Minute {
 				expired = time.Now()
 				s.expireSnapshots()
+			}
+			if time.Since(archived) >= archiveEvery && archiving.TryLock() {
+				archived = time.Now()
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					defer archiving.Unlock()
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					defer cancel()
+					go func() {
+						select {
+						case <-s.done:
+							cancel()
+						case <-ctx.Done():
+						}
+					}()
+					s.archiveOplogs(ctx)
+				}()
 			}
 			if s.hasSnapshotStore() {
 				now := s.now()

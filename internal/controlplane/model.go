@@ -114,6 +114,9 @@ type Cluster struct {
 	// both.
 	BackupEnabled         bool `json:"backupEnabled"`
 	ProviderBackupEnabled bool `json:"providerBackupEnabled"`
+	// PitEnabled keeps the oplog archive of a replica set with backups
+	// on (continuous cloud backup): point-in-time restores (pitr.go).
+	PitEnabled bool `json:"pitEnabled"`
 }
 
 // ProviderSettings is the cloud and size of a cluster (informational here).
@@ -149,6 +152,7 @@ type ClusterPatch struct {
 	// scheduled snapshots on or off.
 	BackupEnabled         *bool `json:"backupEnabled,omitempty"`
 	ProviderBackupEnabled *bool `json:"providerBackupEnabled,omitempty"`
+	PitEnabled            *bool `json:"pitEnabled,omitempty"`
 }
 
 // Node is a data node of a cluster, as it last reported itself.

@@ -194,7 +194,7 @@ func (h *Handler) cmkdbRestore(ctx context.Context, c *wire.ConnState, req *wire
 			return pit.each(openers, func(r logarchive.Record) error { return apply(r.Data) })
 		}
 	}
-	eng, closeSnap, err := h.node.OpenSnapshot(ctx, dir)
+	eng, closeSnap, err := h.node.OpenSnapshot(ctx, dir, "local")
 	if err != nil {
 		return nil, mongoerr.New(mongoerr.BadValue, "cmkdbRestore: %v", err)
 	}

@@ -342,10 +342,12 @@ func Read(dir string, seg Segment, open Opener, fn func(Record) error) error {
 		if _, err := io.ReadFull(br, ct); err != nil {
 			return fmt.Errorf("%w: %s: cut short in chunk %d", ErrDamaged, seg.Name, i)
 		}
-		pt, err := aead.Open(ct[:0], chunkNonce(i, false), ct, aad[:])
+		// Not in place: a failed Open zeroes its output, and the chunk is
+		// tried as the last one next.
+		pt, err := aead.Open(nil, chunkNonce(i, false), ct, aad[:])
 		last := false
 		if err != nil {
-			pt, err = aead.Open(ct[:0], chunkNonce(i, true), ct, aad[:])
+			pt, err = aead.Open(nil, chunkNonce(i, true), ct, aad[:])
 			last = true
 		}
 		if err != nil {

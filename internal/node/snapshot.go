@@ -216,9 +216,10 @@ func (n *Node) Restore(ctx context.Context, src string, progress func(copied, to
 
 // OpenSnapshot opens the snapshot in src (as Checkpoint wrote it, its
 // master key wrapped for this node) read-only, with this node's KMS
-// access: what a replica set restore streams to the set. close releases
-// it and drops its keys.
-func (n *Node) OpenSnapshot(ctx context.Context, src string) (eng *storage.Engine, close func(), err error) {
+// access: what a replica set restore streams to the set. Databases in
+// exclude (those Checkpoint left out) are not opened. close releases it
+// and drops its keys.
+func (n *Node) OpenSnapshot(ctx context.Context, src string, exclude ...string) (eng *storage.Engine, close func(), err error) {
 	ks, err := keys.Open(ctx, src, n.Provider)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: the snapshot's keystore does not open: %w", err)
@@ -230,6 +231,9 @@ func (n *Node) OpenSnapshot(ctx context.Context, src string) (eng *storage.Engin
 		return nil, nil, fmt.Errorf("node: snapshot: %w", err)
 	}
 	for _, name := range eng.Databases() {
+		if slices.Contains(exclude, name) {
+			continue
+		}
 		if _, err := eng.Database(name); err != nil {
 			eng.Close()
 			ks.Close()

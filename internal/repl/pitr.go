@@ -131,7 +131,8 @@ func errRestoring() error {
 	return mongoerr.New(mongoerr.NotWritablePrimary, "not primary: a backup is being restored into this replica set")
 }
 
-// BackupSource is what a restore reads: the snapshot's databases.
+// BackupSource is what a restore reads: the snapshot's databases (its
+// local database, if listed, is never read).
 type BackupSource interface {
 	Databases() []string
 	Database(name string) (*storage.DB, error)

@@ -11,6 +11,8 @@
 //	                                       db/<id>/…       each database's Pebble checkpoint
 //	STORE/<groupId>/<cluster>/.partial-<snapshotId>/       being written: never listed
 //	STORE/<groupId>/<cluster>/.deleting-<snapshotId>/      being deleted: never listed
+//	STORE/<groupId>/<cluster>/.oplog/                      a replica set's oplog archive
+//	                                                       (package logarchive)
 //
 // Crash safety: a snapshot is written under .partial-<id>, every file and
 // directory synced, its manifest written last, and the directory renamed
@@ -87,6 +89,26 @@ func (s Store) clusterDir(gid, cluster string) string { return filepath.Join(s.D
 // Path is where snapshot id of a cluster lives once published.
 func (s Store) Path(gid, cluster, id string) string {
 	return filepath.Join(s.clusterDir(gid, cluster), id)
+}
+
+// OplogArchiveDir is where a cluster's oplog archive lives (its name
+// starts with a dot: never listed as a snapshot, never cleaned).
+func (s Store) OplogArchiveDir(gid, cluster string) string {
+	return filepath.Join(s.clusterDir(gid, cluster), ".oplog")
+}
+
+// StagingDir is a private directory in a cluster's part of the store for
+// a restore's staged files, named name: Clean removes it if a crash
+// leaves it. Its parent is created.
+func (s Store) StagingDir(gid, cluster, name string) (string, error) {
+	if !validName(gid) || !validName(cluster) || !validName(name) {
+		return "", fmt.Errorf("snapshot: invalid name %q/%q/%q", gid, cluster, name)
+	}
+	parent := s.clusterDir(gid, cluster)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.Join(parent, ".partial-"+name), nil
 }
 
 // Pending is a snapshot being written.
