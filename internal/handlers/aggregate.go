@@ -142,14 +142,24 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 		}
 		return h.changeStream(ctx, c, req, a, stages)
 	}
+	collectionless := false
 	if v, ok := a.value("aggregate"); ok && v.Type != bson.TypeString {
 		if _, num := v.AsInt64OK(); num || v.Type == bson.TypeDouble {
-			return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is not supported")
+			// {aggregate: 1} reads no collection: only a pipeline opening
+			// with $documents has an input ($currentOp and the other
+			// collectionless sources are not served).
+			if !opensWithDocuments(a) {
+				return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is supported only with $documents as the first stage")
+			}
+			collectionless = true
 		}
 	}
-	collName, err := a.collection()
-	if err != nil {
-		return nil, err
+	var collName string
+	var err error
+	if !collectionless {
+		if collName, err = a.collection(); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkFields(a, "aggregate"); err != nil {
 		return nil, err
@@ -158,9 +168,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
-	// No stage writes ($out and $merge are refused by the pipeline
-	// compiler), so bypassDocumentValidation has nothing to bypass.
-	if _, err := a.bool("bypassDocumentValidation", false); err != nil {
+	// bypassDocumentValidation applies to $out's and $merge's writes.
+	bypass, err := a.bool("bypassDocumentValidation", false)
+	if err != nil {
 		return nil, err
 	}
 	if _, err := a.bool("allowDiskUse", false); err != nil {
@@ -215,19 +225,65 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if stages, err = letPipeline(stages, vars); err != nil {
 		return nil, err
 	}
-	filter, rest := aggregatePlan(stages)
-	spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, 0, 0)
+	stages, writer, err := splitWriteStage(stages, req.DB)
 	if err != nil {
 		return nil, err
 	}
-	spec.hint, spec.natural = hint, natural
+	if !collectionless && len(stages) > 0 {
+		if first, err := stages[0].IndexErr(0); err == nil && first.Key() == "$documents" {
+			return nil, mongoerr.New(mongoerr.InvalidNamespace, "$documents must be run against the 'aggregate: 1' namespace")
+		}
+	}
+	var input query.Iterator = query.NewSliceIterator(nil)
+	ns := req.DB + ".$cmd.aggregate"
+	rest := stages
+	if !collectionless {
+		var filter bson.Raw
+		filter, rest = aggregatePlan(stages)
+		spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		spec.hint, spec.natural = hint, natural
+		input, ns = &scanIter{h: h, src: &scanSource{spec: spec}}, req.DB+"."+collName
+	}
 	p, err := query.CompilePipeline(rest, &lookupSource{h: h, db: req.DB})
 	if err != nil {
 		return nil, err
 	}
-	it, err := p.Run(ctx, &scanIter{h: h, src: &scanSource{spec: spec}})
+	it, err := p.Run(ctx, input)
 	if err != nil {
 		return nil, err
 	}
-	return h.firstBatch(ctx, req.DB+"."+collName, c.ID(), &pipelineSource{it: it}, batchSize)
+	if writer != nil {
+		writer.bypass = bypass
+		if err := writer.run(ctx, h, req.DB, it); err != nil {
+			return nil, err
+		}
+		it = query.NewSliceIterator(nil)
+	}
+	return h.firstBatch(ctx, ns, c.ID(), &pipelineSource{it: it}, batchSize)
+}
+
+// opensWithDocuments reports whether the command's pipeline starts with
+// $documents.
+func opensWithDocuments(a args) bool {
+	v, ok := a.value("pipeline")
+	if !ok {
+		return false
+	}
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return false
+	}
+	first, err := arr.IndexErr(0)
+	if err != nil {
+		return false
+	}
+	d, ok := first.DocumentOK()
+	if !ok {
+		return false
+	}
+	e, err := d.IndexErr(0)
+	return err == nil && e.Key() == "$documents"
 }

@@ -138,3 +138,130 @@ func TestAggregateErrors(t *testing.T) {
 		})
 	}
 }
+
+func aggAll(t *testing.T, e *dataEnv, coll *mongo.Collection, p mongo.Pipeline) string {
+	t.Helper()
+	cur, err := coll.Aggregate(e.ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	return jsDocs(t, docs)
+}
+
+func findAll(t *testing.T, e *dataEnv, coll *mongo.Collection) string {
+	t.Helper()
+	cur, err := coll.Find(e.ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	return jsDocs(t, docs)
+}
+
+// TestAggregateWrites runs $out and $merge, the stages that read another
+// collection, and collectionless $documents through a real node.
+func TestAggregateWrites(t *testing.T) {
+	e := newDataEnv(t)
+	src := e.db.Collection("src")
+	if _, err := src.InsertMany(e.ctx, []any{
+		bson.D{{Key: "_id", Value: 1}, {Key: "k", Value: "a"}, {Key: "n", Value: 1}},
+		bson.D{{Key: "_id", Value: 2}, {Key: "k", Value: "b"}, {Key: "n", Value: 2}},
+		bson.D{{Key: "_id", Value: 3}, {Key: "k", Value: "a"}, {Key: "n", Value: 3}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type D = bson.D
+	out := e.db.Collection("out")
+	if _, err := out.InsertOne(e.ctx, D{{Key: "_id", Value: "stale"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Indexes().CreateOne(e.ctx, mongo.IndexModel{Keys: D{{Key: "total", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	// $out replaces the target's contents and keeps its indexes.
+	if got := aggAll(t, e, src, mongo.Pipeline{
+		{{Key: "$group", Value: D{{Key: "_id", Value: "$k"}, {Key: "total", Value: D{{Key: "$sum", Value: "$n"}}}}}},
+		{{Key: "$out", Value: "out"}},
+	}); got != "[]" {
+		t.Errorf("$out returned %s", got)
+	}
+	if got, want := findAll(t, e, out), `[{"_id":"a","total":4},{"_id":"b","total":2}]`; got != want {
+		t.Errorf("after $out: %s, want %s", got, want)
+	}
+	specs, err := out.Indexes().ListSpecifications(e.ctx)
+	if err != nil || len(specs) != 2 {
+		t.Errorf("indexes after $out: %v %v", specs, err)
+	}
+	// A failing $out (duplicate _id) leaves the target as it was.
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$project", Value: D{{Key: "_id", Value: "$k"}}}}, {{Key: "$out", Value: "out"}}})
+	wantCode(t, err, 11000)
+	if got, want := findAll(t, e, out), `[{"_id":"a","total":4},{"_id":"b","total":2}]`; got != want {
+		t.Errorf("after a failed $out: %s, want %s", got, want)
+	}
+
+	// $merge: the default (merge / insert), then the other modes.
+	m := e.db.Collection("merged")
+	if _, err := m.InsertOne(e.ctx, D{{Key: "_id", Value: 1}, {Key: "keep", Value: true}, {Key: "n", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	aggAll(t, e, src, mongo.Pipeline{{{Key: "$match", Value: D{{Key: "_id", Value: D{{Key: "$lte", Value: 2}}}}}}, {{Key: "$merge", Value: "merged"}}})
+	if got, want := findAll(t, e, m), `[{"_id":1,"keep":true,"n":1,"k":"a"},{"_id":2,"k":"b","n":2}]`; got != want {
+		t.Errorf("$merge default: %s, want %s", got, want)
+	}
+	aggAll(t, e, src, mongo.Pipeline{{{Key: "$merge", Value: D{{Key: "into", Value: "merged"}, {Key: "whenMatched", Value: "replace"}, {Key: "whenNotMatched", Value: "discard"}}}}})
+	if got, want := findAll(t, e, m), `[{"_id":1,"k":"a","n":1},{"_id":2,"k":"b","n":2}]`; got != want {
+		t.Errorf("$merge replace/discard: %s, want %s", got, want)
+	}
+	aggAll(t, e, src, mongo.Pipeline{{{Key: "$merge", Value: D{{Key: "into", Value: "merged"},
+		{Key: "whenMatched", Value: bson.A{D{{Key: "$set", Value: D{{Key: "n", Value: D{{Key: "$add", Value: bson.A{"$n", "$$new.n", "$$inc"}}}}}}}}},
+		{Key: "let", Value: D{{Key: "inc", Value: 100}}}}}}})
+	if got, want := findAll(t, e, m), `[{"_id":1,"k":"a","n":102},{"_id":2,"k":"b","n":104},{"_id":3,"k":"a","n":3}]`; got != want {
+		t.Errorf("$merge pipeline: %s, want %s", got, want)
+	}
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$merge", Value: D{{Key: "into", Value: "merged"}, {Key: "whenMatched", Value: "fail"}}}}})
+	wantCode(t, err, 11000)
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$set", Value: D{{Key: "_id", Value: 99}}}}, {{Key: "$merge", Value: D{{Key: "into", Value: "merged"}, {Key: "whenNotMatched", Value: "fail"}}}}})
+	wantCode(t, err, 13113)
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$merge", Value: D{{Key: "into", Value: "merged"}, {Key: "on", Value: "k"}}}}})
+	wantCode(t, err, 51183)
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$out", Value: "x"}}, {{Key: "$match", Value: D{}}}})
+	wantCode(t, err, 40601)
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$out", Value: D{{Key: "db", Value: "other"}, {Key: "coll", Value: "x"}}}}})
+	wantCode(t, err, 238)
+
+	// $unionWith and $lookup with a pipeline read the other collections.
+	if got, want := aggAll(t, e, src, mongo.Pipeline{
+		{{Key: "$match", Value: D{{Key: "_id", Value: 1}}}},
+		{{Key: "$unionWith", Value: D{{Key: "coll", Value: "out"}, {Key: "pipeline", Value: bson.A{D{{Key: "$match", Value: D{{Key: "_id", Value: "b"}}}}}}}}},
+		{{Key: "$lookup", Value: D{{Key: "from", Value: "merged"}, {Key: "let", Value: D{{Key: "id", Value: "$_id"}}},
+			{Key: "pipeline", Value: bson.A{D{{Key: "$match", Value: D{{Key: "$expr", Value: D{{Key: "$eq", Value: bson.A{"$_id", "$$id"}}}}}}}, D{{Key: "$project", Value: D{{Key: "n", Value: 1}}}}}},
+			{Key: "as", Value: "m"}}}},
+	}), `[{"_id":1,"k":"a","n":1,"m":[{"_id":1,"n":102}]},{"_id":"b","total":2,"m":[]}]`; got != want {
+		t.Errorf("$unionWith/$lookup: %s, want %s", got, want)
+	}
+
+	// {aggregate: 1} with $documents.
+	cur, err := e.db.Aggregate(e.ctx, mongo.Pipeline{
+		{{Key: "$documents", Value: bson.A{D{{Key: "x", Value: 1}}, D{{Key: "x", Value: 2}}}}},
+		{{Key: "$match", Value: D{{Key: "x", Value: 2}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if got := jsDocs(t, docs); got != `[{"x":2}]` {
+		t.Errorf("$documents: %s", got)
+	}
+	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$documents", Value: bson.A{}}}})
+	wantCode(t, err, 73)
+}

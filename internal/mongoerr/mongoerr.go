@@ -99,6 +99,8 @@ const (
 )
 
 var names = map[Code]string{
+	241:                        "ConversionFailure",
+	292:                        "QueryExceededMemoryLimitNoDiskUseAllowed",
 	InvalidResumeToken:         "InvalidResumeToken",
 	ChangeStreamFatalError:     "ChangeStreamFatalError",
 	ChangeStreamHistoryLost:    "ChangeStreamHistoryLost",

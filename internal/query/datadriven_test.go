@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,6 +29,12 @@ import (
 //	                document (the filter should fix _id)
 //	project         first line a projection, then documents
 //	sort            first line a sort, then documents; prints them sorted
+//	pipeline        lines "stage: {...}" (in order), "doc: {...}" (the
+//	                input), "coll <name>: {...}" (a document of another
+//	                collection, for $lookup/$unionWith); prints the
+//	                output documents or the error
+//	expr            first line an expression, then documents; prints the
+//	                value per document (as {"v": value}; {} when missing)
 //
 // Errors print as "error <code> (<codeName>): <message>".
 func TestDataDriven(t *testing.T) {
@@ -44,6 +51,10 @@ func TestDataDriven(t *testing.T) {
 				return ddProject(t, d)
 			case "sort":
 				return ddSort(t, d)
+			case "pipeline":
+				return ddPipeline(t, d)
+			case "expr":
+				return ddExpr(t, d)
 			}
 			d.Fatalf(t, "unknown command %q", d.Cmd)
 			return ""
@@ -76,15 +87,6 @@ func ddFields(t *testing.T, d *datadriven.TestData, allowed ...string) map[strin
 		out[k] = strings.TrimSpace(v)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func ddDoc(t *testing.T, d *datadriven.TestData, js string) bson.Raw {
@@ -228,6 +230,71 @@ func ddSort(t *testing.T, d *datadriven.TestData) string {
 	var b strings.Builder
 	for _, i := range idx {
 		b.WriteString(ddJSON(t, docs[i]) + "\n")
+	}
+	return b.String()
+}
+
+func ddPipeline(t *testing.T, d *datadriven.TestData) string {
+	var stages, docs []bson.Raw
+	src := mapSource{}
+	for _, l := range ddLines(d) {
+		k, v, ok := strings.Cut(l, ":")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case !ok:
+			d.Fatalf(t, "bad line %q", l)
+		case k == "stage":
+			stages = append(stages, ddDoc(t, d, v))
+		case k == "doc":
+			docs = append(docs, ddDoc(t, d, v))
+		case strings.HasPrefix(k, "coll "):
+			name := strings.TrimSpace(strings.TrimPrefix(k, "coll "))
+			src[name] = append(src[name], ddDoc(t, d, v))
+		default:
+			d.Fatalf(t, "bad line %q: want stage:, doc: or coll <name>:", l)
+		}
+	}
+	p, err := CompilePipeline(stages, src)
+	if err != nil {
+		return ddErr(err) + "\n"
+	}
+	it, err := p.Run(context.Background(), NewSliceIterator(docs))
+	if err != nil {
+		return ddErr(err) + "\n"
+	}
+	defer it.Close()
+	out, err := drain(context.Background(), it)
+	if err != nil {
+		return ddErr(err) + "\n"
+	}
+	var b strings.Builder
+	for _, o := range out {
+		b.WriteString(ddJSON(t, o) + "\n")
+	}
+	if len(out) == 0 {
+		b.WriteString("(no documents)\n")
+	}
+	return b.String()
+}
+
+func ddExpr(t *testing.T, d *datadriven.TestData) string {
+	lines := ddLines(d)
+	x, err := CompileExpression(ddDoc(t, d, `{"e": `+lines[0]+`}`).Lookup("e"))
+	if err != nil {
+		return ddErr(err) + "\n"
+	}
+	docs := lines[1:]
+	if len(docs) == 0 {
+		docs = []string{"{}"}
+	}
+	var b strings.Builder
+	for _, l := range docs {
+		v, err := x.Evaluate(ddDoc(t, d, l))
+		if err != nil {
+			b.WriteString(ddErr(err) + "\n")
+			continue
+		}
+		b.WriteString(ddJSON(t, docWithKey("v", v)) + "\n")
 	}
 	return b.String()
 }

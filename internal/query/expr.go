@@ -299,6 +299,9 @@ func compileOp(op string, arg bson.RawValue, depth int) (expr, error) {
 	if op == "$cond" && arg.Type == bson.TypeEmbeddedDocument {
 		return compileCondObject(arg, depth)
 	}
+	if c, ok := exprOps[op]; ok {
+		return c(op, arg, depth)
+	}
 	// Operator arguments: an array is the argument list, anything else is a
 	// single argument.
 	var args []expr

@@ -20,7 +20,7 @@ type groupStage struct {
 	accs []accSpec
 }
 
-func compileGroup(arg bson.RawValue) (stage, error) {
+func compileGroup(arg bson.RawValue) (*groupStage, error) {
 	if arg.Type != bson.TypeEmbeddedDocument {
 		return nil, mongoerr.New(15947, "a group's fields must be specified in an object")
 	}
@@ -35,31 +35,50 @@ func compileGroup(arg bson.RawValue) (stage, error) {
 			g.id, hasID = x, true
 			continue
 		}
-		if e.val.Type != bson.TypeEmbeddedDocument {
-			return nil, mongoerr.New(40234, "The field '%s' must be an accumulator object", e.key)
+		a, err := parseAccumulator(e.key, e.val)
+		if err != nil {
+			return nil, err
 		}
-		es := elems(e.val.Value)
-		if len(es) != 1 {
-			return nil, mongoerr.New(40238, "The field '%s' must specify one accumulator", e.key)
-		}
-		switch es[0].key {
-		case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$count":
-		default:
-			return nil, mongoerr.New(15952, "unknown group operator '%s'", es[0].key)
-		}
-		var x expr = constExpr{rvInt32(1)}
-		if es[0].key != "$count" {
-			var err error
-			if x, err = compileExpr(es[0].val, 0); err != nil {
-				return nil, err
-			}
-		}
-		g.accs = append(g.accs, accSpec{e.key, es[0].key, x})
+		g.accs = append(g.accs, a)
 	}
 	if !hasID {
 		return nil, mongoerr.New(15955, "a group specification must include an _id")
 	}
 	return g, nil
+}
+
+// parseAccumulator compiles one output field of $group (and of $bucket,
+// $bucketAuto): {field: {$op: expr}}.
+func parseAccumulator(field string, v bson.RawValue) (accSpec, error) {
+	if v.Type != bson.TypeEmbeddedDocument {
+		return accSpec{}, mongoerr.New(40234, "The field '%s' must be an accumulator object", field)
+	}
+	es := elems(v.Value)
+	if len(es) != 1 {
+		return accSpec{}, mongoerr.New(40238, "The field '%s' must specify one accumulator", field)
+	}
+	switch es[0].key {
+	case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$count":
+	default:
+		return accSpec{}, mongoerr.New(15952, "unknown group operator '%s'", es[0].key)
+	}
+	var x expr = constExpr{rvInt32(1)}
+	if es[0].key != "$count" {
+		var err error
+		if x, err = compileExpr(es[0].val, 0); err != nil {
+			return accSpec{}, err
+		}
+	}
+	return accSpec{field, es[0].key, x}, nil
+}
+
+// newAccStates returns the initial states of n accumulators.
+func newAccStates(n int) []accState {
+	s := make([]accState, n)
+	for i := range s {
+		s[i].sum = num{kind: bson.TypeInt32}
+	}
+	return s
 }
 
 type accState struct {
@@ -99,10 +118,7 @@ func (g *groupStage) run(ctx context.Context, _ *Pipeline, in Iterator) (Iterato
 		k := string(EncodeValue(nil, id))
 		gr := byKey[k]
 		if gr == nil {
-			gr = &group{id: id, accs: make([]accState, len(g.accs))}
-			for i := range gr.accs {
-				gr.accs[i].sum = num{kind: bson.TypeInt32}
-			}
+			gr = &group{id: id, accs: newAccStates(len(g.accs))}
 			byKey[k] = gr
 			order = append(order, gr)
 		}

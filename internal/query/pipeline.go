@@ -67,11 +67,30 @@ type funcIter struct {
 func (f *funcIter) Next(ctx context.Context) (bson.Raw, error) { return f.next(ctx) }
 func (f *funcIter) Close() error                               { return f.close() }
 
+// subKind says where a pipeline runs: at the top of a command, or inside
+// another stage (which restricts the stages it may hold).
+type subKind int
+
+const (
+	subTop subKind = iota
+	subFacet
+	subLookup
+	subUnion
+)
+
 // CompilePipeline compiles the stages (each a one-field document). src
-// may be nil if the pipeline has no $lookup.
+// may be nil if the pipeline reads no other collection. $out and $merge
+// are the command handler's (they write): here they are refused.
 func CompilePipeline(stages []bson.Raw, src CollectionSource) (*Pipeline, error) {
+	return compilePipeline(stages, src, subTop)
+}
+
+// onlyFirst are the stages that must open their pipeline.
+var onlyFirst = map[string]bool{"$documents": true, "$changeStream": true, "$collStats": true, "$indexStats": true, "$currentOp": true}
+
+func compilePipeline(stages []bson.Raw, src CollectionSource, kind subKind) (*Pipeline, error) {
 	p := &Pipeline{src: src}
-	for _, s := range stages {
+	for i, s := range stages {
 		if err := validateDoc(s); err != nil {
 			return nil, badValue("invalid pipeline stage: %v", err)
 		}
@@ -79,7 +98,21 @@ func CompilePipeline(stages []bson.Raw, src CollectionSource) (*Pipeline, error)
 		if len(es) != 1 {
 			return nil, mongoerr.New(40323, "A pipeline stage specification object must contain exactly one field.")
 		}
-		st, err := compileStage(es[0].key, es[0].val, src)
+		name := es[0].key
+		if onlyFirst[name] && i > 0 {
+			return nil, mongoerr.New(40602, "%s is only valid as the first stage in a pipeline", name)
+		}
+		switch {
+		case kind == subFacet && facetForbidden[name]:
+			return nil, mongoerr.New(40600, "%s is not allowed to be used within a $facet stage", name)
+		case kind == subLookup && (name == "$out" || name == "$merge"):
+			return nil, mongoerr.New(51047, "%s is not allowed within a $lookup's sub-pipeline", name)
+		case kind == subUnion && (name == "$out" || name == "$merge"):
+			return nil, mongoerr.New(31441, "%s is not allowed within a $unionWith's sub-pipeline", name)
+		case name == "$out" || name == "$merge":
+			return nil, mongoerr.New(40601, "%s can only be the final stage in the pipeline", name)
+		}
+		st, err := compileStage(name, es[0].val, src)
 		if err != nil {
 			return nil, err
 		}
@@ -209,8 +242,30 @@ func compileStage(name string, arg bson.RawValue, src CollectionSource) (stage, 
 		return compileUnwind(arg)
 	case "$lookup":
 		return compileLookup(arg, src)
+	case "$replaceRoot", "$replaceWith":
+		return compileReplaceRoot(name, arg)
+	case "$sortByCount":
+		return compileSortByCount(arg)
+	case "$sample":
+		return compileSample(arg)
+	case "$documents":
+		return compileDocuments(arg)
+	case "$facet":
+		return compileFacet(arg, src)
+	case "$unionWith":
+		return compileUnionWith(arg, src)
+	case "$bucket":
+		return compileBucket(arg)
+	case "$bucketAuto":
+		return compileBucketAuto(arg)
 	}
 	return nil, mongoerr.New(40324, "Unrecognized pipeline stage name: '%s'", name)
+}
+
+// facetForbidden are the stages a $facet sub-pipeline may not hold.
+var facetForbidden = map[string]bool{
+	"$facet": true, "$out": true, "$merge": true, "$changeStream": true, "$collStats": true,
+	"$indexStats": true, "$documents": true, "$currentOp": true, "$geoNear": true, "$search": true,
 }
 
 func nonNegInt(v bson.RawValue) (int64, bool) {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -147,5 +148,42 @@ func TestPipelineErrors(t *testing.T) {
 		if c := mongoerr.CodeOf(err); err == nil || c != tc.code {
 			t.Errorf("%s: got %v want code %d", tc.expr, err, tc.code)
 		}
+	}
+}
+
+// TestSample checks $sample returns size distinct input documents (all of
+// them when there are fewer) and that its choice is random.
+func TestSample(t *testing.T) {
+	var docs []string
+	for i := 0; i < 100; i++ {
+		docs = append(docs, `{"_id": `+strconv.Itoa(i)+`}`)
+	}
+	seen := map[string]bool{}
+	for run := 0; run < 20; run++ {
+		out, err := runPipeline(t, []string{`{"$sample": {"size": 10}}`}, docs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 10 {
+			t.Fatalf("got %d documents, want 10", len(out))
+		}
+		ids := map[string]bool{}
+		key := ""
+		for _, d := range out {
+			id := d.Lookup("_id").String()
+			if ids[id] {
+				t.Fatalf("document %s sampled twice", id)
+			}
+			ids[id] = true
+			key += id + ","
+		}
+		seen[key] = true
+	}
+	if len(seen) < 2 {
+		t.Error("20 samples of 10 out of 100 were all the same")
+	}
+	out, err := runPipeline(t, []string{`{"$sample": {"size": 1000}}`}, docs[:5], nil)
+	if err != nil || len(out) != 5 {
+		t.Errorf("size above the input: %d documents, %v", len(out), err)
 	}
 }
