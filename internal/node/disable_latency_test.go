@@ -84,13 +84,20 @@ func TestDisableDuringScanLatency(t *testing.T) {
 		var seen atomic.Int64
 		var last atomic.Int64 // unix nanos of the last document handed out
 		reached := make(chan struct{})
+		// On a busy machine the scan could reach its end before this
+		// goroutine runs Disable: near the end it waits for the verdict,
+		// so the scan is always still running when it comes.
+		disabled := make(chan struct{})
 		ended := make(chan error, 1)
 		go func() {
 			defer release()
 			ended <- s.Scan(cctx, c, docstore.Plan{}, &docstore.Position{}, func(bson.Raw) (bool, error) {
 				last.Store(time.Now().UnixNano())
-				if seen.Add(1) == disableAfter {
+				switch seen.Add(1) {
+				case disableAfter:
 					close(reached)
+				case docs - 100:
+					<-disabled
 				}
 				return true, nil
 			})
@@ -99,6 +106,7 @@ func TestDisableDuringScanLatency(t *testing.T) {
 		verdict := time.Now()
 		n.Disable("the customer master key is invalid (KEY_DISABLED): measurement", kms.ReasonKeyDisabled)
 		returned := time.Now()
+		close(disabled)
 		err := <-ended
 		unbind()
 		var de *node.DisabledError
