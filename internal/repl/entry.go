@@ -32,6 +32,9 @@ const (
 	opBatch op = 1
 	opDrop  op = 2
 	opTxn   op = 3
+	// opRestorePart and opRestoreCommit restore a backup (restore.go).
+	opRestorePart   op = 4
+	opRestoreCommit op = 5
 )
 
 const flagCatalog = 1
@@ -76,7 +79,7 @@ func decodeEntry(b []byte) (entry, error) {
 		return entry{}, fmt.Errorf("%w: version %d (this build reads %d)", errBadEntry, b[0], entryVersion)
 	}
 	e := entry{op: op(b[1]), catalog: b[2]&flagCatalog != 0}
-	if e.op != opBatch && e.op != opDrop && e.op != opTxn {
+	if e.op < opBatch || e.op > opRestoreCommit {
 		return entry{}, fmt.Errorf("%w: operation %d", errBadEntry, b[1])
 	}
 	hdr := 3
@@ -98,6 +101,10 @@ func decodeEntry(b []byte) (entry, error) {
 	e.db, e.repr = string(rest[:n]), rest[n:]
 	if e.op == opDrop && len(e.repr) != 0 {
 		return entry{}, fmt.Errorf("%w: a drop carries no payload", errBadEntry)
+	}
+	// Only restores write staging databases, and only into them.
+	if staging := IsStaging(e.db); e.op == opRestorePart && !staging || (e.op == opBatch || e.op == opTxn) && staging {
+		return entry{}, fmt.Errorf("%w: operation %d on database %q", errBadEntry, e.op, e.db)
 	}
 	if e.op == opTxn {
 		parts, err := decodeTxnParts(e.repr)

@@ -84,9 +84,17 @@ func (f *fsm) apply(l *raft.Log) error {
 		ops, err = f.dbs.ApplyBatch(e.db, e.repr, e.catalog)
 		ops = oplog.WithoutMarkers(ops)
 	case opDrop:
-		ops, err = f.dbs.DropReplicated(e.db)
+		if IsStaging(e.db) {
+			err = f.dropStaging(e.db)
+		} else {
+			ops, err = f.dbs.DropReplicated(e.db)
+		}
 	case opTxn:
 		ops, err = f.applyTxn(e)
+	case opRestorePart:
+		err = f.applyRestorePart(e)
+	case opRestoreCommit:
+		err = f.applyRestoreCommit(e)
 	default:
 		err = fmt.Errorf("%w: operation %d", errBadEntry, e.op)
 	}

@@ -52,6 +52,7 @@ type Member struct {
 	raft    *raft.Raft                  // nil while raft is not running
 	oplog   *oplog.Log                  // nil while raft is not running
 	logs    raft.LogStore               // nil while raft is not running
+	eng     *storage.Engine             // nil while raft is not running
 	health  map[raft.ServerID]time.Time // leader: members whose heartbeats fail, since when
 	frozen  time.Time                   // replSetFreeze: no candidacy before
 	stepped time.Time                   // replSetStepDown: not primary again before
@@ -244,7 +245,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	obs := raft.NewObserver(obsCh, false, nil)
 	r.RegisterObserver(obs)
 	m.mu.Lock()
-	m.raft, m.oplog, m.logs = r, ol, store
+	m.raft, m.oplog, m.logs, m.eng = r, ol, store, eng
 	m.mu.Unlock()
 	m.bump()
 
@@ -260,7 +261,7 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 	}
 	m.writable.Store(false)
 	m.mu.Lock()
-	m.raft, m.oplog, m.logs = nil, nil, nil
+	m.raft, m.oplog, m.logs, m.eng = nil, nil, nil, nil
 	m.mu.Unlock()
 	stopWatch()
 	r.DeregisterObserver(obs)

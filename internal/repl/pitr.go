@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,9 +24,9 @@ import (
 //     copied out continuously (ReadLog), each with the oplog timestamp of
 //     its last change;
 //   - a restore replaces every replicated database on every member
-//     through raft (RestoreBackup: a user snapshot the leader installs
-//     and the followers receive as an initial sync), then, for a point in
-//     time, proposes the archived entries again in order up to it.
+//     through the log (RestoreBackup; restore.go: staged parts, then one
+//     commit entry), then, for a point in time, proposes the archived
+//     entries again in order up to it.
 //
 // Entries are blind writes of absolute keys, so proposing an archived
 // entry again on top of the snapshot it follows reproduces its change
@@ -132,21 +131,19 @@ func errRestoring() error {
 }
 
 // BackupSource is what a restore reads: the snapshot's databases (its
-// local database, if listed, is never read).
+// local database and any staging database, if listed, are never read).
 type BackupSource interface {
 	Databases() []string
 	Database(name string) (*storage.DB, error)
 }
 
-// RestoreBackup replaces the set's replicated databases with src's (every
-// database but local), on every member, then proposes replay's entries
-// (each the data of an archived log entry, in order). Client writes are
-// refused from the start to the end. It runs on the primary only.
-//
-// The databases are replaced by a raft user snapshot: the leader installs
-// it (fsm.Restore) and raft sends it to every follower as an initial
-// sync; a member that crashes while installing it installs it again when
-// it restarts (fsm.Restore's marker, restoreMarker).
+// RestoreBackup replaces the set's replicated databases with src's on
+// every member, through the log (restore.go: staged parts, then one
+// commit entry), then proposes replay's entries (each the data of an
+// archived log entry, in order). Client writes are refused on this
+// member from the start to the end. It runs on the primary only; if the
+// primary changes before the commit entry commits, the set keeps its old
+// data and the restore fails.
 func (m *Member) RestoreBackup(ctx context.Context, src BackupSource, replay func(apply func(data []byte) error) error) (replayed int, err error) {
 	r := m.current()
 	if r == nil || !m.writable.Load() {
@@ -160,50 +157,60 @@ func (m *Member) RestoreBackup(ctx context.Context, src BackupSource, replay fun
 	if err := r.Barrier(0).Error(); err != nil {
 		return 0, fmt.Errorf("repl: restore: %w", err)
 	}
-	// The oplog continues after everything it gave before.
-	ts := m.applied.Load().TS
-	var parts []streamPart
+	propose := func(e entry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.wallMs = time.Now().UnixMilli()
+		return m.apply(r, e.encode())
+	}
+	// What an abandoned restore staged goes first.
+	m.mu.Lock()
+	eng := m.eng
+	m.mu.Unlock()
+	if eng != nil {
+		for _, name := range eng.Databases() {
+			if IsStaging(name) {
+				if err := propose(entry{op: opDrop, db: name}); err != nil {
+					return 0, fmt.Errorf("repl: restore: drop %s: %w", name, err)
+				}
+			}
+		}
+	}
+	id := newRestoreID()
+	var names []string
+	var bytesCopied int64
 	for _, name := range src.Databases() {
-		if name == localDB {
+		if name == localDB || IsStaging(name) {
 			continue
 		}
 		db, err := src.Database(name)
 		if err != nil {
 			return 0, fmt.Errorf("repl: restore: database %s: %w", name, err)
 		}
-		parts = append(parts, streamPart{name: name, r: db})
+		names = append(names, name)
+		n, err := proposeParts(ctx, db, stagingName(id, name), propose)
+		if err != nil {
+			return 0, fmt.Errorf("repl: restore: database %s: %w", name, err)
+		}
+		bytesCopied += n
 	}
-	// raft needs the stream's size first: one pass counts it (the source
-	// is a read-only snapshot: both passes read the same).
-	var cw countWriter
-	if err := writeStream(ctx, &cw, parts, ts); err != nil {
-		return 0, fmt.Errorf("repl: restore: %w", err)
+	if err := propose(entry{op: opRestoreCommit, db: id, repr: encodeNames(names)}); err != nil {
+		return 0, fmt.Errorf("repl: restore: commit: %w", err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeStream(ctx, pw, parts, ts)) }()
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: cw.n}
-	err = r.Restore(meta, pr, 0)
-	pr.CloseWithError(errors.New("restore ended"))
-	if err != nil {
-		return 0, fmt.Errorf("repl: restore: %w", err)
-	}
-	m.log.Info("backup restored into the replica set", "databases", len(parts), "bytes", cw.n)
+	m.log.Info("backup restored into the replica set", "restore", id, "databases", len(names), "bytes", bytesCopied)
 	if replay == nil {
 		return 0, nil
 	}
 	err = replay(func(data []byte) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		e, err := decodeEntry(data)
 		if err != nil {
 			return fmt.Errorf("repl: archived entry: %w", err)
 		}
-		if e.db == localDB {
-			return fmt.Errorf("%w: the local database is never replicated", errBadEntry)
+		if e.db == localDB || e.op == opRestorePart || e.op == opRestoreCommit {
+			return fmt.Errorf("%w: an archived entry of operation %d on %q", errBadEntry, e.op, e.db)
 		}
-		e.wallMs = time.Now().UnixMilli()
-		if err := m.apply(r, e.encode()); err != nil {
+		if err := propose(e); err != nil {
 			return err
 		}
 		replayed++
@@ -215,6 +222,41 @@ func (m *Member) RestoreBackup(ctx context.Context, src BackupSource, replay fun
 	return replayed, nil
 }
 
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+// proposeParts proposes db's keys as restore parts into staging (at
+// least one part, so that an empty database is staged too) and returns
+// the bytes proposed.
+func proposeParts(ctx context.Context, db *storage.DB, staging string, propose func(entry) error) (int64, error) {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var total int64
+	var part []byte
+	sent := false
+	flush := func() error {
+		total += int64(len(part))
+		err := propose(entry{op: opRestorePart, db: staging, repr: part})
+		part, sent = nil, true
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return total, err
+		}
+		part = appendKV(part, it.Key(), v)
+		if len(part) >= restorePartBytes {
+			if err := flush(); err != nil {
+				return total, err
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return total, err
+	}
+	if len(part) > 0 || !sent {
+		return total, flush()
+	}
+	return total, nil
+}

@@ -106,8 +106,8 @@ func (m *Member) CommitTxn(ctx context.Context, parts []docstore.TxnPart) error 
 func (f *fsm) applyTxn(e entry) ([]oplog.Op, error) {
 	var ops []oplog.Op
 	for _, p := range e.parts {
-		if p.db == localDB {
-			return nil, fmt.Errorf("%w: the local database is never replicated", errBadEntry)
+		if p.db == localDB || IsStaging(p.db) {
+			return nil, fmt.Errorf("%w: a transaction part for database %q", errBadEntry, p.db)
 		}
 		partOps, err := f.dbs.ApplyBatch(p.db, p.repr, p.catalog)
 		if err != nil {
