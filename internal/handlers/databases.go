@@ -99,9 +99,13 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 		}
 	}
 	release()
-	batchSize := int64(-1)
-	if cur, _ := a.doc("cursor"); cur != nil {
-		batchSize, _ = newArgs(cur).int64("batchSize", -1)
+	cur, err := a.doc("cursor")
+	if err != nil {
+		return nil, err
+	}
+	batchSize, err := cursorOptionBatchSize(cur, "listCollections")
+	if err != nil {
+		return nil, err
 	}
 	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
 }
