@@ -11,6 +11,7 @@ import (
 
 	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -151,6 +152,10 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
+	ns := req.DB + "." + collName
+	if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
+		return h.oplogStats(ns, scale)
+	}
 	st, release, err := h.store(req.DB, false)
 	if err != nil {
 		return nil, err
@@ -160,7 +165,6 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if st != nil {
 		coll = st.Collection(collName)
 	}
-	ns := req.DB + "." + collName
 	if coll == nil {
 		// mongod 7.0 answers ok with zeros for a collection that does not
 		// exist (its NamespaceNotFound is not an error for collStats).
@@ -354,4 +358,47 @@ func boundValues(bound bson.Raw, pattern bson.D) ([]bson.RawValue, error) {
 		vals[i] = e.Value()
 	}
 	return vals, nil
+}
+
+// oplogStats is collStats of a member's local.oplog.rs: its entries' count
+// and size, the sstables they take, and its size cap (maxSize). It has no
+// indexes (MongoDB's oplog has none either) and no document cap.
+func (h *Handler) oplogStats(ns string, scale int64) (bson.Raw, error) {
+	var size, count, disk, maxSize int64
+	err := h.withOplog(func(l *oplog.Log) error {
+		var err error
+		if size, count, _, err = l.Stats(); err != nil {
+			return err
+		}
+		if disk, err = l.DiskUsage(); err != nil {
+			return err
+		}
+		maxSize = l.Limits().MaxBytes
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var avg int64
+	if count > 0 {
+		avg = size / count
+	}
+	return marshal(bson.D{
+		{Key: "ns", Value: ns},
+		{Key: "size", Value: intValue(size / scale)},
+		{Key: "count", Value: intValue(count)},
+		{Key: "avgObjSize", Value: intValue(avg)},
+		{Key: "storageSize", Value: intValue(disk / scale)},
+		{Key: "capped", Value: true},
+		{Key: "max", Value: int32(0)},
+		{Key: "maxSize", Value: intValue(maxSize / scale)},
+		{Key: "nindexes", Value: int32(0)},
+		{Key: "indexDetails", Value: bson.D{}},
+		{Key: "indexBuilds", Value: bson.A{}},
+		{Key: "totalIndexSize", Value: int32(0)},
+		{Key: "totalSize", Value: intValue(disk / scale)},
+		{Key: "indexSizes", Value: bson.D{}},
+		{Key: "scaleFactor", Value: intValue(scale)},
+		{Key: "ok", Value: 1.0},
+	})
 }
