@@ -157,6 +157,10 @@ type ValidateResult struct {
 	// explains.
 	MissingIndexEntries, ExtraIndexEntries int64
 	CorruptRecords                         int64
+	// NonCompliant counts the documents the collection's validator
+	// refuses (stored before it was set, under validationLevel
+	// moderate, or with bypassDocumentValidation).
+	NonCompliant int64
 }
 
 // maxReported bounds the messages Validate keeps per kind.
@@ -231,6 +235,9 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 			continue
 		}
 		res.KeysPerIndex[idIndexOf(coll)]++
+		if coll.validator != nil && !coll.validator.Match(doc) {
+			res.NonCompliant++
+		}
 		for i, ix := range coll.Indexes {
 			if ix.ID == 0 {
 				continue
@@ -325,6 +332,9 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 		for _, msg := range res.IndexErrors[i] {
 			report(&res.Errors, "index %s: %s", coll.Indexes[i].Name, msg)
 		}
+	}
+	if res.NonCompliant > 0 {
+		report(&res.Warnings, "Detected %d document(s) not compliant with the collection's schema (its validator)", res.NonCompliant)
 	}
 	if res.CorruptRecords > 0 {
 		report(&res.Warnings, "Detected %d invalid document(s) in the collection", res.CorruptRecords)

@@ -212,6 +212,15 @@ func TestValidateCommand(t *testing.T) {
 			t.Errorf("validate errors = %s", r)
 		}
 	}
+	// A document stored before the validator was set is counted as not
+	// compliant, with a warning; the collection stays valid (mongod 7.0).
+	if err := e.db.RunCommand(e.ctx, bson.D{{Key: "collMod", Value: c.Name()}, {Key: "validator", Value: bson.D{{Key: "a", Value: bson.D{{Key: "$type", Value: "array"}}}}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, e, e.db, bson.D{{Key: "validate", Value: c.Name()}})
+	if warnings, _ := r.Lookup("warnings").Array().Values(); !r.Lookup("valid").Boolean() || num(t, r, "nNonCompliantDocuments") != 1 || len(warnings) != 1 {
+		t.Errorf("validate with a validator = %s", r)
+	}
 	wantCode(t, e.db.RunCommand(e.ctx, bson.D{{Key: "validate", Value: "nothere"}}).Err(), 26)
 	wantCode(t, e.db.RunCommand(e.ctx, bson.D{{Key: "validate", Value: c.Name()}, {Key: "repair", Value: true}}).Err(), 238)
 	wantCode(t, e.db.RunCommand(e.ctx, bson.D{{Key: "validate", Value: c.Name()}, {Key: "full", Value: true}, {Key: "background", Value: true}}).Err(), 72)

@@ -75,7 +75,7 @@ func (h *Handler) validate(ctx context.Context, c *wire.ConnState, req *wire.Req
 		{Key: "ns", Value: ns},
 		{Key: "uuid", Value: coll.UUID},
 		{Key: "nInvalidDocuments", Value: intValue(res.CorruptRecords)},
-		{Key: "nNonCompliantDocuments", Value: int32(0)},
+		{Key: "nNonCompliantDocuments", Value: intValue(res.NonCompliant)},
 		{Key: "nrecords", Value: intValue(res.NRecords)},
 		{Key: "nIndexes", Value: int32(len(coll.Indexes))},
 		{Key: "keysPerIndex", Value: keys},
