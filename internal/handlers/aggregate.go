@@ -199,12 +199,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if cur == nil {
 		return nil, mongoerr.New(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
-	batchSize, err := args{cmd: cur, name: "aggregate.cursor"}.int64("batchSize", -1)
+	batchSize, err := cursorOptionBatchSize(cur, "aggregate")
 	if err != nil {
 		return nil, err
-	}
-	if batchSize < -1 {
-		return nil, mongoerr.New(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", batchSize)
 	}
 	if v, ok := a.value("collation"); ok {
 		if err := checkCollation(v); err != nil {

@@ -194,6 +194,13 @@ func (h *Handler) needs(name string, req *wire.Request, priv privilege) []need {
 		if len(out) == 0 {
 			out = append(out, need{privWrite, req.DB})
 		}
+	case "dataSize", "datasize":
+		// The namespace names its own database: read is needed there.
+		if ns, ok := req.Command.Lookup(name).StringValueOK(); ok {
+			if db, _, _ := strings.Cut(ns, "."); db != req.DB {
+				out = append(out, need{privRead, db})
+			}
+		}
 	case "bulkWrite":
 		if arr, ok := req.Command.Lookup("nsInfo").ArrayOK(); ok {
 			vals, _ := arr.Values()

@@ -167,12 +167,9 @@ func (h *Handler) changeStream(ctx context.Context, c *wire.ConnState, req *wire
 	if cur == nil {
 		return nil, mongoerr.New(mongoerr.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
-	batchSize, err := args{cmd: cur, name: "aggregate.cursor"}.int64("batchSize", -1)
+	batchSize, err := cursorOptionBatchSize(cur, "aggregate")
 	if err != nil {
 		return nil, err
-	}
-	if batchSize < -1 {
-		return nil, mongoerr.New(mongoerr.BadValue, "BSON field 'batchSize' value must be >= 0, actual value '%d'", batchSize)
 	}
 	src := &streamSource{spec: spec, scope: scope, pipeline: p}
 	if err := h.withOplog(func(l *oplog.Log) error { return src.open(l) }); err != nil {

@@ -63,6 +63,10 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "getLog", handler: h.getLog, priv: privCluster, whileDisabled: true, adminOnly: true, help: "recent log lines (none are kept)"},
 		{name: "getParameter", handler: h.getParameter, priv: privCluster, whileDisabled: true, adminOnly: true,
 			help: "server parameters"},
+		{name: "fsync", handler: h.fsync, priv: privCluster, adminOnly: true,
+			help: "flush every open database's memtable to synced sstables; lock: true is refused"},
+		{name: "fsyncUnlock", handler: h.fsyncUnlock, priv: privCluster, adminOnly: true, whileDisabled: true,
+			help: "refused as when not locked: cmkdb never takes an fsync lock"},
 		{name: "serverStatus", handler: h.serverStatus, priv: privCluster, whileDisabled: true,
 			help: "server state, including encryptionAtRest: the node's key state and key ids, never key bytes"},
 
@@ -102,6 +106,14 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "explain", rs: rsRead, handler: h.explain, priv: privRead, help: "the plan of a find, count, distinct, update, delete or aggregate"},
 		{name: "listDatabases", handler: h.listDatabases, priv: privNone, adminOnly: true, help: "the node's databases"},
 		{name: "listCollections", rs: rsRead, handler: h.listCollections, priv: privRead, help: "a database's collections"},
+		{name: "dbStats", rs: rsRead, handler: h.dbStats, aliases: []string{"dbstats"}, priv: privRead,
+			help: "a database's collections, documents and sizes (from storage)"},
+		{name: "collStats", rs: rsRead, handler: h.collStats, aliases: []string{"collstats"}, priv: privRead,
+			help: "a collection's documents and sizes (from storage)"},
+		{name: "dataSize", rs: rsRead, handler: h.dataSize, aliases: []string{"datasize"}, priv: privRead,
+			help: "the BSON size of a collection's documents, or of a key range of them: {dataSize: \"db.coll\", keyPattern, min, max}"},
+		{name: "validate", rs: rsRead, handler: h.validate, priv: privDBAdmin,
+			help: "check a collection's documents and index entries against each other"},
 		{name: "listIndexes", rs: rsRead, handler: h.listIndexes, priv: privRead, help: "a collection's indexes"},
 
 		// Writes.

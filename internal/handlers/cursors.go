@@ -139,9 +139,15 @@ func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src b
 	if batchSize >= 0 {
 		n = int(batchSize)
 	}
-	docs, done, err := src.next(ctx, h, n)
-	if err != nil {
-		return nil, err
+	var docs []bson.Raw
+	done := false
+	if n > 0 {
+		// batchSize 0 opens the cursor without reading (mongod): the
+		// documents come with the first getMore.
+		var err error
+		if docs, done, err = src.next(ctx, h, n); err != nil {
+			return nil, err
+		}
 	}
 	var id int64
 	if !done {
@@ -204,4 +210,33 @@ func cursorReply(ns string, id int64, field string, docs []bson.Raw) (bson.Raw, 
 		{Key: "cursor", Value: bson.D{{Key: field, Value: arr}, {Key: "id", Value: id}, {Key: "ns", Value: ns}}},
 		{Key: "ok", Value: 1.0},
 	})
+}
+
+// cursorBatchSize reads a cursor-opening command's batchSize (find's
+// batchSize, or cursor.batchSize of aggregate, listCollections and
+// listIndexes) as mongod's IDL does: a number holding an integer (an
+// integral double too), at least 0 (else 51024); -1 when absent, which
+// firstBatch reads as mongod's default first batch.
+func cursorBatchSize(a args) (int64, error) {
+	v, ok := a.value("batchSize")
+	if !ok || v.Type == bson.TypeNull {
+		return -1, nil
+	}
+	n, err := a.int64("batchSize", -1)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, mongoerr.New(mongoerr.Location51024, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
+	}
+	return n, nil
+}
+
+// cursorOptionBatchSize is cursorBatchSize of a command's cursor document
+// (nil: absent).
+func cursorOptionBatchSize(cur bson.Raw, command string) (int64, error) {
+	if cur == nil {
+		return -1, nil
+	}
+	return cursorBatchSize(args{cmd: cur, name: command + ".cursor"})
 }

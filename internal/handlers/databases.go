@@ -31,22 +31,33 @@ func (h *Handler) listDatabases(ctx context.Context, c *wire.ConnState, req *wir
 	if err != nil {
 		return nil, acquireError(err)
 	}
+	defer release()
 	names := eng.Databases()
-	release()
 	dbs := bson.A{}
+	var total int64
 	for _, name := range names {
 		d := bson.D{{Key: "name", Value: name}}
 		if !nameOnly {
-			d = append(d, bson.E{Key: "sizeOnDisk", Value: int64(0)}, bson.E{Key: "empty", Value: false})
+			// What the database's files take on disk (sstables,
+			// write-ahead log, manifest), as mongod reports its files'.
+			db, err := eng.Database(name)
+			if err != nil {
+				return nil, err
+			}
+			size := db.DiskUsage()
+			d = append(d, bson.E{Key: "sizeOnDisk", Value: size}, bson.E{Key: "empty", Value: size == 0})
 		}
 		raw, _ := bson.Marshal(d)
 		if m.Match(raw) {
 			dbs = append(dbs, d)
+			if !nameOnly {
+				total += d[1].Value.(int64)
+			}
 		}
 	}
 	reply := bson.D{{Key: "databases", Value: dbs}}
 	if !nameOnly {
-		reply = append(reply, bson.E{Key: "totalSize", Value: int64(0)})
+		reply = append(reply, bson.E{Key: "totalSize", Value: total})
 	}
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
 	return marshal(reply)
@@ -88,9 +99,13 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 		}
 	}
 	release()
-	batchSize := int64(-1)
-	if cur, _ := a.doc("cursor"); cur != nil {
-		batchSize, _ = newArgs(cur).int64("batchSize", -1)
+	cur, err := a.doc("cursor")
+	if err != nil {
+		return nil, err
+	}
+	batchSize, err := cursorOptionBatchSize(cur, "listCollections")
+	if err != nil {
+		return nil, err
 	}
 	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
 }

@@ -336,7 +336,9 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 		return nil, err
 	}
 	if batchSize <= 0 {
-		batchSize = 1 << 30
+		// mongod's getMore: an absent batchSize is no limit, a given
+		// one must be positive.
+		return nil, mongoerr.New(mongoerr.BadValue, "Batch size for getMore must be positive, but received: %d", batchSize)
 	}
 	ns := req.DB + "." + coll
 	cur, err := h.cursors.get(id, ns)

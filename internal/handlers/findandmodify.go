@@ -106,7 +106,13 @@ func parseFindAndModify(a args) (*famSpec, error) {
 	if hasUpdate {
 		switch uv.Type {
 		case bson.TypeArray:
-			return nil, mongoerr.New(mongoerr.NotImplemented, "pipeline-style updates are not supported")
+			stages, err := pipelineStages(uv)
+			if err != nil {
+				return nil, err
+			}
+			if s.update, err = compilePipelineUpdate(stages, arrayFilters, vars); err != nil {
+				return nil, err
+			}
 		case bson.TypeEmbeddedDocument:
 			if s.update, err = query.CompileUpdateWithFilters(uv.Document(), arrayFilters); err != nil {
 				return nil, err

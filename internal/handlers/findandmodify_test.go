@@ -111,7 +111,8 @@ func TestFindAndModifyRaw(t *testing.T) {
 		{"remove and update", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "remove", Value: true}, {Key: "update", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}}, 9},
 		{"neither", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "query", Value: bson.D{}}}, 9},
 		{"remove and new", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "remove", Value: true}, {Key: "new", Value: true}}, 9},
-		{"pipeline update", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "update", Value: bson.A{bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}}}, 238},
+		{"pipeline update with a $match stage", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "update", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{}}}}}}, 72},
+		{"pipeline update with arrayFilters", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "update", Value: bson.A{bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}}}, {Key: "arrayFilters", Value: bson.A{bson.D{{Key: "e", Value: 1}}}}}, 9},
 		{"duplicate key", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "query", Value: bson.D{{Key: "_id", Value: 2}}}, {Key: "update", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "u", Value: "a"}}}}}}, 11000},
 		{"modify _id", bson.D{{Key: "findAndModify", Value: c.Name()}, {Key: "query", Value: bson.D{{Key: "_id", Value: 2}}}, {Key: "update", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "_id", Value: 3}}}}}}, 66},
 	} {

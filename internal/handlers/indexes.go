@@ -229,11 +229,9 @@ func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.
 	if err != nil {
 		return nil, err
 	}
-	batchSize := int64(-1)
-	if cur != nil {
-		if batchSize, err = (args{cmd: cur, name: "listIndexes.cursor"}).int64("batchSize", -1); err != nil {
-			return nil, err
-		}
+	batchSize, err := cursorOptionBatchSize(cur, "listIndexes")
+	if err != nil {
+		return nil, err
 	}
 	st, release, err := h.store(req.DB, false)
 	if err != nil {

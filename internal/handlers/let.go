@@ -24,13 +24,19 @@ const codeBadVarName mongoerr.Code = 16870
 
 // parseLet evaluates a command's let document; nil if absent or empty.
 func parseLet(a args, command string) (map[string]bson.RawValue, error) {
-	v, ok := a.value("let")
+	return parseVars(a, "let", command)
+}
+
+// parseVars evaluates the variables document in field key (let, or an
+// update statement's c); nil if absent or empty.
+func parseVars(a args, key, command string) (map[string]bson.RawValue, error) {
+	v, ok := a.value(key)
 	if !ok || v.Type == bson.TypeNull {
 		return nil, nil
 	}
 	d, ok := v.DocumentOK()
 	if !ok {
-		return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field '%s.let' is the wrong type '%s', expected type 'object'", command, typeName(v.Type))
+		return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", command, key, typeName(v.Type))
 	}
 	elems, err := d.Elements()
 	if err != nil {

@@ -471,6 +471,13 @@ func TestOptionsUpdate(t *testing.T) {
 		{name: "comment", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("comment", "c")), check: wantN(1, 1)},
 		{name: "writeConcern", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 3}}}, {Key: "u", Value: setX}}, e("writeConcern", d{{Key: "w", Value: 1}})), check: wantN(1, 1)},
 		{name: "unknown field", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}}, e("frobnicate", 1)), code: codeUnknownField},
+		{name: "pipeline update with c", cmd: upd(d{{Key: "q", Value: d{{Key: "_id", Value: 1}}}, {Key: "u", Value: bson.A{d{{Key: "$set", Value: d{{Key: "x", Value: "$$k"}}}}}}, {Key: "c", Value: d{{Key: "k", Value: "K"}}}}), check: func(t *testing.T, r *optRun) {
+			if got := r.stored(t); !strings.Contains(got, `{"_id":1,"name":"a","x":"K"}`) {
+				t.Errorf("after pipeline update: %s", got)
+			}
+		}},
+		{name: "c without a pipeline", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: setX}, {Key: "c", Value: d{{Key: "k", Value: 1}}}}), check: wantWriteError(51198)},
+		{name: "pipeline update with arrayFilters", cmd: upd(d{{Key: "q", Value: d{}}, {Key: "u", Value: bson.A{d{{Key: "$set", Value: d{{Key: "x", Value: 1}}}}}}, {Key: "arrayFilters", Value: bson.A{d{{Key: "e", Value: 1}}}}}), check: wantWriteError(codeFailedToParse)},
 	})
 }
 
@@ -638,6 +645,54 @@ func TestOptionsOtherCommands(t *testing.T) {
 			}
 		}},
 		{name: "findAndModify hint naming no index", cmd: cmdWith("findAndModify", d{{Key: "remove", Value: true}, {Key: "hint", Value: "nope"}}), code: codeBadValue},
+		{name: "dbStats scale", cmd: cmdWith("dbStats", nil, e("scale", 1024)), check: func(t *testing.T, r *optRun) {
+			if n, _ := r.reply.Lookup("scaleFactor").AsInt64OK(); n != 1024 {
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "dbStats scale 0", cmd: cmdWith("dbStats", nil, e("scale", 0)), code: codeBadValue},
+		{name: "dbStats freeStorage", cmd: cmdWith("dbStats", nil, e("freeStorage", true)), code: codeNotImplemented},
+		{name: "dbStats unknown field", cmd: cmdWith("dbStats", nil, e("frobnicate", 1)), code: codeUnknownField},
+		{name: "collStats scale", cmd: cmdWith("collStats", nil, e("scale", 2)), check: func(t *testing.T, r *optRun) {
+			if n, _ := r.reply.Lookup("count").AsInt64OK(); n != 3 || r.reply.Lookup("scaleFactor").Int32() != 2 {
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "collStats scale 0", cmd: cmdWith("collStats", nil, e("scale", 0)), code: codeBadValue},
+		{name: "collStats unknown field", cmd: cmdWith("collStats", nil, e("frobnicate", 1)), code: codeUnknownField},
+		{name: "validate full", cmd: cmdWith("validate", nil, e("full", true)), check: func(t *testing.T, r *optRun) {
+			if !r.reply.Lookup("valid").Boolean() || r.reply.Lookup("nrecords").Int32() != 3 || r.reply.Lookup("keysPerIndex", "name_1").Int32() != 3 {
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "validate background", cmd: cmdWith("validate", nil, e("background", true)), check: func(t *testing.T, r *optRun) {
+			if !r.reply.Lookup("valid").Boolean() {
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "validate background and full", cmd: cmdWith("validate", nil, e("background", true), e("full", true)), code: codeInvalidOptions},
+		{name: "validate repair", cmd: cmdWith("validate", nil, e("repair", true)), code: codeNotImplemented},
+		{name: "validate metadata", cmd: cmdWith("validate", nil, e("metadata", true)), code: codeNotImplemented},
+		{name: "validate unknown field", cmd: cmdWith("validate", nil, e("frobnicate", 1)), code: codeUnknownField},
+		{name: "dataSize keyPattern min max", cmd: func(coll string) bson.D {
+			return d{{Key: "dataSize", Value: "test." + coll}, {Key: "keyPattern", Value: d{{Key: "name", Value: 1}}},
+				{Key: "min", Value: d{{Key: "name", Value: "a"}}}, {Key: "max", Value: d{{Key: "name", Value: "c"}}}}
+		}, check: func(t *testing.T, r *optRun) {
+			if r.reply.Lookup("numObjects").Int32() != 1 { // "a" only: "B" sorts before "a", "c" is the excluded max
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "dataSize estimate", cmd: func(coll string) bson.D {
+			return d{{Key: "dataSize", Value: "test." + coll}, {Key: "estimate", Value: true}}
+		}, check: func(t *testing.T, r *optRun) {
+			if r.reply.Lookup("numObjects").Int32() != 3 || r.reply.Lookup("estimate").Boolean() {
+				t.Errorf("reply %v", r.reply)
+			}
+		}},
+		{name: "dataSize unknown field", cmd: func(coll string) bson.D {
+			return d{{Key: "dataSize", Value: "test." + coll}, {Key: "frobnicate", Value: 1}}
+		}, code: codeUnknownField},
+		{name: "fsync outside admin", cmd: cmdWith("fsync", nil), code: 13},
 		{name: "createIndexes collation en", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "en"}}}}}}}), code: codeNotImplemented},
 		{name: "createIndexes collation simple", cmd: cmdWith("createIndexes", d{{Key: "indexes", Value: bson.A{d{{Key: "key", Value: d{{Key: "x", Value: 1}}}, {Key: "name", Value: "x_1"}, {Key: "collation", Value: d{{Key: "locale", Value: "simple"}}}}}}}), check: func(t *testing.T, r *optRun) {
 			specs, err := r.e.db.Collection(r.coll).Indexes().ListSpecifications(r.e.ctx)

@@ -22,7 +22,12 @@ const (
 // updateStmt is one entry of update.updates.
 type updateStmt struct {
 	q, u     bson.Raw
-	pipeline bool // u is an array: a pipeline update
+	pipeline bool       // u is an array: a pipeline update
+	stages   []bson.Raw // its stages
+	// vars are the constants a pipeline update sees: the command's let
+	// and the statement's c.
+	vars     map[string]bson.RawValue
+	hasConst bool // c was given
 	upsert   bool
 	multi    bool
 	sort     bson.Raw
@@ -59,6 +64,9 @@ func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
 				s.u = uv.Document()
 			case bson.TypeArray:
 				s.pipeline = true
+				if s.stages, err = pipelineStages(uv); err != nil {
+					return nil, err
+				}
 			default:
 				return nil, mongoerr.New(mongoerr.TypeMismatch, "BSON field 'update.updates.u' is the wrong type '%s', expected type 'object' or 'array'", typeName(uv.Type))
 			}
@@ -86,7 +94,12 @@ func parseUpdateStmt(v bson.RawValue) (*updateStmt, error) {
 			if s.hint, _, err = checkHint(e.Value()); err != nil {
 				return nil, err
 			}
-		case "upsertSupplied", "c":
+		case "c":
+			s.hasConst = true
+			if s.vars, err = parseVars(a, "c", "update.updates"); err != nil {
+				return nil, err
+			}
+		case "upsertSupplied":
 		default:
 			return nil, mongoerr.New(codeUnknownField, "BSON field 'update.updates.%s' is an unknown field.", k)
 		}
@@ -139,14 +152,18 @@ type compiledUpdate struct {
 }
 
 func compileUpdateStmt(s *updateStmt) (*compiledUpdate, error) {
-	if s.pipeline {
-		return nil, mongoerr.New(mongoerr.NotImplemented, "pipeline-style updates are not supported")
-	}
 	m, err := query.Compile(s.q)
 	if err != nil {
 		return nil, err
 	}
-	u, err := query.CompileUpdateWithFilters(s.u, s.filters)
+	var u *query.Update
+	if s.pipeline {
+		u, err = compilePipelineUpdate(s.stages, s.filters, s.vars)
+	} else if s.hasConst {
+		err = mongoerr.New(codeConstNotPipeline, "Constant values may only be specified for pipeline updates")
+	} else {
+		u, err = query.CompileUpdateWithFilters(s.u, s.filters)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -343,6 +360,7 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		if stmts[i].q, err = letFilter(stmts[i].q, vars); err != nil {
 			return nil, err
 		}
+		stmts[i].vars = mergeVars(vars, stmts[i].vars)
 		anyUpsert = anyUpsert || stmts[i].upsert
 	}
 
@@ -414,4 +432,57 @@ func (h *Handler) update(ctx context.Context, c *wire.ConnState, req *wire.Reque
 		})
 	}
 	return writeReply(counts(), werrs)
+}
+
+// codeConstNotPipeline is mongod's error for an update statement's c
+// without a pipeline update.
+const codeConstNotPipeline mongoerr.Code = 51198
+
+// pipelineStages reads a pipeline-style update's stages (each a document).
+func pipelineStages(v bson.RawValue) ([]bson.Raw, error) {
+	vals, err := v.Array().Values()
+	if err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "invalid update pipeline: %v", err)
+	}
+	stages := make([]bson.Raw, len(vals))
+	for i, sv := range vals {
+		d, ok := sv.DocumentOK()
+		if !ok {
+			return nil, mongoerr.New(mongoerr.TypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		stages[i] = d
+	}
+	return stages, nil
+}
+
+// compilePipelineUpdate compiles a pipeline-style update (update and
+// findAndModify), with its constants substituted.
+func compilePipelineUpdate(stages, arrayFilters []bson.Raw, vars map[string]bson.RawValue) (*query.Update, error) {
+	if len(arrayFilters) > 0 {
+		return nil, mongoerr.New(mongoerr.FailedToParse, "arrayFilters may not be specified for pipeline-syle updates")
+	}
+	stages, err := letPipeline(stages, vars)
+	if err != nil {
+		return nil, err
+	}
+	return query.CompileUpdatePipeline(stages)
+}
+
+// mergeVars is a and b together, b's names winning; nil when both are
+// empty.
+func mergeVars(a, b map[string]bson.RawValue) map[string]bson.RawValue {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make(map[string]bson.RawValue, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }

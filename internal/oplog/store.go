@@ -162,6 +162,13 @@ func (l *Log) Stats() (bytes, count int64, first Timestamp, err error) {
 	return l.bytes, l.count, first, it.Error()
 }
 
+// DiskUsage is Pebble's estimate of the bytes the entries take in its
+// sstables (collStats' storageSize).
+func (l *Log) DiskUsage() (int64, error) {
+	n, err := l.db.EstimateDiskUsage(entryLower, entryUpper)
+	return int64(n), err
+}
+
 // Append writes entries (the changes of log entry index, in order, their
 // timestamps increasing and after Last) in one batch. It does not sync:
 // the raft log is the durable record, and a restarted member regrows the

@@ -423,6 +423,12 @@ func parseOps(parts []string, doc []byte, depth int) (node, error) {
 				return nil, err
 			}
 			add(leafExpand, pred)
+		case "$bitsAllSet", "$bitsAllClear", "$bitsAnySet", "$bitsAnyClear":
+			pred, err := bitsPred(e.key, bitsOps[e.key], arg)
+			if err != nil {
+				return nil, err
+			}
+			add(leafExpand, pred)
 		case "$comment":
 		default:
 			return nil, badValue("unknown operator: %s", e.key)

@@ -16,7 +16,9 @@ import (
 // update operators. It is immutable and safe for concurrent use.
 type Update struct {
 	replacement *mdoc
-	ops         []*updateOp
+	// pipeline is a pipeline-style update's stages (updatepipeline.go).
+	pipeline *Pipeline
+	ops      []*updateOp
 	// positional says some path has a "$" component, which Apply
 	// replaces with the array position the query matched.
 	positional bool
@@ -547,6 +549,11 @@ func (u *Update) Apply(doc bson.Raw, opts ApplyOptions) (bson.Raw, bool, error) 
 		if err != nil {
 			return nil, false, err
 		}
+	} else if u.pipeline != nil {
+		root, err = u.runPipeline(doc, oldID, hadID, opts)
+		if err != nil {
+			return nil, false, err
+		}
 	} else {
 		a := &applier{root: root, opts: opts}
 		if a.opts.Now.IsZero() {
@@ -753,7 +760,12 @@ func validateID(root *mdoc) error {
 }
 
 func (u *Update) replace(old *mdoc, oldID any, hadID bool, opts ApplyOptions) (*mdoc, error) {
-	nd := cloneNode(u.replacement).(*mdoc)
+	return replaceDoc(cloneNode(u.replacement).(*mdoc), oldID, hadID, opts)
+}
+
+// replaceDoc makes nd the new version of a document whose _id was oldID
+// (if hadID): nd keeps that _id when it has none and may not change it.
+func replaceDoc(nd *mdoc, oldID any, hadID bool, opts ApplyOptions) (*mdoc, error) {
 	if newID, ok := nd.get("_id"); ok {
 		if hadID && !opts.Insert && !rawEqual(nodeRaw(oldID), nodeRaw(newID)) {
 			return nil, mongoerr.New(mongoerr.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", debugString(nodeRaw(newID)))

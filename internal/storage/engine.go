@@ -358,6 +358,28 @@ func (e *Engine) DropDatabase(name string) error {
 // MANIFEST): an estimate of what copying it writes.
 func (db *DB) DiskUsage() int64 { return int64(db.Metrics().DiskSpaceUsage()) }
 
+// Dir is the directory holding the databases.
+func (e *Engine) Dir() string { return e.opts.Dir }
+
+// Flush writes every open database's memtable to sstables, synced, and
+// returns how many databases it flushed (fsync). Read-only engines have
+// nothing to flush.
+func (e *Engine) Flush() (int, error) {
+	if e.opts.ReadOnly {
+		return 0, nil
+	}
+	// Held throughout: a database cannot be dropped (closed) while it
+	// is flushed.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, db := range e.dbs {
+		if err := db.Flush(); err != nil {
+			return 0, fmt.Errorf("storage: flush database %q: %w", db.Name, err)
+		}
+	}
+	return len(e.dbs), nil
+}
+
 // RotateDatabaseKey gives the database a new key version: files written
 // from now on use it; existing files keep theirs and stay readable.
 func (e *Engine) RotateDatabaseKey(name string) (uint32, error) {

@@ -1,0 +1,50 @@
+package repl_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/cmkdb/cmkdb/internal/oplog"
+	"github.com/cmkdb/cmkdb/internal/repl/repltest"
+)
+
+// collStats of local.oplog.rs reports the member's oplog: its entries'
+// count and size, and its size cap as maxSize (what mongosh's replication
+// helpers read).
+func TestCollStatsOplog(t *testing.T) {
+	set := repltest.Start(t, 1)
+	p := set.Members[set.Primary(t, time.Minute)]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + p.Host + "/?directConnection=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	if _, err := client.Database("app").Collection("c").InsertMany(ctx, []any{bson.D{{Key: "x", Value: 1}}, bson.D{{Key: "x", Value: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		NS      string `bson:"ns"`
+		Count   int64  `bson:"count"`
+		Size    int64  `bson:"size"`
+		Capped  bool   `bson:"capped"`
+		MaxSize int64  `bson:"maxSize"`
+	}
+	if err := client.Database("local").RunCommand(ctx, bson.D{{Key: "collStats", Value: "oplog.rs"}}).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	bytes, count, _, err := p.Repl.Oplog().Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NS != "local.oplog.rs" || !st.Capped || st.Count < 2 || st.Count > count || st.Size <= 0 || st.Size > bytes ||
+		st.MaxSize != oplog.DefaultMaxBytes {
+		t.Fatalf("collStats(local.oplog.rs) = %+v; the oplog holds %d entries, %d bytes", st, count, bytes)
+	}
+}
