@@ -47,6 +47,13 @@ func startReplSet(t *testing.T, n int) *replSet {
 // kmsFor (nil: a local CMK per member).
 func startReplSetWith(t *testing.T, n int, kmsFor func(i int) map[string]any) *replSet {
 	t.Helper()
+	return startReplSetConfig(t, n, kmsFor, nil)
+}
+
+// startReplSetConfig is startReplSetWith with extra settings in every
+// member's node file.
+func startReplSetConfig(t *testing.T, n int, kmsFor func(i int) map[string]any, extra map[string]any) *replSet {
+	t.Helper()
 	rs := &replSet{t: t, name: "rs0"}
 	ca, err := tlsutil.NewCA("e2e members CA", time.Hour)
 	if err != nil {
@@ -97,6 +104,9 @@ func startReplSetWith(t *testing.T, n int, kmsFor func(i int) map[string]any) *r
 				// Frequent snapshots, so kills land after them and a member
 				// restarted far behind is sent one.
 				"snapshotThreshold": 64, "snapshotInterval": "500ms", "trailingLogs": 32}}
+		for k, v := range extra {
+			cfg[k] = v
+		}
 		js, _ := json.Marshal(cfg)
 		cfgFile := filepath.Join(pki, members[i].Name+".json")
 		if err := os.WriteFile(cfgFile, js, 0o600); err != nil {

@@ -3,12 +3,14 @@ package handlers
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
+	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/storage"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
@@ -32,7 +34,8 @@ func (h *Handler) listDatabases(ctx context.Context, c *wire.ConnState, req *wir
 		return nil, acquireError(err)
 	}
 	defer release()
-	names := eng.Databases()
+	// A restore's staging databases are the replica set's, not a user's.
+	names := slices.DeleteFunc(eng.Databases(), repl.IsStaging)
 	dbs := bson.A{}
 	var total int64
 	for _, name := range names {

@@ -2,6 +2,7 @@ package repl
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -45,6 +46,12 @@ type fsm struct {
 	oplog  *oplog.Log
 	prev   oplog.Timestamp
 	primed bool
+	// snap is the last snapshot taken, which raft may be persisting: an
+	// entry that drops a database stops it first (snapshot.go).
+	snap *fsmSnapshot
+	// persisted is the index of the newest raft snapshot persisted: a
+	// restart replays the log from there (restore.go relies on it).
+	persisted atomic.Uint64
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -78,6 +85,9 @@ func (f *fsm) apply(l *raft.Log) error {
 	if e.db == localDB {
 		return fmt.Errorf("%w: the local database is never replicated", errBadEntry)
 	}
+	if e.op == opDrop || e.op == opRestoreCommit {
+		f.stopSnapshot()
+	}
 	var ops []oplog.Op
 	switch e.op {
 	case opBatch:
@@ -94,7 +104,7 @@ func (f *fsm) apply(l *raft.Log) error {
 	case opRestorePart:
 		err = f.applyRestorePart(e)
 	case opRestoreCommit:
-		err = f.applyRestoreCommit(e)
+		err = f.applyRestoreCommit(l.Index, e)
 	default:
 		err = fmt.Errorf("%w: operation %d", errBadEntry, e.op)
 	}

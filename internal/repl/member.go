@@ -234,6 +234,9 @@ func (m *Member) runEpoch(ctx context.Context, eng *storage.Engine, dbs Database
 		return fmt.Errorf("repl: the oplog: %w", err)
 	}
 	f := &fsm{m: m, eng: eng, dbs: dbs, failed: make(chan error, 1), oplog: ol}
+	if list, err := snaps.List(); err == nil && len(list) > 0 {
+		f.persisted.Store(list[0].Index)
+	}
 	if err := f.finishInterruptedRestore(local, snaps); err != nil {
 		return err
 	}

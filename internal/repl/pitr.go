@@ -164,16 +164,25 @@ func (m *Member) RestoreBackup(ctx context.Context, src BackupSource, replay fun
 		e.wallMs = time.Now().UnixMilli()
 		return m.apply(r, e.encode())
 	}
-	// What an abandoned restore staged goes first.
+	// What an abandoned restore staged (no commit marker) goes first;
+	// committed ones are dropped by each member when safe (restore.go).
 	m.mu.Lock()
 	eng := m.eng
 	m.mu.Unlock()
 	if eng != nil {
 		for _, name := range eng.Databases() {
-			if IsStaging(name) {
-				if err := propose(entry{op: opDrop, db: name}); err != nil {
-					return 0, fmt.Errorf("repl: restore: drop %s: %w", name, err)
-				}
+			if !IsStaging(name) {
+				continue
+			}
+			db, err := eng.Database(name)
+			if err != nil {
+				return 0, err
+			}
+			if at, err := stagingCommit(db); err != nil || at > 0 {
+				continue
+			}
+			if err := propose(entry{op: opDrop, db: name}); err != nil {
+				return 0, fmt.Errorf("repl: restore: drop %s: %w", name, err)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -23,17 +24,20 @@ import (
 //  2. one opRestoreCommit entry {id, names} makes them the set's data, on
 //     each member as it applies it: databases not named are dropped, each
 //     named one is cleared and refilled from its staging database, every
-//     one synced; then a done record for id is written (synced) in the
-//     member's local database, and the staging databases are dropped.
+//     one synced; then each staging database gets a marker with the
+//     commit's log index.
 //
-// Until the commit entry is committed the set serves its old data; a
-// restore abandoned before it leaves staging databases, which the next
-// restore drops first. Applying the commit again — a member replays the
-// log from its last raft snapshot after a crash — finds the done record
-// and only drops the staging databases the replayed parts recreated
-// (they may be partial: parts before that raft snapshot are not
-// replayed), so it never copies an incomplete staging database over the
-// data. Later entries are replayed over the result as always.
+// Until the commit entry is committed the set serves its old data. A
+// member that crashes replays the log from its last persisted raft
+// snapshot: if that snapshot precedes the commit, the replay applies the
+// commit again — after the entries before it, which may have written the
+// target databases again — so the staging databases must still be whole
+// then. They are: a staging database is dropped only once a raft snapshot
+// at or past its commit index is persisted (dropCommittedStaging, at the
+// next snapshot), after which no replay reaches that commit. A restore
+// abandoned before its commit (the primary changed) leaves staging
+// databases without a marker, which the next restore drops first through
+// the log (no commit of theirs can follow).
 //
 // opRestorePart payload: (uvarint len(key) | key | uvarint len(value) | value)*
 // opRestoreCommit: the header's database field is the restore id; payload:
@@ -57,9 +61,27 @@ func newRestoreID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// doneKey records in the local database that restore id's commit was
-// applied here.
-func doneKey(id string) []byte { return append([]byte{0xF4}, id...) }
+// committedKey holds, in a staging database, the log index of its
+// restore's commit (8 bytes, big-endian). Docstore keys start with
+// 0x00–0x04: the marker is never a document's.
+var committedKey = []byte{0xFE, 'c'}
+
+// stagingCommit returns the commit index a staging database records (0:
+// not committed).
+func stagingCommit(db *storage.DB) (uint64, error) {
+	v, closer, err := db.Get(committedKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("repl: staging database %s: commit marker of %d bytes", db.Name, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
 
 func appendKV(out, k, v []byte) []byte {
 	out = binary.AppendUvarint(out, uint64(len(k)))
@@ -153,37 +175,55 @@ func (f *fsm) dropStaging(name string) error {
 }
 
 // applyRestoreCommit makes restore id's staging databases the set's data.
-func (f *fsm) applyRestoreCommit(e entry) error {
+func (f *fsm) applyRestoreCommit(index uint64, e entry) error {
 	id := e.db
 	names, err := decodeNames(e.repr)
 	if err != nil {
 		return err
 	}
-	local, err := f.eng.Database(localDB)
-	if err != nil {
-		return err
+	if err := f.commitRestore(id, names); err != nil {
+		return fmt.Errorf("restore %s: %w", id, err)
 	}
-	_, closer, err := local.Get(doneKey(id))
-	switch {
-	case err == nil:
-		closer.Close()
-	case errors.Is(err, pebble.ErrNotFound):
-		if err := f.commitRestore(id, names); err != nil {
-			return fmt.Errorf("restore %s: %w", id, err)
-		}
-		if err := local.Set(doneKey(id), nil, pebble.Sync); err != nil {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], index)
+	for _, name := range names {
+		db, err := f.eng.Database(stagingName(id, name))
+		if err != nil {
 			return err
 		}
-	default:
-		return err
-	}
-	for _, name := range names {
-		if err := f.dropStaging(stagingName(id, name)); err != nil {
+		if err := db.Set(committedKey, v[:], pebble.Sync); err != nil {
 			return err
 		}
 	}
 	// Change streams cannot resume across a restore.
 	return f.resetOplog(f.prev)
+}
+
+// dropCommittedStaging drops the staging databases whose commit a
+// persisted raft snapshot covers: no replay applies that commit again.
+func (f *fsm) dropCommittedStaging() error {
+	persisted := f.persisted.Load()
+	for _, name := range f.eng.Databases() {
+		if !IsStaging(name) {
+			continue
+		}
+		db, err := f.eng.Database(name)
+		if err != nil {
+			return err
+		}
+		at, err := stagingCommit(db)
+		if err != nil {
+			return err
+		}
+		if at == 0 || at > persisted {
+			continue
+		}
+		f.stopSnapshot()
+		if err := f.dropStaging(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fsm) commitRestore(id string, names []string) error {
@@ -217,6 +257,9 @@ func (f *fsm) commitRestore(id string, names []string) error {
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
+			if bytes.Equal(it.Key(), committedKey) {
+				continue
+			}
 			v, err := it.ValueAndErr()
 			if err == nil {
 				err = d.set(it.Key(), v) // the batch copies them

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -49,7 +52,12 @@ var errBadSnapshot = errors.New("repl: malformed snapshot")
 // WALs are synced first: with NoSnapshotRestoreOnStart, a restart replays
 // only the entries after the snapshot, so what it covers must be durable.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	s := &fsmSnapshot{oplogTS: f.prev}
+	f.stopSnapshot()
+	if err := f.dropCommittedStaging(); err != nil {
+		return nil, fmt.Errorf("repl: snapshot: %w", err)
+	}
+	s := &fsmSnapshot{oplogTS: f.prev, index: f.m.applied.Load().Index, persisted: &f.persisted}
+	defer func() { f.snap = s }()
 	if local, err := f.eng.Database(localDB); err == nil {
 		// The oplog's entries up to here must survive a restart, which
 		// replays only what follows the snapshot (oplog.Log.TrimFrom).
@@ -80,25 +88,88 @@ type dbSnapshot struct {
 	snap *pebble.Snapshot
 }
 
+// fsmSnapshot is persisted by raft on its own goroutine while the log is
+// applied on. A database it pins may be dropped by an entry meanwhile:
+// the fsm first stops it (stopSnapshot), so that no pebble snapshot is
+// left on a closed database; the persist then fails and raft takes
+// another snapshot later.
 type fsmSnapshot struct {
+	// mu is held while the snapshot is written or stopped.
+	mu      sync.Mutex
 	dbs     []dbSnapshot
 	oplogTS oplog.Timestamp
+	stopped atomic.Bool
+	// index is the log index it holds; persisted hears it once raft
+	// persisted it.
+	index     uint64
+	persisted *atomic.Uint64
 }
+
+var errSnapshotStopped = errors.New("repl: snapshot stopped: a database it holds was dropped")
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.persisted != nil && s.index > s.persisted.Load() {
+		s.persisted.Store(s.index)
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) write(w io.Writer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped.Load() {
+		return errSnapshotStopped
+	}
 	parts := make([]streamPart, len(s.dbs))
 	for i, d := range s.dbs {
 		parts[i] = streamPart{name: d.name, r: d.snap}
 	}
-	return writeStream(context.Background(), w, parts, s.oplogTS)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if s.stopped.Load() {
+					cancel(errSnapshotStopped)
+					return
+				}
+			}
+		}
+	}()
+	err := writeStream(ctx, w, parts, s.oplogTS)
+	if s.stopped.Load() {
+		return errSnapshotStopped
+	}
+	return err
+}
+
+// stopSnapshot stops the snapshot last taken, if raft may still be
+// persisting it, and closes its pebble snapshots: called before a
+// database is dropped (and before the next snapshot).
+func (f *fsm) stopSnapshot() {
+	s := f.snap
+	if s == nil {
+		return
+	}
+	f.snap = nil
+	s.stopped.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeSnapshots()
 }
 
 // streamPart is one database of a snapshot stream and what reads it.
@@ -157,6 +228,12 @@ func writeStream(ctx context.Context, w io.Writer, parts []streamPart, ts oplog.
 }
 
 func (s *fsmSnapshot) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeSnapshots()
+}
+
+func (s *fsmSnapshot) closeSnapshots() {
 	for _, d := range s.dbs {
 		_ = d.snap.Close()
 	}
@@ -170,6 +247,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.m.applyMu.Lock()
 	defer f.m.applyMu.Unlock()
+	f.stopSnapshot()
 	if err := setRestoreMarker(f.eng, true); err != nil {
 		return fmt.Errorf("repl: restore: %w", err)
 	}
