@@ -258,6 +258,8 @@ func compileStage(name string, arg bson.RawValue, src CollectionSource) (stage, 
 		return compileBucket(arg)
 	case "$bucketAuto":
 		return compileBucketAuto(arg)
+	case "$setWindowFields":
+		return compileSetWindowFields(arg)
 	}
 	return nil, mongoerr.New(40324, "Unrecognized pipeline stage name: '%s'", name)
 }

@@ -1,0 +1,59 @@
+package query
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+)
+
+// repeatIter yields the same document n times (no memory per document).
+type repeatIter struct {
+	doc bson.Raw
+	n   int
+}
+
+func (r *repeatIter) Next(context.Context) (bson.Raw, error) {
+	if r.n == 0 {
+		return nil, io.EOF
+	}
+	r.n--
+	return r.doc, nil
+}
+
+func (r *repeatIter) Close() error { return nil }
+
+// bigDoc is a document of about 1 MB.
+func bigDoc() bson.Raw {
+	return bson.Raw(bsoncore.NewDocumentBuilder().AppendString("pad", strings.Repeat("x", 1<<20)).Build())
+}
+
+// The blocking stages fail with 292 once they hold more than 100 MB.
+func TestBlockingStageMemoryLimit(t *testing.T) {
+	for _, stage := range []string{
+		`{"$setWindowFields": {"output": {"n": {"$count": {}}}}}`,
+	} {
+		p, err := CompilePipeline([]bson.Raw{D(t, stage)}, mapSource{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.Run(context.Background(), &repeatIter{doc: bigDoc(), n: 101})
+		if mongoerr.CodeOf(err) != codeMemoryLimit {
+			t.Errorf("%s over 100 MB: got %v, want code 292", stage, err)
+		}
+		// Under the limit it runs.
+		it, err := p.Run(context.Background(), &repeatIter{doc: bigDoc(), n: 3})
+		if err != nil {
+			t.Fatalf("%s: %v", stage, err)
+		}
+		out, err := drain(context.Background(), it)
+		if err != nil || len(out) != 3 {
+			t.Errorf("%s under the limit: %d docs, %v", stage, len(out), err)
+		}
+	}
+}
