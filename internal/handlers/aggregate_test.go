@@ -265,3 +265,45 @@ func TestAggregateWrites(t *testing.T) {
 	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$documents", Value: bson.A{}}}})
 	wantCode(t, err, 73)
 }
+
+// $graphLookup reads another collection of the database through the
+// handler; $setWindowFields runs over the collection's documents.
+func TestAggregateGraphAndWindows(t *testing.T) {
+	e := newDataEnv(t)
+	type D = bson.D
+	emp := e.db.Collection("emp")
+	if _, err := emp.InsertMany(e.ctx, []any{
+		D{{Key: "_id", Value: 1}, {Key: "name", Value: "Dev"}, {Key: "boss", Value: "Eliot"}, {Key: "dept", Value: "eng"}, {Key: "pay", Value: 10}},
+		D{{Key: "_id", Value: 2}, {Key: "name", Value: "Eliot"}, {Key: "boss", Value: "Ron"}, {Key: "dept", Value: "eng"}, {Key: "pay", Value: 30}},
+		D{{Key: "_id", Value: 3}, {Key: "name", Value: "Ron"}, {Key: "boss", Value: "Andrew"}, {Key: "dept", Value: "exec"}, {Key: "pay", Value: 50}},
+		D{{Key: "_id", Value: 4}, {Key: "name", Value: "Andrew"}, {Key: "dept", Value: "exec"}, {Key: "pay", Value: 70}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	people := e.db.Collection("people")
+	if _, err := people.InsertOne(e.ctx, D{{Key: "_id", Value: "p"}, {Key: "manager", Value: "Eliot"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := aggAll(t, e, people, mongo.Pipeline{
+		{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$manager"}, {Key: "connectFromField", Value: "boss"},
+			{Key: "connectToField", Value: "name"}, {Key: "as", Value: "up"}, {Key: "depthField", Value: "lvl"}, {Key: "maxDepth", Value: 1}}}},
+		{{Key: "$project", Value: D{{Key: "up.name", Value: 1}, {Key: "up.lvl", Value: 1}}}},
+	}), `[{"_id":"p","up":[{"name":"Eliot","lvl":0},{"name":"Ron","lvl":1}]}]`; got != want {
+		t.Errorf("$graphLookup: %s, want %s", got, want)
+	}
+	_, err := people.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$manager"}}}}})
+	wantCode(t, err, 40105)
+
+	if got, want := aggAll(t, e, emp, mongo.Pipeline{
+		{{Key: "$setWindowFields", Value: D{{Key: "partitionBy", Value: "$dept"}, {Key: "sortBy", Value: D{{Key: "pay", Value: -1}}},
+			{Key: "output", Value: D{{Key: "rank", Value: D{{Key: "$rank", Value: D{}}}},
+				{Key: "deptPay", Value: D{{Key: "$sum", Value: "$pay"}}},
+				{Key: "cum", Value: D{{Key: "$sum", Value: "$pay"}, {Key: "window", Value: D{{Key: "documents", Value: bson.A{"unbounded", "current"}}}}}}}}}}},
+		{{Key: "$project", Value: D{{Key: "name", Value: 1}, {Key: "rank", Value: 1}, {Key: "deptPay", Value: 1}, {Key: "cum", Value: 1}}}},
+	}), `[{"_id":2,"name":"Eliot","rank":1,"deptPay":40,"cum":30},{"_id":1,"name":"Dev","rank":2,"deptPay":40,"cum":40},`+
+		`{"_id":4,"name":"Andrew","rank":1,"deptPay":120,"cum":70},{"_id":3,"name":"Ron","rank":2,"deptPay":120,"cum":120}]`; got != want {
+		t.Errorf("$setWindowFields: %s, want %s", got, want)
+	}
+	_, err = emp.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$setWindowFields", Value: D{{Key: "output", Value: D{{Key: "r", Value: D{{Key: "$rank", Value: D{}}}}}}}}}})
+	wantCode(t, err, 5371602)
+}

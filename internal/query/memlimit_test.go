@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,5 +56,35 @@ func TestBlockingStageMemoryLimit(t *testing.T) {
 		if err != nil || len(out) != 3 {
 			t.Errorf("%s under the limit: %d docs, %v", stage, len(out), err)
 		}
+	}
+}
+
+// $graphLookup bounds what one search holds (visited documents and the
+// frontier) with mongod's 40099.
+func TestGraphLookupMemoryLimit(t *testing.T) {
+	pad := strings.Repeat("x", 1<<20)
+	var coll []bson.Raw
+	for i := 0; i < 60; i++ {
+		coll = append(coll, bson.Raw(bsoncore.NewDocumentBuilder().AppendInt32("_id", int32(i)).AppendInt32("k", 1).
+			AppendString("next", strconv.Itoa(i)+pad).Build()))
+	}
+	stage := D(t, `{"$graphLookup": {"from": "c", "startWith": 1, "connectFromField": "next", "connectToField": "k", "as": "r"}}`)
+	p, err := CompilePipeline([]bson.Raw{stage}, mapSource{"c": coll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := p.Run(context.Background(), NewSliceIterator([]bson.Raw{D(t, `{"_id": 0}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = drain(context.Background(), it); mongoerr.CodeOf(err) != codeGraphLookupMemory {
+		t.Fatalf("got %v, want 40099", err)
+	}
+	// A smaller collection fits.
+	p, _ = CompilePipeline([]bson.Raw{stage}, mapSource{"c": coll[:10]})
+	it, _ = p.Run(context.Background(), NewSliceIterator([]bson.Raw{D(t, `{"_id": 0}`)}))
+	out, err := drain(context.Background(), it)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("10 MB: %v", err)
 	}
 }

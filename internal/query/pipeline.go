@@ -260,6 +260,8 @@ func compileStage(name string, arg bson.RawValue, src CollectionSource) (stage, 
 		return compileBucketAuto(arg)
 	case "$setWindowFields":
 		return compileSetWindowFields(arg)
+	case "$graphLookup":
+		return compileGraphLookup(arg, src)
 	}
 	return nil, mongoerr.New(40324, "Unrecognized pipeline stage name: '%s'", name)
 }

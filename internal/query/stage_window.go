@@ -554,6 +554,7 @@ func (st *setWindowStage) run(ctx context.Context, _ *Pipeline, in Iterator) (It
 		return false
 	})
 	out := make([]bson.Raw, 0, n)
+	size := 0
 	for start := 0; start < n; {
 		end := start + 1
 		for end < n && Compare(pkeys[idx[end]], pkeys[idx[start]]) == 0 {
@@ -570,6 +571,11 @@ func (st *setWindowStage) run(ctx context.Context, _ *Pipeline, in Iterator) (It
 		res, err := st.partitionOutputs(ctx, part, pk)
 		if err != nil {
 			return nil, err
+		}
+		for _, r := range res {
+			if size += len(r); size > maxBlockingBytes {
+				return nil, mongoerr.New(codeMemoryLimit, "$setWindowFields exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxBlockingBytes)
+			}
 		}
 		out = append(out, res...)
 		start = end
