@@ -61,7 +61,7 @@ func evalSubstrBytes(_ string, a []bson.RawValue) (bson.RawValue, error) {
 	start, _ := truncInt64(toNum(a[1]))
 	length, _ := truncInt64(toNum(a[2]))
 	if toNum(a[1]).float() < 0 {
-		return missing, mongoerr.New(50752, "$substrBytes: starting index must be non-negative (got: %d)", start)
+		return missing, mongoerr.New(50752, "$substrBytes:  starting index must be non-negative (got: %d)", start)
 	}
 	if start >= int64(len(s)) {
 		return rvString(""), nil
@@ -271,7 +271,7 @@ func evalIndexOf(op string, a []bson.RawValue) (bson.RawValue, error) {
 	start, end := int64(0), n
 	if len(a) > 2 {
 		var err error
-		if start, err = bound(a[2], "start"); err != nil {
+		if start, err = bound(a[2], "starting"); err != nil {
 			return missing, err
 		}
 	}
