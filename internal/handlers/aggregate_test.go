@@ -306,4 +306,24 @@ func TestAggregateGraphAndWindows(t *testing.T) {
 	}
 	_, err = emp.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$setWindowFields", Value: D{{Key: "output", Value: D{{Key: "r", Value: D{{Key: "$rank", Value: D{}}}}}}}}}})
 	wantCode(t, err, 5371602)
+
+	// The command's let reaches startWith and window function inputs; a
+	// restrictSearchWithMatch filter is a query ("$$x" outside $expr is a
+	// string).
+	cur, err := people.Aggregate(e.ctx, mongo.Pipeline{
+		{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$$who"}, {Key: "connectFromField", Value: "boss"},
+			{Key: "connectToField", Value: "name"}, {Key: "as", Value: "up"}, {Key: "restrictSearchWithMatch", Value: D{{Key: "name", Value: D{{Key: "$ne", Value: "$$who"}}}}}}}},
+		{{Key: "$setWindowFields", Value: D{{Key: "output", Value: D{{Key: "k", Value: D{{Key: "$max", Value: "$$k"}}}}}}}},
+		{{Key: "$project", Value: D{{Key: "n", Value: D{{Key: "$size", Value: "$up"}}}, {Key: "k", Value: 1}}}},
+	}, options.Aggregate().SetLet(D{{Key: "who", Value: "Ron"}, {Key: "k", Value: 7}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsDocs(t, docs), `[{"_id":"p","k":7,"n":2}]`; got != want {
+		t.Errorf("let: %s, want %s", got, want)
+	}
 }
