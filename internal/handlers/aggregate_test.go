@@ -327,3 +327,76 @@ func TestAggregateGraphAndWindows(t *testing.T) {
 		t.Errorf("let: %s, want %s", got, want)
 	}
 }
+
+// $indexStats reports real usage: operations whose scan was planned on
+// the index.
+func TestAggregateIndexStats(t *testing.T) {
+	e := newDataEnv(t)
+	type D = bson.D
+	coll := e.db.Collection("ix")
+	if _, err := coll.InsertMany(e.ctx, []any{D{{Key: "_id", Value: 1}, {Key: "a", Value: 1}}, D{{Key: "_id", Value: 2}, {Key: "a", Value: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.Indexes().CreateOne(e.ctx, mongo.IndexModel{Keys: D{{Key: "a", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	stats := func() map[string]int64 {
+		t.Helper()
+		cur, err := coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$indexStats", Value: D{}}}, {{Key: "$sort", Value: D{{Key: "name", Value: 1}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []bson.Raw
+		if err := cur.All(e.ctx, &docs); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, d := range docs {
+			name := d.Lookup("name").StringValue()
+			out[name] = d.Lookup("accesses", "ops").Int64()
+			if _, ok := d.Lookup("accesses", "since").DateTimeOK(); !ok {
+				t.Errorf("%s: no accesses.since: %s", name, d)
+			}
+			if h := d.Lookup("host").StringValue(); h == "" {
+				t.Errorf("%s: no host", name)
+			}
+			if k, ok := d.Lookup("spec", "key").DocumentOK(); !ok || len(k) == 0 {
+				t.Errorf("%s: no spec.key: %s", name, d)
+			}
+		}
+		return out
+	}
+	before := stats()
+	if before["a_1"] != 0 {
+		t.Errorf("a_1 before use: %d ops", before["a_1"])
+	}
+	for _, f := range []D{{{Key: "a", Value: 1}}, {{Key: "a", Value: D{{Key: "$gt", Value: 0}}}}} {
+		if err := coll.FindOne(e.ctx, f).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := coll.DeleteOne(e.ctx, D{{Key: "a", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := coll.FindOne(e.ctx, D{{Key: "_id", Value: 1}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.Find(e.ctx, D{{Key: "b", Value: 1}}); err != nil { // no index: a collection scan
+		t.Fatal(err)
+	}
+	after := stats()
+	if got := after["a_1"] - before["a_1"]; got != 3 {
+		t.Errorf("a_1: %d ops, want 3 (two finds, one delete)", got)
+	}
+	if got := after["_id_"] - before["_id_"]; got != 1 {
+		t.Errorf("_id_: %d ops, want 1", got)
+	}
+	_, err := coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$indexStats", Value: D{{Key: "x", Value: 1}}}}})
+	wantCode(t, err, 28803)
+	_, err = coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$match", Value: D{}}}, {{Key: "$indexStats", Value: D{}}}})
+	wantCode(t, err, 40602)
+	// A collection that does not exist has no indexes.
+	if got := aggAll(t, e, e.db.Collection("nope"), mongo.Pipeline{{{Key: "$indexStats", Value: D{}}}}); got != `[]` {
+		t.Errorf("missing collection: %s", got)
+	}
+}
