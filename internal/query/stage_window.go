@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"math"
+	"math/big"
 	"sort"
 	"strings"
 
@@ -50,6 +51,8 @@ type windowFn struct {
 	def bson.RawValue
 	// $derivative, $integral
 	unitMs int64
+	// $expMovingAvg
+	alpha *big.Float
 }
 
 type setWindowStage struct {
@@ -62,22 +65,22 @@ type setWindowStage struct {
 
 // Window functions MongoDB 7.0 has that cmkdb does not compute.
 var windowNotImplemented = map[string]bool{
-	"$covariancePop": true, "$covarianceSamp": true, "$stdDevPop": true, "$stdDevSamp": true,
-	"$expMovingAvg": true, "$linearFill": true, "$minN": true, "$maxN": true, "$firstN": true,
+	"$linearFill": true, "$minN": true, "$maxN": true, "$firstN": true,
 	"$lastN": true, "$top": true, "$topN": true, "$bottom": true, "$bottomN": true,
 	"$median": true, "$percentile": true,
 }
 
 var windowAccumulators = map[string]bool{
 	"$sum": true, "$avg": true, "$min": true, "$max": true, "$push": true, "$addToSet": true,
-	"$count": true, "$first": true, "$last": true,
+	"$count": true, "$first": true, "$last": true, "$stdDevPop": true, "$stdDevSamp": true,
+	"$covariancePop": true, "$covarianceSamp": true,
 }
 
 var windowRank = map[string]bool{"$rank": true, "$denseRank": true, "$documentNumber": true}
 
 func isWindowFunction(name string) bool {
 	return windowAccumulators[name] || windowRank[name] || windowNotImplemented[name] ||
-		name == "$shift" || name == "$locf" || name == "$derivative" || name == "$integral"
+		name == "$shift" || name == "$locf" || name == "$derivative" || name == "$integral" || name == "$expMovingAvg"
 }
 
 func swfParseErr(format string, args ...any) error {
@@ -192,6 +195,8 @@ func (st *setWindowStage) parseWindowFn(obj []byte) (windowFn, error) {
 		return st.parseShift(es)
 	case name == "$derivative" || name == "$integral":
 		return st.parseRate(name, es)
+	case name == "$expMovingAvg":
+		return st.parseExpMovingAvg(es)
 	}
 	// Accumulators and $locf: {$fn: <expr>, window: {...}}.
 	var input bson.RawValue
@@ -611,7 +616,7 @@ func (st *setWindowStage) partitionOutputs(ctx context.Context, part []bson.Raw,
 			}
 		}
 		var windows [][2]int
-		if fn.name != "$shift" && !windowRank[fn.name] && fn.name != "$locf" {
+		if fn.name != "$shift" && !windowRank[fn.name] && fn.name != "$locf" && fn.name != "$expMovingAvg" {
 			var err error
 			if windows, err = st.windows(fn.bounds, n, sortValues); err != nil {
 				return nil, err
@@ -655,6 +660,8 @@ func (st *setWindowStage) partitionOutputs(ctx context.Context, part []bson.Raw,
 				}
 				res[i] = last
 			}
+		case fn.name == "$expMovingAvg":
+			expMovingAvg(fn.alpha, vals, res)
 		case fn.name == "$derivative":
 			xs := sortValues()
 			for i, w := range windows {
@@ -867,4 +874,106 @@ func xFloat(v bson.RawValue) float64 {
 		return float64(ms)
 	}
 	return toNum(v).float()
+}
+
+func (st *setWindowStage) parseExpMovingAvg(es []elem) (windowFn, error) {
+	fn := windowFn{name: "$expMovingAvg"}
+	if len(es) != 1 || es[0].val.Type != bson.TypeEmbeddedDocument {
+		return fn, swfParseErr("$expMovingAvg must have exactly one argument that is an object")
+	}
+	args := elems(es[0].val.Value)
+	var input, n, alpha bson.RawValue
+	for _, a := range args {
+		switch a.key {
+		case "input":
+			input = a.val
+		case "N":
+			n = a.val
+		case "alpha":
+			alpha = a.val
+		}
+	}
+	if len(args) != 2 || isMissing(input) {
+		return fn, swfParseErr("$expMovingAvg sub object must have exactly two fields: An 'input' field, and either an 'N' field or an 'alpha' field")
+	}
+	if st.sortBy == nil {
+		return fn, swfParseErr("$expMovingAvg requires an explicit 'sortBy'")
+	}
+	x, err := compileExpr(input, 0)
+	if err != nil {
+		return fn, err
+	}
+	fn.input = x
+	switch {
+	case !isMissing(n):
+		if !isNumeric(n.Type) {
+			return fn, swfParseErr("'N' field must be an integer, but found type %s", TypeName(n.Type))
+		}
+		i, ok := exactInt(n)
+		if !ok {
+			return fn, swfParseErr("'N' field must be an integer, but found  N: %s. To use a non-integer, use the 'alpha' argument instead", debugString(n))
+		}
+		if i <= 0 {
+			return fn, swfParseErr("'N' must be greater than zero. Got %d", i)
+		}
+		fn.alpha = new(big.Float).SetPrec(200).Quo(big.NewFloat(2).SetPrec(200), new(big.Float).SetPrec(200).SetInt64(i+1))
+	case !isMissing(alpha):
+		if !isNumeric(alpha.Type) {
+			return fn, swfParseErr("'alpha' must be a number")
+		}
+		f := toNum(alpha).float()
+		if !(f > 0 && f < 1) {
+			return fn, swfParseErr("'alpha' must be between 0 and 1 (exclusive), found alpha: %s", debugString(alpha))
+		}
+		r, _ := ratOf(toNum(alpha))
+		fn.alpha = new(big.Float).SetPrec(200).SetRat(r)
+	default:
+		return fn, swfParseErr("Got unrecognized field in $expMovingAvg$expMovingAvg sub object must have exactly two fields: An 'input' field, and either an 'N' field or an 'alpha' field")
+	}
+	return fn, nil
+}
+
+// expMovingAvg: the first number is the average, then each number x moves
+// it to alpha*x + (1-alpha)*avg; other values leave it as it is. Computed
+// exactly (mongod uses decimal arithmetic), returned as a double, or as a
+// decimal once a decimal was seen.
+func expMovingAvg(alpha *big.Float, vals, res []bson.RawValue) {
+	var avg *big.Float
+	decimal := false
+	one := big.NewFloat(1).SetPrec(200)
+	rest := new(big.Float).SetPrec(200).Sub(one, alpha)
+	for i, v := range vals {
+		if isNumeric(v.Type) {
+			n := toNum(v)
+			if n.kind == bson.TypeDecimal128 {
+				decimal = true
+			}
+			r, ok := ratOf(n)
+			if ok {
+				x := new(big.Float).SetPrec(200).SetRat(r)
+				if avg == nil {
+					avg = x
+				} else {
+					a := new(big.Float).SetPrec(200).Mul(x, alpha)
+					b := new(big.Float).SetPrec(200).Mul(avg, rest)
+					avg = a.Add(a, b)
+				}
+			}
+		}
+		switch {
+		case avg == nil:
+			res[i] = rvNull
+		case decimal:
+			d, err := bson.ParseDecimal128(avg.Text('g', 34))
+			if err != nil {
+				f, _ := avg.Float64()
+				res[i] = rvDouble(f)
+			} else {
+				res[i] = rvDecimal(d)
+			}
+		default:
+			f, _ := avg.Float64()
+			res[i] = rvDouble(f)
+		}
+	}
 }
