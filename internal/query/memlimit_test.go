@@ -88,3 +88,31 @@ func TestGraphLookupMemoryLimit(t *testing.T) {
 		t.Fatalf("10 MB: %v", err)
 	}
 }
+
+// Window results are bounded too: a running $push over kilobyte values
+// grows quadratically and fails with 292 instead of exhausting memory.
+func TestWindowResultsMemoryLimit(t *testing.T) {
+	doc := bson.Raw(bsoncore.NewDocumentBuilder().AppendString("s", strings.Repeat("y", 1024)).Build())
+	stage := D(t, `{"$setWindowFields": {"sortBy": {"_id": 1}, "output": {"all": {"$push": "$s", "window": {"documents": ["unbounded", "current"]}}}}}`)
+	p, err := CompilePipeline([]bson.Raw{stage}, mapSource{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = p.Run(context.Background(), &repeatIter{doc: doc, n: 2000}); mongoerr.CodeOf(err) != codeMemoryLimit {
+		t.Fatalf("got %v, want 292", err)
+	}
+	// Windows that end at the partition's end are accumulated from the end:
+	// linear, so a large partition is quick.
+	stage = D(t, `{"$setWindowFields": {"sortBy": {"_id": 1}, "output": {"rest": {"$sum": 1, "window": {"documents": ["current", "unbounded"]}}, "n": {"$count": {}, "window": {"documents": [-5, 5]}}}}}`)
+	if p, err = CompilePipeline([]bson.Raw{stage}, mapSource{}); err != nil {
+		t.Fatal(err)
+	}
+	it, err := p.Run(context.Background(), &repeatIter{doc: D(t, `{"_id": 1}`), n: 200000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := it.Next(context.Background())
+	if err != nil || first.Lookup("rest").Int32() != 200000 || first.Lookup("n").Int32() != 6 {
+		t.Fatalf("first document %s, %v", first, err)
+	}
+}

@@ -767,11 +767,49 @@ func (st *setWindowStage) windows(b windowBounds, n int, sortValues func() []bso
 	return out, nil
 }
 
-// accumulateWindows computes an accumulator over each window. Windows
-// whose lower edge is the partition's start grow monotonically and are
-// accumulated incrementally; the others are recomputed.
+// accumulateWindows computes an accumulator over each window. $first,
+// $last and $count read the window's edges; windows that start at the
+// partition's start grow monotonically and are accumulated incrementally,
+// windows that end at its end likewise from the end for the accumulators
+// whose result does not depend on order; the others are recomputed per
+// document. What the results hold is bounded like the stage's input (292).
 func accumulateWindows(ctx context.Context, fn windowFn, vals []bson.RawValue, windows [][2]int, res []bson.RawValue) error {
 	op := fn.name
+	size := 0
+	emit := func(i int, v bson.RawValue) error {
+		res[i] = v
+		if size += len(v.Value); size > maxBlockingBytes {
+			return mongoerr.New(codeMemoryLimit, "$setWindowFields exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxBlockingBytes)
+		}
+		return nil
+	}
+	switch op {
+	case "$first", "$last", "$count":
+		for i, w := range windows {
+			var v bson.RawValue
+			switch {
+			case op == "$count":
+				n := int64(max(w[1]-w[0]+1, 0))
+				v = num{kind: bson.TypeInt32, i: n}.raw()
+				if n > math.MaxInt32 {
+					v = rvInt64(n)
+				}
+			case w[0] > w[1]:
+				v = rvNull
+			case op == "$first":
+				v = vals[w[0]]
+			default:
+				v = vals[w[1]]
+			}
+			if isMissing(v) {
+				v = rvNull
+			}
+			if err := emit(i, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if fn.bounds.lo.kind == boundUnbounded {
 		st := newAccStates(1)
 		next := 0
@@ -779,9 +817,22 @@ func accumulateWindows(ctx context.Context, fn windowFn, vals []bson.RawValue, w
 			for ; next <= w[1]; next++ {
 				accumulate(op, &st[0], vals[next])
 			}
-			cp := st[0]
-			cp.list = append([]bson.RawValue(nil), st[0].list...)
-			res[i] = finish(op, &cp)
+			if err := emit(i, finish(op, &st[0])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if fn.bounds.hi.kind == boundUnbounded && op != "$push" {
+		st := newAccStates(1)
+		next := len(vals) - 1
+		for i := len(windows) - 1; i >= 0; i-- {
+			for ; next >= windows[i][0] && next >= 0; next-- {
+				accumulate(op, &st[0], vals[next])
+			}
+			if err := emit(i, finish(op, &st[0])); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -793,7 +844,9 @@ func accumulateWindows(ctx context.Context, fn windowFn, vals []bson.RawValue, w
 		for j := w[0]; j <= w[1]; j++ {
 			accumulate(op, &st[0], vals[j])
 		}
-		res[i] = finish(op, &st[0])
+		if err := emit(i, finish(op, &st[0])); err != nil {
+			return err
+		}
 	}
 	return nil
 }
