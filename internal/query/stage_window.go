@@ -65,7 +65,7 @@ type setWindowStage struct {
 
 // Window functions MongoDB 7.0 has that cmkdb does not compute.
 var windowNotImplemented = map[string]bool{
-	"$linearFill": true, "$minN": true, "$maxN": true, "$firstN": true,
+	"$minN": true, "$maxN": true, "$firstN": true,
 	"$lastN": true, "$top": true, "$topN": true, "$bottom": true, "$bottomN": true,
 	"$median": true, "$percentile": true,
 }
@@ -80,7 +80,7 @@ var windowRank = map[string]bool{"$rank": true, "$denseRank": true, "$documentNu
 
 func isWindowFunction(name string) bool {
 	return windowAccumulators[name] || windowRank[name] || windowNotImplemented[name] ||
-		name == "$shift" || name == "$locf" || name == "$derivative" || name == "$integral" || name == "$expMovingAvg"
+		name == "$shift" || name == "$locf" || name == "$derivative" || name == "$integral" || name == "$expMovingAvg" || name == "$linearFill"
 }
 
 func swfParseErr(format string, args ...any) error {
@@ -204,7 +204,7 @@ func (st *setWindowStage) parseWindowFn(obj []byte) (windowFn, error) {
 	for _, e := range es {
 		switch {
 		case e.key == "window":
-			if name == "$locf" {
+			if name == "$locf" || name == "$linearFill" {
 				hasWindow = true
 				continue
 			}
@@ -225,6 +225,9 @@ func (st *setWindowStage) parseWindowFn(obj []byte) (windowFn, error) {
 	}
 	if hasWindow {
 		return fn, swfParseErr("'window' field is not allowed in %s", name)
+	}
+	if name == "$linearFill" && (st.sortBy == nil || len(st.sortBy.keys) != 1) {
+		return fn, mongoerr.New(605001, "$linearFill must be specified with a top level sortBy expression with exactly one element")
 	}
 	if name == "$count" {
 		if input.Type != bson.TypeEmbeddedDocument || len(docBody(input.Value)) != 0 {
@@ -616,7 +619,7 @@ func (st *setWindowStage) partitionOutputs(ctx context.Context, part []bson.Raw,
 			}
 		}
 		var windows [][2]int
-		if fn.name != "$shift" && !windowRank[fn.name] && fn.name != "$locf" && fn.name != "$expMovingAvg" {
+		if fn.name != "$shift" && !windowRank[fn.name] && fn.name != "$locf" && fn.name != "$expMovingAvg" && fn.name != "$linearFill" {
 			var err error
 			if windows, err = st.windows(fn.bounds, n, sortValues); err != nil {
 				return nil, err
@@ -659,6 +662,10 @@ func (st *setWindowStage) partitionOutputs(ctx context.Context, part []bson.Raw,
 					last = v
 				}
 				res[i] = last
+			}
+		case fn.name == "$linearFill":
+			if err := linearFill(sortValues(), vals, res); err != nil {
+				return nil, err
 			}
 		case fn.name == "$expMovingAvg":
 			expMovingAvg(fn.alpha, vals, res)
@@ -1029,4 +1036,78 @@ func expMovingAvg(alpha *big.Float, vals, res []bson.RawValue) {
 			res[i] = rvDouble(f)
 		}
 	}
+}
+
+func dateLike(t bson.Type) bool {
+	return t == bson.TypeDateTime || t == bson.TypeTimestamp || t == bson.TypeObjectID
+}
+
+// linearFill fills null and missing values by linear interpolation between
+// the nearest non-null values before and after (by the sortBy field);
+// values with no such neighbour on either side stay null.
+func linearFill(xs, ys, res []bson.RawValue) error {
+	var last bson.RawValue
+	for i, y := range ys {
+		x := xs[i]
+		if !isNumeric(y.Type) && !isNullish(y) {
+			return mongoerr.New(mongoerr.TypeMismatch, "Value to be filled must be numeric or nullish, but found %s", TypeName(y.Type))
+		}
+		if !isNumeric(x.Type) && !dateLike(x.Type) {
+			return mongoerr.New(mongoerr.TypeMismatch, "Value of the sortBy field must be numeric or a date, but found %s", TypeName(x.Type))
+		}
+		if !isMissing(last) {
+			if Compare(x, last) == 0 {
+				return mongoerr.New(6050106, "There can be no repeated values in the sort field")
+			}
+			if isNumeric(x.Type) != isNumeric(last.Type) {
+				return mongoerr.New(mongoerr.TypeMismatch, "Conflicting sort value types, previously received type %s, but found %s", TypeName(last.Type), TypeName(x.Type))
+			}
+		}
+		last = x
+	}
+	prev := -1
+	for i, y := range ys {
+		if !isNullish(y) {
+			res[i], prev = y, i
+			continue
+		}
+		res[i] = rvNull
+		if prev < 0 {
+			continue
+		}
+		next := -1
+		for j := i + 1; j < len(ys); j++ {
+			if !isNullish(ys[j]) && !isNullish(xs[j]) {
+				next = j
+				break
+			}
+		}
+		if next < 0 {
+			continue
+		}
+		dy, err := evalSubtract([]bson.RawValue{ys[next], ys[prev]})
+		if err != nil {
+			return err
+		}
+		dx, err := evalSubtract([]bson.RawValue{xs[next], xs[prev]})
+		if err != nil {
+			return err
+		}
+		slope, err := evalDivide([]bson.RawValue{dy, dx})
+		if err != nil {
+			return err
+		}
+		off, err := evalSubtract([]bson.RawValue{xs[i], xs[prev]})
+		if err != nil {
+			return err
+		}
+		step, err := evalMultiply([]bson.RawValue{off, slope})
+		if err != nil {
+			return err
+		}
+		if res[i], err = evalAdd([]bson.RawValue{ys[prev], step}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
