@@ -53,6 +53,8 @@ type windowFn struct {
 	unitMs int64
 	// $expMovingAvg
 	alpha *big.Float
+	// $firstN, $lastN, $minN, $maxN
+	n int64
 }
 
 type setWindowStage struct {
@@ -65,8 +67,7 @@ type setWindowStage struct {
 
 // Window functions MongoDB 7.0 has that cmkdb does not compute.
 var windowNotImplemented = map[string]bool{
-	"$minN": true, "$maxN": true, "$firstN": true,
-	"$lastN": true, "$top": true, "$topN": true, "$bottom": true, "$bottomN": true,
+	"$top": true, "$topN": true, "$bottom": true, "$bottomN": true,
 	"$median": true, "$percentile": true,
 }
 
@@ -76,10 +77,13 @@ var windowAccumulators = map[string]bool{
 	"$covariancePop": true, "$covarianceSamp": true,
 }
 
+// Window functions over the n first, last, smallest or largest values.
+var windowN = map[string]bool{"$firstN": true, "$lastN": true, "$minN": true, "$maxN": true}
+
 var windowRank = map[string]bool{"$rank": true, "$denseRank": true, "$documentNumber": true}
 
 func isWindowFunction(name string) bool {
-	return windowAccumulators[name] || windowRank[name] || windowNotImplemented[name] ||
+	return windowAccumulators[name] || windowRank[name] || windowNotImplemented[name] || windowN[name] ||
 		name == "$shift" || name == "$locf" || name == "$derivative" || name == "$integral" || name == "$expMovingAvg" || name == "$linearFill"
 }
 
@@ -197,6 +201,8 @@ func (st *setWindowStage) parseWindowFn(obj []byte) (windowFn, error) {
 		return st.parseRate(name, es)
 	case name == "$expMovingAvg":
 		return st.parseExpMovingAvg(es)
+	case windowN[name]:
+		return st.parseWindowN(name, es)
 	}
 	// Accumulators and $locf: {$fn: <expr>, window: {...}}.
 	var input bson.RawValue
@@ -687,6 +693,10 @@ func (st *setWindowStage) partitionOutputs(ctx context.Context, part []bson.Raw,
 				}
 				res[i] = v
 			}
+		case windowN[fn.name]:
+			if err := windowNValues(fn, vals, windows, res); err != nil {
+				return nil, err
+			}
 		default:
 			if err := accumulateWindows(ctx, fn, vals, windows, res); err != nil {
 				return nil, err
@@ -1107,6 +1117,125 @@ func linearFill(xs, ys, res []bson.RawValue) error {
 		}
 		if res[i], err = evalAdd([]bson.RawValue{ys[prev], step}); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (st *setWindowStage) parseWindowN(name string, es []elem) (windowFn, error) {
+	fn := windowFn{name: name, bounds: windowBounds{docs: true}}
+	var spec bson.RawValue
+	for _, e := range es {
+		switch {
+		case e.key == "window":
+			b, err := st.parseBounds(e.val)
+			if err != nil {
+				return fn, err
+			}
+			fn.bounds = b
+		case e.key == name:
+			spec = e.val
+		case isWindowFunction(e.key):
+			return fn, swfParseErr("Cannot specify two functions in window function spec")
+		default:
+			return fn, swfParseErr("Window function found an unknown argument: %s", e.key)
+		}
+	}
+	if spec.Type != bson.TypeEmbeddedDocument {
+		return fn, mongoerr.New(5787801, "specification must be an object; found %s", debugString(spec))
+	}
+	var nv bson.RawValue
+	for _, a := range elems(spec.Value) {
+		switch a.key {
+		case "n":
+			nx, err := compileExpr(a.val, 0)
+			if err != nil {
+				return fn, err
+			}
+			// n is evaluated once, without a document (a constant).
+			if nv, err = nx.eval(&evalCtx{root: rvDoc(noFieldsDoc), current: rvDoc(noFieldsDoc)}); err != nil {
+				return fn, err
+			}
+		case "input":
+			x, err := compileExpr(a.val, 0)
+			if err != nil {
+				return fn, err
+			}
+			fn.input = x
+		default:
+			return fn, mongoerr.New(5787901, "Unknown argument for 'n' operator: %s", a.key)
+		}
+	}
+	if isMissing(nv) && !hasKey(spec.Value, "n") {
+		return fn, mongoerr.New(5787906, "Missing value for 'n'")
+	}
+	if fn.input == nil {
+		return fn, mongoerr.New(5787907, "Missing value for 'input'")
+	}
+	if !isNumeric(nv.Type) {
+		return fn, mongoerr.New(5787902, "Value for 'n' must be of integral type, but found %s", debugString(nv))
+	}
+	n, ok := exactInt(nv)
+	if !ok {
+		return fn, mongoerr.New(5787903, "Value for 'n' must be of integral type, but found %s", debugString(nv))
+	}
+	if n <= 0 {
+		return fn, mongoerr.New(5787908, "'n' must be greater than 0, found %d", n)
+	}
+	fn.n = n
+	return fn, nil
+}
+
+var noFieldsDoc = []byte{5, 0, 0, 0, 0}
+
+func hasKey(doc []byte, key string) bool {
+	_, ok := lookup(doc, key)
+	return ok
+}
+
+// windowNValues computes $firstN/$lastN (nulls kept, missing as null) and
+// $minN/$maxN (nulls and missing skipped) over each window.
+func windowNValues(fn windowFn, vals []bson.RawValue, windows [][2]int, res []bson.RawValue) error {
+	size := 0
+	for i, w := range windows {
+		var out []bson.RawValue
+		switch fn.name {
+		case "$firstN", "$lastN":
+			lo, hi := w[0], w[1]
+			if hi-lo+1 > int(fn.n) {
+				if fn.name == "$firstN" {
+					hi = lo + int(fn.n) - 1
+				} else {
+					lo = hi - int(fn.n) + 1
+				}
+			}
+			for j := lo; j <= hi; j++ {
+				v := vals[j]
+				if isMissing(v) {
+					v = rvNull
+				}
+				out = append(out, v)
+			}
+		default:
+			for j := w[0]; j <= w[1]; j++ {
+				if !isNullish(vals[j]) {
+					out = append(out, vals[j])
+				}
+			}
+			sort.SliceStable(out, func(a, b int) bool {
+				c := Compare(out[a], out[b])
+				if fn.name == "$maxN" {
+					return c > 0
+				}
+				return c < 0
+			})
+			if int64(len(out)) > fn.n {
+				out = out[:fn.n]
+			}
+		}
+		res[i] = rvArray(buildArray(out))
+		if size += len(res[i].Value); size > maxBlockingBytes {
+			return mongoerr.New(codeMemoryLimit, "$setWindowFields exceeded memory limit of %d bytes, but did not opt in to external sorting.", maxBlockingBytes)
 		}
 	}
 	return nil
