@@ -127,6 +127,7 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	if err := s.commitLocked(ctx, b, cat.with(collName, &nc, cat.next+1)); err != nil {
 		return false, fmt.Errorf("docstore: create index: %w", err)
 	}
+	noteIndexCreated(&nc, &ix)
 	return true, nil
 }
 

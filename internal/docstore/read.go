@@ -150,6 +150,10 @@ func scan(ctx context.Context, r reader, coll *Collection, plan Plan, pos *Posit
 	if pos.done {
 		return nil
 	}
+	if plan.Index != nil && pos.rng == 0 && pos.after == nil {
+		// The first batch of an operation planned on an index.
+		usageOf(coll, plan.Index).ops.Add(1)
+	}
 	if plan.Index == nil && coll.Capped() {
 		return scanNatural(ctx, r, coll, plan.Natural, pos, fn)
 	}

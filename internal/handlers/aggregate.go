@@ -148,6 +148,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 			// {aggregate: 1} reads no collection: only a pipeline opening
 			// with $documents has an input ($currentOp and the other
 			// collectionless sources are not served).
+			if opensWith(a, "$indexStats") {
+				return nil, mongoerr.New(mongoerr.InvalidNamespace, "{aggregate: 1} is not valid for '$indexStats'; a collection is required.")
+			}
 			if !opensWithDocuments(a) {
 				return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is supported only with $documents as the first stage")
 			}
@@ -234,7 +237,17 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	var input query.Iterator = query.NewSliceIterator(nil)
 	ns := req.DB + ".$cmd.aggregate"
 	rest := stages
-	if !collectionless {
+	indexStats, err := indexStatsStage(stages)
+	if err != nil {
+		return nil, err
+	}
+	if indexStats {
+		docs, err := h.indexStatsDocs(c, req.DB, collName)
+		if err != nil {
+			return nil, err
+		}
+		input, ns, rest = query.NewSliceIterator(docs), req.DB+"."+collName, stages[1:]
+	} else if !collectionless {
 		var filter bson.Raw
 		filter, rest = aggregatePlan(stages)
 		spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, 0, 0)
@@ -264,7 +277,10 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 
 // opensWithDocuments reports whether the command's pipeline starts with
 // $documents.
-func opensWithDocuments(a args) bool {
+func opensWithDocuments(a args) bool { return opensWith(a, "$documents") }
+
+// opensWith reports whether the command's pipeline starts with stage.
+func opensWith(a args, stage string) bool {
 	v, ok := a.value("pipeline")
 	if !ok {
 		return false
@@ -282,5 +298,5 @@ func opensWithDocuments(a args) bool {
 		return false
 	}
 	e, err := d.IndexErr(0)
-	return err == nil && e.Key() == "$documents"
+	return err == nil && e.Key() == stage
 }

@@ -265,3 +265,138 @@ func TestAggregateWrites(t *testing.T) {
 	_, err = src.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$documents", Value: bson.A{}}}})
 	wantCode(t, err, 73)
 }
+
+// $graphLookup reads another collection of the database through the
+// handler; $setWindowFields runs over the collection's documents.
+func TestAggregateGraphAndWindows(t *testing.T) {
+	e := newDataEnv(t)
+	type D = bson.D
+	emp := e.db.Collection("emp")
+	if _, err := emp.InsertMany(e.ctx, []any{
+		D{{Key: "_id", Value: 1}, {Key: "name", Value: "Dev"}, {Key: "boss", Value: "Eliot"}, {Key: "dept", Value: "eng"}, {Key: "pay", Value: 10}},
+		D{{Key: "_id", Value: 2}, {Key: "name", Value: "Eliot"}, {Key: "boss", Value: "Ron"}, {Key: "dept", Value: "eng"}, {Key: "pay", Value: 30}},
+		D{{Key: "_id", Value: 3}, {Key: "name", Value: "Ron"}, {Key: "boss", Value: "Andrew"}, {Key: "dept", Value: "exec"}, {Key: "pay", Value: 50}},
+		D{{Key: "_id", Value: 4}, {Key: "name", Value: "Andrew"}, {Key: "dept", Value: "exec"}, {Key: "pay", Value: 70}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	people := e.db.Collection("people")
+	if _, err := people.InsertOne(e.ctx, D{{Key: "_id", Value: "p"}, {Key: "manager", Value: "Eliot"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := aggAll(t, e, people, mongo.Pipeline{
+		{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$manager"}, {Key: "connectFromField", Value: "boss"},
+			{Key: "connectToField", Value: "name"}, {Key: "as", Value: "up"}, {Key: "depthField", Value: "lvl"}, {Key: "maxDepth", Value: 1}}}},
+		{{Key: "$project", Value: D{{Key: "up.name", Value: 1}, {Key: "up.lvl", Value: 1}}}},
+	}), `[{"_id":"p","up":[{"name":"Eliot","lvl":0},{"name":"Ron","lvl":1}]}]`; got != want {
+		t.Errorf("$graphLookup: %s, want %s", got, want)
+	}
+	_, err := people.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$manager"}}}}})
+	wantCode(t, err, 40105)
+
+	if got, want := aggAll(t, e, emp, mongo.Pipeline{
+		{{Key: "$setWindowFields", Value: D{{Key: "partitionBy", Value: "$dept"}, {Key: "sortBy", Value: D{{Key: "pay", Value: -1}}},
+			{Key: "output", Value: D{{Key: "rank", Value: D{{Key: "$rank", Value: D{}}}},
+				{Key: "deptPay", Value: D{{Key: "$sum", Value: "$pay"}}},
+				{Key: "cum", Value: D{{Key: "$sum", Value: "$pay"}, {Key: "window", Value: D{{Key: "documents", Value: bson.A{"unbounded", "current"}}}}}}}}}}},
+		{{Key: "$project", Value: D{{Key: "name", Value: 1}, {Key: "rank", Value: 1}, {Key: "deptPay", Value: 1}, {Key: "cum", Value: 1}}}},
+	}), `[{"_id":2,"name":"Eliot","rank":1,"deptPay":40,"cum":30},{"_id":1,"name":"Dev","rank":2,"deptPay":40,"cum":40},`+
+		`{"_id":4,"name":"Andrew","rank":1,"deptPay":120,"cum":70},{"_id":3,"name":"Ron","rank":2,"deptPay":120,"cum":120}]`; got != want {
+		t.Errorf("$setWindowFields: %s, want %s", got, want)
+	}
+	_, err = emp.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$setWindowFields", Value: D{{Key: "output", Value: D{{Key: "r", Value: D{{Key: "$rank", Value: D{}}}}}}}}}})
+	wantCode(t, err, 5371602)
+
+	// The command's let reaches startWith and window function inputs; a
+	// restrictSearchWithMatch filter is a query ("$$x" outside $expr is a
+	// string).
+	cur, err := people.Aggregate(e.ctx, mongo.Pipeline{
+		{{Key: "$graphLookup", Value: D{{Key: "from", Value: "emp"}, {Key: "startWith", Value: "$$who"}, {Key: "connectFromField", Value: "boss"},
+			{Key: "connectToField", Value: "name"}, {Key: "as", Value: "up"}, {Key: "restrictSearchWithMatch", Value: D{{Key: "name", Value: D{{Key: "$ne", Value: "$$who"}}}}}}}},
+		{{Key: "$setWindowFields", Value: D{{Key: "output", Value: D{{Key: "k", Value: D{{Key: "$max", Value: "$$k"}}}}}}}},
+		{{Key: "$project", Value: D{{Key: "n", Value: D{{Key: "$size", Value: "$up"}}}, {Key: "k", Value: 1}}}},
+	}, options.Aggregate().SetLet(D{{Key: "who", Value: "Ron"}, {Key: "k", Value: 7}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsDocs(t, docs), `[{"_id":"p","k":7,"n":2}]`; got != want {
+		t.Errorf("let: %s, want %s", got, want)
+	}
+}
+
+// $indexStats reports real usage: operations whose scan was planned on
+// the index.
+func TestAggregateIndexStats(t *testing.T) {
+	e := newDataEnv(t)
+	type D = bson.D
+	coll := e.db.Collection("ix")
+	if _, err := coll.InsertMany(e.ctx, []any{D{{Key: "_id", Value: 1}, {Key: "a", Value: 1}}, D{{Key: "_id", Value: 2}, {Key: "a", Value: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.Indexes().CreateOne(e.ctx, mongo.IndexModel{Keys: D{{Key: "a", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	stats := func() map[string]int64 {
+		t.Helper()
+		cur, err := coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$indexStats", Value: D{}}}, {{Key: "$sort", Value: D{{Key: "name", Value: 1}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var docs []bson.Raw
+		if err := cur.All(e.ctx, &docs); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, d := range docs {
+			name := d.Lookup("name").StringValue()
+			out[name] = d.Lookup("accesses", "ops").Int64()
+			if _, ok := d.Lookup("accesses", "since").DateTimeOK(); !ok {
+				t.Errorf("%s: no accesses.since: %s", name, d)
+			}
+			if h := d.Lookup("host").StringValue(); h == "" {
+				t.Errorf("%s: no host", name)
+			}
+			if k, ok := d.Lookup("spec", "key").DocumentOK(); !ok || len(k) == 0 {
+				t.Errorf("%s: no spec.key: %s", name, d)
+			}
+		}
+		return out
+	}
+	before := stats()
+	if before["a_1"] != 0 {
+		t.Errorf("a_1 before use: %d ops", before["a_1"])
+	}
+	for _, f := range []D{{{Key: "a", Value: 1}}, {{Key: "a", Value: D{{Key: "$gt", Value: 0}}}}} {
+		if err := coll.FindOne(e.ctx, f).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := coll.DeleteOne(e.ctx, D{{Key: "a", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := coll.FindOne(e.ctx, D{{Key: "_id", Value: 1}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.Find(e.ctx, D{{Key: "b", Value: 1}}); err != nil { // no index: a collection scan
+		t.Fatal(err)
+	}
+	after := stats()
+	if got := after["a_1"] - before["a_1"]; got != 3 {
+		t.Errorf("a_1: %d ops, want 3 (two finds, one delete)", got)
+	}
+	if got := after["_id_"] - before["_id_"]; got != 1 {
+		t.Errorf("_id_: %d ops, want 1", got)
+	}
+	_, err := coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$indexStats", Value: D{{Key: "x", Value: 1}}}}})
+	wantCode(t, err, 28803)
+	_, err = coll.Aggregate(e.ctx, mongo.Pipeline{{{Key: "$match", Value: D{}}}, {{Key: "$indexStats", Value: D{}}}})
+	wantCode(t, err, 40602)
+	// A collection that does not exist has no indexes.
+	if got := aggAll(t, e, e.db.Collection("nope"), mongo.Pipeline{{{Key: "$indexStats", Value: D{}}}}); got != `[]` {
+		t.Errorf("missing collection: %s", got)
+	}
+}

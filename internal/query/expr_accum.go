@@ -22,7 +22,7 @@ func init() {
 			accumulate(op, &st[0], v)
 		}
 		return finish(op, &st[0]), nil
-	}), "$sum", "$avg", "$min", "$max")
+	}), "$sum", "$avg", "$min", "$max", "$stdDevPop", "$stdDevSamp")
 	registerOp(fnOp(0, -1, func(_ string, a []bson.RawValue) (bson.RawValue, error) {
 		root := &mdoc{}
 		for _, v := range a {

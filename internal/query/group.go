@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"math"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -58,7 +59,7 @@ func parseAccumulator(field string, v bson.RawValue) (accSpec, error) {
 		return accSpec{}, mongoerr.New(40238, "The field '%s' must specify one accumulator", field)
 	}
 	switch es[0].key {
-	case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$count":
+	case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$addToSet", "$count", "$stdDevPop", "$stdDevSamp":
 	default:
 		return accSpec{}, mongoerr.New(15952, "unknown group operator '%s'", es[0].key)
 	}
@@ -89,6 +90,12 @@ type accState struct {
 	set      bool
 	list     []bson.RawValue
 	nonFloat bool
+	// $stdDevPop, $stdDevSamp: Welford's running mean and sum of squares.
+	devN           int64
+	devMean, devM2 float64
+	// $covariancePop, $covarianceSamp (window functions): running means
+	// and co-moment of [x, y] pairs.
+	covMeanX, covMeanY, covC float64
 }
 
 type group struct {
@@ -153,6 +160,28 @@ func accumulate(op string, s *accState, v bson.RawValue) {
 			s.sum = addPromote('+', s.sum, toNum(v))
 			s.count++
 		}
+	case "$stdDevPop", "$stdDevSamp":
+		if isNumeric(v.Type) {
+			x := toNum(v).float()
+			s.devN++
+			d := x - s.devMean
+			s.devMean += d / float64(s.devN)
+			s.devM2 += d * (x - s.devMean)
+		}
+	case "$covariancePop", "$covarianceSamp":
+		if v.Type != bson.TypeArray {
+			return
+		}
+		xy := arrayValues(v.Value)
+		if len(xy) != 2 || !isNumeric(xy[0].Type) || !isNumeric(xy[1].Type) {
+			return
+		}
+		x, y := toNum(xy[0]).float(), toNum(xy[1]).float()
+		s.devN++
+		dx := x - s.covMeanX
+		s.covMeanX += dx / float64(s.devN)
+		s.covMeanY += (y - s.covMeanY) / float64(s.devN)
+		s.covC += dx * (y - s.covMeanY)
 	case "$min", "$max":
 		if isNullish(v) {
 			return
@@ -201,6 +230,24 @@ func finish(op string, s *accState) bson.RawValue {
 			return r
 		}
 		return rvDouble(s.sum.float() / float64(s.count))
+	case "$stdDevPop", "$stdDevSamp":
+		n := s.devN
+		if op == "$stdDevSamp" {
+			n--
+		}
+		if n <= 0 {
+			return rvNull
+		}
+		return rvDouble(math.Sqrt(s.devM2 / float64(n)))
+	case "$covariancePop", "$covarianceSamp":
+		n := s.devN
+		if op == "$covarianceSamp" {
+			n--
+		}
+		if n <= 0 {
+			return rvNull
+		}
+		return rvDouble(s.covC / float64(n))
 	case "$min", "$max", "$first", "$last":
 		if !s.set || isMissing(s.val) {
 			return rvNull

@@ -239,6 +239,31 @@ func RewriteLetPipeline(stages []bson.Raw, vars map[string]bson.RawValue) ([]bso
 				nd = append(nd, bson.E{Key: e.Key(), Value: x})
 			}
 			nv = nd
+		case "$graphLookup":
+			// startWith is an expression; restrictSearchWithMatch a query
+			// filter ($$ only inside $expr).
+			d, ok := v.DocumentOK()
+			if !ok {
+				out[i] = st
+				continue
+			}
+			nd := bson.D{}
+			for _, e := range mustElements(d) {
+				var x any = e.Value()
+				switch e.Key() {
+				case "startWith":
+					x, err = rewriteExpr(e.Value(), vars, 0)
+				case "restrictSearchWithMatch":
+					if fd, ok := e.Value().DocumentOK(); ok {
+						x, err = rewriteFilter(fd, vars)
+					}
+				}
+				if err != nil {
+					return nil, err
+				}
+				nd = append(nd, bson.E{Key: e.Key(), Value: x})
+			}
+			nv = nd
 		case "$facet", "$unionWith":
 			d, ok := v.DocumentOK()
 			if !ok {

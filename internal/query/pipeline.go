@@ -258,6 +258,12 @@ func compileStage(name string, arg bson.RawValue, src CollectionSource) (stage, 
 		return compileBucket(arg)
 	case "$bucketAuto":
 		return compileBucketAuto(arg)
+	case "$setWindowFields":
+		return compileSetWindowFields(arg)
+	case "$graphLookup":
+		return compileGraphLookup(arg, src)
+	case "$indexStats":
+		return nil, mongoerr.New(mongoerr.NotImplemented, "$indexStats is supported only as the first stage of a top-level aggregate on a collection")
 	}
 	return nil, mongoerr.New(40324, "Unrecognized pipeline stage name: '%s'", name)
 }
