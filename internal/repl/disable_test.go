@@ -2,6 +2,7 @@ package repl_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/cmkdb/cmkdb/internal/kms"
+	"github.com/cmkdb/cmkdb/internal/oplog"
 	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/repl/repltest"
 )
@@ -55,9 +57,22 @@ func TestDisabledMemberLeavesAndCatchesUpFromASnapshot(t *testing.T) {
 
 	set.Members[s].Node.Disable("test: key revoked", kms.Reason("KEY_DISABLED"))
 	waitFor(t, func() bool { return set.Members[s].Repl.Status().Self == repl.StateRecovering }, "the disabled member to leave")
-	for i := 20; i < 300; i++ {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatalf("insert %d with one member disabled: %v", i, err)
+	// Writes go on until the primary's log no longer holds what the
+	// disabled member needs (on a busy machine, snapshots and compaction
+	// may take longer than a fixed number of writes).
+	behind := set.Members[s].Repl.Status().Applied.Index
+	n := 20
+	for compacted := false; !compacted; {
+		for end := n + 20; n < end; n++ {
+			if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: n}}); err != nil {
+				t.Fatalf("insert %d with one member disabled: %v", n, err)
+			}
+		}
+		var gap *repl.LogGapError
+		_, _, err := set.Members[p].Repl.ReadLog(ctx, behind, oplog.Timestamp{}, 1)
+		compacted = errors.As(err, &gap)
+		if ctx.Err() != nil {
+			t.Fatalf("the primary's log was not compacted past the disabled member (%d writes)", n)
 		}
 	}
 	if err := set.Members[s].Node.Enable(ctx); err != nil {
@@ -65,9 +80,9 @@ func TestDisabledMemberLeavesAndCatchesUpFromASnapshot(t *testing.T) {
 	}
 	sec := direct(t, set.Members[s].Host).Database("app", options.Database().SetReadPreference(readpref.SecondaryPreferred())).Collection("c")
 	waitFor(t, func() bool {
-		n, err := sec.CountDocuments(ctx, bson.D{})
-		return err == nil && n == 300
-	}, "the re-enabled member to catch up to 300 documents")
+		c, err := sec.CountDocuments(ctx, bson.D{})
+		return err == nil && c == int64(n)
+	}, "the re-enabled member to catch up with every document")
 	if st := set.Members[s].Repl.Status(); st.Self != repl.StateSecondary || st.Restores == 0 {
 		t.Fatalf("re-enabled member is %s after %d snapshot installs, want a SECONDARY caught up from a snapshot", st.Self, st.Restores)
 	}
