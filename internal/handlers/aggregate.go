@@ -153,7 +153,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 					return nil, mongoerr.New(mongoerr.InvalidNamespace, "{aggregate: 1} is not valid for '%s'; a collection is required.", stage)
 				}
 			}
-			if !opensWithDocuments(a) && !opensWith(a, "$currentOp") {
+			if !opensWithDocuments(a) && !hasStage(a, "$currentOp") {
 				return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is supported only with $documents as the first stage")
 			}
 			collectionless = true

@@ -384,3 +384,24 @@ func (h *Handler) killOp(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	}
 	return marshal(bson.D{{Key: "info", Value: "attempting to kill op"}, {Key: "ok", Value: 1.0}})
 }
+
+// hasStage reports whether the command's pipeline has stage anywhere.
+func hasStage(a args, stage string) bool {
+	v, ok := a.value("pipeline")
+	if !ok {
+		return false
+	}
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return false
+	}
+	vals, _ := arr.Values()
+	for _, v := range vals {
+		if d, ok := v.DocumentOK(); ok {
+			if e, err := d.IndexErr(0); err == nil && e.Key() == stage {
+				return true
+			}
+		}
+	}
+	return false
+}
