@@ -266,3 +266,16 @@ func TestCurrentOpPrivileges(t *testing.T) {
 		t.Fatal("the killed getMore did not end")
 	}
 }
+
+// The handshake's client metadata cannot be sent again on the connection:
+// 186 ClientMetadataCannotBeMutated.
+func TestClientMetadataImmutable(t *testing.T) {
+	e := handlerstest.StartEnv(t, handlers.Options{})
+	ctx := handlerstest.Context(t)
+	err := e.Client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1},
+		{Key: "client", Value: bson.D{{Key: "application", Value: bson.D{{Key: "name", Value: "again"}}}}}}).Err()
+	wantCode(t, err, 186)
+	if err := e.Client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Err(); err != nil {
+		t.Fatalf("hello without client: %v", err)
+	}
+}

@@ -21,7 +21,12 @@ import (
 // (replset.go), so drivers learn of a failover as it happens.
 func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	if meta, err := req.Command.LookupErr("client"); err == nil {
-		if d, ok := meta.DocumentOK(); ok && c.ClientMetadata() == nil {
+		// The handshake's client metadata is the connection's for good:
+		// sending it again fails, as in mongod.
+		if c.ClientMetadata() != nil {
+			return nil, mongoerr.New(mongoerr.ClientMetadataCannotBeMutated, "The client metadata document may only be sent in the first hello")
+		}
+		if d, ok := meta.DocumentOK(); ok {
 			c.SetClientMetadata(d)
 		}
 	}
