@@ -214,6 +214,49 @@ print(EJSON.stringify({
 		wantEqual(t, "indexes after dropIndex", got.After, []string{"_id_", "name_1"})
 	})
 
+	t.Run("CollectionStatsAndCurrentOp", func(t *testing.T) {
+		// mongosh 2.x builds these helpers on the $collStats stage, and
+		// db.currentOp()/db.killOp() on $currentOp and killOp.
+		var got struct {
+			NS             string  `json:"ns"`
+			Count          float64 `json:"count"`
+			Size           float64 `json:"size"`
+			DataSize       float64 `json:"dataSize"`
+			StorageSize    float64 `json:"storageSize"`
+			TotalSize      float64 `json:"totalSize"`
+			IndexSize      float64 `json:"totalIndexSize"`
+			StatsIndexSize float64 `json:"statsIndexSize"`
+			Nindexes       float64 `json:"nindexes"`
+			Reads          float64 `json:"reads"`
+			CurrentOp      bool    `json:"currentOp"`
+			Killed         float64 `json:"killed"`
+		}
+		shJSON(t, s.URI, seeded("sh_collstats", `
+d.items.createIndex({name: 1});
+db.adminCommand({fsync: 1});
+const st = d.items.stats();
+const inprog = db.currentOp({"command.aggregate": 1}).inprog;
+const k = db.killOp(123456);
+print(EJSON.stringify({
+  ns: st.ns, count: st.count, size: st.size, nindexes: st.nindexes, statsIndexSize: st.totalIndexSize,
+  dataSize: d.items.dataSize(), storageSize: d.items.storageSize(), totalSize: d.items.totalSize(),
+  totalIndexSize: d.items.totalIndexSize(),
+  reads: d.items.latencyStats().toArray()[0].latencyStats.reads.ops,
+  currentOp: inprog.some(op => op.active && typeof op.opid === "number"),
+  killed: k.ok,
+}));
+`), &got)
+		if got.NS != "sh_collstats.items" || got.Count != 5 || got.Size <= 0 || got.Size != got.DataSize || got.Nindexes != 2 {
+			t.Errorf("coll.stats() / dataSize(): %+v", got)
+		}
+		if got.StorageSize <= 0 || got.IndexSize <= 0 || got.IndexSize != got.StatsIndexSize || got.TotalSize != got.StorageSize+got.IndexSize {
+			t.Errorf("storageSize() / totalIndexSize() / totalSize(): %+v", got)
+		}
+		if got.Reads < 1 || !got.CurrentOp || got.Killed != 1 {
+			t.Errorf("latencyStats() / currentOp() / killOp(): %+v", got)
+		}
+	})
+
 	t.Run("DropDatabase", func(t *testing.T) {
 		var got struct {
 			Before  bool    `json:"before"`

@@ -70,6 +70,13 @@ print(JSON.stringify({set: st.set, states: st.members.map(m => m.stateStr).sort(
 	if !strings.Contains(out, `{"set":"Cluster0","states":["PRIMARY","SECONDARY","SECONDARY"],"conf":3}`) {
 		t.Fatalf("mongosh rs.status(): %s", out)
 	}
+	// mongosh's replication helpers read local.oplog.rs through $collStats.
+	out = e2etest.Mongosh(t, s.URI, `const ri = db.getReplicationInfo();
+rs.printReplicationInfo();
+print(JSON.stringify({configured: ri.configuredLogSizeMB > 0, used: ri.usedMB > 0, first: typeof ri.tFirst}));`)
+	if !strings.Contains(out, `{"configured":true,"used":true,"first":"string"}`) || !strings.Contains(out, "configured oplog size") {
+		t.Fatalf("mongosh db.getReplicationInfo() / rs.printReplicationInfo(): %s", out)
+	}
 	if out := e2etest.Node(t, "crud.js", s.URI, "node_e2e"); !strings.Contains(out, `"ok":true`) {
 		t.Fatalf("Node driver against the replica set: %s", out)
 	}

@@ -142,7 +142,8 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		}
 	}
 	var srv *wire.Server
-	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() }, Repl: rm,
+	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() },
+		Conns: func() []*wire.ConnState { return srv.Conns() }, Repl: rm,
 		ReadOnly: f.readOnly, SnapshotDir: f.snapshotDir})
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {

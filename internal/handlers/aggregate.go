@@ -146,12 +146,14 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if v, ok := a.value("aggregate"); ok && v.Type != bson.TypeString {
 		if _, num := v.AsInt64OK(); num || v.Type == bson.TypeDouble {
 			// {aggregate: 1} reads no collection: only a pipeline opening
-			// with $documents has an input ($currentOp and the other
+			// with $documents or $currentOp has an input (the other
 			// collectionless sources are not served).
-			if opensWith(a, "$indexStats") {
-				return nil, mongoerr.New(mongoerr.InvalidNamespace, "{aggregate: 1} is not valid for '$indexStats'; a collection is required.")
+			for _, stage := range []string{"$indexStats", "$collStats"} {
+				if opensWith(a, stage) {
+					return nil, mongoerr.New(mongoerr.InvalidNamespace, "{aggregate: 1} is not valid for '%s'; a collection is required.", stage)
+				}
 			}
-			if !opensWithDocuments(a) {
+			if !opensWithDocuments(a) && !hasStage(a, "$currentOp") {
 				return nil, mongoerr.New(mongoerr.NotImplemented, "collectionless aggregate ({aggregate: 1}) is supported only with $documents as the first stage")
 			}
 			collectionless = true
@@ -241,12 +243,35 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if err != nil {
 		return nil, err
 	}
+	collStats, err := collStatsStage(stages)
+	if err != nil {
+		return nil, err
+	}
+	curOp, err := currentOpStage(stages)
+	if err != nil {
+		return nil, err
+	}
+	if curOp != nil && (!collectionless || req.DB != usersDB) {
+		return nil, mongoerr.New(mongoerr.InvalidNamespace, "$currentOp must be run against the 'admin' database with {aggregate: 1}")
+	}
 	if indexStats {
 		docs, err := h.indexStatsDocs(c, req.DB, collName)
 		if err != nil {
 			return nil, err
 		}
 		input, ns, rest = query.NewSliceIterator(docs), req.DB+"."+collName, stages[1:]
+	} else if curOp != nil {
+		docs, err := h.currentOpDocs(c, curOp)
+		if err != nil {
+			return nil, err
+		}
+		input, rest = query.NewSliceIterator(docs), stages[1:]
+	} else if collStats != nil {
+		doc, err := h.collStatsDoc(ctx, c, req.DB, collName, collStats)
+		if err != nil {
+			return nil, err
+		}
+		input, ns, rest = query.NewSliceIterator([]bson.Raw{doc}), req.DB+"."+collName, stages[1:]
 	} else if !collectionless {
 		var filter bson.Raw
 		filter, rest = aggregatePlan(stages)

@@ -200,9 +200,16 @@ func TestAuthFirstUserAndSCRAM(t *testing.T) {
 		wantAuthFailed(t, c.Ping(ctx, nil))
 	}
 
-	// logout ends the session's privileges.
+	// logout on the user's database ends the session's privileges; on
+	// another database it changes nothing (mongod 7.0's logoutDatabase).
 	conn := e.Connect(t, func(o *options.ClientOptions) { o.SetAuth(*scramCred("root", "r00t-pw")).SetMaxPoolSize(1) })
 	if _, err := authRun(ctx, conn, "app", bson.D{{Key: "logout", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authRun(ctx, conn, "app", bson.D{{Key: "find", Value: "c"}}); err != nil {
+		t.Fatalf("after logout on app, the admin user: %v", err)
+	}
+	if _, err := authRun(ctx, conn, "admin", bson.D{{Key: "logout", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = authRun(ctx, conn, "app", bson.D{{Key: "find", Value: "c"}})

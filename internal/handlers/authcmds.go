@@ -53,8 +53,12 @@ func (h *Handler) authenticate(_ context.Context, _ *wire.ConnState, req *wire.R
 	return nil, mongoerr.New(mongoerr.MechanismUnavailable, "Received authentication for mechanism %s which is unknown or not enabled", mech)
 }
 
-// logout forgets the connection's user.
-func (h *Handler) logout(_ context.Context, c *wire.ConnState, _ *wire.Request) (bson.Raw, error) {
-	c.Logout()
+// logout forgets the connection's user if it authenticated on the
+// command's database; on another database, or unauthenticated, it changes
+// nothing (mongod 7.0, where logout is deprecated but still works so).
+func (h *Handler) logout(_ context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	if p, ok := c.Authenticated(); ok && p.DB == req.DB {
+		c.Logout()
+	}
 	return marshal(bson.D{{Key: "ok", Value: 1.0}})
 }

@@ -170,6 +170,11 @@ func (h *Handler) needs(name string, req *wire.Request, priv privilege) []need {
 	out := []need{{priv, req.DB}}
 	switch name {
 	case "aggregate":
+		if ownOpsPipeline(req) {
+			// $currentOp needs no privilege for the user's own operations
+			// (allUsers: true is checked by the stage: cluster privilege).
+			out = out[:0]
+		}
 		if out2 := pipelineWrites(req); out2 != nil {
 			out = append(out, out2...)
 		}
@@ -361,4 +366,26 @@ func isLoopback(addr net.Addr) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ownOpsPipeline reports whether an aggregate's pipeline opens with
+// $currentOp and reads no collection (no $lookup, $graphLookup or
+// $unionWith): it then needs no privilege of its own.
+func ownOpsPipeline(req *wire.Request) bool {
+	a := newArgs(req.Command)
+	if !opensWith(a, "$currentOp") {
+		return false
+	}
+	arr, _ := req.Command.Lookup("pipeline").ArrayOK()
+	vals, _ := arr.Values()
+	for _, v := range vals {
+		if st, ok := v.DocumentOK(); ok {
+			for _, stage := range []string{"$lookup", "$graphLookup", "$unionWith", "$facet"} {
+				if _, err := st.LookupErr(stage); err == nil {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }

@@ -67,6 +67,10 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "flush every open database's memtable to synced sstables; lock: true is refused"},
 		{name: "fsyncUnlock", handler: h.fsyncUnlock, priv: privCluster, adminOnly: true, whileDisabled: true,
 			help: "refused as when not locked: cmkdb never takes an fsync lock"},
+		{name: "currentOp", handler: h.currentOp, priv: privSelf, whileDisabled: true, adminOnly: true,
+			help: "the operations in progress on this node ($ownOps: the user's own; $all: idle connections too; other fields filter)"},
+		{name: "killOp", handler: h.killOp, priv: privSelf, whileDisabled: true, adminOnly: true,
+			help: "interrupt an operation in progress: {killOp: 1, op: <opid>}; it fails with 11601 Interrupted"},
 		{name: "serverStatus", handler: h.serverStatus, priv: privCluster, whileDisabled: true,
 			help: "server state, including encryptionAtRest: the node's key state and key ids, never key bytes"},
 

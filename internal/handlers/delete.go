@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -39,12 +40,16 @@ func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
 			}
 		case "limit":
 			hasLimit = true
-			if s.limit, err = a.int64(k, 0); err != nil {
-				return nil, err
+			// Any number is read, and anything but 0 or 1 (42.13 too) is
+			// 9 FailedToParse, as mongod's delete parser does.
+			f, ok := numberAsFloat(e.Value())
+			if !ok {
+				return nil, wrongType("delete.deletes.limit", e.Value(), "[long, int, decimal, double]")
 			}
-			if s.limit != 0 && s.limit != 1 {
-				return nil, mongoerr.New(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", s.limit)
+			if f != 0 && f != 1 {
+				return nil, mongoerr.New(mongoerr.FailedToParse, "The limit field in delete objects must be 0 or 1. Got %s", strconv.FormatFloat(f, 'g', -1, 64))
 			}
+			s.limit = int64(f)
 		case "collation":
 			if err := checkCollation(e.Value()); err != nil {
 				return nil, err

@@ -21,7 +21,12 @@ import (
 // disable cancels it, and its scans stop between two documents with
 // KeyUnavailable. A maxTimeMS becomes the context's deadline.
 func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
+	// Every command is an operation in progress until it answers:
+	// currentOp lists it, killOp interrupts it (ops.go).
+	cmd, _ := h.commands.lookup(req.Name)
+	ctx, op := h.ops.begin(ctx, c, cmd, req)
 	reply, err := h.handle(ctx, c, req)
+	h.ops.end(op, err)
 	if err != nil {
 		err = labelRetryableWrite(req, err)
 	}
@@ -135,6 +140,8 @@ func commandError(ctx context.Context, err error) error {
 		return acquireError(de)
 	case errors.Is(err, errMaxTimeExpired):
 		return maxTimeError()
+	case errors.Is(err, errInterrupted):
+		return interruptedError()
 	}
 	return err
 }

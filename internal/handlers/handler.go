@@ -16,6 +16,7 @@ import (
 	"github.com/cmkdb/cmkdb/internal/node"
 	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/storage"
+	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
 // Server identity reported to clients.
@@ -43,6 +44,9 @@ type Options struct {
 	CmdLine []string
 	// ConnCount reports the server's open connections (serverStatus).
 	ConnCount func() int
+	// Conns lists the server's open connections (currentOp's idle
+	// connections); nil: none are listed.
+	Conns func() []*wire.ConnState
 	// Repl, when set, makes the node a replica set member: every write to
 	// a database other than "local" goes through the set's log, only the
 	// primary takes writes, and hello reports the set. nil: a standalone
@@ -68,6 +72,9 @@ type Handler struct {
 	host     string
 
 	auth *authState
+	// ops are the commands in progress and the namespaces' latencies
+	// (ops.go).
+	ops *opTable
 	// sessions serializes each session's retryable writes.
 	sessions sessionLocks
 	// txns are the sessions' multi-document transactions (transaction.go).
@@ -88,7 +95,7 @@ func New(n *node.Node, opts Options) *Handler {
 	}
 	host, _ := os.Hostname()
 	h := &Handler{node: n, opts: opts, log: opts.Logger,
-		cursors: newCursorManager(), started: time.Now(), host: host, stores: map[string]*docstore.Store{}}
+		cursors: newCursorManager(), ops: newOpTable(), started: time.Now(), host: host, stores: map[string]*docstore.Store{}}
 	h.auth = newAuthState(h)
 	h.commands = newCommandSet(h.commandTable(h.auth.authn))
 	return h

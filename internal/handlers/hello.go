@@ -6,6 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/repl"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
@@ -20,7 +21,12 @@ import (
 // (replset.go), so drivers learn of a failover as it happens.
 func (h *Handler) hello(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	if meta, err := req.Command.LookupErr("client"); err == nil {
-		if d, ok := meta.DocumentOK(); ok && c.ClientMetadata() == nil {
+		// The handshake's client metadata is the connection's for good:
+		// sending it again fails, as in mongod.
+		if c.ClientMetadata() != nil {
+			return nil, mongoerr.New(mongoerr.ClientMetadataCannotBeMutated, "The client metadata document may only be sent in the first hello")
+		}
+		if d, ok := meta.DocumentOK(); ok {
 			c.SetClientMetadata(d)
 		}
 	}
@@ -139,28 +145,60 @@ func (h *Handler) getLog(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	return marshal(bson.D{{Key: "totalLinesWritten", Value: int32(0)}, {Key: "log", Value: bson.A{}}, {Key: "ok", Value: 1.0}})
 }
 
+// getParameter answers the server parameters cmkdb has, all of them fixed
+// (there is no setParameter): {getParameter: 1, <name>: 1, …} the named
+// ones, {getParameter: "*"} or {getParameter: {allParameters: true}} every
+// one, {showDetails: true} each as {value, settableAtRuntime,
+// settableAtStartup}. Naming none it has: 72 "no option found to get", as
+// mongod.
 func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	params := bson.D{
-		{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "7.0"}}},
 		{Key: "authenticationMechanisms", Value: bson.A{"SCRAM-SHA-256"}},
 		{Key: "cursorTimeoutMillis", Value: int64(cursorIdleTimeout / time.Millisecond)},
+		{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "7.0"}}},
 	}
-	reply := bson.D{}
-	all := false
+	if h.opts.Repl != nil {
+		params = append(params, bson.E{Key: "transactionLifetimeLimitSeconds", Value: int32(h.txns.lifetimeLimit() / time.Second)})
+	}
+	all, details := false, false
 	if v, err := req.Command.LookupErr("getParameter"); err == nil {
 		if s, ok := v.StringValueOK(); ok && s == "*" {
 			all = true
 		}
 		if d, ok := v.DocumentOK(); ok {
-			if b, err := d.LookupErr("allParameters"); err == nil && b.Type == bson.TypeBoolean && b.Boolean() {
-				all = true
+			elems, _ := d.Elements()
+			for _, e := range elems {
+				switch e.Key() {
+				case "allParameters", "showDetails":
+					b, ok := e.Value().BooleanOK()
+					if !ok {
+						return nil, wrongType("getParameter."+e.Key(), e.Value(), "bool")
+					}
+					if e.Key() == "allParameters" {
+						all = b
+					} else {
+						details = b
+					}
+				default:
+					return nil, mongoerr.New(codeUnknownField, "BSON field 'getParameter.%s' is an unknown field.", e.Key())
+				}
 			}
 		}
 	}
+	reply := bson.D{}
 	for _, p := range params {
-		if all || newArgs(req.Command).has(p.Key) {
-			reply = append(reply, p)
+		if !all && !newArgs(req.Command).has(p.Key) {
+			continue
 		}
+		if details {
+			// Nothing is settable: cmkdb has no setParameter and reads
+			// none of these from its configuration.
+			p.Value = bson.D{{Key: "value", Value: p.Value}, {Key: "settableAtRuntime", Value: false}, {Key: "settableAtStartup", Value: false}}
+		}
+		reply = append(reply, p)
+	}
+	if len(reply) == 0 {
+		return nil, mongoerr.New(mongoerr.InvalidOptions, "no option found to get")
 	}
 	reply = append(reply, bson.E{Key: "ok", Value: 1.0})
 	return marshal(reply)

@@ -630,6 +630,13 @@ func TestOptionsOtherCommands(t *testing.T) {
 			}
 		}},
 		{name: "delete unknown field", cmd: cmdWith("delete", d{{Key: "deletes", Value: one}, {Key: "frobnicate", Value: 1}}), code: codeUnknownField},
+		{name: "delete limit 42.13", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{}}, {Key: "limit", Value: 42.13}}}}}), code: codeFailedToParse},
+		{name: "delete limit 1.0", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{}}, {Key: "limit", Value: 1.0}}}}}), check: func(t *testing.T, r *optRun) {
+			if n, _ := r.reply.Lookup("n").Int32OK(); n != 1 {
+				t.Errorf("limit 1.0 deleted %v", r.reply)
+			}
+		}},
+		{name: "delete limit string", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{}}, {Key: "limit", Value: "1"}}}}}), code: codeTypeMismatch},
 		{name: "delete hint naming no index", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{}}, {Key: "limit", Value: 0}, {Key: "hint", Value: "nope"}}}}}), check: wantWriteError(codeBadValue)},
 		{name: "delete collation en", cmd: cmdWith("delete", d{{Key: "deletes", Value: bson.A{d{{Key: "q", Value: d{}}, {Key: "limit", Value: 0}, {Key: "collation", Value: d{{Key: "locale", Value: "en"}}}}}}}), code: codeNotImplemented},
 		{name: "count unknown field", cmd: cmdWith("count", d{{Key: "frobnicate", Value: 1}}), code: codeUnknownField},

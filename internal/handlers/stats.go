@@ -153,19 +153,11 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 		return nil, err
 	}
 	ns := req.DB + "." + collName
-	if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
-		return h.oplogStats(ns, scale)
-	}
-	st, release, err := h.store(req.DB, false)
+	fields, exists, err := h.storageStats(ctx, req.DB, collName, scale)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	var coll *docstore.Collection
-	if st != nil {
-		coll = st.Collection(collName)
-	}
-	if coll == nil {
+	if !exists {
 		// mongod 7.0 answers ok with zeros for a collection that does not
 		// exist (its NamespaceNotFound is not an error for collStats).
 		return marshal(bson.D{
@@ -182,9 +174,35 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 			{Key: "ok", Value: 1.0},
 		})
 	}
+	reply := append(bson.D{{Key: "ns", Value: ns}}, fields...)
+	return marshal(append(reply, bson.E{Key: "ok", Value: 1.0}))
+}
+
+// storageStats measures a collection as collStats and $collStats'
+// storageStats report it: size, count, avgObjSize, storageSize, capped
+// (max, maxSize), nindexes, indexDetails, indexBuilds, totalIndexSize,
+// totalSize, indexSizes, scaleFactor. exists is false (and the fields
+// nil) for a collection that does not exist.
+func (h *Handler) storageStats(ctx context.Context, db, collName string, scale int64) (fields bson.D, exists bool, err error) {
+	if isOplogNS(db, collName) && h.opts.Repl != nil {
+		fields, err := h.oplogStats(scale)
+		return fields, err == nil, err
+	}
+	st, release, err := h.store(db, false)
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
+	var coll *docstore.Collection
+	if st != nil {
+		coll = st.Collection(collName)
+	}
+	if coll == nil {
+		return nil, false, nil
+	}
 	cs, err := st.Stats(ctx, coll)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var indexTotal int64
 	sizes := bson.D{}
@@ -196,8 +214,7 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if cs.Count > 0 {
 		avg = cs.DataSize / cs.Count // not scaled, as mongod
 	}
-	reply := bson.D{
-		{Key: "ns", Value: ns},
+	fields = bson.D{
 		{Key: "size", Value: intValue(cs.DataSize / scale)},
 		{Key: "count", Value: intValue(cs.Count)},
 		{Key: "avgObjSize", Value: intValue(avg)},
@@ -205,20 +222,19 @@ func (h *Handler) collStats(ctx context.Context, c *wire.ConnState, req *wire.Re
 		{Key: "capped", Value: coll.Capped()},
 	}
 	if coll.Capped() {
-		reply = append(reply,
+		fields = append(fields,
 			bson.E{Key: "max", Value: intValue(coll.Options.Max)},
 			bson.E{Key: "maxSize", Value: intValue(coll.Options.Size / scale)})
 	}
-	reply = append(reply,
+	fields = append(fields,
 		bson.E{Key: "nindexes", Value: int32(len(coll.Indexes))},
 		bson.E{Key: "indexDetails", Value: bson.D{}},
 		bson.E{Key: "indexBuilds", Value: bson.A{}},
 		bson.E{Key: "totalIndexSize", Value: intValue(indexTotal / scale)},
 		bson.E{Key: "totalSize", Value: intValue((cs.StorageSize + indexTotal) / scale)},
 		bson.E{Key: "indexSizes", Value: sizes},
-		bson.E{Key: "scaleFactor", Value: intValue(scale)},
-		bson.E{Key: "ok", Value: 1.0})
-	return marshal(reply)
+		bson.E{Key: "scaleFactor", Value: intValue(scale)})
+	return fields, true, nil
 }
 
 // dataSize answers {dataSize: "db.coll", keyPattern, min, max, estimate}:
@@ -363,7 +379,7 @@ func boundValues(bound bson.Raw, pattern bson.D) ([]bson.RawValue, error) {
 // oplogStats is collStats of a member's local.oplog.rs: its entries' count
 // and size, the sstables they take, and its size cap (maxSize). It has no
 // indexes (MongoDB's oplog has none either) and no document cap.
-func (h *Handler) oplogStats(ns string, scale int64) (bson.Raw, error) {
+func (h *Handler) oplogStats(scale int64) (bson.D, error) {
 	var size, count, disk, maxSize int64
 	err := h.withOplog(func(l *oplog.Log) error {
 		var err error
@@ -383,8 +399,7 @@ func (h *Handler) oplogStats(ns string, scale int64) (bson.Raw, error) {
 	if count > 0 {
 		avg = size / count
 	}
-	return marshal(bson.D{
-		{Key: "ns", Value: ns},
+	return bson.D{
 		{Key: "size", Value: intValue(size / scale)},
 		{Key: "count", Value: intValue(count)},
 		{Key: "avgObjSize", Value: intValue(avg)},
@@ -399,6 +414,5 @@ func (h *Handler) oplogStats(ns string, scale int64) (bson.Raw, error) {
 		{Key: "totalSize", Value: intValue(disk / scale)},
 		{Key: "indexSizes", Value: bson.D{}},
 		{Key: "scaleFactor", Value: intValue(scale)},
-		{Key: "ok", Value: 1.0},
-	})
+	}, nil
 }

@@ -13,58 +13,60 @@ type Code int32
 
 // The codes cmkdb uses, with MongoDB's numbers.
 const (
-	InternalError              Code = 1
-	BadValue                   Code = 2
-	NoSuchKey                  Code = 4
-	FailedToParse              Code = 9
-	TypeMismatch               Code = 14
-	Unauthorized               Code = 13
-	AuthenticationFailed       Code = 18
-	IllegalOperation           Code = 20
-	NamespaceNotFound          Code = 26
-	IndexNotFound              Code = 27
-	PathNotViable              Code = 28
-	ConflictingUpdateOperators Code = 40
-	CursorNotFound             Code = 43
-	NamespaceExists            Code = 48
-	DollarPrefixedFieldName    Code = 52
-	InvalidIdField             Code = 53
-	NotSingleValueField        Code = 54
-	CommandNotFound            Code = 59
-	ImmutableField             Code = 66
-	InvalidOptions             Code = 72
-	InvalidNamespace           Code = 73
-	IndexOptionsConflict       Code = 85
-	IndexKeySpecsConflict      Code = 86
-	ProtocolError              Code = 17
-	UserNotFound               Code = 11
-	OperationFailed            Code = 96
-	Location51024              Code = 51024
-	DuplicateKey               Code = 11000
-	InvalidLength              Code = 16
-	NotImplemented             Code = 238
-	ObjectIsBusy               Code = 314
-	BSONObjectTooLarge         Code = 10334
-	Location15955              Code = 15955
-	NodeDisabled               Code = 189 // "PrimarySteppedDown"-class transient: drivers retry reads later
-	EmptyFieldName             Code = 56
-	InvalidPipelineOperator    Code = 168
-	CannotIndexParallelArrays  Code = 171
-	Location31249              Code = 31249 // projection: path collision (prefix)
-	Location31250              Code = 31250 // projection: path collision
-	Location31253              Code = 31253 // projection: inclusion in exclusion projection
-	Location31254              Code = 31254 // projection: exclusion in inclusion projection
-	InvalidBSON                Code = 22
-	MechanismUnavailable       Code = 334
-	UnsupportedOpQueryCommand  Code = 352
-	CannotCreateIndex          Code = 67
-	InvalidIndexSpecOption     Code = 197 // InvalidIndexSpecificationOption
-	Overflow                   Code = 15
-	QueryFeatureNotAllowed     Code = 224
-	MaxTimeMSExpired           Code = 50
-	DocumentValidationFailure  Code = 121
-	NotAReplicaSet             Code = 123
-	CappedPositionLost         Code = 136
+	InternalError                 Code = 1
+	BadValue                      Code = 2
+	NoSuchKey                     Code = 4
+	FailedToParse                 Code = 9
+	TypeMismatch                  Code = 14
+	Unauthorized                  Code = 13
+	AuthenticationFailed          Code = 18
+	IllegalOperation              Code = 20
+	NamespaceNotFound             Code = 26
+	IndexNotFound                 Code = 27
+	PathNotViable                 Code = 28
+	ConflictingUpdateOperators    Code = 40
+	CursorNotFound                Code = 43
+	NamespaceExists               Code = 48
+	DollarPrefixedFieldName       Code = 52
+	InvalidIdField                Code = 53
+	NotSingleValueField           Code = 54
+	CommandNotFound               Code = 59
+	ImmutableField                Code = 66
+	InvalidOptions                Code = 72
+	InvalidNamespace              Code = 73
+	IndexOptionsConflict          Code = 85
+	IndexKeySpecsConflict         Code = 86
+	ProtocolError                 Code = 17
+	UserNotFound                  Code = 11
+	OperationFailed               Code = 96
+	Location51024                 Code = 51024
+	DuplicateKey                  Code = 11000
+	InvalidLength                 Code = 16
+	NotImplemented                Code = 238
+	ObjectIsBusy                  Code = 314
+	BSONObjectTooLarge            Code = 10334
+	Location15955                 Code = 15955
+	NodeDisabled                  Code = 189 // "PrimarySteppedDown"-class transient: drivers retry reads later
+	EmptyFieldName                Code = 56
+	InvalidPipelineOperator       Code = 168
+	CannotIndexParallelArrays     Code = 171
+	Location31249                 Code = 31249 // projection: path collision (prefix)
+	Location31250                 Code = 31250 // projection: path collision
+	Location31253                 Code = 31253 // projection: inclusion in exclusion projection
+	Location31254                 Code = 31254 // projection: exclusion in inclusion projection
+	InvalidBSON                   Code = 22
+	MechanismUnavailable          Code = 334
+	UnsupportedOpQueryCommand     Code = 352
+	CannotCreateIndex             Code = 67
+	InvalidIndexSpecOption        Code = 197 // InvalidIndexSpecificationOption
+	Overflow                      Code = 15
+	QueryFeatureNotAllowed        Code = 224
+	MaxTimeMSExpired              Code = 50
+	DocumentValidationFailure     Code = 121
+	NotAReplicaSet                Code = 123
+	CappedPositionLost            Code = 136
+	Interrupted                   Code = 11601
+	ClientMetadataCannotBeMutated Code = 186
 	// EncryptionKeyUnavailable is cmkdb's own code: a disabled node's
 	// answer to data commands (its customer master key is unusable).
 	EncryptionKeyUnavailable Code = 41001
@@ -158,6 +160,8 @@ var names = map[Code]string{
 	NotWritablePrimary:                       "NotWritablePrimary",
 	NotPrimaryNoSecondaryOk:                  "NotPrimaryNoSecondaryOk",
 	InterruptedDueToReplStateChange:          "InterruptedDueToReplStateChange",
+	Interrupted:                              "Interrupted",
+	ClientMetadataCannotBeMutated:            "ClientMetadataCannotBeMutated",
 	BackgroundOperationInProgressForDatabase: "BackgroundOperationInProgressForDatabase",
 	NotYetInitialized:                        "NotYetInitialized",
 	NoSuchTransaction:                        "NoSuchTransaction",

@@ -47,4 +47,27 @@ func TestCollStatsOplog(t *testing.T) {
 		st.MaxSize != oplog.DefaultMaxBytes {
 		t.Fatalf("collStats(local.oplog.rs) = %+v; the oplog holds %d entries, %d bytes", st, count, bytes)
 	}
+	// mongosh's db.getReplicationInfo() reads the same through $collStats
+	// (ol.stats()): maxSize and size.
+	cur, err := client.Database("local").Collection("oplog.rs").Aggregate(ctx, bson.A{
+		bson.D{{Key: "$collStats", Value: bson.D{{Key: "storageStats", Value: bson.D{{Key: "scale", Value: 1}}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []struct {
+		NS           string `bson:"ns"`
+		StorageStats struct {
+			Count   int64 `bson:"count"`
+			Size    int64 `bson:"size"`
+			Capped  bool  `bson:"capped"`
+			MaxSize int64 `bson:"maxSize"`
+		} `bson:"storageStats"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 1 || docs[0].NS != "local.oplog.rs" || !docs[0].StorageStats.Capped || docs[0].StorageStats.Count < 2 ||
+		docs[0].StorageStats.Size <= 0 || docs[0].StorageStats.MaxSize != oplog.DefaultMaxBytes {
+		t.Fatalf("$collStats(local.oplog.rs) = %+v", docs)
+	}
 }

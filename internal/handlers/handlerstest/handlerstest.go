@@ -69,6 +69,12 @@ func StartEnv(t testing.TB, opts handlers.Options) *Env {
 		}
 		return 0
 	}
+	opts.Conns = func() []*wire.ConnState {
+		if s := srv.Load(); s != nil {
+			return s.Server.Conns()
+		}
+		return nil
+	}
 	h := handlers.New(n, opts)
 	t.Cleanup(h.Close)
 	s := wiretest.StartServer(t, h, func(c *wire.Config) { c.Logger = quiet })
