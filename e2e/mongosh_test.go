@@ -241,7 +241,7 @@ print(EJSON.stringify({
   ns: st.ns, count: st.count, size: st.size, nindexes: st.nindexes, statsIndexSize: st.totalIndexSize,
   dataSize: d.items.dataSize(), storageSize: d.items.storageSize(), totalSize: d.items.totalSize(),
   totalIndexSize: d.items.totalIndexSize(),
-  reads: d.items.latencyStats().toArray()[0].latencyStats.reads.ops,
+  reads: [].concat(d.items.latencyStats())[0].latencyStats.reads.ops,
   currentOp: inprog.some(op => op.active && typeof op.opid === "number"),
   killed: k.ok,
 }));

@@ -72,7 +72,8 @@ print(JSON.stringify({set: st.set, states: st.members.map(m => m.stateStr).sort(
 	}
 	// mongosh's replication helpers read local.oplog.rs through $collStats.
 	out = e2etest.Mongosh(t, s.URI, `const ri = db.getReplicationInfo();
-rs.printReplicationInfo();
+const pri = rs.printReplicationInfo();
+print(JSON.stringify(Object.keys(pri.value)));
 print(JSON.stringify({configured: ri.configuredLogSizeMB > 0, used: ri.usedMB > 0, first: typeof ri.tFirst}));`)
 	if !strings.Contains(out, `{"configured":true,"used":true,"first":"string"}`) || !strings.Contains(out, "configured oplog size") {
 		t.Fatalf("mongosh db.getReplicationInfo() / rs.printReplicationInfo(): %s", out)

@@ -102,6 +102,27 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 		}
 	}
 	release()
+	if rs := h.opts.Repl; rs != nil && req.DB == "local" {
+		// A member's oplog is a collection of local (oplogfind.go): tools
+		// look for it by name (mongosh's db.getReplicationInfo()).
+		d := bson.D{{Key: "name", Value: oplogColl}, {Key: "type", Value: "collection"}}
+		if !nameOnly {
+			var maxBytes int64
+			if l := rs.Oplog(); l != nil {
+				maxBytes = l.Limits().MaxBytes
+			}
+			d = append(d,
+				bson.E{Key: "options", Value: bson.D{{Key: "capped", Value: true}, {Key: "size", Value: maxBytes}}},
+				bson.E{Key: "info", Value: bson.D{{Key: "readOnly", Value: true}}})
+		}
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		if m.Match(raw) {
+			docs = append(docs, raw)
+		}
+	}
 	cur, err := a.doc("cursor")
 	if err != nil {
 		return nil, err
