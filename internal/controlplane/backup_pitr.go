@@ -39,23 +39,35 @@ type OplogArchiver interface {
 const archiveEvery = 5 * time.Second
 
 // archiveOplogs extends the archive of every cluster with continuous
-// backup on.
+// backup on, and prunes what the restore window no longer needs.
 func (s *Service) archiveOplogs(ctx context.Context) {
 	s.mu.Lock()
 	a, ok := s.provisioner.(OplogArchiver)
 	store := s.snapshots
-	type target struct{ gid, cluster string }
+	type target struct {
+		gid, cluster string
+		window       int // restoreWindowDays
+	}
 	var todo []target
 	if ok && store != nil {
 		for gid, gs := range s.groups {
 			for name, c := range gs.clusters {
 				if c.PitEnabled && c.BackupEnabled && c.members() > 1 && !c.Paused {
-					todo = append(todo, target{gid, name})
+					window := 2
+					if sc, err := s.scheduleLocked(gid, c); err == nil && sc.RestoreWindowDays > 0 {
+						window = sc.RestoreWindowDays
+					}
+					todo = append(todo, target{gid, name, window})
 				}
 			}
 		}
 	}
 	s.mu.Unlock()
+	defer func() {
+		for _, t := range todo {
+			s.pruneArchive(*store, t.gid, t.cluster, t.window)
+		}
+	}()
 	for _, t := range todo {
 		dir := store.OplogArchiveDir(t.gid, t.cluster)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -221,4 +233,31 @@ func (s *Service) stageArchiveKeys(ctx context.Context, store snapshot.Store, gi
 		}
 	}
 	return dir, cleanup, nil
+}
+
+// pruneArchive deletes the archive segments no restore within the
+// restore window can need: those before the newest snapshot that is
+// itself older than the window (a restore to any point in the window
+// starts from it or a later one).
+func (s *Service) pruneArchive(store snapshot.Store, gid, cluster string, windowDays int) {
+	all, err := s.Snapshots(gid, cluster)
+	if err != nil {
+		return
+	}
+	edge := s.now().AddDate(0, 0, -windowDays)
+	floor := logarchive.Timestamp{T: uint32(max(edge.Unix(), 0))}
+	var base uint64
+	for _, sp := range all {
+		if sp.Status == "completed" && sp.OplogTS != nil && sp.OplogTS.Compare(floor) <= 0 && sp.RaftIndex > base {
+			base = sp.RaftIndex
+		}
+	}
+	if base == 0 {
+		return
+	}
+	if n, err := logarchive.Prune(store.OplogArchiveDir(gid, cluster), base); err != nil {
+		s.log.Warn("pruning the oplog archive", "cluster", cluster, "err", err)
+	} else if n > 0 {
+		s.log.Info("oplog archive pruned: the restore window no longer reaches its oldest segments", "cluster", cluster, "segments", n)
+	}
 }

@@ -484,3 +484,45 @@ func maxTS(a, b Timestamp) Timestamp {
 	}
 	return b
 }
+
+// Prune deletes the segments that end at or before log index upTo (no
+// restore starts before it any more) and the keystore copies no remaining
+// segment names. It returns how many segments it deleted.
+func Prune(dir string, upTo uint64) (int, error) {
+	segs, err := List(dir)
+	if err != nil {
+		return 0, err
+	}
+	used := map[string]bool{}
+	n := 0
+	for _, s := range segs {
+		if s.Last > upTo {
+			used[s.Keys] = true
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, s.Name)); err != nil {
+			return n, fmt.Errorf("logarchive: %w", err)
+		}
+		n++
+	}
+	if n > 0 {
+		if err := durable.SyncDir(dir); err != nil {
+			return n, err
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "keys"))
+	if errors.Is(err, os.ErrNotExist) {
+		return n, nil
+	}
+	if err != nil {
+		return n, fmt.Errorf("logarchive: %w", err)
+	}
+	for _, e := range ents {
+		if !used[e.Name()] {
+			if err := os.RemoveAll(KeysDir(dir, e.Name())); err != nil {
+				return n, fmt.Errorf("logarchive: %w", err)
+			}
+		}
+	}
+	return n, nil
+}

@@ -243,3 +243,48 @@ func FuzzReadSegment(f *testing.F) {
 		}
 	})
 }
+
+// Prune deletes the segments at or before an index and the keystore
+// copies only they named; the rest still opens.
+func TestPrune(t *testing.T) {
+	root := t.TempDir()
+	ks := newKeystore(t, root)
+	dir := filepath.Join(root, "archive")
+	var segs []Segment
+	for i := uint64(0); i < 3; i++ {
+		seg, err := WriteSegment(dir, "m1", ks, 1+10*i, 10+10*i, records(int(1+10*i), 2, 10), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs = append(segs, seg)
+		if i == 0 {
+			// A new keystore generation for the later segments.
+			if _, err := ks.RotateDatabaseKey("x"); err == nil {
+				t.Fatal("rotating an unknown database's key worked")
+			}
+			if _, err := ks.AddDatabase("x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if segs[0].Keys == segs[1].Keys {
+		t.Fatalf("segments 1 and 2 share keystore copy %s", segs[0].Keys)
+	}
+	n, err := Prune(dir, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d (%v), want 1", n, err)
+	}
+	left, err := List(dir)
+	if err != nil || len(left) != 2 || left[0].First != 11 {
+		t.Fatalf("left %+v (%v)", left, err)
+	}
+	if _, err := os.Stat(KeysDir(dir, segs[0].Keys)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the keystore copy only segment 1 named is still there (%v)", err)
+	}
+	if _, err := readAll(t, dir, left[0], openCopy(t, dir, root, left[0])); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Prune(dir, 5); err != nil || n != 0 {
+		t.Fatalf("pruning again: %d %v", n, err)
+	}
+}
