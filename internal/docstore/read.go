@@ -266,6 +266,11 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 	best, bestScore := Plan{}, -1
 	for i := range coll.Indexes {
 		ix := &coll.Indexes[i]
+		if ix.Hidden || (len(ix.PartialFilter) > 0 && !query.Implies(filter, ix.PartialFilter)) {
+			// Hidden indexes are not the planner's to choose, and a
+			// partial index only serves queries that imply its filter.
+			continue
+		}
 		pattern, err := bson.Marshal(ix.Key)
 		if err != nil {
 			return Plan{}, err
@@ -276,7 +281,9 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 		if err != nil {
 			return Plan{}, err
 		}
-		if !ok {
+		if !ok || (ix.Sparse && !ip.ExcludesMissing) {
+			// A sparse index lacks the documents without its fields,
+			// which a query that matches null could match.
 			continue
 		}
 		score := 4 * ip.EqualityPrefix

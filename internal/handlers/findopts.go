@@ -150,7 +150,12 @@ func planFor(coll *docstore.Collection, filter bson.Raw, hint bson.RawValue, nat
 		return docstore.PlanFor(coll, filter)
 	}
 	ix := hintedIndex(coll, hint)
-	if ix == nil {
+	if ix == nil || ix.Hidden {
+		// A hidden index cannot be hinted: mongod answers as for no index.
+		return docstore.Plan{}, errBadHint()
+	}
+	if len(ix.PartialFilter) > 0 && !query.Implies(filter, ix.PartialFilter) {
+		// A partial index the query does not imply would miss matches.
 		return docstore.Plan{}, errBadHint()
 	}
 	pattern, err := bson.Marshal(ix.Key)
@@ -195,7 +200,7 @@ func checkHintExists(coll *docstore.Collection, hint bson.RawValue) error {
 	if hint.Type == 0 || coll == nil {
 		return nil
 	}
-	if hintedIndex(coll, hint) == nil {
+	if ix := hintedIndex(coll, hint); ix == nil || ix.Hidden {
 		return errBadHint()
 	}
 	return nil

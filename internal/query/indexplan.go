@@ -22,6 +22,11 @@ type IndexPlan struct {
 	// EqualityPrefix is how many leading index fields are constrained to
 	// point values.
 	EqualityPrefix int
+	// ExcludesMissing says the ranges hold no document that lacks every
+	// constrained field: one of them is constrained to values other than
+	// null (a missing field is indexed, and matched, as null). Only such a
+	// plan may use a sparse index, which has no entry for those documents.
+	ExcludesMissing bool
 }
 
 // maxPlanRanges caps the cartesian product of $in point sets.
@@ -163,6 +168,13 @@ func PlanIndex(filter bson.Raw, keyPattern bson.Raw, multikey bool) (*IndexPlan,
 		}
 		prefixes = next
 		plan.EqualityPrefix++
+		if !hasNullPoint(c.ivs) {
+			plan.ExcludesMissing = true
+		}
+	}
+	if rangeField != nil {
+		// Ranges ($gt, $lt, ...) never include null.
+		plan.ExcludesMissing = true
 	}
 	if plan.EqualityPrefix == 0 && rangeField == nil {
 		return nil, false, nil
@@ -343,4 +355,14 @@ func sortIntervals(ivs []interval) []interval {
 		out = append(out, iv)
 	}
 	return out
+}
+
+func hasNullPoint(ivs []interval) bool {
+	null := EncodeValue(nil, rvNull)
+	for _, iv := range ivs {
+		if bytes.Equal(iv.lo.p, null) {
+			return true
+		}
+	}
+	return false
 }
