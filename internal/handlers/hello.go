@@ -145,6 +145,7 @@ func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire
 		{Key: "authenticationMechanisms", Value: bson.A{"SCRAM-SHA-256"}},
 		{Key: "cursorTimeoutMillis", Value: int64(cursorIdleTimeout / time.Millisecond)},
 	}
+	params = append(params, h.runtimeParameters()...)
 	reply := bson.D{}
 	all := false
 	if v, err := req.Command.LookupErr("getParameter"); err == nil {

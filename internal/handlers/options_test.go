@@ -613,7 +613,17 @@ func TestOptionsCollMod(t *testing.T) {
 			}
 		}},
 		{name: "cappedSize", cmd: collMod(e("cappedSize", 4096)), code: codeNotImplemented},
-		{name: "index", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "hidden", Value: true}})), code: codeNotImplemented},
+		{name: "index hidden", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "hidden", Value: true}})), check: func(t *testing.T, r *optRun) {
+			if !r.reply.Lookup("hidden_new").Boolean() || r.reply.Lookup("hidden_old").Boolean() {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
+		{name: "index expireAfterSeconds", cmd: collMod(e("index", d{{Key: "keyPattern", Value: d{{Key: "name", Value: 1}}}, {Key: "expireAfterSeconds", Value: 30}})), check: func(t *testing.T, r *optRun) {
+			if n, _ := r.reply.Lookup("expireAfterSeconds_new").AsInt64OK(); n != 30 {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
+		{name: "index unique", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "unique", Value: true}})), code: codeNotImplemented},
 		{name: "missing collection", noSeed: true, cmd: collMod(e("validator", d{})), code: 26},
 		{name: "unknown field", cmd: collMod(e("frobnicate", 1)), code: codeUnknownField},
 	})
