@@ -186,7 +186,8 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if explain, err := a.bool("explain", false); err != nil {
 		return nil, err
 	} else if explain {
-		return nil, mongoerr.New(mongoerr.NotImplemented, "aggregate with explain is not supported; use the explain command")
+		// explain: true is the explain command at queryPlanner verbosity.
+		return h.explainCommand(ctx, c, req.DB, req.Command, vQueryPlanner)
 	}
 	if !a.has("pipeline") {
 		return nil, mongoerr.New(codeMissingField, "BSON field 'aggregate.pipeline' is missing but a required field")

@@ -30,6 +30,9 @@ type findSpec struct {
 	// natural order (1) or reverse natural order (-1).
 	hint    bson.RawValue
 	natural int8
+	// sortSpec and projSpec are the sort and projection as given
+	// (explain shows them).
+	sortSpec, projSpec bson.Raw
 }
 
 func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip, limit int64) (*findSpec, error) {
@@ -40,7 +43,7 @@ func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip,
 	if err != nil {
 		return nil, err
 	}
-	fs := &findSpec{db: db, coll: coll, filter: filter, matcher: m, skip: skip, limit: limit}
+	fs := &findSpec{db: db, coll: coll, filter: filter, matcher: m, skip: skip, limit: limit, sortSpec: sortSpec, projSpec: projection}
 	if len(sortSpec) > 5 {
 		if fs.sort, err = query.CompileSort(sortSpec); err != nil {
 			return nil, err

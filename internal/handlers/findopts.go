@@ -167,13 +167,17 @@ func planFor(coll *docstore.Collection, filter bson.Raw, hint bson.RawValue, nat
 		return docstore.Plan{}, err
 	}
 	if !ok {
-		return docstore.Plan{Index: ix, Ranges: []docstore.Range{{}}}, nil
+		var bounds []query.FieldBounds
+		if kp, err := query.ParseKeyPattern(pattern); err == nil {
+			bounds = query.FullBounds(kp)
+		}
+		return docstore.Plan{Index: ix, Ranges: []docstore.Range{{}}, Bounds: bounds}, nil
 	}
 	ranges := make([]docstore.Range, len(ip.Ranges))
 	for j, r := range ip.Ranges {
 		ranges[j] = docstore.Range{Lo: r.Start, Hi: r.End}
 	}
-	return docstore.Plan{Index: ix, Ranges: ranges}, nil
+	return docstore.Plan{Index: ix, Ranges: ranges, Bounds: ip.Bounds}, nil
 }
 
 // hintedIndex finds the index a hint names (by name or key pattern).

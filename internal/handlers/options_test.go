@@ -397,7 +397,15 @@ func TestOptionsAggregate(t *testing.T) {
 			}
 		}},
 		{name: "cursor missing", cmd: cmdWith("aggregate", d{{Key: "pipeline", Value: sortID}}), code: codeFailedToParse},
-		{name: "explain", cmd: agg(sortID, e("explain", true)), code: codeNotImplemented},
+		{name: "explain", cmd: agg(sortID, e("explain", true)), check: func(t *testing.T, r *optRun) {
+			stages, ok := r.reply.Lookup("stages").ArrayOK()
+			if !ok || r.reply.Lookup("explainVersion").StringValue() != "1" {
+				t.Errorf("reply %s", r.reply)
+			}
+			if first, _ := stages.Index(0).Document().Lookup("$cursor", "queryPlanner", "winningPlan", "stage").StringValueOK(); first != "COLLSCAN" {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
 		{name: "allowDiskUse", cmd: agg(sortID, e("allowDiskUse", true)), check: wantIDs("1,2,3")},
 		{name: "maxTimeMS", cmd: agg(sortID, e("maxTimeMS", 60000)), check: wantIDs("1,2,3")},
 		{name: "bypassDocumentValidation", cmd: agg(sortID, e("bypassDocumentValidation", true)), check: wantIDs("1,2,3")},
