@@ -273,7 +273,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 		}
 		it = query.NewSliceIterator(nil)
 	}
-	return h.firstBatch(ctx, ns, c.ID(), &pipelineSource{it: it}, batchSize)
+	return h.firstBatch(ctx, ns, c, &pipelineSource{it: it}, batchSize)
 }
 
 // opensWithDocuments reports whether the command's pipeline starts with

@@ -382,7 +382,7 @@ func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.
 		}
 		docs = append(docs, raw)
 	}
-	return h.firstBatch(ctx, req.DB+".$cmd.listIndexes."+collName, c.ID(), &sliceSource{docs: docs}, batchSize)
+	return h.firstBatch(ctx, req.DB+".$cmd.listIndexes."+collName, c, &sliceSource{docs: docs}, batchSize)
 }
 
 func (h *Handler) dropIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
