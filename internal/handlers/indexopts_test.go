@@ -77,6 +77,20 @@ func TestSparseIndex(t *testing.T) {
 		t.Errorf("listIndexes:\n got %s\nwant %s", got, want)
 	}
 	wantCode(t, createIndexesCmd(e, c.Name(), bson.D{{Key: "key", Value: bson.D{{Key: "b", Value: 1}}}, {Key: "name", Value: "b"}, {Key: "sparse", Value: "yes"}}), 14)
+	wantValid(t, e, c.Name(), "a_1", 2)
+}
+
+// wantValid runs validate and checks the collection is valid with n keys
+// in index.
+func wantValid(t *testing.T, e *dataEnv, coll, index string, n int32) {
+	t.Helper()
+	r, err := e.db.RunCommand(e.ctx, bson.D{{Key: "validate", Value: coll}}).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Lookup("valid").Boolean() || r.Lookup("keysPerIndex", index).Int32() != n {
+		t.Errorf("validate: %s", r)
+	}
 }
 
 func TestPartialIndex(t *testing.T) {
@@ -131,6 +145,7 @@ func TestPartialIndex(t *testing.T) {
 		wantCode(t, err, 67)
 	}
 	wantCode(t, createIndexesCmd(e, c.Name(), bson.D{{Key: "key", Value: bson.D{{Key: "z", Value: 1}}}, {Key: "name", Value: "z"}, {Key: "partialFilterExpression", Value: 1}}), 14)
+	wantValid(t, e, c.Name(), "u_1", 1)
 }
 
 func TestHiddenIndex(t *testing.T) {
