@@ -259,6 +259,34 @@ func TestTTLMonitor(t *testing.T) {
 	if err := admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorSleepSecs", Value: 1}}).Decode(&was); err != nil || was["was"] != int32(60) {
 		t.Fatalf("setParameter = %v, %v", was, err)
 	}
+	// Disabled, the monitor expires nothing; enabled again, it does.
+	if err := admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorEnabled", Value: false}}).Decode(&was); err != nil || was["was"] != true {
+		t.Fatalf("setParameter ttlMonitorEnabled = %v, %v", was, err)
+	}
+	if err := admin.RunCommand(e.ctx, bson.D{{Key: "getParameter", Value: 1}, {Key: "ttlMonitorEnabled", Value: 1}}).Decode(&got); err != nil || got["ttlMonitorEnabled"] != false {
+		t.Fatalf("getParameter = %v, %v", got, err)
+	}
+	off := e.fresh(t, bson.D{{Key: "_id", Value: 1}, {Key: "t", Value: bson.NewDateTimeFromTime(time.Now().Add(-time.Hour))}})
+	if err := createIndexesCmd(e, off.Name(), bson.D{{Key: "key", Value: bson.D{{Key: "t", Value: 1}}}, {Key: "name", Value: "t_1"}, {Key: "expireAfterSeconds", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	passes := func() int64 {
+		st, err := admin.RunCommand(e.ctx, bson.D{{Key: "serverStatus", Value: 1}}).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := st.Lookup("metrics", "ttl", "passes").AsInt64OK()
+		return n
+	}
+	p0 := passes()
+	time.Sleep(2500 * time.Millisecond) // two intervals at least
+	if n, err := off.CountDocuments(e.ctx, bson.D{}); err != nil || n != 1 || passes() != p0 {
+		t.Fatalf("disabled monitor: %d documents, %d passes (was %d), %v", n, passes(), p0, err)
+	}
+	if err := admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorEnabled", Value: true}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorEnabled", Value: 1}}).Err(), 2)
 	wantCode(t, admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorSleepSecs", Value: 0}}).Err(), 2)
 	wantCode(t, admin.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "noSuchParameter", Value: 0}}).Err(), 72)
 	wantCode(t, e.db.RunCommand(e.ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "ttlMonitorSleepSecs", Value: 1}}).Err(), 13)
