@@ -226,6 +226,7 @@ func scanNatural(ctx context.Context, rd reader, coll *Collection, dir int8, pos
 		doc := bytes.Clone(v)
 		closer.Close()
 		pos.after = bytes.Clone(it.Key())
+		pos.Docs++
 		more, err := fn(doc)
 		if err != nil || !more {
 			it.Close()
@@ -292,6 +293,7 @@ func scanDocsReverse(ctx context.Context, rd reader, coll *Collection, pos *Posi
 			return err
 		}
 		pos.after = bytes.Clone(it.Key())
+		pos.Docs++
 		more, err := fn(bytes.Clone(it.Value()))
 		if err != nil || !more {
 			it.Close()

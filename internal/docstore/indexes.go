@@ -19,6 +19,19 @@ type IndexSpec struct {
 	Name   string
 	Key    bson.D
 	Unique bool
+	Sparse bool
+	// TTL with ExpireAfterSeconds makes a TTL index.
+	TTL                bool
+	ExpireAfterSeconds int64
+	PartialFilter      bson.Raw
+	Hidden             bool
+}
+
+// sameOptions reports whether ix has the options spec asks for.
+func (ix *Index) sameOptions(spec IndexSpec) bool {
+	return ix.Unique == spec.Unique && ix.Sparse == spec.Sparse && ix.TTL == spec.TTL &&
+		ix.ExpireAfterSeconds == spec.ExpireAfterSeconds && bytes.Equal(ix.PartialFilter, spec.PartialFilter) &&
+		ix.Hidden == spec.Hidden
 }
 
 // DefaultIndexName is MongoDB's generated name: field_dir joined by "_".
@@ -65,17 +78,28 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	}
 	for _, ix := range c.Indexes {
 		sameKey := keyEqual(ix.Key, spec.Key)
-		if ix.Name == spec.Name && sameKey && ix.Unique == spec.Unique {
+		samePartial := bytes.Equal(ix.PartialFilter, spec.PartialFilter)
+		switch {
+		case ix.Name == spec.Name && sameKey && ix.sameOptions(spec):
 			return false, nil
-		}
-		if ix.Name == spec.Name {
-			return false, mongoerr.New(mongoerr.IndexKeySpecsConflict, "An existing index has the same name as the requested index but different options or key. Requested index: %v, existing index: %v", spec.Key, ix.Key)
-		}
-		if sameKey {
+		case ix.Name == spec.Name && sameKey:
+			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "An equivalent index already exists with the same name but different options. Requested index: %s, existing index: %s", specDoc(spec), specDoc(ix.Spec()))
+		case ix.Name == spec.Name:
+			return false, mongoerr.New(mongoerr.IndexKeySpecsConflict, "An existing index has the same name as the requested index but different options or key. Requested index: %s, existing index: %s", specDoc(spec), specDoc(ix.Spec()))
+		case sameKey && samePartial && ix.Sparse == spec.Sparse && ix.Unique == spec.Unique:
+			// mongod tells indexes with one key apart by their
+			// partial filter, sparseness and uniqueness only.
 			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ix.Name)
 		}
 	}
-	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique}
+	if spec.Hidden && keyEqual(spec.Key, bson.D{{Key: "_id", Value: int32(1)}}) {
+		return false, mongoerr.New(mongoerr.BadValue, "can't hide _id index")
+	}
+	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique, Sparse: spec.Sparse,
+		TTL: spec.TTL, ExpireAfterSeconds: spec.ExpireAfterSeconds, PartialFilter: spec.PartialFilter, Hidden: spec.Hidden}
+	if err := ix.compile(); err != nil {
+		return false, err
+	}
 	nc := *c
 	nc.Indexes = append(slices.Clone(c.Indexes), ix)
 
@@ -195,4 +219,66 @@ func toFloat(v any) float64 {
 		return x
 	}
 	return 0
+}
+
+// specDoc renders an index spec for messages, as mongod prints one.
+func specDoc(spec IndexSpec) string {
+	d := bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: spec.Key}, {Key: "name", Value: spec.Name}}
+	ix := Index{ID: 1, Unique: spec.Unique, Sparse: spec.Sparse, TTL: spec.TTL, ExpireAfterSeconds: spec.ExpireAfterSeconds,
+		PartialFilter: spec.PartialFilter, Hidden: spec.Hidden}
+	d = append(d, ix.Options()...)
+	raw, err := bson.Marshal(d)
+	if err != nil {
+		return fmt.Sprint(d)
+	}
+	return bson.Raw(raw).String()
+}
+
+// IndexChange is what collMod's index option changes; nil fields stay.
+type IndexChange struct {
+	ExpireAfterSeconds *int64
+	Hidden             *bool
+}
+
+// ModifyIndex applies a collMod index change to the index named name and
+// returns the index before and after.
+func (s *Store) ModifyIndex(collName, name string, ch IndexChange) (before, after Index, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cat := s.catalog()
+	c, ok := cat.colls[collName]
+	if !ok {
+		return before, after, mongoerr.New(mongoerr.NamespaceNotFound, "ns does not exist: %s.%s", s.db.Name, collName)
+	}
+	nc := *c
+	nc.Indexes = slices.Clone(c.Indexes)
+	i := slices.IndexFunc(nc.Indexes, func(ix Index) bool { return ix.Name == name })
+	if i < 0 {
+		return before, after, mongoerr.New(mongoerr.IndexNotFound, "cannot find index %s for ns %s.%s", name, s.db.Name, collName)
+	}
+	before = nc.Indexes[i]
+	ix := &nc.Indexes[i]
+	if ch.ExpireAfterSeconds != nil {
+		ix.TTL, ix.ExpireAfterSeconds = true, *ch.ExpireAfterSeconds
+	}
+	if ch.Hidden != nil {
+		ix.Hidden = *ch.Hidden
+	}
+	after = *ix
+	if before.sameOptions(after.Spec()) {
+		return before, after, nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.putCatalog(b, &nc, cat.next); err != nil {
+		return before, after, err
+	}
+	if err := s.commitLocked(context.Background(), b, cat.with(collName, &nc, cat.next)); err != nil {
+		return before, after, fmt.Errorf("docstore: collMod index: %w", err)
+	}
+	if before.Hidden != after.Hidden {
+		// Hiding or unhiding an index restarts its $indexStats.
+		noteIndexCreated(&nc, ix)
+	}
+	return before, after, nil
 }

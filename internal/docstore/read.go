@@ -28,6 +28,8 @@ type Plan struct {
 	// natural order is insertion order; any other collection's is _id
 	// order. 0 means natural order.
 	Natural int8
+	// Bounds are the index scan's bounds as explain shows them.
+	Bounds []query.FieldBounds
 }
 
 // Range is [Lo, Hi) in encoded index-key space; nil Hi is unbounded.
@@ -41,12 +43,18 @@ func (p Plan) String() string {
 	return fmt.Sprintf("IXSCAN %s (%d ranges)", p.Index.Name, len(p.Ranges))
 }
 
-// Position is where a scan stopped, so a cursor can resume it.
+// Position is where a scan stopped, so a cursor can resume it. It also
+// counts the work the scan did (explain's executionStats).
 type Position struct {
 	rng   int
 	after []byte
 	seen  map[string]struct{}
 	done  bool
+
+	// Keys counts the index entries read (for a scan of the _id index,
+	// the document keys), Docs the documents read; Seeks the key ranges
+	// started.
+	Keys, Docs, Seeks int64
 }
 
 // Done reports whether the scan reached its end.
@@ -185,11 +193,16 @@ func scanDocs(ctx context.Context, rd reader, coll *Collection, plan Plan, pos *
 		if err != nil {
 			return err
 		}
+		pos.Seeks++
 		for it.First(); it.Valid(); it.Next() {
 			if err := Interrupted(ctx, "scan", coll.Name); err != nil {
 				it.Close()
 				return err
 			}
+			if plan.Index != nil {
+				pos.Keys++
+			}
+			pos.Docs++
 			more, err := fn(bytes.Clone(it.Value()))
 			if err != nil || !more {
 				pos.after = bytes.Clone(it.Key())
@@ -224,11 +237,13 @@ func scanIndex(ctx context.Context, rd reader, coll *Collection, plan Plan, pos 
 		if err != nil {
 			return err
 		}
+		pos.Seeks++
 		for it.First(); it.Valid(); it.Next() {
 			if err := Interrupted(ctx, "scan", coll.Name); err != nil {
 				it.Close()
 				return err
 			}
+			pos.Keys++
 			idKey := string(it.Value())
 			if _, dup := pos.seen[idKey]; dup {
 				continue
@@ -244,6 +259,7 @@ func scanIndex(ctx context.Context, rd reader, coll *Collection, plan Plan, pos 
 			}
 			doc := bytes.Clone(v)
 			closer.Close()
+			pos.Docs++
 			more, err := fn(doc)
 			if err != nil || !more {
 				pos.after = bytes.Clone(it.Key())
@@ -266,6 +282,11 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 	best, bestScore := Plan{}, -1
 	for i := range coll.Indexes {
 		ix := &coll.Indexes[i]
+		if ix.Hidden || (len(ix.PartialFilter) > 0 && !query.Implies(filter, ix.PartialFilter)) {
+			// Hidden indexes are not the planner's to choose, and a
+			// partial index only serves queries that imply its filter.
+			continue
+		}
 		pattern, err := bson.Marshal(ix.Key)
 		if err != nil {
 			return Plan{}, err
@@ -276,7 +297,9 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 		if err != nil {
 			return Plan{}, err
 		}
-		if !ok {
+		if !ok || (ix.Sparse && !ip.ExcludesMissing) {
+			// A sparse index lacks the documents without its fields,
+			// which a query that matches null could match.
 			continue
 		}
 		score := 4 * ip.EqualityPrefix
@@ -290,7 +313,7 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 			for j, r := range ip.Ranges {
 				ranges[j] = Range{Lo: r.Start, Hi: r.End}
 			}
-			best, bestScore = Plan{Index: ix, Ranges: ranges}, score
+			best, bestScore = Plan{Index: ix, Ranges: ranges, Bounds: ip.Bounds}, score
 		}
 	}
 	return best, nil

@@ -120,6 +120,76 @@ type Index struct {
 	ID     uint32 `bson:"id"`
 	Key    bson.D `bson:"key"`
 	Unique bool   `bson:"unique,omitempty"`
+	// Sparse indexes hold no entry for a document that has none of the
+	// indexed fields.
+	Sparse bool `bson:"sparse,omitempty"`
+	// TTL marks a TTL index: the monitor deletes documents whose indexed
+	// date (the earliest, for an array) is more than ExpireAfterSeconds
+	// old.
+	TTL                bool  `bson:"ttl,omitempty"`
+	ExpireAfterSeconds int64 `bson:"expireAfterSeconds,omitempty"`
+	// PartialFilter, when set, is the partialFilterExpression: only the
+	// documents it matches have entries.
+	PartialFilter bson.Raw `bson:"partialFilterExpression,omitempty"`
+	// Hidden indexes are maintained but never chosen by the planner.
+	Hidden bool `bson:"hidden,omitempty"`
+
+	partial *query.Matcher // compiled PartialFilter
+}
+
+// Options renders the index's options as listIndexes shows them (after
+// v, key and name).
+func (ix *Index) Options() bson.D {
+	var d bson.D
+	if ix.Unique && ix.ID != 0 {
+		d = append(d, bson.E{Key: "unique", Value: true})
+	}
+	if ix.Sparse {
+		d = append(d, bson.E{Key: "sparse", Value: true})
+	}
+	if ix.TTL {
+		d = append(d, bson.E{Key: "expireAfterSeconds", Value: int32(ix.ExpireAfterSeconds)})
+	}
+	if len(ix.PartialFilter) > 0 {
+		d = append(d, bson.E{Key: "partialFilterExpression", Value: ix.PartialFilter})
+	}
+	if ix.Hidden {
+		d = append(d, bson.E{Key: "hidden", Value: true})
+	}
+	return d
+}
+
+// Spec is the IndexSpec that creates an index like ix.
+func (ix *Index) Spec() IndexSpec {
+	return IndexSpec{Name: ix.Name, Key: ix.Key, Unique: ix.Unique, Sparse: ix.Sparse, TTL: ix.TTL,
+		ExpireAfterSeconds: ix.ExpireAfterSeconds, PartialFilter: ix.PartialFilter, Hidden: ix.Hidden}
+}
+
+// Covers reports whether doc has entries in ix: a partial index covers the
+// documents its filter matches, a sparse one those with an indexed field.
+func (ix *Index) Covers(doc bson.Raw) bool {
+	if ix.partial != nil && !ix.partial.Match(doc) {
+		return false
+	}
+	if ix.Sparse {
+		paths, _ := ix.Fields()
+		return query.HasAnyPath(doc, paths)
+	}
+	return true
+}
+
+// compile compiles the index's partial filter.
+func (ix *Index) compile() error {
+	ix.partial = nil
+	if len(ix.PartialFilter) == 0 {
+		return nil
+	}
+	m, err := query.Compile(ix.PartialFilter)
+	if err != nil {
+		return err
+	}
+	ix.partial = m
+	return nil
 }
 
 // Fields returns the index's field paths and directions (1 or -1).

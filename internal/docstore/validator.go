@@ -1,6 +1,8 @@
 package docstore
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -87,6 +89,16 @@ func (c *Collection) compile() error {
 		return err
 	}
 	c.validator = m
+	if len(c.Indexes) > 0 {
+		// Each catalog version gets its own copies: a published
+		// collection's indexes are never written again.
+		c.Indexes = slices.Clone(c.Indexes)
+	}
+	for i := range c.Indexes {
+		if err := c.Indexes[i].compile(); err != nil {
+			return fmt.Errorf("index %s: %w", c.Indexes[i].Name, err)
+		}
+	}
 	return nil
 }
 

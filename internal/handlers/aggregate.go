@@ -188,7 +188,8 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	if explain, err := a.bool("explain", false); err != nil {
 		return nil, err
 	} else if explain {
-		return nil, mongoerr.New(mongoerr.NotImplemented, "aggregate with explain is not supported; use the explain command")
+		// explain: true is the explain command at queryPlanner verbosity.
+		return h.explainCommand(ctx, c, req.DB, req.Command, vQueryPlanner)
 	}
 	if !a.has("pipeline") {
 		return nil, mongoerr.New(codeMissingField, "BSON field 'aggregate.pipeline' is missing but a required field")
@@ -297,7 +298,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 		}
 		it = query.NewSliceIterator(nil)
 	}
-	return h.firstBatch(ctx, ns, c.ID(), &pipelineSource{it: it}, batchSize)
+	return h.firstBatch(ctx, ns, c, &pipelineSource{it: it}, batchSize)
 }
 
 // opensWithDocuments reports whether the command's pipeline starts with

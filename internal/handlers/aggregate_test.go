@@ -128,7 +128,7 @@ func TestAggregateErrors(t *testing.T) {
 		{"unknown stage", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$frob", Value: 1}}}}, {Key: "cursor", Value: bson.D{}}}, 40324},
 		{"bad $match", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{{Key: "a", Value: bson.D{{Key: "$bad", Value: 1}}}}}}}}, {Key: "cursor", Value: bson.D{}}}, 2},
 		{"stage not an object", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{1}}, {Key: "cursor", Value: bson.D{}}}, 14},
-		{"explain", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{}}, {Key: "explain", Value: true}}, 238},
+		{"explain with $out", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$out", Value: "x"}}}}, {Key: "explain", Value: true}}, 238},
 		// A standalone node has no oplog, as a standalone mongod.
 		{"$changeStream standalone", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}}, 40573},
 		{"$changeStream not first", bson.D{{Key: "aggregate", Value: c.Name()}, {Key: "pipeline", Value: bson.A{bson.D{{Key: "$match", Value: bson.D{}}}, bson.D{{Key: "$changeStream", Value: bson.D{}}}}}, {Key: "cursor", Value: bson.D{}}}, 40602},

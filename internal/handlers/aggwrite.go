@@ -281,7 +281,7 @@ func (w *aggWriter) runOut(ctx context.Context, st *docstore.Store, it query.Ite
 			if ix.ID == 0 {
 				continue // _id
 			}
-			if _, err := st.CreateIndex(ctx, tmp, docstore.IndexSpec{Name: ix.Name, Key: ix.Key, Unique: ix.Unique}); err != nil {
+			if _, err := st.CreateIndex(ctx, tmp, ix.Spec()); err != nil {
 				return err
 			}
 		}
@@ -388,7 +388,8 @@ func (w *aggWriter) runMerge(ctx context.Context, st *docstore.Store, it query.I
 
 func hasUniqueIndex(c *docstore.Collection, on []string) bool {
 	for _, ix := range c.Indexes {
-		if !ix.Unique || len(ix.Key) != len(on) {
+		if !ix.Unique || len(ix.Key) != len(on) || len(ix.PartialFilter) > 0 {
+			// A partial index's uniqueness holds only within its filter.
 			continue
 		}
 		all := true

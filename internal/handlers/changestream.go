@@ -175,7 +175,7 @@ func (h *Handler) changeStream(ctx context.Context, c *wire.ConnState, req *wire
 	if err := h.withOplog(func(l *oplog.Log) error { return src.open(l) }); err != nil {
 		return nil, err
 	}
-	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
+	return h.firstBatch(ctx, ns, c, src, batchSize)
 }
 
 // changeStreamScope reads what the stream watches from the aggregate's

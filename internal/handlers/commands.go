@@ -63,6 +63,8 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 		{name: "getLog", handler: h.getLog, priv: privCluster, whileDisabled: true, adminOnly: true, help: "recent log lines (none are kept)"},
 		{name: "getParameter", handler: h.getParameter, priv: privCluster, whileDisabled: true, adminOnly: true,
 			help: "server parameters"},
+		{name: "setParameter", handler: h.setParameter, priv: privCluster, whileDisabled: true, adminOnly: true,
+			help: "change server parameters at runtime: ttlMonitorSleepSecs, ttlMonitorEnabled"},
 		{name: "fsync", handler: h.fsync, priv: privCluster, adminOnly: true,
 			help: "flush every open database's memtable to synced sstables; lock: true is refused"},
 		{name: "fsyncUnlock", handler: h.fsyncUnlock, priv: privCluster, adminOnly: true, whileDisabled: true,

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
 // cursorIdleTimeout is mongod's default cursorTimeoutMillis.
@@ -41,9 +42,12 @@ func (s *sliceSource) next(_ context.Context, _ *Handler, n int) ([]bson.Raw, bo
 }
 
 type cursor struct {
-	id       int64
-	ns       string
-	connID   int64
+	id     int64
+	ns     string
+	connID int64
+	// owner is the user who opened the cursor (cursorOwner); only they
+	// may getMore or kill it, as in mongod.
+	owner    string
 	src      batchSource
 	lastUsed time.Time
 	mu       sync.Mutex // one getMore at a time per cursor
@@ -75,8 +79,27 @@ func newCursorID() int64 {
 	}
 }
 
-func (m *cursorManager) add(ns string, connID int64, src batchSource) *cursor {
-	c := &cursor{id: newCursorID(), ns: ns, connID: connID, src: src, lastUsed: time.Now()}
+// cursorOwner names the connection's authenticated user ("" for none).
+func cursorOwner(c *wire.ConnState) string {
+	if c == nil {
+		return ""
+	}
+	if p, ok := c.Authenticated(); ok {
+		return p.User + "@" + p.DB
+	}
+	return ""
+}
+
+func errNotCursorOwner(id int64) error {
+	return mongoerr.New(mongoerr.Unauthorized, "cursor id %d was not created by the authenticated user", id)
+}
+
+func (m *cursorManager) add(ns string, c0 *wire.ConnState, src batchSource) *cursor {
+	var connID int64
+	if c0 != nil {
+		connID = c0.ID()
+	}
+	c := &cursor{id: newCursorID(), ns: ns, connID: connID, owner: cursorOwner(c0), src: src, lastUsed: time.Now()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reapLocked()
@@ -84,7 +107,7 @@ func (m *cursorManager) add(ns string, connID int64, src batchSource) *cursor {
 	return c
 }
 
-func (m *cursorManager) get(id int64, ns string) (*cursor, error) {
+func (m *cursorManager) get(id int64, ns, owner string) (*cursor, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reapLocked()
@@ -92,11 +115,25 @@ func (m *cursorManager) get(id int64, ns string) (*cursor, error) {
 	if !ok {
 		return nil, mongoerr.New(mongoerr.CursorNotFound, "cursor id %d not found", id)
 	}
+	if c.owner != owner {
+		return nil, errNotCursorOwner(id)
+	}
 	if c.ns != ns {
 		return nil, mongoerr.New(mongoerr.Unauthorized, "Requested getMore on namespace '%s', but cursor belongs to a different namespace %s", ns, c.ns)
 	}
 	c.lastUsed = time.Now()
 	return c, nil
+}
+
+// ownerOf returns the owner of cursor id, if it exists.
+func (m *cursorManager) ownerOf(id int64) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.cursors[id]
+	if !ok {
+		return "", false
+	}
+	return c.owner, true
 }
 
 func (m *cursorManager) remove(id int64) bool {
@@ -134,7 +171,7 @@ func (m *cursorManager) count() int {
 // firstBatch runs the first batch of a new cursor and renders the
 // {cursor: {firstBatch, id, ns}} reply, registering the cursor if more
 // remains.
-func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src batchSource, batchSize int64) (bson.Raw, error) {
+func (h *Handler) firstBatch(ctx context.Context, ns string, conn *wire.ConnState, src batchSource, batchSize int64) (bson.Raw, error) {
 	n := 101
 	if batchSize >= 0 {
 		n = int(batchSize)
@@ -151,7 +188,7 @@ func (h *Handler) firstBatch(ctx context.Context, ns string, connID int64, src b
 	}
 	var id int64
 	if !done {
-		cur := h.cursors.add(ns, connID, src)
+		cur := h.cursors.add(ns, conn, src)
 		if dl, ok := ctx.Deadline(); ok {
 			// Only a maxTimeMS sets a command deadline (Handle).
 			cur.timed, cur.budget = true, time.Until(dl)

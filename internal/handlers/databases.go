@@ -131,7 +131,7 @@ func (h *Handler) listCollections(ctx context.Context, c *wire.ConnState, req *w
 	if err != nil {
 		return nil, err
 	}
-	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c.ID(), &sliceSource{docs: docs}, batchSize)
+	return h.firstBatch(ctx, req.DB+".$cmd.listCollections", c, &sliceSource{docs: docs}, batchSize)
 }
 
 func (h *Handler) drop(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

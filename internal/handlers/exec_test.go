@@ -77,6 +77,7 @@ func TestMaxTimeMS(t *testing.T) {
 		{"update", bson.D{{Key: "update", Value: name}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: all}, {Key: "u", Value: bson.D{{Key: "$inc", Value: bson.D{{Key: "y", Value: 1}}}}}, {Key: "multi", Value: true}}}}, ms1}},
 		{"findAndModify", bson.D{{Key: "findAndModify", Value: name}, {Key: "query", Value: all}, {Key: "sort", Value: bson.D{{Key: "s", Value: -1}}}, {Key: "update", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "z", Value: 1}}}}}, ms1}},
 		{"createIndexes", bson.D{{Key: "createIndexes", Value: name}, {Key: "indexes", Value: bson.A{bson.D{{Key: "key", Value: bson.D{{Key: "s", Value: 1}}}, {Key: "name", Value: "s_1"}}}}, ms1}},
+		{"explain", bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: name}, {Key: "filter", Value: all}}}, {Key: "verbosity", Value: "executionStats"}, ms1}},
 		{"delete", bson.D{{Key: "delete", Value: name}, {Key: "deletes", Value: bson.A{bson.D{{Key: "q", Value: bson.D{{Key: "x", Value: -1}}}, {Key: "limit", Value: 0}}}}, ms1}},
 	} {
 		t.Run("expire "+tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"time"
@@ -30,6 +31,9 @@ type findSpec struct {
 	// natural order (1) or reverse natural order (-1).
 	hint    bson.RawValue
 	natural int8
+	// sortSpec and projSpec are the sort and projection as given
+	// (explain shows them).
+	sortSpec, projSpec bson.Raw
 }
 
 func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip, limit int64) (*findSpec, error) {
@@ -40,7 +44,7 @@ func parseFindSpec(db, coll string, filter, sortSpec, projection bson.Raw, skip,
 	if err != nil {
 		return nil, err
 	}
-	fs := &findSpec{db: db, coll: coll, filter: filter, matcher: m, skip: skip, limit: limit}
+	fs := &findSpec{db: db, coll: coll, filter: filter, matcher: m, skip: skip, limit: limit, sortSpec: sortSpec, projSpec: projection}
 	if len(sortSpec) > 5 {
 		if fs.sort, err = query.CompileSort(sortSpec); err != nil {
 			return nil, err
@@ -63,6 +67,8 @@ type scanSource struct {
 	pos     docstore.Position
 	skipped int64
 	emitted int64
+	// uuid is the scanned collection's, once the scan started.
+	uuid []byte
 }
 
 func (s *scanSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, bool, error) {
@@ -72,9 +78,17 @@ func (s *scanSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, b
 	}
 	defer release()
 	if st == nil {
+		if s.uuid != nil {
+			return nil, false, mongoerr.New(codeQueryPlanKilled, "database dropped")
+		}
 		return nil, true, nil
 	}
 	coll := st.Collection(s.spec.coll)
+	if s.uuid != nil && (coll == nil || !bytes.Equal(coll.UUID.Data, s.uuid)) {
+		// The collection was dropped (or renamed, or replaced) since the
+		// scan started: mongod kills such a cursor's plan.
+		return nil, false, mongoerr.New(codeQueryPlanKilled, "collection dropped")
+	}
 	if coll == nil {
 		return nil, true, nil
 	}
@@ -84,6 +98,7 @@ func (s *scanSource) next(ctx context.Context, h *Handler, n int) ([]bson.Raw, b
 		}
 		s.planned = true
 	}
+	s.uuid = coll.UUID.Data
 	var out []bson.Raw
 	size := 0
 	limitHit := false
@@ -289,7 +304,7 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	if fo.noTimeout {
 		src = noTimeoutSource{src}
 	}
-	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
+	return h.firstBatch(ctx, ns, c, src, batchSize)
 }
 
 // findTailable opens a tailable cursor, which only a capped collection
@@ -318,7 +333,7 @@ func (h *Handler) findTailable(ctx context.Context, c *wire.ConnState, ns string
 	}
 	spec.natural, spec.hint = 1, bson.RawValue{}
 	src := &tailSource{scan: &scanSource{spec: spec}, awaitData: fo.awaitData, noTimeout: fo.noTimeout}
-	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
+	return h.firstBatch(ctx, ns, c, src, batchSize)
 }
 
 func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
@@ -341,7 +356,7 @@ func (h *Handler) getMore(ctx context.Context, c *wire.ConnState, req *wire.Requ
 		return nil, mongoerr.New(mongoerr.BadValue, "Batch size for getMore must be positive, but received: %d", batchSize)
 	}
 	ns := req.DB + "." + coll
-	cur, err := h.cursors.get(id, ns)
+	cur, err := h.cursors.get(id, ns, cursorOwner(c))
 	if err != nil {
 		return nil, err
 	}
@@ -377,12 +392,21 @@ func (h *Handler) killCursors(ctx context.Context, c *wire.ConnState, req *wire.
 	if err != nil {
 		return nil, err
 	}
-	var killed, notFound bson.A
+	// Only the cursors' owner may kill them: one that is not theirs fails
+	// the whole command before any is killed, as in mongod.
+	list := make([]int64, 0, len(ids))
 	for _, v := range ids {
 		id, ok := v.AsInt64OK()
 		if !ok {
 			return nil, mongoerr.New(mongoerr.TypeMismatch, "cursor ids must be longs")
 		}
+		if owner, ok := h.cursors.ownerOf(id); ok && owner != cursorOwner(c) {
+			return nil, errNotCursorOwner(id)
+		}
+		list = append(list, id)
+	}
+	var killed, notFound bson.A
+	for _, id := range list {
 		if h.cursors.remove(id) {
 			killed = append(killed, id)
 		} else {

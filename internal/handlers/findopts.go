@@ -150,7 +150,12 @@ func planFor(coll *docstore.Collection, filter bson.Raw, hint bson.RawValue, nat
 		return docstore.PlanFor(coll, filter)
 	}
 	ix := hintedIndex(coll, hint)
-	if ix == nil {
+	if ix == nil || ix.Hidden {
+		// A hidden index cannot be hinted: mongod answers as for no index.
+		return docstore.Plan{}, errBadHint()
+	}
+	if len(ix.PartialFilter) > 0 && !query.Implies(filter, ix.PartialFilter) {
+		// A partial index the query does not imply would miss matches.
 		return docstore.Plan{}, errBadHint()
 	}
 	pattern, err := bson.Marshal(ix.Key)
@@ -162,13 +167,17 @@ func planFor(coll *docstore.Collection, filter bson.Raw, hint bson.RawValue, nat
 		return docstore.Plan{}, err
 	}
 	if !ok {
-		return docstore.Plan{Index: ix, Ranges: []docstore.Range{{}}}, nil
+		var bounds []query.FieldBounds
+		if kp, err := query.ParseKeyPattern(pattern); err == nil {
+			bounds = query.FullBounds(kp)
+		}
+		return docstore.Plan{Index: ix, Ranges: []docstore.Range{{}}, Bounds: bounds}, nil
 	}
 	ranges := make([]docstore.Range, len(ip.Ranges))
 	for j, r := range ip.Ranges {
 		ranges[j] = docstore.Range{Lo: r.Start, Hi: r.End}
 	}
-	return docstore.Plan{Index: ix, Ranges: ranges}, nil
+	return docstore.Plan{Index: ix, Ranges: ranges, Bounds: ip.Bounds}, nil
 }
 
 // hintedIndex finds the index a hint names (by name or key pattern).
@@ -195,7 +204,7 @@ func checkHintExists(coll *docstore.Collection, hint bson.RawValue) error {
 	if hint.Type == 0 || coll == nil {
 		return nil
 	}
-	if hintedIndex(coll, hint) == nil {
+	if ix := hintedIndex(coll, hint); ix == nil || ix.Hidden {
 		return errBadHint()
 	}
 	return nil

@@ -83,6 +83,10 @@ type Handler struct {
 	// the same segments.
 	archiveMu sync.Mutex
 
+	// ttl is the TTL monitor (ttl.go); ttlStarted says its loop runs.
+	ttl        *ttlMonitor
+	ttlStarted bool
+
 	mu     sync.Mutex
 	engine *storage.Engine // the engine stores belong to
 	stores map[string]*docstore.Store
@@ -98,11 +102,19 @@ func New(n *node.Node, opts Options) *Handler {
 		cursors: newCursorManager(), ops: newOpTable(), started: time.Now(), host: host, stores: map[string]*docstore.Store{}}
 	h.auth = newAuthState(h)
 	h.commands = newCommandSet(h.commandTable(h.auth.authn))
+	h.ttl = newTTLMonitor()
+	if !opts.ReadOnly {
+		h.ttlStarted = true
+		go h.runTTLMonitor()
+	}
 	return h
 }
 
-// Close releases the handler's cursors.
-func (h *Handler) Close() { h.cursors.closeAll() }
+// Close stops the TTL monitor and releases the handler's cursors.
+func (h *Handler) Close() {
+	h.ttl.close(h.ttlStarted)
+	h.cursors.closeAll()
+}
 
 // store returns the docstore of database name while holding the node
 // (release must be called). With create, a missing database is created;

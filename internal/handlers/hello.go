@@ -145,8 +145,8 @@ func (h *Handler) getLog(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	return marshal(bson.D{{Key: "totalLinesWritten", Value: int32(0)}, {Key: "log", Value: bson.A{}}, {Key: "ok", Value: 1.0}})
 }
 
-// getParameter answers the server parameters cmkdb has, all of them fixed
-// (there is no setParameter): {getParameter: 1, <name>: 1, …} the named
+// getParameter answers the server parameters cmkdb has (the TTL
+// monitor's can change: setparameter.go): {getParameter: 1, <name>: 1, …} the named
 // ones, {getParameter: "*"} or {getParameter: {allParameters: true}} every
 // one, {showDetails: true} each as {value, settableAtRuntime,
 // settableAtStartup}. Naming none it has: 72 "no option found to get", as
@@ -160,6 +160,8 @@ func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire
 	if h.opts.Repl != nil {
 		params = append(params, bson.E{Key: "transactionLifetimeLimitSeconds", Value: int32(h.txns.lifetimeLimit() / time.Second)})
 	}
+	runtime := h.runtimeParameters()
+	params = append(params, runtime...)
 	all, details := false, false
 	if v, err := req.Command.LookupErr("getParameter"); err == nil {
 		if s, ok := v.StringValueOK(); ok && s == "*" {
@@ -191,9 +193,13 @@ func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire
 			continue
 		}
 		if details {
-			// Nothing is settable: cmkdb has no setParameter and reads
-			// none of these from its configuration.
-			p.Value = bson.D{{Key: "value", Value: p.Value}, {Key: "settableAtRuntime", Value: false}, {Key: "settableAtStartup", Value: false}}
+			// Only the runtime parameters can change (setParameter); none
+			// is read from the configuration.
+			settable := false
+			for _, r := range runtime {
+				settable = settable || r.Key == p.Key
+			}
+			p.Value = bson.D{{Key: "value", Value: p.Value}, {Key: "settableAtRuntime", Value: settable}, {Key: "settableAtStartup", Value: false}}
 		}
 		reply = append(reply, p)
 	}

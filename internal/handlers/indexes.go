@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"math"
+	"strconv"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -39,19 +40,42 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			if spec.Name == "" {
 				return spec, mongoerr.New(mongoerr.CannotCreateIndex, "The index name cannot be empty")
 			}
-		case "unique":
-			spec.Unique = truthy(ev)
+		case "unique", "sparse":
+			if !isNumberType(ev.Type) && ev.Type != bson.TypeBoolean {
+				return spec, mongoerr.New(mongoerr.TypeMismatch, "The field '%s has value %s, which is not convertible to bool", k, ev.String())
+			}
+			if k == "unique" {
+				spec.Unique = truthy(ev)
+			} else {
+				spec.Sparse = truthy(ev)
+			}
+		case "hidden":
+			if ev.Type != bson.TypeBoolean {
+				return spec, mongoerr.New(mongoerr.TypeMismatch, "The field 'hidden' must be a bool, but got %s", typeName(ev.Type))
+			}
+			spec.Hidden = ev.Boolean()
+		case "expireAfterSeconds":
+			secs, err := ttlSeconds(ev, mongoerr.CannotCreateIndex, mongoerr.CannotCreateIndex)
+			if err != nil {
+				return spec, err
+			}
+			spec.TTL, spec.ExpireAfterSeconds = true, secs
+		case "partialFilterExpression":
+			pf, ok := ev.DocumentOK()
+			if !ok {
+				return spec, mongoerr.New(mongoerr.TypeMismatch, "The field 'partialFilterExpression' must be an object, but got %s", typeName(ev.Type))
+			}
+			if err := checkPartialFilter(pf, 0); err != nil {
+				return spec, err
+			}
+			spec.PartialFilter = pf
 		case "v", "ns", "background", "storageEngine", "comment":
 			// Accepted and ignored, as mongod ignores background.
-		case "sparse", "hidden":
-			if truthy(ev) {
-				return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)
-			}
 		case "collation":
 			if err := checkCollation(ev); err != nil {
 				return spec, err
 			}
-		case "partialFilterExpression", "expireAfterSeconds", "weights", "default_language",
+		case "weights", "default_language",
 			"language_override", "textIndexVersion", "2dsphereIndexVersion", "bits", "min", "max",
 			"wildcardProjection", "bucketSize", "clustered", "prepareUnique":
 			return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)
@@ -100,7 +124,115 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 	if spec.Name == "" {
 		spec.Name = docstore.DefaultIndexName(spec.Key)
 	}
+	if isIDIndexKey(spec.Key) {
+		for _, k := range []string{"unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "hidden"} {
+			if _, err := d.LookupErr(k); err == nil {
+				if k == "hidden" {
+					return spec, mongoerr.New(mongoerr.BadValue, "can't hide _id index")
+				}
+				return spec, mongoerr.New(mongoerr.InvalidIndexSpecOption, "The field '%s' is not valid for an _id index specification. Specification: %s", k, d.String())
+			}
+		}
+	}
+	if spec.TTL && len(spec.Key) > 1 {
+		return spec, mongoerr.New(mongoerr.CannotCreateIndex, "TTL indexes are single-field indexes, compound indexes do not support TTL. Index spec: %s", d.String())
+	}
 	return spec, nil
+}
+
+func isNumberType(t bson.Type) bool {
+	return t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDouble || t == bson.TypeDecimal128
+}
+
+// ttlSeconds reads an expireAfterSeconds with mongod's rules: a number
+// holding an integer (a fraction is truncated) in [0, 2^31-1]. A
+// non-number or NaN fails with typeCode, a value outside int32 or negative
+// with rangeCode (createIndexes: CannotCreateIndex for both; collMod:
+// TypeMismatch and InvalidOptions), as mongod's validateExpireAfterSeconds.
+func ttlSeconds(v bson.RawValue, typeCode, rangeCode mongoerr.Code) (int64, error) {
+	var f float64
+	switch v.Type {
+	case bson.TypeInt32, bson.TypeInt64:
+		n, _ := v.AsInt64OK()
+		f = float64(n)
+	case bson.TypeDouble:
+		f = v.Double()
+	case bson.TypeDecimal128:
+		d, err := strconv.ParseFloat(v.Decimal128().String(), 64)
+		if err != nil {
+			d = math.NaN()
+		}
+		f = d
+	default:
+		return 0, mongoerr.New(typeCode, "TTL index 'expireAfterSeconds' option must be numeric, but received a type of '%s'", typeName(v.Type))
+	}
+	if math.IsNaN(f) {
+		return 0, mongoerr.New(typeCode, "TTL index 'expireAfterSeconds' option must not be NaN")
+	}
+	f = math.Trunc(f)
+	if f < math.MinInt32 || f > math.MaxInt32 {
+		return 0, mongoerr.New(rangeCode, "TTL index 'expireAfterSeconds' must be within the range of a 32-bit integer")
+	}
+	if f < 0 {
+		return 0, mongoerr.New(rangeCode, "TTL index 'expireAfterSeconds' option cannot be less than 0")
+	}
+	return int64(f), nil
+}
+
+// checkPartialFilter applies mongod 7.0's rules for a
+// partialFilterExpression: a filter made only of equalities, $eq, $exists:
+// true, $gt/$gte/$lt/$lte, $type and $in on fields, under $and and $or
+// (at most four levels deep); anything else fails with 67.
+func checkPartialFilter(f bson.Raw, depth int) error {
+	if _, err := query.Compile(f); err != nil {
+		return err
+	}
+	bad := func(what string) error {
+		return mongoerr.New(mongoerr.CannotCreateIndex, "Expression not supported in partial index: %s", what)
+	}
+	if depth > 4 {
+		return bad("$and/$or nested too deep")
+	}
+	elems, _ := f.Elements()
+	for _, e := range elems {
+		k, v := e.Key(), e.Value()
+		switch k {
+		case "$and", "$or":
+			vals, _ := v.Array().Values()
+			for _, sub := range vals {
+				if err := checkPartialFilter(sub.Document(), depth+1); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(k, "$") {
+			return bad(k)
+		}
+		if v.Type == bson.TypeRegex {
+			return bad(k + " regex")
+		}
+		d, ok := v.DocumentOK()
+		if !ok {
+			continue
+		}
+		ops, _ := d.Elements()
+		if len(ops) == 0 || !strings.HasPrefix(ops[0].Key(), "$") {
+			continue // an equality with a document
+		}
+		for _, op := range ops {
+			switch op.Key() {
+			case "$eq", "$gt", "$gte", "$lt", "$lte", "$type", "$in":
+			case "$exists":
+				if !truthy(op.Value()) {
+					return bad(k + " $exists: false")
+				}
+			default:
+				return bad(k + " " + op.Key())
+			}
+		}
+	}
+	return nil
 }
 
 func badKeyValue(e bson.E) error {
@@ -213,10 +345,7 @@ func (h *Handler) createIndexes(ctx context.Context, c *wire.ConnState, req *wir
 // indexDoc is an index as listIndexes shows it.
 func indexDoc(ix *docstore.Index) bson.D {
 	d := bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: ix.Key}, {Key: "name", Value: ix.Name}}
-	if ix.Unique && ix.ID != 0 {
-		d = append(d, bson.E{Key: "unique", Value: true})
-	}
-	return d
+	return append(d, ix.Options()...)
 }
 
 func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
@@ -253,7 +382,7 @@ func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.
 		}
 		docs = append(docs, raw)
 	}
-	return h.firstBatch(ctx, req.DB+".$cmd.listIndexes."+collName, c.ID(), &sliceSource{docs: docs}, batchSize)
+	return h.firstBatch(ctx, req.DB+".$cmd.listIndexes."+collName, c, &sliceSource{docs: docs}, batchSize)
 }
 
 func (h *Handler) dropIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

@@ -57,7 +57,7 @@ func (h *Handler) findOplog(ctx context.Context, c *wire.ConnState, ns string, s
 		}
 		return cursorReply(ns, 0, "firstBatch", docs)
 	}
-	return h.firstBatch(ctx, ns, c.ID(), src, batchSize)
+	return h.firstBatch(ctx, ns, c, src, batchSize)
 }
 
 // tsSort reads a sort on ts alone as a natural order.

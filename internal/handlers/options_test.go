@@ -397,7 +397,15 @@ func TestOptionsAggregate(t *testing.T) {
 			}
 		}},
 		{name: "cursor missing", cmd: cmdWith("aggregate", d{{Key: "pipeline", Value: sortID}}), code: codeFailedToParse},
-		{name: "explain", cmd: agg(sortID, e("explain", true)), code: codeNotImplemented},
+		{name: "explain", cmd: agg(sortID, e("explain", true)), check: func(t *testing.T, r *optRun) {
+			stages, ok := r.reply.Lookup("stages").ArrayOK()
+			if !ok || r.reply.Lookup("explainVersion").StringValue() != "1" {
+				t.Errorf("reply %s", r.reply)
+			}
+			if first, _ := stages.Index(0).Document().Lookup("$cursor", "queryPlanner", "winningPlan", "stage").StringValueOK(); first != "COLLSCAN" {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
 		{name: "allowDiskUse", cmd: agg(sortID, e("allowDiskUse", true)), check: wantIDs("1,2,3")},
 		{name: "maxTimeMS", cmd: agg(sortID, e("maxTimeMS", 60000)), check: wantIDs("1,2,3")},
 		{name: "bypassDocumentValidation", cmd: agg(sortID, e("bypassDocumentValidation", true)), check: wantIDs("1,2,3")},
@@ -613,7 +621,17 @@ func TestOptionsCollMod(t *testing.T) {
 			}
 		}},
 		{name: "cappedSize", cmd: collMod(e("cappedSize", 4096)), code: codeNotImplemented},
-		{name: "index", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "hidden", Value: true}})), code: codeNotImplemented},
+		{name: "index hidden", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "hidden", Value: true}})), check: func(t *testing.T, r *optRun) {
+			if !r.reply.Lookup("hidden_new").Boolean() || r.reply.Lookup("hidden_old").Boolean() {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
+		{name: "index expireAfterSeconds", cmd: collMod(e("index", d{{Key: "keyPattern", Value: d{{Key: "name", Value: 1}}}, {Key: "expireAfterSeconds", Value: 30}})), check: func(t *testing.T, r *optRun) {
+			if n, _ := r.reply.Lookup("expireAfterSeconds_new").AsInt64OK(); n != 30 {
+				t.Errorf("reply %s", r.reply)
+			}
+		}},
+		{name: "index unique", cmd: collMod(e("index", d{{Key: "name", Value: "name_1"}, {Key: "unique", Value: true}})), code: codeNotImplemented},
 		{name: "missing collection", noSeed: true, cmd: collMod(e("validator", d{})), code: 26},
 		{name: "unknown field", cmd: collMod(e("frobnicate", 1)), code: codeUnknownField},
 	})

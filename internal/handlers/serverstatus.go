@@ -24,7 +24,10 @@ func (h *Handler) serverStatus(ctx context.Context, c *wire.ConnState, req *wire
 		{Key: "uptimeMillis", Value: now.Sub(h.started).Milliseconds()},
 		{Key: "localTime", Value: bson.NewDateTimeFromTime(now)},
 		{Key: "connections", Value: bson.D{{Key: "current", Value: int32(h.connCount())}}},
-		{Key: "metrics", Value: bson.D{{Key: "cursor", Value: bson.D{{Key: "open", Value: bson.D{{Key: "total", Value: int64(h.cursors.count())}}}}}}},
+		{Key: "metrics", Value: bson.D{
+			{Key: "cursor", Value: bson.D{{Key: "open", Value: bson.D{{Key: "total", Value: int64(h.cursors.count())}}}}},
+			{Key: "ttl", Value: bson.D{{Key: "deletedDocuments", Value: h.ttl.deleted.Load()}, {Key: "passes", Value: h.ttl.passes.Load()}}},
+		}},
 		{Key: "encryptionAtRest", Value: h.encryptionStatus()},
 	}
 	if h.opts.Repl != nil {

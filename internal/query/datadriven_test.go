@@ -35,6 +35,9 @@ import (
 //	                output documents or the error
 //	expr            first line an expression, then documents; prints the
 //	                value per document (as {"v": value}; {} when missing)
+//	implies         first line a partial index's filter, then query
+//	                filters; prints per filter whether it implies the
+//	                first (the planner may then use the partial index)
 //
 // Errors print as "error <code> (<codeName>): <message>".
 func TestDataDriven(t *testing.T) {
@@ -55,6 +58,8 @@ func TestDataDriven(t *testing.T) {
 				return ddPipeline(t, d)
 			case "expr":
 				return ddExpr(t, d)
+			case "implies":
+				return ddImplies(t, d)
 			}
 			d.Fatalf(t, "unknown command %q", d.Cmd)
 			return ""
@@ -295,6 +300,16 @@ func ddExpr(t *testing.T, d *datadriven.TestData) string {
 			continue
 		}
 		b.WriteString(ddJSON(t, docWithKey("v", v)) + "\n")
+	}
+	return b.String()
+}
+
+func ddImplies(t *testing.T, d *datadriven.TestData) string {
+	lines := ddLines(d)
+	cond := ddDoc(t, d, lines[0])
+	var b strings.Builder
+	for _, l := range lines[1:] {
+		fmt.Fprintln(&b, Implies(ddDoc(t, d, l), cond))
 	}
 	return b.String()
 }

@@ -2,6 +2,8 @@ package query
 
 import (
 	"bytes"
+	"math"
+	"strconv"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,6 +24,134 @@ type IndexPlan struct {
 	// EqualityPrefix is how many leading index fields are constrained to
 	// point values.
 	EqualityPrefix int
+	// ExcludesMissing says the ranges hold no document that lacks every
+	// constrained field: one of them is constrained to values other than
+	// null (a missing field is indexed, and matched, as null). Only such a
+	// plan may use a sparse index, which has no entry for those documents.
+	ExcludesMissing bool
+	// Bounds are explain's indexBounds: per key-pattern field, in order,
+	// the intervals scanned as mongod prints them ("[1, 1]", "(5, inf.0]",
+	// "[MinKey, MaxKey]").
+	Bounds []FieldBounds
+}
+
+// FieldBounds are one index field's intervals.
+type FieldBounds struct {
+	Field     string
+	Intervals []string
+}
+
+// FullBounds are the bounds of a scan of the whole index.
+func FullBounds(kp *KeyPattern) []FieldBounds {
+	out := make([]FieldBounds, len(kp.Fields))
+	for i, f := range kp.Fields {
+		out[i] = FieldBounds{Field: f, Intervals: []string{fullInterval(kp.Directions[i])}}
+	}
+	return out
+}
+
+func fullInterval(dir int) string {
+	if dir < 0 {
+		return "[MaxKey, MinKey]"
+	}
+	return "[MinKey, MaxKey]"
+}
+
+// intervalString prints iv as mongod's explain does, in scan order.
+func intervalString(iv interval, dir int) string {
+	lo, hi := iv.lo, iv.hi
+	if dir < 0 {
+		lo, hi = hi, lo
+	}
+	open, close := "(", ")"
+	if lo.incl {
+		open = "["
+	}
+	if hi.incl {
+		close = "]"
+	}
+	ls, lincl := ixBoundString(lo)
+	hs, hincl := ixBoundString(hi)
+	if !lincl {
+		open = "("
+	}
+	if !hincl {
+		close = ")"
+	}
+	return open + ls + ", " + hs + close
+}
+
+// ixBoundString prints a bound; for a type edge it also says whether mongod
+// prints it inclusive (the infinities are, the next type's minimum is not).
+func ixBoundString(b bound) (string, bool) {
+	if b.edge == 0 {
+		return valueString(b.v), b.incl
+	}
+	low := b.edge < 0
+	switch canonRank(b.v.Type) {
+	case rankNumber:
+		if low {
+			return "-inf.0", true
+		}
+		return "inf.0", true
+	case rankString:
+		if low {
+			return `""`, true
+		}
+		return "{}", false
+	case rankDate:
+		if low {
+			return "new Date(-9223372036854775808)", true
+		}
+		return "new Date(9223372036854775807)", true
+	case rankObjectID:
+		if low {
+			return "ObjectId('000000000000000000000000')", true
+		}
+		return "ObjectId('ffffffffffffffffffffffff')", true
+	case rankBool:
+		if low {
+			return "false", true
+		}
+		return "true", true
+	}
+	if low {
+		return "MinKey", true
+	}
+	return "MaxKey", true
+}
+
+// valueString prints a value the way mongod's index bounds do.
+func valueString(v bson.RawValue) string {
+	switch v.Type {
+	case bson.TypeInt32:
+		return strconv.FormatInt(int64(v.Int32()), 10)
+	case bson.TypeInt64:
+		return strconv.FormatInt(v.Int64(), 10)
+	case bson.TypeDouble:
+		f := v.Double()
+		if f == math.Trunc(f) && !math.IsInf(f, 0) && math.Abs(f) < 1e15 {
+			return strconv.FormatFloat(f, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	case bson.TypeString:
+		return strconv.Quote(v.StringValue())
+	case bson.TypeNull:
+		return "null"
+	case bson.TypeUndefined:
+		return "undefined"
+	case bson.TypeBoolean:
+		return strconv.FormatBool(v.Boolean())
+	case bson.TypeDateTime:
+		return "new Date(" + strconv.FormatInt(v.DateTime(), 10) + ")"
+	case bson.TypeObjectID:
+		return "ObjectId('" + v.ObjectID().Hex() + "')"
+	case bson.TypeMinKey:
+		return "MinKey"
+	case bson.TypeMaxKey:
+		return "MaxKey"
+	}
+	return v.String()
 }
 
 // maxPlanRanges caps the cartesian product of $in point sets.
@@ -34,6 +164,11 @@ const maxPlanRanges = 4096
 type bound struct {
 	p    []byte
 	incl bool
+	// v is the value the bound came from, for explain's indexBounds;
+	// edge is -1 or 1 for a tag-only bound (the low or high end of v's
+	// type), 0 for a bound at v itself.
+	v    bson.RawValue
+	edge int8
 }
 
 type interval struct{ lo, hi bound }
@@ -80,7 +215,7 @@ func cmpEnd(a, b []byte) int {
 
 func pointInterval(v bson.RawValue) interval {
 	e := EncodeValue(nil, v)
-	return interval{bound{e, true}, bound{e, true}}
+	return interval{bound{p: e, incl: true, v: v}, bound{p: e, incl: true, v: v}}
 }
 
 // fieldCons is the set of intervals one field is constrained to.
@@ -163,9 +298,37 @@ func PlanIndex(filter bson.Raw, keyPattern bson.Raw, multikey bool) (*IndexPlan,
 		}
 		prefixes = next
 		plan.EqualityPrefix++
+		if !hasNullPoint(c.ivs) {
+			plan.ExcludesMissing = true
+		}
+	}
+	if rangeField != nil {
+		// Ranges ($gt, $lt, ...) never include null.
+		plan.ExcludesMissing = true
 	}
 	if plan.EqualityPrefix == 0 && rangeField == nil {
 		return nil, false, nil
+	}
+	for i, f := range kp.Fields {
+		fb := FieldBounds{Field: f}
+		var ivs []interval
+		switch {
+		case i < plan.EqualityPrefix:
+			ivs = cons[f].ivs
+		case i == plan.EqualityPrefix && rangeField != nil:
+			ivs = rangeField.ivs
+		}
+		if ivs == nil {
+			fb.Intervals = []string{fullInterval(kp.Directions[i])}
+		}
+		for j := range ivs {
+			k := j
+			if kp.Directions[i] < 0 {
+				k = len(ivs) - 1 - j
+			}
+			fb.Intervals = append(fb.Intervals, intervalString(ivs[k], kp.Directions[i]))
+		}
+		plan.Bounds = append(plan.Bounds, fb)
 	}
 	for _, p := range prefixes {
 		if rangeField == nil {
@@ -175,8 +338,8 @@ func PlanIndex(filter bson.Raw, keyPattern bson.Raw, multikey bool) (*IndexPlan,
 		for _, iv := range rangeField.ivs {
 			lo, hi := iv.lo, iv.hi
 			if rangeDir < 0 {
-				lo = bound{invertCopy(iv.hi.p), iv.hi.incl}
-				hi = bound{invertCopy(iv.lo.p), iv.lo.incl}
+				lo = bound{p: invertCopy(iv.hi.p), incl: iv.hi.incl}
+				hi = bound{p: invertCopy(iv.lo.p), incl: iv.lo.incl}
 			}
 			start := append(append([]byte{}, p...), lo.p...)
 			if !lo.incl {
@@ -322,9 +485,9 @@ func opIntervals(op string, v bson.RawValue) ([]interval, bool, bool) {
 		typ := []byte{tagOf(v.Type)}
 		incl := op == "$gte" || op == "$lte"
 		if op == "$gt" || op == "$gte" {
-			return []interval{{bound{e, incl}, bound{typ, true}}}, false, true
+			return []interval{{bound{p: e, incl: incl, v: v}, bound{p: typ, incl: true, v: v, edge: 1}}}, false, true
 		}
-		return []interval{{bound{typ, true}, bound{e, incl}}}, false, true
+		return []interval{{bound{p: typ, incl: true, v: v, edge: -1}, bound{p: e, incl: incl, v: v}}}, false, true
 	}
 	return nil, false, false
 }
@@ -343,4 +506,14 @@ func sortIntervals(ivs []interval) []interval {
 		out = append(out, iv)
 	}
 	return out
+}
+
+func hasNullPoint(ivs []interval) bool {
+	null := EncodeValue(nil, rvNull)
+	for _, iv := range ivs {
+		if bytes.Equal(iv.lo.p, null) {
+			return true
+		}
+	}
+	return false
 }
