@@ -20,10 +20,11 @@ const aggregateInputBatch = 1024
 // collection a batch at a time, holding no storage resource in between.
 type scanIter struct {
 	h    *Handler
-	src  *scanSource
+	src  batchSource
 	buf  []bson.Raw
 	done bool
 }
+
 
 func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
 	for len(s.buf) == 0 {
@@ -281,7 +282,17 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 			return nil, err
 		}
 		spec.hint, spec.natural = hint, natural
-		input, ns = &scanIter{h: h, src: &scanSource{spec: spec}}, req.DB+"."+collName
+		var src batchSource = &scanSource{spec: spec}
+		if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
+			// A member's oplog is served from its oplog store (oplogfind.go).
+			if spec.sort != nil || len(hint.Value) > 0 {
+				return nil, mongoerr.New(mongoerr.BadValue, "an aggregation on local.oplog.rs reads it in natural (timestamp) order; sort in the pipeline instead of hinting")
+			}
+			osrc := &oplogSource{spec: spec}
+			osrc.pos = startAfter(spec.filter)
+			src = osrc
+		}
+		input, ns = &scanIter{h: h, src: src}, req.DB+"."+collName
 	}
 	p, err := query.CompilePipeline(rest, &lookupSource{h: h, db: req.DB})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
 
@@ -51,7 +52,24 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 	}
 	spec.hint, spec.natural = hint, natural
 	var n int64
-	if len(filter) <= 5 && skip == 0 && limit == 0 && hint.Type == 0 {
+	if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
+		// A member's oplog is served from its oplog store (oplogfind.go).
+		if hint.Type != 0 {
+			return nil, mongoerr.New(mongoerr.BadValue, "local.oplog.rs has no indexes to hint")
+		}
+		src := &oplogSource{spec: spec}
+		src.pos = startAfter(spec.filter)
+		for {
+			docs, done, err := src.next(ctx, h, 1<<16)
+			if err != nil {
+				return nil, err
+			}
+			n += int64(len(docs))
+			if done {
+				break
+			}
+		}
+	} else if len(filter) <= 5 && skip == 0 && limit == 0 && hint.Type == 0 {
 		st, release, err := h.store(req.DB, false)
 		if err != nil {
 			return nil, err

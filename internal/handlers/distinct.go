@@ -60,6 +60,9 @@ func (h *Handler) distinct(ctx context.Context, c *wire.ConnState, req *wire.Req
 	if err := checkFields(a, "distinct"); err != nil {
 		return nil, err
 	}
+	if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "distinct on local.oplog.rs is not supported: use an aggregation ($group) on it")
+	}
 	if !a.has("key") {
 		return nil, mongoerr.New(codeMissingField, "BSON field 'distinct.key' is missing but a required field")
 	}
