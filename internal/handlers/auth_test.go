@@ -313,8 +313,18 @@ func TestAuthRolesAndUserCommands(t *testing.T) {
 	_, err = authRun(ctx, root, "app", bson.D{{Key: "usersInfo", Value: 1}, {Key: "showCredentials", Value: true}})
 	wantAuthCode(t, err, mongoerr.IllegalOperation)
 
-	// admin.system.users is reachable only through the user commands.
-	_, err = root.Database("admin").Collection("system.users").Find(ctx, bson.D{})
+	// admin.system.users is written only through the user commands; a
+	// user administrator of every database (root) may read it, as backup
+	// tools do, and nobody else.
+	cur, err := root.Database("admin").Collection("system.users").Find(ctx, bson.D{})
+	if err != nil {
+		t.Fatalf("root reading system.users: %v", err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(ctx, &docs); err != nil || len(docs) != 3 {
+		t.Fatalf("root read %d user documents (%v), want 3", len(docs), err)
+	}
+	_, err = reader.Database("admin").Collection("system.users").Find(ctx, bson.D{})
 	wantAuthCode(t, err, mongoerr.Unauthorized)
 	_, err = root.Database("admin").Collection("system.users").InsertOne(ctx, bson.D{{Key: "_id", Value: "admin.evil"}})
 	wantAuthCode(t, err, mongoerr.Unauthorized)

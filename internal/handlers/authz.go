@@ -118,7 +118,7 @@ func allows(roles []Role, p privilege, db string) bool {
 // the authorization check, before cmd runs. It returns what must run once
 // the command ended (nil if nothing).
 func (h *Handler) guard(cmd *command, c *wire.ConnState, req *wire.Request) (after func(), err error) {
-	if err := guardSystemUsers(cmd.name, req); err != nil {
+	if err := guardSystemUsers(cmd.name, req, h.mayReadUsers(c)); err != nil {
 		return nil, err
 	}
 	if h.opts.AuthRequired && !cmd.public && cmd.priv != privSelf {
@@ -260,8 +260,31 @@ func pipelineWrites(req *wire.Request) []need {
 	return out
 }
 
-// guardSystemUsers refuses data commands that name admin.system.users.
-func guardSystemUsers(name string, req *wire.Request) error {
+// mayReadUsers reports whether the connection may read admin.system.users
+// directly, as backup tools do (mongodump): without authentication, as a
+// mongod without it, or as a user administrator of every database (root,
+// userAdminAnyDatabase). The documents hold only salted SCRAM keys.
+func (h *Handler) mayReadUsers(c *wire.ConnState) bool {
+	if !h.opts.AuthRequired {
+		return true
+	}
+	p, ok := c.Authenticated()
+	if !ok {
+		return false
+	}
+	roles, err := authOf(h).users.rolesOf(p)
+	return err == nil && allows(roles, privUserAdmin, usersDB)
+}
+
+// usersReadCommands may read admin.system.users when mayReadUsers.
+var usersReadCommands = map[string]bool{"find": true, "count": true, "getMore": true, "listIndexes": true, "collStats": true, "killCursors": true}
+
+// guardSystemUsers refuses data commands that name admin.system.users,
+// but for reads by those who may read it.
+func guardSystemUsers(name string, req *wire.Request, mayRead bool) error {
+	if mayRead && usersReadCommands[name] {
+		return nil
+	}
 	refuse := func() error {
 		return mongoerr.New(mongoerr.Unauthorized,
 			"not authorized on admin to execute command %s on system.users: users are managed with createUser, updateUser, dropUser and usersInfo", req.Name)

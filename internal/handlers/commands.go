@@ -92,6 +92,8 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "cmkdb: add a member (name, host, raftAddr) as a non-voter; it is promoted once its initial sync caught up"},
 		{name: "cmkdbCheckpoint", handler: h.cmkdbCheckpoint, priv: privCluster, adminOnly: true,
 			help: "cmkdb: write a snapshot of this node into its snapshot store (the control plane's backups)"},
+		{name: "_mergeAuthzCollections", handler: h.mergeAuthzCollections, priv: privRoot, adminOnly: true, writeConcern: true,
+			help: "internal (mongorestore): merge users from a temporary collection into admin.system.users"},
 		{name: "cmkdbArchiveOplog", handler: h.cmkdbArchiveOplog, priv: privCluster, adminOnly: true,
 			help: "cmkdb: copy the log entries applied since the last run into the cluster's oplog archive (point-in-time restores)"},
 		{name: "cmkdbRestore", handler: h.cmkdbRestore, priv: privCluster, adminOnly: true,

@@ -153,6 +153,7 @@ func (h *Handler) getLog(ctx context.Context, c *wire.ConnState, req *wire.Reque
 // mongod.
 func (h *Handler) getParameter(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	params := bson.D{
+		{Key: "authSchemaVersion", Value: int32(authSchemaVersion)},
 		{Key: "authenticationMechanisms", Value: bson.A{"SCRAM-SHA-256"}},
 		{Key: "cursorTimeoutMillis", Value: int64(cursorIdleTimeout / time.Millisecond)},
 		{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "7.0"}}},

@@ -95,8 +95,37 @@ func (s *userStore) collection(create bool) (*docstore.Store, *docstore.Collecti
 			release()
 			return nil, nil, nil, err
 		}
+		if err := ensureAuthSchema(st); err != nil {
+			release()
+			return nil, nil, nil, err
+		}
 	}
 	return st, coll, release, nil
+}
+
+// authSchemaVersion is the version of the user documents' format (SCRAM
+// credentials), as mongod 7.0 records it in admin.system.version and
+// answers to getParameter: backup tools check it before they restore
+// users (mongorestore refuses to mix versions).
+const authSchemaVersion = 5
+
+// ensureAuthSchema records the auth schema version beside the users, as
+// mongod does ({_id: "authSchema", currentVersion: 5} in
+// admin.system.version), so that a dump of admin carries it.
+func ensureAuthSchema(st *docstore.Store) error {
+	coll, err := st.EnsureCollection("system.version")
+	if err != nil {
+		return err
+	}
+	doc, err := bson.Marshal(bson.D{{Key: "_id", Value: "authSchema"}, {Key: "currentVersion", Value: int32(authSchemaVersion)}})
+	if err != nil {
+		return err
+	}
+	err = st.Write(context.Background(), func(w *docstore.Writer) error { return w.Insert(coll, doc) })
+	if mongoerr.CodeOf(err) == mongoerr.DuplicateKey {
+		return nil
+	}
+	return err
 }
 
 // get returns a user's document, or an error wrapping auth.ErrUserNotFound.
