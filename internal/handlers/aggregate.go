@@ -25,7 +25,6 @@ type scanIter struct {
 	done bool
 }
 
-
 func (s *scanIter) Next(ctx context.Context) (bson.Raw, error) {
 	for len(s.buf) == 0 {
 		if s.done {
