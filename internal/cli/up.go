@@ -143,7 +143,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 	}
 	var srv *wire.Server
 	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() },
-		Conns: func() []*wire.ConnState { return srv.Conns() }, Repl: rm,
+		Conns: func() []*wire.ConnState { return srv.Conns() }, NetStats: func() wire.NetStats { return srv.Stats() }, Repl: rm,
 		ReadOnly: f.readOnly, SnapshotDir: f.snapshotDir})
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})
 	if err != nil {

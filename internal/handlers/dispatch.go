@@ -23,6 +23,7 @@ import (
 func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {
 	// Every command is an operation in progress until it answers:
 	// currentOp lists it, killOp interrupts it (ops.go).
+	h.opcounters.count(req)
 	cmd, _ := h.commands.lookup(req.Name)
 	ctx, op := h.ops.begin(ctx, c, cmd, req)
 	reply, err := h.handle(ctx, c, req)

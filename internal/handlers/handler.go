@@ -47,6 +47,9 @@ type Options struct {
 	// Conns lists the server's open connections (currentOp's idle
 	// connections); nil: none are listed.
 	Conns func() []*wire.ConnState
+	// NetStats gives the wire server's traffic (serverStatus's network
+	// section); nil reports none.
+	NetStats func() wire.NetStats
 	// Repl, when set, makes the node a replica set member: every write to
 	// a database other than "local" goes through the set's log, only the
 	// primary takes writes, and hello reports the set. nil: a standalone
@@ -82,6 +85,8 @@ type Handler struct {
 	// archiveMu serializes oplog archive runs (pitr.go): two would write
 	// the same segments.
 	archiveMu sync.Mutex
+	// opcounters are serverStatus's (opcounters.go).
+	opcounters opCounters
 
 	// ttl is the TTL monitor (ttl.go); ttlStarted says its loop runs.
 	ttl        *ttlMonitor

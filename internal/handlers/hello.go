@@ -2,6 +2,9 @@ package handlers
 
 import (
 	"context"
+	"os"
+	"runtime"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -101,6 +104,10 @@ func (h *Handler) buildInfo(context.Context, *wire.ConnState, *wire.Request) (bs
 		{Key: "version", Value: ServerVersion},
 		{Key: "gitVersion", Value: "cmkdb"},
 		{Key: "versionArray", Value: bson.A{int32(7), int32(0), int32(0), int32(0)}},
+		{Key: "sysInfo", Value: "deprecated"},
+		{Key: "allocator", Value: "go"},
+		{Key: "javascriptEngine", Value: "none"},
+		{Key: "buildEnvironment", Value: bson.D{{Key: "distarch", Value: cpuArch()}, {Key: "target_arch", Value: cpuArch()}, {Key: "target_os", Value: runtime.GOOS}, {Key: "cc", Value: runtime.Version()}}},
 		{Key: "bits", Value: int32(64)},
 		{Key: "debug", Value: false},
 		{Key: "maxBsonObjectSize", Value: int32(maxBSONSize)},
@@ -121,10 +128,35 @@ func (h *Handler) endSessions(_ context.Context, _ *wire.ConnState, req *wire.Re
 }
 
 func (h *Handler) hostInfo(context.Context, *wire.ConnState, *wire.Request) (bson.Raw, error) {
+	system := bson.D{
+		{Key: "currentTime", Value: bson.NewDateTimeFromTime(time.Now())},
+		{Key: "hostname", Value: h.host},
+		{Key: "cpuAddrSize", Value: int32(strconv.IntSize)},
+	}
+	if mb, ok := memTotalMB(); ok {
+		system = append(system, bson.E{Key: "memSizeMB", Value: mb}, bson.E{Key: "memLimitMB", Value: mb})
+	}
+	system = append(system,
+		bson.E{Key: "numCores", Value: int32(runtime.NumCPU())},
+		bson.E{Key: "cpuArch", Value: cpuArch()},
+		bson.E{Key: "numaEnabled", Value: false})
+	release, version := kernel()
+	osDoc := bson.D{{Key: "type", Value: osType()}}
+	if name := osName(); name != "" {
+		osDoc = append(osDoc, bson.E{Key: "name", Value: name})
+	}
+	if release != "" {
+		osDoc = append(osDoc, bson.E{Key: "version", Value: release})
+	}
+	extra := bson.D{}
+	if release != "" {
+		extra = append(extra, bson.E{Key: "versionString", Value: release + " " + version}, bson.E{Key: "kernelVersion", Value: release})
+	}
+	extra = append(extra, bson.E{Key: "pageSize", Value: int64(os.Getpagesize())})
 	return marshal(bson.D{
-		{Key: "system", Value: bson.D{{Key: "currentTime", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "hostname", Value: h.host}}},
-		{Key: "os", Value: bson.D{{Key: "type", Value: "Linux"}}},
-		{Key: "extra", Value: bson.D{}},
+		{Key: "system", Value: system},
+		{Key: "os", Value: osDoc},
+		{Key: "extra", Value: extra},
 		{Key: "ok", Value: 1.0},
 	})
 }

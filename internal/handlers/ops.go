@@ -272,3 +272,15 @@ func (l *nsLatency) doc(histograms bool) bson.D {
 	}
 	return d
 }
+
+// activeCount is how many connections have an operation in progress
+// (serverStatus connections.active).
+func (t *opTable) activeCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	conns := map[*wire.ConnState]bool{}
+	for _, op := range t.ops {
+		conns[op.conn] = true
+	}
+	return len(conns)
+}

@@ -2,10 +2,13 @@ package handlers
 
 import (
 	"context"
+	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"golang.org/x/sys/unix"
 
 	"github.com/cmkdb/cmkdb/internal/wire"
 )
@@ -23,7 +26,10 @@ func (h *Handler) serverStatus(ctx context.Context, c *wire.ConnState, req *wire
 		{Key: "uptime", Value: now.Sub(h.started).Seconds()},
 		{Key: "uptimeMillis", Value: now.Sub(h.started).Milliseconds()},
 		{Key: "localTime", Value: bson.NewDateTimeFromTime(now)},
-		{Key: "connections", Value: bson.D{{Key: "current", Value: int32(h.connCount())}}},
+		{Key: "connections", Value: h.connectionsDoc()},
+		{Key: "opcounters", Value: h.opcounters.doc()},
+		{Key: "network", Value: h.networkDoc()},
+		{Key: "mem", Value: memDoc()},
 		{Key: "metrics", Value: bson.D{
 			{Key: "cursor", Value: bson.D{{Key: "open", Value: bson.D{{Key: "total", Value: int64(h.cursors.count())}}}}},
 			{Key: "ttl", Value: bson.D{{Key: "deletedDocuments", Value: h.ttl.deleted.Load()}, {Key: "passes", Value: h.ttl.passes.Load()}}},
@@ -87,4 +93,39 @@ func (h *Handler) encryptionStatus() bson.D {
 		d = append(d, bson.E{Key: "quarantinedDatabases", Value: qs})
 	}
 	return d
+}
+
+// connectionsDoc is serverStatus's connections section. available is what
+// the listener would still accept (cmkdb sets no limit of its own below
+// the process's file limit).
+func (h *Handler) connectionsDoc() bson.D {
+	cur := int32(h.connCount())
+	d := bson.D{{Key: "current", Value: cur}}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < math.MaxInt32 {
+		d = append(d, bson.E{Key: "available", Value: int32(max(int64(lim.Cur)-int64(cur), 0))})
+	}
+	if h.opts.NetStats != nil {
+		d = append(d, bson.E{Key: "totalCreated", Value: h.opts.NetStats().TotalCreated})
+	}
+	return append(d, bson.E{Key: "active", Value: int32(h.ops.activeCount())})
+}
+
+// networkDoc is serverStatus's network section: the wire server's traffic.
+func (h *Handler) networkDoc() bson.D {
+	var st wire.NetStats
+	if h.opts.NetStats != nil {
+		st = h.opts.NetStats()
+	}
+	return bson.D{{Key: "bytesIn", Value: st.BytesIn}, {Key: "bytesOut", Value: st.BytesOut},
+		{Key: "physicalBytesIn", Value: st.BytesIn}, {Key: "physicalBytesOut", Value: st.BytesOut}, {Key: "numRequests", Value: st.NumRequests}}
+}
+
+// memDoc is serverStatus's mem section, in MiB as mongod reports it.
+func memDoc() bson.D {
+	d := bson.D{{Key: "bits", Value: int32(strconv.IntSize)}}
+	if res, virt, ok := memFacts(); ok {
+		return append(d, bson.E{Key: "resident", Value: int32(res)}, bson.E{Key: "virtual", Value: int32(virt)}, bson.E{Key: "supported", Value: true})
+	}
+	return append(d, bson.E{Key: "supported", Value: false})
 }

@@ -76,8 +76,11 @@ func (c *conn) serve(ctx context.Context) {
 			c.logReadError(err)
 			return
 		}
+		c.srv.bytesIn.Add(int64(msg.Header.MessageLength))
+		c.srv.requests.Add(1)
 		reply, keepOpen := c.handleMessage(ctx, msg)
 		if reply != nil {
+			c.srv.bytesOut.Add(int64(len(reply)))
 			if _, err := c.rw.Write(reply); err != nil {
 				c.log.Debug("write failed", "err", err)
 				return
@@ -190,7 +193,9 @@ func (c *conn) stream(ctx context.Context, responseTo int32, reqFlags wiremessag
 			flags |= wiremessage.MoreToCome
 		}
 		id := c.srv.nextRequestID()
-		if _, err := c.rw.Write(AppendOpMsg(nil, id, responseTo, flags, doc)); err != nil {
+		out := AppendOpMsg(nil, id, responseTo, flags, doc)
+		c.srv.bytesOut.Add(int64(len(out)))
+		if _, err := c.rw.Write(out); err != nil {
 			c.log.Debug("write failed", "err", err)
 			return false
 		}

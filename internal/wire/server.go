@@ -51,6 +51,21 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
+
+	// Traffic since the server started (serverStatus's network section).
+	bytesIn, bytesOut, requests atomic.Int64
+}
+
+// NetStats is a server's traffic since it started.
+type NetStats struct {
+	BytesIn, BytesOut, NumRequests int64
+	// TotalCreated counts the connections ever accepted.
+	TotalCreated int64
+}
+
+// Stats returns the server's traffic so far.
+func (s *Server) Stats() NetStats {
+	return NetStats{BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), NumRequests: s.requests.Load(), TotalCreated: s.connIDs.Load()}
 }
 
 // NewServer validates cfg and returns a Server ready for Serve.

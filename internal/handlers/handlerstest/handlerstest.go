@@ -75,6 +75,12 @@ func StartEnv(t testing.TB, opts handlers.Options) *Env {
 		}
 		return nil
 	}
+	opts.NetStats = func() wire.NetStats {
+		if s := srv.Load(); s != nil {
+			return s.Server.Stats()
+		}
+		return wire.NetStats{}
+	}
 	h := handlers.New(n, opts)
 	t.Cleanup(h.Close)
 	s := wiretest.StartServer(t, h, func(c *wire.Config) { c.Logger = quiet })

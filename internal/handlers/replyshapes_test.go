@@ -1,0 +1,111 @@
+package handlers_test
+
+import (
+	"runtime"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/handlers"
+	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
+)
+
+// serverStatus counts what this node received (opcounters as mongod counts
+// them, network traffic) and reports its memory and connections;
+// buildInfo and hostInfo have the fields tools read.
+func TestReplyShapes(t *testing.T) {
+	e := handlerstest.StartEnv(t, handlers.Options{})
+	ctx := handlerstest.Context(t)
+	admin := e.Client.Database("admin")
+	type status struct {
+		Op struct {
+			Insert, Query, Update, Delete, Getmore, Command int64
+		} `bson:"opcounters"`
+		Net struct {
+			BytesIn     int64 `bson:"bytesIn"`
+			BytesOut    int64 `bson:"bytesOut"`
+			NumRequests int64 `bson:"numRequests"`
+		} `bson:"network"`
+		Mem struct {
+			Bits      int32 `bson:"bits"`
+			Resident  int32 `bson:"resident"`
+			Supported bool  `bson:"supported"`
+		} `bson:"mem"`
+		Conns struct {
+			Current      int32 `bson:"current"`
+			Available    int32 `bson:"available"`
+			TotalCreated int64 `bson:"totalCreated"`
+			Active       int32 `bson:"active"`
+		} `bson:"connections"`
+		PID int64 `bson:"pid"`
+	}
+	read := func() status {
+		var s status
+		if err := admin.RunCommand(ctx, bson.D{{Key: "serverStatus", Value: 1}}).Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := read()
+	c := e.Client.Database("shape").Collection("c")
+	if _, err := c.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "_id", Value: 2}}, bson.D{{Key: "_id", Value: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteMany(ctx, bson.D{{Key: "_id", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.FindOne(ctx, bson.D{}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	after := read()
+	d := after.Op
+	if d.Insert-before.Op.Insert != 3 || d.Update-before.Op.Update != 1 || d.Delete-before.Op.Delete != 1 || d.Query-before.Op.Query != 1 ||
+		d.Command-before.Op.Command < 1 {
+		t.Errorf("opcounters went from %+v to %+v; want +3 inserts, +1 update, +1 delete, +1 query, +≥1 command (serverStatus)", before.Op, after.Op)
+	}
+	if after.Net.NumRequests-before.Net.NumRequests < 5 || after.Net.BytesIn <= before.Net.BytesIn || after.Net.BytesOut <= before.Net.BytesOut {
+		t.Errorf("network went from %+v to %+v", before.Net, after.Net)
+	}
+	if runtime.GOOS == "linux" && (!after.Mem.Supported || after.Mem.Resident <= 0 || after.Mem.Bits != 64) {
+		t.Errorf("mem %+v", after.Mem)
+	}
+	if after.Conns.Current < 1 || after.Conns.TotalCreated < int64(after.Conns.Current) || after.Conns.Active < 1 || after.PID <= 0 {
+		t.Errorf("connections %+v, pid %d", after.Conns, after.PID)
+	}
+
+	var bi struct {
+		VersionArray      []int32 `bson:"versionArray"`
+		SysInfo           string  `bson:"sysInfo"`
+		MaxBsonObjectSize int32   `bson:"maxBsonObjectSize"`
+		Bits              int32   `bson:"bits"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&bi); err != nil {
+		t.Fatal(err)
+	}
+	if len(bi.VersionArray) != 4 || bi.VersionArray[0] != 7 || bi.SysInfo != "deprecated" || bi.MaxBsonObjectSize != 16<<20 || bi.Bits != 64 {
+		t.Errorf("buildInfo %+v", bi)
+	}
+	var hi struct {
+		System struct {
+			CPUAddrSize int32  `bson:"cpuAddrSize"`
+			MemSizeMB   int64  `bson:"memSizeMB"`
+			NumCores    int32  `bson:"numCores"`
+			CPUArch     string `bson:"cpuArch"`
+		} `bson:"system"`
+		OS struct {
+			Type, Name, Version string
+		} `bson:"os"`
+	}
+	if err := admin.RunCommand(ctx, bson.D{{Key: "hostInfo", Value: 1}}).Decode(&hi); err != nil {
+		t.Fatal(err)
+	}
+	if hi.System.CPUAddrSize != 64 || hi.System.NumCores != int32(runtime.NumCPU()) || hi.System.CPUArch == "" || hi.OS.Type == "" {
+		t.Errorf("hostInfo %+v", hi)
+	}
+	if runtime.GOOS == "linux" && (hi.System.MemSizeMB <= 0 || hi.OS.Version == "") {
+		t.Errorf("hostInfo on Linux %+v", hi)
+	}
+}
