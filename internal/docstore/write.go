@@ -359,11 +359,12 @@ func dupKeyError(db string, coll *Collection, ix *Index, vals []bson.RawValue) e
 		if i > 0 {
 			buf.WriteString(", ")
 		}
-		v := "null"
+		fmt.Fprintf(&buf, "%s: ", p)
 		if i < len(vals) {
-			v = vals[i].String()
+			formatKeyValue(&buf, vals[i])
+		} else {
+			buf.WriteString("null")
 		}
-		fmt.Fprintf(&buf, "%s: %s", p, v)
 	}
 	buf.WriteString(" }")
 	return mongoerr.New(mongoerr.DuplicateKey, "E11000 duplicate key error collection: %s.%s index: %s dup key: %s",

@@ -8,6 +8,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/docstore"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/repl"
@@ -144,10 +145,15 @@ func (h *Handler) drop(ctx context.Context, c *wire.ConnState, req *wire.Request
 		return nil, err
 	}
 	defer release()
-	if st == nil {
-		return nil, mongoerr.New(mongoerr.NamespaceNotFound, "ns not found")
+	// Dropping a collection that does not exist succeeds, as in MongoDB
+	// 7.0 (earlier servers answered 26 NamespaceNotFound).
+	var before *docstore.Collection
+	if st != nil {
+		before = st.Collection(coll)
 	}
-	before := st.Collection(coll)
+	if before == nil {
+		return marshal(bson.D{{Key: "ok", Value: 1.0}})
+	}
 	if err := st.DropCollection(coll); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"runtime"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -107,5 +108,39 @@ func TestReplyShapes(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && (hi.System.MemSizeMB <= 0 || hi.OS.Version == "") {
 		t.Errorf("hostInfo on Linux %+v", hi)
+	}
+}
+
+// Errors as mongod gives them: dropping a missing collection succeeds
+// (7.0), an invalid sort is 15975, a duplicate key is printed as mongod
+// prints values.
+func TestMongodErrorShapes(t *testing.T) {
+	e := handlerstest.StartEnv(t, handlers.Options{})
+	ctx := handlerstest.Context(t)
+	db := e.Client.Database("shapes")
+	if err := db.RunCommand(ctx, bson.D{{Key: "drop", Value: "missing"}}).Err(); err != nil {
+		t.Fatalf("drop of a missing collection: %v", err)
+	}
+	err := db.RunCommand(ctx, bson.D{{Key: "find", Value: "c"}, {Key: "sort", Value: bson.D{{Key: "a", Value: 2}}}}).Err()
+	wantAuthCode(t, err, 15975)
+	c := db.Collection("dk")
+	oid := bson.NewObjectID()
+	for _, tc := range []struct {
+		id   any
+		want string
+	}{
+		{int32(1), "dup key: { _id: 1 }"},
+		{"x", `dup key: { _id: "x" }`},
+		{1.5, "dup key: { _id: 1.5 }"},
+		{oid, "dup key: { _id: ObjectId('" + oid.Hex() + "') }"},
+		{bson.D{{Key: "a", Value: int64(2)}}, "dup key: { _id: { a: 2 } }"},
+	} {
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: tc.id}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: tc.id}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("duplicate %v: %v, want %q", tc.id, err, tc.want)
+		}
 	}
 }

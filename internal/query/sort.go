@@ -2,6 +2,8 @@ package query
 
 import (
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
 )
 
 // Sort is a compiled sort specification.
@@ -59,7 +61,7 @@ func CompileSort(spec bson.Raw) (*Sort, error) {
 }
 
 func mongoerr15975() error {
-	return badValue("$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+	return mongoerr.New(15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
 }
 
 // Empty reports whether the sort has no keys.
