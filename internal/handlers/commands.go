@@ -55,6 +55,8 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "the server's version and build"},
 		{name: "whatsmyuri", handler: h.whatsmyuri, public: true, whileDisabled: true, help: "the client's address as the server sees it"},
 		{name: "endSessions", handler: h.endSessions, public: true, whileDisabled: true, help: "forget logical sessions (and abort their open transactions)"},
+		{name: "killSessions", handler: h.killSessions, priv: privNone, whileDisabled: true, help: "end sessions now: abort their transactions, kill their cursors"},
+		{name: "killAllSessions", handler: h.killAllSessions, priv: privCluster, whileDisabled: true, help: "end every session now: abort every transaction, kill every cursor opened in a session"},
 		{name: "listCommands", handler: h.listCommands, priv: privNone, whileDisabled: true, help: "the commands this server serves"},
 		{name: "connectionStatus", handler: h.connectionStatus, priv: privNone, whileDisabled: true, help: "the connection's authenticated users and roles"},
 		{name: "hostInfo", handler: h.hostInfo, priv: privCluster, whileDisabled: true, help: "the host's name and system"},

@@ -47,7 +47,10 @@ type cursor struct {
 	connID int64
 	// owner is the user who opened the cursor (cursorOwner); only they
 	// may getMore or kill it, as in mongod.
-	owner    string
+	owner string
+	// session is the logical session of the command that opened it ("":
+	// none), which killSessions kills it with.
+	session  string
 	src      batchSource
 	lastUsed time.Time
 	mu       sync.Mutex // one getMore at a time per cursor
@@ -94,12 +97,12 @@ func errNotCursorOwner(id int64) error {
 	return mongoerr.New(mongoerr.Unauthorized, "cursor id %d was not created by the authenticated user", id)
 }
 
-func (m *cursorManager) add(ns string, c0 *wire.ConnState, src batchSource) *cursor {
+func (m *cursorManager) add(ns string, c0 *wire.ConnState, session string, src batchSource) *cursor {
 	var connID int64
 	if c0 != nil {
 		connID = c0.ID()
 	}
-	c := &cursor{id: newCursorID(), ns: ns, connID: connID, owner: cursorOwner(c0), src: src, lastUsed: time.Now()}
+	c := &cursor{id: newCursorID(), ns: ns, connID: connID, owner: cursorOwner(c0), session: session, src: src, lastUsed: time.Now()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reapLocked()
@@ -188,7 +191,7 @@ func (h *Handler) firstBatch(ctx context.Context, ns string, conn *wire.ConnStat
 	}
 	var id int64
 	if !done {
-		cur := h.cursors.add(ns, conn, src)
+		cur := h.cursors.add(ns, conn, sessionOf(ctx), src)
 		if dl, ok := ctx.Deadline(); ok {
 			// Only a maxTimeMS sets a command deadline (Handle).
 			cur.timed, cur.budget = true, time.Until(dl)

@@ -25,7 +25,7 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	// currentOp lists it, killOp interrupts it (ops.go).
 	h.opcounters.count(req)
 	cmd, _ := h.commands.lookup(req.Name)
-	ctx, op := h.ops.begin(ctx, c, cmd, req)
+	ctx, op := h.ops.begin(withSession(ctx, req), c, cmd, req)
 	reply, err := h.handle(ctx, c, req)
 	h.ops.end(op, err)
 	if err != nil {
