@@ -351,9 +351,21 @@ func (w *Writer) applyEntries(ops []entryOp) error {
 	return nil
 }
 
+// DuplicateKeyError is a unique index's refusal, with what mongod's reply
+// carries beside the message: the index's key pattern and the values
+// that collided (keyPattern, keyValue).
+type DuplicateKeyError struct {
+	Err                  *mongoerr.Error
+	KeyPattern, KeyValue bson.D
+}
+
+func (e *DuplicateKeyError) Error() string { return e.Err.Error() }
+func (e *DuplicateKeyError) Unwrap() error { return e.Err }
+
 func dupKeyError(db string, coll *Collection, ix *Index, vals []bson.RawValue) error {
 	paths, _ := ix.Fields()
 	var buf bytes.Buffer
+	var keyValue bson.D
 	buf.WriteString("{ ")
 	for i, p := range paths {
 		if i > 0 {
@@ -362,11 +374,16 @@ func dupKeyError(db string, coll *Collection, ix *Index, vals []bson.RawValue) e
 		fmt.Fprintf(&buf, "%s: ", p)
 		if i < len(vals) {
 			formatKeyValue(&buf, vals[i])
+			keyValue = append(keyValue, bson.E{Key: p, Value: vals[i]})
 		} else {
 			buf.WriteString("null")
+			keyValue = append(keyValue, bson.E{Key: p, Value: nil})
 		}
 	}
 	buf.WriteString(" }")
-	return mongoerr.New(mongoerr.DuplicateKey, "E11000 duplicate key error collection: %s.%s index: %s dup key: %s",
-		db, coll.Name, ix.Name, buf.String())
+	return &DuplicateKeyError{
+		Err: mongoerr.New(mongoerr.DuplicateKey, "E11000 duplicate key error collection: %s.%s index: %s dup key: %s",
+			db, coll.Name, ix.Name, buf.String()),
+		KeyPattern: ix.Key, KeyValue: keyValue,
+	}
 }

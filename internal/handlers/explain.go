@@ -682,7 +682,7 @@ func (h *Handler) explainUpdate(ctx context.Context, db string, a args, execute 
 	if err != nil {
 		return nil, err
 	}
-	spec, err := parseFindSpec(db, collName, stmt.q, stmt.sort, nil, 0, 0)
+	spec, err := parseFindSpec(db, collName, stmt.q, nil, nil, 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -238,6 +238,13 @@ func (h *Handler) findAndModify(ctx context.Context, c *wire.ConnState, req *wir
 			{Key: "code", Value: int32(ve.Err.Code)}, {Key: "codeName", Value: ve.Err.Code.Name()},
 			{Key: "errInfo", Value: ve.Info}})
 	}
+	var dk *docstore.DuplicateKeyError
+	if errors.As(err, &dk) {
+		// So does a duplicate key's keyPattern and keyValue.
+		return marshal(bson.D{{Key: "ok", Value: 0.0}, {Key: "errmsg", Value: dk.Err.Msg},
+			{Key: "code", Value: int32(dk.Err.Code)}, {Key: "codeName", Value: dk.Err.Code.Name()},
+			{Key: "keyPattern", Value: dk.KeyPattern}, {Key: "keyValue", Value: dk.KeyValue}})
+	}
 	if err != nil {
 		return nil, err
 	}

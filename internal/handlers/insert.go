@@ -33,6 +33,10 @@ func writeErrorsDoc(errs []writeError) bson.A {
 		if errors.As(we.err, &ve) && ve.Info != nil {
 			d = append(d, bson.E{Key: "errInfo", Value: ve.Info})
 		}
+		var dk *docstore.DuplicateKeyError
+		if errors.As(we.err, &dk) {
+			d = append(d, bson.E{Key: "keyPattern", Value: dk.KeyPattern}, bson.E{Key: "keyValue", Value: dk.KeyValue})
+		}
 		out = append(out, d)
 	}
 	return out
@@ -84,9 +88,19 @@ func validateInsertDoc(doc bson.Raw) error {
 	if err != nil {
 		return mongoerr.New(mongoerr.BadValue, "invalid document: %v", err)
 	}
+	// Field names starting with '$' are allowed (MongoDB 5.0+), but not in
+	// an _id document, which the server must be able to match on.
 	for _, e := range elems {
-		if k := e.Key(); len(k) > 0 && k[0] == '$' {
-			return mongoerr.New(mongoerr.DollarPrefixedFieldName, "Document can't have $ prefixed field names: %s", k)
+		if e.Key() != "_id" {
+			continue
+		}
+		if id, ok := e.Value().DocumentOK(); ok {
+			idElems, _ := id.Elements()
+			for _, ie := range idElems {
+				if k := ie.Key(); len(k) > 0 && k[0] == '$' {
+					return mongoerr.New(mongoerr.DollarPrefixedFieldName, "_id fields may not contain '$'-prefixed fields: %s is not valid for storage.", k)
+				}
+			}
 		}
 	}
 	if len(doc) > maxBSONSize {

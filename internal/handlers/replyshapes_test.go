@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/cmkdb/cmkdb/internal/handlers"
 	"github.com/cmkdb/cmkdb/internal/handlers/handlerstest"
@@ -143,4 +145,52 @@ func TestMongodErrorShapes(t *testing.T) {
 			t.Errorf("duplicate %v: %v, want %q", tc.id, err, tc.want)
 		}
 	}
+}
+
+// Field names starting with '$' are stored (MongoDB 5.0+) except in _id;
+// a duplicate key carries keyPattern and keyValue; an update statement's
+// sort (MongoDB 8.0) is an unknown field, as in 7.0.
+func TestCRUDSpecShapes(t *testing.T) {
+	e := handlerstest.StartEnv(t, handlers.Options{})
+	ctx := handlerstest.Context(t)
+	db := e.Client.Database("crudspec")
+	c := db.Collection("c")
+	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "$a", Value: 1}}); err != nil {
+		t.Fatalf("a top-level $-prefixed field: %v", err)
+	}
+	var got bson.Raw
+	if err := db.RunCommand(ctx, bson.D{{Key: "find", Value: "c"}}).Decode(&got); err != nil || !strings.Contains(got.String(), `"$a"`) {
+		t.Fatalf("the $-prefixed field was not stored: %v %v", got, err)
+	}
+	_, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$b", Value: 1}}}})
+	wantAuthCode(t, err, 52)
+	var reply struct {
+		WriteErrors []struct {
+			Code       int32  `bson:"code"`
+			KeyPattern bson.D `bson:"keyPattern"`
+			KeyValue   bson.D `bson:"keyValue"`
+		} `bson:"writeErrors"`
+	}
+	ins, _ := db.RunCommand(ctx, bson.D{{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: 1}}}}}).Raw()
+	if err := bson.Unmarshal(ins, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if len(reply.WriteErrors) != 1 || reply.WriteErrors[0].Code != 11000 || len(reply.WriteErrors[0].KeyPattern) != 1 ||
+		reply.WriteErrors[0].KeyPattern[0].Key != "_id" || len(reply.WriteErrors[0].KeyValue) != 1 {
+		t.Fatalf("duplicate key write error: %+v", reply.WriteErrors)
+	}
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "u", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.InsertMany(ctx, []any{bson.D{{Key: "_id", Value: 2}, {Key: "u", Value: "x"}}, bson.D{{Key: "_id", Value: 3}, {Key: "u", Value: "y"}}}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := db.RunCommand(ctx, bson.D{{Key: "findAndModify", Value: "c"}, {Key: "query", Value: bson.D{{Key: "_id", Value: 3}}},
+		{Key: "update", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "u", Value: "x"}}}}}}).Raw()
+	if err == nil || !strings.Contains(raw.String(), `"keyPattern": {"u": {"$numberInt":"1"}}`) || !strings.Contains(raw.String(), `"keyValue": {"u": "x"}`) {
+		t.Fatalf("findAndModify duplicate key: %v %v", raw, err)
+	}
+	err = db.RunCommand(ctx, bson.D{{Key: "update", Value: "c"}, {Key: "updates", Value: bson.A{bson.D{{Key: "q", Value: bson.D{}},
+		{Key: "u", Value: bson.D{{Key: "$set", Value: bson.D{{Key: "z", Value: 1}}}}}, {Key: "sort", Value: bson.D{{Key: "_id", Value: 1}}}}}}}).Err()
+	wantAuthCode(t, err, 40415)
 }
