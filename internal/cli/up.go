@@ -88,6 +88,9 @@ type serveFlags struct {
 	// readOnly serves existing data without changing it (`cmkdb snapshot
 	// serve`).
 	readOnly bool
+	// testCommands enables mongod's test commands (configureFailPoint),
+	// for the drivers' specification tests.
+	testCommands bool
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -96,6 +99,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.port, "port", 27017, "port for the MongoDB wire protocol (0: the one kept in DIR/ports.json, or a free one that is then kept)")
 	cmd.Flags().DurationVar(&f.checkInterval, "key-check-interval", 15*time.Minute, "how often the CMK is checked")
 	cmd.Flags().BoolVar(&f.plaintext, "insecure-no-encryption", false, "store data unencrypted (only to measure what encryption costs)")
+	cmd.Flags().BoolVar(&f.testCommands, "enable-test-commands", false, "serve mongod's test commands (configureFailPoint) for driver specification tests; never in production")
 	f.security.register(cmd)
 }
 
@@ -142,7 +146,7 @@ func startNode(ctx context.Context, f serveFlags, l node.Layout, provider kms.Pr
 		}
 	}
 	var srv *wire.Server
-	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, ConnCount: func() int { return srv.NumConns() },
+	h := handlers.New(n, handlers.Options{CmdLine: os.Args, AuthRequired: f.security.auth, TestCommands: f.testCommands, ConnCount: func() int { return srv.NumConns() },
 		Conns: func() []*wire.ConnState { return srv.Conns() }, NetStats: func() wire.NetStats { return srv.Stats() }, Repl: rm,
 		ReadOnly: f.readOnly, SnapshotDir: f.snapshotDir})
 	srv, err = wire.NewServer(wire.Config{Handler: h, Logger: slog.Default(), TLS: tlsConfig})

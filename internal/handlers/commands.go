@@ -46,7 +46,7 @@ type command struct {
 
 // commandTable lists every command h serves.
 func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
-	return []*command{
+	table := []*command{
 		// Handshake and diagnostics.
 		{name: "hello", handler: h.hello, aliases: []string{"isMaster", "ismaster"}, public: true, whileDisabled: true,
 			help: "the server's role, limits and wire versions (the driver handshake)"},
@@ -166,6 +166,11 @@ func (h *Handler) commandTable(authn *auth.Authenticator) []*command {
 			help: "remove every user of a database"},
 		{name: "usersInfo", rs: rsRead, handler: h.usersInfo, priv: privSelf, help: "users and their roles, never their keys"},
 	}
+	if h.opts.TestCommands {
+		table = append(table, &command{name: "configureFailPoint", handler: h.configureFailPoint, priv: privCluster, adminOnly: true, whileDisabled: true,
+			help: "test command (enabled by --enable-test-commands): make chosen commands fail (the failCommand fail point)"})
+	}
+	return table
 }
 
 // commandSet is the table indexed by every name and alias, plus the

@@ -26,7 +26,10 @@ func (h *Handler) Handle(ctx context.Context, c *wire.ConnState, req *wire.Reque
 	h.opcounters.count(req)
 	cmd, _ := h.commands.lookup(req.Name)
 	ctx, op := h.ops.begin(withSession(ctx, req), c, cmd, req)
-	reply, err := h.handle(ctx, c, req)
+	reply, err, failed := h.applyFailPoint(ctx, c, req, func() (bson.Raw, error) { return h.handle(ctx, c, req) })
+	if !failed {
+		reply, err = h.handle(ctx, c, req)
+	}
 	h.ops.end(op, err)
 	if err != nil {
 		err = labelRetryableWrite(req, err)

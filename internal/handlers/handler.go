@@ -50,6 +50,9 @@ type Options struct {
 	// NetStats gives the wire server's traffic (serverStatus's network
 	// section); nil reports none.
 	NetStats func() wire.NetStats
+	// TestCommands enables mongod's test commands (configureFailPoint):
+	// for the drivers' specification tests, never in production.
+	TestCommands bool
 	// Repl, when set, makes the node a replica set member: every write to
 	// a database other than "local" goes through the set's log, only the
 	// primary takes writes, and hello reports the set. nil: a standalone
@@ -87,6 +90,8 @@ type Handler struct {
 	archiveMu sync.Mutex
 	// opcounters are serverStatus's (opcounters.go).
 	opcounters opCounters
+	// failCommand is the test fail point (failpoint.go).
+	failCommand failPoint
 
 	// ttl is the TTL monitor (ttl.go); ttlStarted says its loop runs.
 	ttl        *ttlMonitor

@@ -171,7 +171,7 @@ func (c *conn) handleOpMsg(ctx context.Context, msg *Message) ([]byte, bool) {
 		req.DB = db
 		doc, keepOpen = c.dispatch(ctx, req)
 	}
-	if m.MoreToCome() {
+	if m.MoreToCome() || doc == nil {
 		return nil, keepOpen
 	}
 	if req.Stream != nil && req.ExhaustAllowed() && keepOpen && !isErrorReply(doc) {
@@ -259,10 +259,14 @@ func (c *conn) handleOpQuery(ctx context.Context, msg *Message) ([]byte, bool) {
 		return c.legacyReply(reqID, 0, doc), true
 	}
 	doc, keepOpen := c.dispatch(ctx, req)
+	if doc == nil {
+		return nil, keepOpen
+	}
 	return c.legacyReply(reqID, 0, doc), keepOpen
 }
 
-// dispatch runs the handler and always produces a reply document. A handler
+// dispatch runs the handler and produces a reply document (none when the
+// handler asks to close the connection: ErrCloseConnection). A handler
 // panic becomes an InternalError reply and closes the connection, since the
 // connection's state may be inconsistent.
 func (c *conn) dispatch(ctx context.Context, req *Request) (doc bson.Raw, keepOpen bool) {
@@ -281,6 +285,9 @@ func (c *conn) dispatch(ctx context.Context, req *Request) (doc bson.Raw, keepOp
 		reply, err = finishReply(reply)
 	}
 	if err != nil {
+		if errors.Is(err, ErrCloseConnection) {
+			return nil, false
+		}
 		var me *mongoerr.Error
 		if !errors.As(err, &me) {
 			c.log.Warn("command failed with an untyped error", "cmd", req.Name, "err", err)
@@ -289,6 +296,10 @@ func (c *conn) dispatch(ctx context.Context, req *Request) (doc bson.Raw, keepOp
 	}
 	return reply, true
 }
+
+// ErrCloseConnection, returned by a handler, closes the connection
+// without a reply (a test fail point simulating a network error).
+var ErrCloseConnection = errors.New("wire: close the connection")
 
 // logRequest writes the per-command debug line: ids, names, timing and the
 // command's field names — never its values (see commandShape).
