@@ -19,6 +19,7 @@ import (
 
 func newNodeCmd(stdout io.Writer) *cobra.Command {
 	var path string
+	var testCommands bool
 	cmd := &cobra.Command{
 		Use:   "node --config FILE",
 		Short: "Run a node with the KMS provider, listener and data directory of a configuration file",
@@ -43,7 +44,7 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			f := serveFlags{dir: c.Dir, bind: c.Bind, port: c.Port, checkInterval: c.KeyCheckInterval.Duration, repl: c.Replication,
-				plaintext: c.InsecureNoEncryption, configFile: path, snapshotDir: c.SnapshotDir}
+				plaintext: c.InsecureNoEncryption, configFile: path, snapshotDir: c.SnapshotDir, testCommands: testCommands}
 			if c.TLS != nil {
 				f.security.tls = true
 				f.security.tlsCertFile, f.security.tlsKeyFile, f.security.tlsCAFile = c.TLS.CertFile, c.TLS.KeyFile, c.TLS.CAFile
@@ -60,6 +61,7 @@ func newNodeCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "configuration file (JSON)")
+	cmd.Flags().BoolVar(&testCommands, "enable-test-commands", false, "serve mongod's test commands (configureFailPoint) for driver specification tests; never in production")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -72,7 +72,9 @@ type memberSet struct {
 	uri   string
 	stop  func()
 
-	ctx          context.Context // the processes' lifetime
+	ctx context.Context // the processes' lifetime
+	// testCommands passes --enable-test-commands to the members.
+	testCommands bool
 	wg           *sync.WaitGroup
 	exe          string
 	sec          memberSecurity
@@ -85,9 +87,11 @@ type memberSet struct {
 
 type memberProc struct {
 	name, dir, cfgFile string
-	log                *slog.Logger
-	cancel             func()        // stops this member's process
-	done               chan struct{} // closed once it stopped
+	// args are extra flags of its `cmkdb node` (--enable-test-commands).
+	args   []string
+	log    *slog.Logger
+	cancel func()        // stops this member's process
+	done   chan struct{} // closed once it stopped
 }
 
 // startMembers writes (first run) or reuses each member's configuration,
@@ -116,7 +120,7 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	ms := &memberSet{ctx: mctx, wg: &wg, exe: exe, sec: sec, base: base, gid: gid, cluster: cluster,
+	ms := &memberSet{ctx: mctx, wg: &wg, exe: exe, sec: sec, base: base, gid: gid, cluster: cluster, testCommands: f.testCommands,
 		forget: func(member string) error { return p.cp.Svc.ForgetNode(gid, cluster, member) }}
 	for i, c := range cfgs {
 		mp, started := ms.startProc(c)
@@ -155,7 +159,11 @@ func (p *upProvisioner) startMembers(ctx context.Context, gid, cluster string, n
 // its first start.
 func (ms *memberSet) startProc(c *config.Config) (*memberProc, <-chan error) {
 	pctx, pcancel := context.WithCancel(ms.ctx)
-	mp := &memberProc{name: c.Replication.Me, dir: c.Dir, cfgFile: filepath.Join(c.Dir, "node.json"),
+	var args []string
+	if ms.testCommands {
+		args = append(args, "--enable-test-commands")
+	}
+	mp := &memberProc{name: c.Replication.Me, dir: c.Dir, cfgFile: filepath.Join(c.Dir, "node.json"), args: args,
 		log: slog.Default().With("member", c.Replication.Me), cancel: pcancel, done: make(chan struct{})}
 	started := make(chan error, 1)
 	ms.wg.Add(1)
@@ -393,7 +401,7 @@ func (mp *memberProc) runOnce(ctx context.Context, exe string, ready func(error)
 	}
 	defer logf.Close()
 	_ = os.Remove(filepath.Join(mp.dir, "up.json"))
-	cmd := exec.Command(exe, "node", "--config", mp.cfgFile)
+	cmd := exec.Command(exe, append([]string{"node", "--config", mp.cfgFile}, mp.args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
