@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 )
@@ -19,6 +20,8 @@ type IndexSpec struct {
 	Name   string
 	Key    bson.D
 	Unique bool
+	// Text makes a text index; Key is then {_fts: "text", _ftsx: 1}.
+	Text *fts.Spec
 }
 
 // DefaultIndexName is MongoDB's generated name: field_dir joined by "_".
@@ -44,6 +47,9 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 		switch v := e.Value.(type) {
 		case int, int32, int64, float64:
 		case string:
+			if spec.Text != nil && v == "text" {
+				continue
+			}
 			return false, mongoerr.New(mongoerr.NotImplemented, "index type %q is not supported", v)
 		default:
 			return false, mongoerr.New(mongoerr.BadValue, "Values in the index key pattern can only be numbers or strings")
@@ -65,8 +71,11 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	}
 	for _, ix := range c.Indexes {
 		sameKey := keyEqual(ix.Key, spec.Key)
-		if ix.Name == spec.Name && sameKey && ix.Unique == spec.Unique {
+		if ix.Name == spec.Name && sameKey && ix.Unique == spec.Unique && ix.Text.Equal(spec.Text) {
 			return false, nil
+		}
+		if err := textIndexConflict(&ix, spec); err != nil {
+			return false, err
 		}
 		if ix.Name == spec.Name {
 			return false, mongoerr.New(mongoerr.IndexKeySpecsConflict, "An existing index has the same name as the requested index but different options or key. Requested index: %v, existing index: %v", spec.Key, ix.Key)
@@ -75,7 +84,7 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 			return false, mongoerr.New(mongoerr.IndexOptionsConflict, "Index already exists with a different name: %s", ix.Name)
 		}
 	}
-	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique}
+	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique, Text: spec.Text}
 	nc := *c
 	nc.Indexes = append(slices.Clone(c.Indexes), ix)
 

@@ -10,6 +10,9 @@ import (
 // values each encodes. The extraction is query's, the same rules its index
 // planner assumes, so the planner's bounds always cover what is stored.
 func indexEntries(doc bson.Raw, ix *Index) ([][]byte, [][]bson.RawValue, error) {
+	if ix.Text != nil {
+		return textEntries(doc, ix)
+	}
 	pattern, err := bson.Marshal(ix.Key)
 	if err != nil {
 		return nil, nil, err

@@ -266,6 +266,9 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 	best, bestScore := Plan{}, -1
 	for i := range coll.Indexes {
 		ix := &coll.Indexes[i]
+		if ix.Text != nil {
+			continue // read only by $text (TextPlan)
+		}
 		pattern, err := bson.Marshal(ix.Key)
 		if err != nil {
 			return Plan{}, err

@@ -181,6 +181,9 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 	}
 	patterns := make([]*query.KeyPattern, len(coll.Indexes))
 	for i, ix := range coll.Indexes {
+		if ix.Text != nil {
+			continue // patterns[i] nil: textEntries
+		}
 		pattern, err := bson.Marshal(ix.Key)
 		if err != nil {
 			return res, err
@@ -191,7 +194,13 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 	}
 	// expected returns the full entry keys doc should have in index i.
 	expected := func(i int, doc bson.Raw, idKey []byte) ([][]byte, error) {
-		ks, _, err := patterns[i].IndexEntries(doc)
+		var ks [][]byte
+		var err error
+		if patterns[i] == nil {
+			ks, _, err = textEntries(doc, &coll.Indexes[i])
+		} else {
+			ks, _, err = patterns[i].IndexEntries(doc)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -36,6 +36,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/storage"
@@ -120,6 +121,9 @@ type Index struct {
 	ID     uint32 `bson:"id"`
 	Key    bson.D `bson:"key"`
 	Unique bool   `bson:"unique,omitempty"`
+	// Text, for a text index (key {_fts: "text", _ftsx: 1}), is its
+	// definition (text.go).
+	Text *fts.Spec `bson:"text,omitempty"`
 }
 
 // Fields returns the index's field paths and directions (1 or -1).

@@ -281,7 +281,7 @@ func (w *aggWriter) runOut(ctx context.Context, st *docstore.Store, it query.Ite
 			if ix.ID == 0 {
 				continue // _id
 			}
-			if _, err := st.CreateIndex(ctx, tmp, docstore.IndexSpec{Name: ix.Name, Key: ix.Key, Unique: ix.Unique}); err != nil {
+			if _, err := st.CreateIndex(ctx, tmp, docstore.IndexSpec{Name: ix.Name, Key: ix.Key, Unique: ix.Unique, Text: ix.Text}); err != nil {
 				return err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/wire"
@@ -25,6 +26,7 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 		return spec, mongoerr.New(mongoerr.BadValue, "invalid index specification: %v", err)
 	}
 	var keyDoc bson.Raw
+	var textOpts []bson.RawElement
 	for _, e := range elems {
 		ev := e.Value()
 		switch k := e.Key(); k {
@@ -51,8 +53,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			if err := checkCollation(ev); err != nil {
 				return spec, err
 			}
-		case "partialFilterExpression", "expireAfterSeconds", "weights", "default_language",
-			"language_override", "textIndexVersion", "2dsphereIndexVersion", "bits", "min", "max",
+		case "weights", "default_language", "language_override", "textIndexVersion":
+			textOpts = append(textOpts, e) // textindex.go
+		case "partialFilterExpression", "expireAfterSeconds", "2dsphereIndexVersion", "bits", "min", "max",
 			"wildcardProjection", "bucketSize", "clustered", "prepareUnique":
 			return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)
 		default:
@@ -73,6 +76,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			return spec, mongoerr.New(mongoerr.CannotCreateIndex, "Index key contains an illegal field name: '%s'", e.Key)
 		}
 		if strings.Contains(e.Key, "$") {
+			if e.Key == fts.Wildcard && e.Value == "text" {
+				continue
+			}
 			if strings.HasSuffix(e.Key, "$**") {
 				return spec, mongoerr.New(mongoerr.NotImplemented, "wildcard indexes are not supported")
 			}
@@ -96,6 +102,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 		default:
 			return spec, badKeyValue(e)
 		}
+	}
+	if spec, err = textIndexSpec(spec, textOpts); err != nil {
+		return spec, err
 	}
 	if spec.Name == "" {
 		spec.Name = docstore.DefaultIndexName(spec.Key)
@@ -216,7 +225,7 @@ func indexDoc(ix *docstore.Index) bson.D {
 	if ix.Unique && ix.ID != 0 {
 		d = append(d, bson.E{Key: "unique", Value: true})
 	}
-	return d
+	return appendTextOptions(d, ix)
 }
 
 func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

@@ -58,6 +58,7 @@ func oplogOps(db string, changes []docstore.Change) ([]oplog.Op, error) {
 				if ix.Unique {
 					o = append(o, bson.E{Key: "unique", Value: true})
 				}
+				o = appendTextOptions(o, &ix)
 				raw, err := bson.Marshal(o)
 				if err != nil {
 					return nil, err

@@ -1,0 +1,216 @@
+package fts
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/cmkdb/cmkdb/internal/mongoerr"
+)
+
+// Query is a parsed $text query.
+type Query struct {
+	// Terms are the positive terms as the index stores them (lowercase,
+	// no diacritics, stemmed), distinct and sorted: the index lookups and
+	// the terms scored.
+	Terms []string
+	// Positive, Negated are the terms compared with documents' tokens
+	// under the query's case and diacritic sensitivity.
+	Positive, Negated       []string
+	Phrases, NegatedPhrases []string
+	Lang                    Language
+	CaseSensitive           bool
+	DiacriticSensitive      bool
+	langSet                 bool
+	search                  string
+}
+
+// ParseQuery parses the operand of $text: {$search, $language,
+// $caseSensitive, $diacriticSensitive}, with mongod's errors.
+func ParseQuery(v bson.RawValue) (*Query, error) {
+	doc, ok := v.DocumentOK()
+	if !ok {
+		return nil, mongoerr.New(mongoerr.BadValue, "$text expects an object")
+	}
+	els, err := doc.Elements()
+	if err != nil {
+		return nil, mongoerr.New(mongoerr.BadValue, "$text: %v", err)
+	}
+	q := &Query{}
+	search, haveSearch := "", false
+	for _, e := range els {
+		v := e.Value()
+		switch e.Key() {
+		case "$search":
+			if search, ok = v.StringValueOK(); !ok {
+				return nil, mongoerr.New(mongoerr.BadValue, "$search requires a string value")
+			}
+			haveSearch = true
+		case "$language":
+			name, ok := v.StringValueOK()
+			if !ok {
+				return nil, mongoerr.New(mongoerr.BadValue, "$language requires a string value")
+			}
+			l, err := CheckLanguage(name, mongoerr.BadValue, "unsupported language: \""+name+"\" for text index version 3")
+			if err != nil {
+				return nil, err
+			}
+			q.Lang, q.langSet = l, true
+		case "$caseSensitive":
+			if v.Type != bson.TypeBoolean {
+				return nil, mongoerr.New(mongoerr.BadValue, "$caseSensitive requires a boolean value")
+			}
+			q.CaseSensitive = v.Boolean()
+		case "$diacriticSensitive":
+			if v.Type != bson.TypeBoolean {
+				return nil, mongoerr.New(mongoerr.BadValue, "$diacriticSensitive requires a boolean value")
+			}
+			q.DiacriticSensitive = v.Boolean()
+		default:
+			return nil, mongoerr.New(mongoerr.BadValue, "extra fields in $text")
+		}
+	}
+	if !haveSearch {
+		return nil, mongoerr.New(mongoerr.BadValue, "$search required")
+	}
+	q.search = search
+	return q, nil
+}
+
+// Bind resolves the query against the index spec (its default language
+// when $language was not given) and tokenizes the search string.
+func (q *Query) Bind(s *Spec) {
+	if !q.langSet {
+		q.Lang, _ = ParseLanguage(s.DefaultLanguage)
+	}
+	q.parse(q.search)
+}
+
+func (q *Query) addTerm(w string, negated bool) {
+	idx, ok := Term(w, q.Lang, false, false)
+	if !ok {
+		return
+	}
+	t, _ := Term(w, q.Lang, q.CaseSensitive, q.DiacriticSensitive)
+	if negated {
+		q.Negated = append(q.Negated, t)
+		return
+	}
+	q.Positive = append(q.Positive, t)
+	q.Terms = append(q.Terms, idx)
+}
+
+// parse splits the search string as mongod does: words are OR'd terms, a
+// '-' starting a word negates it, "quoted text" is a phrase (its words are
+// terms too) and -"quoted text" a negated phrase.
+func (q *Query) parse(s string) {
+	rs := []rune(s)
+	inPhrase, negPhrase := false, false
+	start := 0
+	for i := 0; i < len(rs); {
+		r := rs[i]
+		switch {
+		case r == '"':
+			if inPhrase {
+				phrase := string(rs[start:i])
+				if negPhrase {
+					q.NegatedPhrases = append(q.NegatedPhrases, phrase)
+				} else {
+					q.Phrases = append(q.Phrases, phrase)
+				}
+				inPhrase = false
+			} else {
+				inPhrase = true
+				negPhrase = i > 0 && rs[i-1] == '-' && (i == 1 || unicode.IsSpace(rs[i-2]))
+				start = i + 1
+			}
+			i++
+		case isDelimiter(r, q.Lang):
+			i++
+		default:
+			j := i
+			for j < len(rs) && !isDelimiter(rs[j], q.Lang) {
+				j++
+			}
+			negated := !inPhrase && i > 0 && rs[i-1] == '-' && (i == 1 || unicode.IsSpace(rs[i-2]))
+			if !(inPhrase && negPhrase) {
+				q.addTerm(string(rs[i:j]), negated)
+			}
+			i = j
+		}
+	}
+	if inPhrase && start < len(rs) {
+		// An unterminated quote runs to the end of the string.
+		phrase := string(rs[start:])
+		if negPhrase {
+			q.NegatedPhrases = append(q.NegatedPhrases, phrase)
+		} else {
+			q.Phrases = append(q.Phrases, phrase)
+		}
+	}
+	slices.Sort(q.Terms)
+	q.Terms = slices.Compact(q.Terms)
+}
+
+// Match reports whether a document with these texts matches: it holds a
+// positive term (under the query's sensitivity), every phrase and no
+// negated term or phrase.
+func (q *Query) Match(texts []Text) bool {
+	tokens := map[string]struct{}{}
+	for _, t := range texts {
+		lang := t.Lang
+		for _, w := range Words(t.Value, lang) {
+			if tok, ok := Term(w, q.Lang, q.CaseSensitive, q.DiacriticSensitive); ok {
+				tokens[tok] = struct{}{}
+			}
+		}
+	}
+	found := false
+	for _, t := range q.Positive {
+		if _, ok := tokens[t]; ok {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return false
+	}
+	for _, t := range q.Negated {
+		if _, ok := tokens[t]; ok {
+			return false
+		}
+	}
+	for _, p := range q.Phrases {
+		if !q.phraseIn(p, texts) {
+			return false
+		}
+	}
+	for _, p := range q.NegatedPhrases {
+		if q.phraseIn(p, texts) {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *Query) phraseIn(p string, texts []Text) bool {
+	p = Fold(p, q.CaseSensitive, q.DiacriticSensitive)
+	for _, t := range texts {
+		if strings.Contains(Fold(t.Value, q.CaseSensitive, q.DiacriticSensitive), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Score is a matching document's text score: the sum of its scores for
+// the query's terms.
+func (q *Query) Score(scores map[string]float64) float64 {
+	total := 0.0
+	for _, t := range q.Terms {
+		total += scores[t]
+	}
+	return total
+}
