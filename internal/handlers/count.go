@@ -45,13 +45,23 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 			return nil, err
 		}
 	}
+	tf, filter, _, _, err := splitTextFind(filter, nil, nil) // text.go
+	if err != nil {
+		return nil, err
+	}
 	spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, skip, limit)
 	if err != nil {
 		return nil, err
 	}
 	spec.hint, spec.natural = hint, natural
 	var n int64
-	if len(filter) <= 5 && skip == 0 && limit == 0 && hint.Type == 0 {
+	if tf != nil {
+		docs, err := h.collectText(ctx, spec, tf)
+		if err != nil {
+			return nil, err
+		}
+		n = int64(len(docs))
+	} else if len(filter) <= 5 && skip == 0 && limit == 0 && hint.Type == 0 {
 		st, release, err := h.store(req.DB, false)
 		if err != nil {
 			return nil, err

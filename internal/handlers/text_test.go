@@ -257,3 +257,69 @@ func TestTextWildcard(t *testing.T) {
 		t.Errorf("listIndexes: %s", got)
 	}
 }
+
+func TestTextAggregate(t *testing.T) {
+	e := newDataEnv(t)
+	c := e.fresh(t, articles()...)
+	if _, err := c.Indexes().CreateOne(e.ctx, mongo.IndexModel{Keys: bson.D{{Key: "subject", Value: "text"}}}); err != nil {
+		t.Fatal(err)
+	}
+	meta := bson.D{{Key: "$meta", Value: "textScore"}}
+	agg := func(pipeline bson.A) (string, error) {
+		cur, err := c.Aggregate(e.ctx, pipeline)
+		if err != nil {
+			return "", err
+		}
+		var docs []bson.Raw
+		if err := cur.All(e.ctx, &docs); err != nil {
+			return "", err
+		}
+		return jsDocs(t, docs), nil
+	}
+	for _, tc := range []struct {
+		name     string
+		pipeline bson.A
+		want     string
+	}{
+		{"project score, sort by it", bson.A{
+			bson.D{{Key: "$match", Value: text("coffee cake")}},
+			bson.D{{Key: "$sort", Value: bson.D{{Key: "score", Value: meta}, {Key: "_id", Value: 1}}}},
+			bson.D{{Key: "$project", Value: bson.D{{Key: "_id", Value: 1}, {Key: "score", Value: meta}}}},
+		}, `[{"_id":1,"score":1.0},{"_id":2,"score":0.75},{"_id":3,"score":0.75},{"_id":7,"score":0.75}]`},
+		{"addFields after a projection, filter on score", bson.A{
+			bson.D{{Key: "$match", Value: append(text("coffee"), bson.E{Key: "views", Value: bson.D{{Key: "$lt", Value: 60}}})}},
+			bson.D{{Key: "$project", Value: bson.D{{Key: "subject", Value: 1}}}},
+			bson.D{{Key: "$addFields", Value: bson.D{{Key: "s", Value: meta}}}},
+			bson.D{{Key: "$match", Value: bson.D{{Key: "s", Value: bson.D{{Key: "$gte", Value: 0.8}}}}}},
+		}, `[{"_id":1,"subject":"coffee","s":1.0}]`},
+		{"group by score", bson.A{
+			bson.D{{Key: "$match", Value: text("coffee")}},
+			bson.D{{Key: "$group", Value: bson.D{{Key: "_id", Value: nil}, {Key: "total", Value: bson.D{{Key: "$sum", Value: meta}}}, {Key: "n", Value: bson.D{{Key: "$sum", Value: 1}}}}}},
+		}, `[{"_id":null,"total":2.5,"n":3}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := agg(tc.pipeline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+	_, err := agg(bson.A{bson.D{{Key: "$match", Value: bson.D{}}}, bson.D{{Key: "$match", Value: text("coffee")}}})
+	wantCode(t, err, 17313)
+	_, err = agg(bson.A{bson.D{{Key: "$addFields", Value: bson.D{{Key: "s", Value: meta}}}}})
+	wantCode(t, err, 40218)
+	n, err := c.CountDocuments(e.ctx, text("coffee -shop"))
+	if err != nil || n != 2 {
+		t.Errorf("countDocuments: %d, %v", n, err)
+	}
+	var res bson.Raw
+	if res, err = e.db.RunCommand(e.ctx, bson.D{{Key: "count", Value: c.Name()}, {Key: "query", Value: text("coffee")}}).Raw(); err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Lookup("n").AsInt64(); got != 3 {
+		t.Errorf("count: %d, want 3", got)
+	}
+}
