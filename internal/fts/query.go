@@ -154,28 +154,31 @@ func (q *Query) parse(s string) {
 	q.Terms = slices.Compact(q.Terms)
 }
 
-// Match reports whether a document with these texts matches: it holds a
-// positive term (under the query's sensitivity), every phrase and no
-// negated term or phrase.
+// Match reports whether a document with these texts, read through the
+// index for q.Terms, matches: it holds a positive term under the query's
+// case and diacritic sensitivity (insensitive, the index lookup found
+// one), every phrase and no negated term or phrase. Documents' strings
+// are tokenized in their own language, as mongod's FTSMatcher does.
 func (q *Query) Match(texts []Text) bool {
 	tokens := map[string]struct{}{}
 	for _, t := range texts {
-		lang := t.Lang
-		for _, w := range Words(t.Value, lang) {
-			if tok, ok := Term(w, q.Lang, q.CaseSensitive, q.DiacriticSensitive); ok {
+		for _, w := range Words(t.Value, t.Lang) {
+			if tok, ok := Term(w, t.Lang, q.CaseSensitive, q.DiacriticSensitive); ok {
 				tokens[tok] = struct{}{}
 			}
 		}
 	}
-	found := false
-	for _, t := range q.Positive {
-		if _, ok := tokens[t]; ok {
-			found = true
-			break
+	if q.CaseSensitive || q.DiacriticSensitive {
+		found := false
+		for _, t := range q.Positive {
+			if _, ok := tokens[t]; ok {
+				found = true
+				break
+			}
 		}
-	}
-	if !found {
-		return false
+		if !found {
+			return false
+		}
 	}
 	for _, t := range q.Negated {
 		if _, ok := tokens[t]; ok {

@@ -70,7 +70,9 @@ func TestTextSearchMatching(t *testing.T) {
 		{"diacritic sensitive", text("CAFÉ", bson.E{Key: "$diacriticSensitive", Value: true}), "[5]"},
 		{"cyrillic", text("сырники"), "[6]"},
 		{"with other conditions", append(text("coffee"), bson.E{Key: "views", Value: bson.D{{Key: "$gt", Value: 9}}}), "[1,7]"},
-		{"language none: no stemming", text("shop", bson.E{Key: "$language", Value: "none"}), "[]"},
+		{"english stems the query", text("shopping"), "[2]"},
+		{"language none: query not stemmed", text("shopping", bson.E{Key: "$language", Value: "none"}), "[]"},
+		{"language none: a term the index holds", text("shop", bson.E{Key: "$language", Value: "none"}), "[2]"},
 		{"language none: stop words kept", text("and", bson.E{Key: "$language", Value: "none"}), "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -255,6 +257,13 @@ func TestTextWildcard(t *testing.T) {
 	}
 	if got := listIndexes(t, e, c); got != `[{"v":2,"key":{"_id":1},"name":"_id_"},{"v":2,"key":{"_fts":"text","_ftsx":1},"name":"$**_text","weights":{"$**":1},"default_language":"english","language_override":"language","textIndexVersion":3}]` {
 		t.Errorf("listIndexes: %s", got)
+	}
+	res, err := e.db.RunCommand(e.ctx, bson.D{{Key: "validate", Value: c.Name()}, {Key: "full", Value: true}}).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := res.Lookup("valid").BooleanOK(); !ok || !v {
+		t.Errorf("validate: %s", res)
 	}
 }
 
