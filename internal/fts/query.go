@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
+	"github.com/cmkdb/cmkdb/internal/query"
 )
 
 // Query is a parsed $text query.
@@ -28,7 +29,8 @@ type Query struct {
 }
 
 // ParseQuery parses the operand of $text: {$search, $language,
-// $caseSensitive, $diacriticSensitive}, with mongod's errors.
+// $caseSensitive, $diacriticSensitive}, with mongod's errors
+// (ExtensionsCallback::extractTextMatchExpressionParams).
 func ParseQuery(v bson.RawValue) (*Query, error) {
 	doc, ok := v.DocumentOK()
 	if !ok {
@@ -38,44 +40,60 @@ func ParseQuery(v bson.RawValue) (*Query, error) {
 	if err != nil {
 		return nil, mongoerr.New(mongoerr.BadValue, "$text: %v", err)
 	}
-	q := &Query{}
-	search, haveSearch := "", false
-	for _, e := range els {
-		v := e.Value()
-		switch e.Key() {
-		case "$search":
-			if search, ok = v.StringValueOK(); !ok {
-				return nil, mongoerr.New(mongoerr.BadValue, "$search requires a string value")
-			}
-			haveSearch = true
-		case "$language":
-			name, ok := v.StringValueOK()
-			if !ok {
-				return nil, mongoerr.New(mongoerr.BadValue, "$language requires a string value")
-			}
-			l, err := CheckLanguage(name, mongoerr.BadValue, "unsupported language: \""+name+"\" for text index version 3")
-			if err != nil {
-				return nil, err
-			}
-			q.Lang, q.langSet = l, true
-		case "$caseSensitive":
-			if v.Type != bson.TypeBoolean {
-				return nil, mongoerr.New(mongoerr.BadValue, "$caseSensitive requires a boolean value")
-			}
-			q.CaseSensitive = v.Boolean()
-		case "$diacriticSensitive":
-			if v.Type != bson.TypeBoolean {
-				return nil, mongoerr.New(mongoerr.BadValue, "$diacriticSensitive requires a boolean value")
-			}
-			q.DiacriticSensitive = v.Boolean()
-		default:
-			return nil, mongoerr.New(mongoerr.BadValue, "extra fields in $text")
+	field := func(name string, t bson.Type) (bson.RawValue, bool, error) {
+		x, err := doc.LookupErr(name)
+		if err != nil {
+			return x, false, nil
 		}
+		if x.Type != t {
+			return x, false, mongoerr.New(mongoerr.TypeMismatch, "\"%s\" had the wrong type. Expected %s, found %s", name, query.TypeName(t), query.TypeName(x.Type))
+		}
+		return x, true, nil
 	}
-	if !haveSearch {
-		return nil, mongoerr.New(mongoerr.BadValue, "$search required")
+	q := &Query{}
+	search, ok, err := field("$search", bson.TypeString)
+	if err != nil {
+		return nil, err
 	}
-	q.search = search
+	if !ok {
+		return nil, mongoerr.New(mongoerr.NoSuchKey, "Missing expected field \"$search\"")
+	}
+	q.search = search.StringValue()
+	want := 1
+	lang, ok, err := field("$language", bson.TypeString)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		want++
+	}
+	cs, ok, err := field("$caseSensitive", bson.TypeBoolean)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		want++
+		q.CaseSensitive = cs.Boolean()
+	}
+	ds, ok, err := field("$diacriticSensitive", bson.TypeBoolean)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		want++
+		q.DiacriticSensitive = ds.Boolean()
+	}
+	if len(els) != want {
+		return nil, mongoerr.New(mongoerr.BadValue, "extra fields in $text")
+	}
+	if lang.Type == bson.TypeString {
+		name := lang.StringValue()
+		l, err := CheckLanguage(name, mongoerr.BadValue, "unsupported language: \""+name+"\" for text index version 3")
+		if err != nil {
+			return nil, err
+		}
+		q.Lang, q.langSet = l, true
+	}
 	return q, nil
 }
 

@@ -188,7 +188,11 @@ func TestTextIndexes(t *testing.T) {
 	wantCode(t, c.FindOne(e.ctx, bson.D{}, options.FindOne().SetProjection(meta)).Err(), 40218)
 	wantCode(t, c.FindOne(e.ctx, bson.D{}, options.FindOne().SetSort(meta)).Err(), 40218)
 	// $text argument errors.
-	wantCode(t, c.FindOne(e.ctx, bson.D{{Key: "$text", Value: bson.D{}}}).Err(), 2)
+	wantCode(t, c.FindOne(e.ctx, bson.D{{Key: "$text", Value: bson.D{}}}).Err(), 4)
+	wantCode(t, c.FindOne(e.ctx, bson.D{{Key: "$text", Value: "x"}}).Err(), 2)
+	wantCode(t, c.FindOne(e.ctx, bson.D{{Key: "$text", Value: bson.D{{Key: "$search", Value: 1}}}}).Err(), 14)
+	wantCode(t, c.FindOne(e.ctx, text("x", bson.E{Key: "$caseSensitive", Value: 1})).Err(), 14)
+	wantCode(t, c.FindOne(e.ctx, text("x", bson.E{Key: "$other", Value: 1})).Err(), 2)
 	wantCode(t, c.FindOne(e.ctx, text("x", bson.E{Key: "$language", Value: "klingon"})).Err(), 2)
 	wantCode(t, c.FindOne(e.ctx, text("x", bson.E{Key: "$language", Value: "french"})).Err(), 238)
 
