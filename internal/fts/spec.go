@@ -74,7 +74,7 @@ func NewSpec(textFields []string, weights, defaultLanguage, languageOverride bso
 			switch v.Type {
 			case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble, bson.TypeDecimal128:
 			default:
-				return nil, mongoerr.New(17283, "weight for text index needs numeric type")
+				return nil, mongoerr.New(mongoerr.CannotCreateIndex, "weight for text index needs numeric type")
 			}
 			f := v.AsFloat64()
 			if v.Type == bson.TypeDecimal128 {
@@ -84,27 +84,30 @@ func NewSpec(textFields []string, weights, defaultLanguage, languageOverride bso
 		}
 	case bson.TypeString:
 		if weights.StringValue() != Wildcard {
-			return nil, mongoerr.New(17284, "text index option 'weights' must be an object")
+			return nil, mongoerr.New(mongoerr.CannotCreateIndex, "text index option 'weights' must be an object")
 		}
 		m[Wildcard] = 1
 	default:
-		return nil, mongoerr.New(17284, "text index option 'weights' must be an object")
+		return nil, mongoerr.New(mongoerr.CannotCreateIndex, "text index option 'weights' must be an object")
+	}
+	if len(m) == 0 {
+		return nil, mongoerr.New(mongoerr.CannotCreateIndex, "text index option 'weights' must specify fields or the wildcard")
 	}
 	s := &Spec{DefaultLanguage: string(English), LanguageOverride: "language"}
 	for path, w := range m {
 		if w <= 0 || w >= maxWeight {
-			return nil, mongoerr.New(16674, "score for word too high")
+			return nil, mongoerr.New(mongoerr.CannotCreateIndex, "text index weight must be in the exclusive interval (0,%d) but found: %d", maxWeight, w)
 		}
 		if path != Wildcard {
 			if path == "" {
-				return nil, mongoerr.New(17294, "weight cannot be on an empty field")
+				return nil, mongoerr.New(mongoerr.CannotCreateIndex, "weight cannot be on an empty field")
 			}
 			for _, part := range strings.Split(path, ".") {
 				if part == "" {
-					return nil, mongoerr.New(17291, "weight cannot have empty path component")
+					return nil, mongoerr.New(mongoerr.CannotCreateIndex, "weight cannot have empty path component")
 				}
 				if strings.HasPrefix(part, "$") {
-					return nil, mongoerr.New(17292, "weight cannot have path component with $ prefix")
+					return nil, mongoerr.New(mongoerr.CannotCreateIndex, "weight cannot have path component with $ prefix")
 				}
 			}
 		}
@@ -115,23 +118,23 @@ func NewSpec(textFields []string, weights, defaultLanguage, languageOverride bso
 	case 0:
 	case bson.TypeString:
 		name := defaultLanguage.StringValue()
-		if _, err := CheckLanguage(name, 17264, "default_language is not valid"); err != nil {
+		if _, err := CheckLanguage(name, mongoerr.CannotCreateIndex, "default_language is not valid"); err != nil {
 			return nil, err
 		}
 		s.DefaultLanguage = name
 	default:
-		return nil, mongoerr.New(17263, "default_language needs a string type")
+		return nil, mongoerr.New(mongoerr.CannotCreateIndex, "default_language needs a string type")
 	}
 	switch languageOverride.Type {
 	case 0:
 	case bson.TypeString:
 		o := languageOverride.StringValue()
 		if o == "" || strings.HasPrefix(o, "$") || strings.Contains(o, ".") {
-			return nil, mongoerr.New(17136, "language_override is not valid")
+			return nil, mongoerr.New(mongoerr.CannotCreateIndex, "language_override is not valid")
 		}
 		s.LanguageOverride = o
 	default:
-		return nil, mongoerr.New(17136, "language_override is not valid")
+		return nil, mongoerr.New(mongoerr.CannotCreateIndex, "language_override must be a string")
 	}
 	return s, nil
 }

@@ -25,7 +25,7 @@ func textIndexSpec(spec docstore.IndexSpec, opts []bson.RawElement) (docstore.In
 		s, ok := e.Value.(string)
 		if !ok || s != "text" {
 			if e.Key == "_fts" || e.Key == "_ftsx" {
-				return spec, mongoerr.New(17289, "text index with reserved fields _fts/_ftsx not allowed")
+				return spec, mongoerr.New(mongoerr.CannotCreateIndex, "text index with reserved fields _fts/_ftsx not allowed")
 			}
 			continue
 		}
@@ -42,7 +42,15 @@ func textIndexSpec(spec docstore.IndexSpec, opts []bson.RawElement) (docstore.In
 		return spec, nil
 	}
 	if !adjacent {
-		return spec, mongoerr.New(17389, "'text' fields in index must all be adjacent")
+		return spec, mongoerr.New(mongoerr.CannotCreateIndex, "'text' fields in index must all be adjacent")
+	}
+	for _, e := range spec.Key {
+		if s, ok := e.Value.(string); ok && s == "text" {
+			continue
+		}
+		if n := keyInt(e.Value); n != 1 && n != -1 {
+			return spec, mongoerr.New(mongoerr.CannotCreateIndex, "expected value 1 or -1 for non-text key in compound index")
+		}
 	}
 	if len(fields) != len(spec.Key) {
 		return spec, mongoerr.New(mongoerr.NotImplemented, "compound text indexes (text fields with ascending/descending fields) are not supported")
@@ -71,7 +79,7 @@ func fixedTextIndexSpec(spec docstore.IndexSpec, opts []bson.RawElement) (docsto
 			return finishTextIndexSpec(spec, nil, opts)
 		}
 	}
-	return spec, mongoerr.New(mongoerr.CannotCreateIndex, "text index spec with key {_fts: \"text\", _ftsx: 1} needs weights")
+	return spec, mongoerr.New(mongoerr.CannotCreateIndex, "text index option 'weights' must specify fields or the wildcard")
 }
 
 func finishTextIndexSpec(spec docstore.IndexSpec, fields []string, opts []bson.RawElement) (docstore.IndexSpec, error) {
@@ -92,14 +100,14 @@ func finishTextIndexSpec(spec docstore.IndexSpec, fields []string, opts []bson.R
 			switch v.Type {
 			case bson.TypeInt32, bson.TypeInt64, bson.TypeDouble:
 			default:
-				return spec, mongoerr.New(17293, "text index option 'textIndexVersion' must be a number")
+				return spec, mongoerr.New(mongoerr.CannotCreateIndex, "text index option 'textIndexVersion' must be a number")
 			}
 			switch n := v.AsFloat64(); int(n) {
 			case 3:
 			case 1, 2:
 				return spec, mongoerr.New(mongoerr.NotImplemented, "textIndexVersion %d is not supported; only version 3", int(n))
 			default:
-				return spec, mongoerr.New(16730, "bad textIndexVersion: %d", int(n))
+				return spec, mongoerr.New(mongoerr.CannotCreateIndex, "bad textIndexVersion: %d", int(n))
 			}
 		}
 	}
@@ -125,4 +133,18 @@ func appendTextOptions(d bson.D, ix *docstore.Index) bson.D {
 		bson.E{Key: "default_language", Value: ix.Text.DefaultLanguage},
 		bson.E{Key: "language_override", Value: ix.Text.LanguageOverride},
 		bson.E{Key: "textIndexVersion", Value: int32(3)})
+}
+
+// keyInt is a key pattern value as mongod's numberInt reads it (0 for a
+// non-number).
+func keyInt(v any) int64 {
+	switch n := v.(type) {
+	case int32:
+		return int64(n)
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	}
+	return 0
 }
