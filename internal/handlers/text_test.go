@@ -339,4 +339,17 @@ func TestTextAggregate(t *testing.T) {
 	if got := res.Lookup("n").AsInt64(); got != 3 {
 		t.Errorf("count: %d, want 3", got)
 	}
+	// Where cmkdb does not search text: refused, never ignored.
+	wantCode(t, c.FindOne(e.ctx, bson.D{{Key: "$or", Value: bson.A{text("coffee"), bson.D{{Key: "views", Value: 1}}}}}).Err(), 238)
+	_, err = c.DeleteMany(e.ctx, text("coffee"))
+	wantCode(t, err, 238)
+	// Batches: a text search result is paged like any cursor.
+	cur, err := c.Find(e.ctx, text("coffee cake bake"), options.Find().SetBatchSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []bson.Raw
+	if err := cur.All(e.ctx, &docs); err != nil || len(docs) != 5 {
+		t.Errorf("batched: %d docs, %v", len(docs), err)
+	}
 }
