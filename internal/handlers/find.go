@@ -264,6 +264,9 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	}
 	spec.hint, spec.natural = hint, natural
 	ns := req.DB + "." + coll
+	if tf != nil && (fo.tailable || isOplogNS(req.DB, coll)) {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "$text is not supported with a tailable cursor or on the oplog")
+	}
 	if isOplogNS(req.DB, coll) {
 		return h.findOplog(ctx, c, ns, spec, fo, batchSize, single)
 	}
