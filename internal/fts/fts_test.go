@@ -16,7 +16,8 @@ func TestTerms(t *testing.T) {
 	}{
 		{"The quick brown foxes jumped over the lazy dogs", English, []string{"quick", "brown", "fox", "jump", "lazi", "dog"}},
 		{"The quick brown foxes", None, []string{"the", "quick", "brown", "foxes"}},
-		{"Café-au-lait, CRÈME brûlée!", English, []string{"cafe", "au", "lait", "creme", "brule"}},
+		{"Cafés-au-lait, CRÈME brûlée!", English, []string{"cafe", "au", "lait", "creme", "brulee"}},
+		{"snake_case words", English, []string{"snake_cas", "word"}},
 		{"don't stop the dog's bone", English, []string{"stop", "dog", "bone"}},
 		{"don't", None, []string{"don", "t"}},
 		{"x1 42 über", English, []string{"x1", "42", "uber"}},

@@ -2,12 +2,14 @@ package fts
 
 import "strings"
 
-// StemEnglish stems a lowercase word with the Snowball English (Porter2)
+// StemEnglish stems a word with the Snowball English (Porter2)
 // algorithm, as mongod's text indexes do for language "english". It is
 // written from the algorithm's published description
-// (snowballstem.org/algorithms/english/stemmer.html).
+// (snowballstem.org/algorithms/english/stemmer.html). Like Snowball's
+// UTF-8 stemmer, it treats every character but a, e, i, o, u, y as a
+// non-vowel (uppercase and accented letters included).
 func StemEnglish(word string) string {
-	if len(word) <= 2 || !isASCIILower(word) {
+	if len(word) <= 2 {
 		return word
 	}
 	if s, ok := stemExceptions1[word]; ok {
@@ -37,16 +39,6 @@ func StemEnglish(word string) string {
 	st.step4()
 	st.step5()
 	return strings.ReplaceAll(string(st.w), "Y", "y")
-}
-
-func isASCIILower(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && c != '\'' {
-			return false
-		}
-	}
-	return true
 }
 
 var stemExceptions1 = map[string]string{

@@ -54,10 +54,10 @@ func Fold(s string, caseSensitive, diacriticSensitive bool) string {
 }
 
 // isDelimiter reports whether r separates tokens in lang: anything but a
-// letter, a digit or a combining mark; English keeps apostrophes inside
-// words ("don't", "dog's"), as mongod's tokenizer does.
+// letter, a digit, a combining mark or '_'; English keeps apostrophes
+// inside words ("don't", "dog's"), as mongod's tokenizer does.
 func isDelimiter(r rune, lang Language) bool {
-	if r == '\'' && lang == English {
+	if (r == '\'' && lang == English) || r == '_' {
 		return false
 	}
 	return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.Is(unicode.Mn, r)
@@ -81,29 +81,26 @@ func Terms(s string, lang Language) []string {
 	return out
 }
 
-// Term normalizes one raw token: folded as asked, dropped (false) if it is
-// a stop word of lang, stemmed otherwise.
+// Term normalizes one raw token as mongod's Unicode tokenizer does:
+// dropped (false) if its lowercase form is a stop word of lang; else the
+// word (lowercased unless caseSensitive) is stemmed, then its diacritics
+// are stripped unless diacriticSensitive.
 func Term(w string, lang Language, caseSensitive, diacriticSensitive bool) (string, bool) {
-	lower := Fold(w, false, false)
+	lower := strings.ToLower(w)
 	if lang == English {
 		if _, stop := englishStopWords[lower]; stop {
 			return "", false
 		}
 	}
-	t := Fold(w, false, diacriticSensitive)
+	t := lower
+	if caseSensitive {
+		t = w
+	}
 	if lang == English {
 		t = StemEnglish(t)
 	}
-	if caseSensitive {
-		// The stem keeps the case the word had at each position.
-		orig := []rune(Fold(w, true, diacriticSensitive))
-		rs := []rune(t)
-		for i := range rs {
-			if i < len(orig) && unicode.IsUpper(orig[i]) {
-				rs[i] = unicode.ToUpper(rs[i])
-			}
-		}
-		t = string(rs)
+	if !diacriticSensitive {
+		t = Fold(t, true, false)
 	}
 	return t, true
 }
