@@ -43,7 +43,11 @@ func TestParseQuery(t *testing.T) {
 		{`"coffee shop" -decaf`, []string{"coffe", "shop"}, []string{"decaf"}, []string{"coffee shop"}, nil},
 		{`tea -"green tea" pre-market`, []string{"market", "pre", "tea"}, nil, nil, []string{"green tea"}},
 		{"the and a", nil, nil, nil, nil},
-		{`"unterminated phrase`, []string{"phrase", "untermin"}, nil, []string{"unterminated phrase"}, nil},
+		{`"unterminated phrase`, []string{"phrase", "untermin"}, nil, nil, nil},
+		{"-foo-bar baz - qux", []string{"baz", "qux"}, []string{"foo", "bar"}, nil, nil},
+		{`-"a b"-"c d" e`, []string{"e"}, nil, nil, []string{"a b", "c d"}},
+		{`- "green tea"`, []string{"green", "tea"}, nil, []string{"green tea"}, nil},
+		{"dog's", []string{"dog", "s"}, nil, nil, nil},
 	} {
 		v := bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: mustMarshal(t, bson.D{{Key: "$search", Value: tc.search}})}
 		q, err := ParseQuery(v)

@@ -3,7 +3,6 @@ package fts
 import (
 	"slices"
 	"strings"
-	"unicode"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -120,20 +119,79 @@ func (q *Query) addTerm(w string, negated bool) {
 	q.Terms = append(q.Terms, idx)
 }
 
-// parse splits the search string as mongod does: words are OR'd terms, a
-// '-' starting a word negates it, "quoted text" is a phrase (its words are
-// terms too) and -"quoted text" a negated phrase.
+// Query token kinds of mongod's FTSQueryParser.
+const (
+	qText = iota
+	qWhitespace
+	qDelimiter
+)
+
+func queryCharType(c byte) int {
+	switch c {
+	case '\n', '\v', '\f', '\r', ' ':
+		return qWhitespace
+	case '\'', '-', '"':
+		return qDelimiter
+	}
+	return qText
+}
+
+// parse splits the search string as mongod's FTSQueryImpl::parse does:
+// words are OR'd terms; a '-' after whitespace (or first) negates what
+// follows up to the next whitespace; "quoted text" is a phrase whose words
+// are terms too, -"quoted text" a negated phrase (its words are not
+// terms); an unterminated quote starts no phrase. The collected words
+// then go through the language's tokenizer (stop words, stemming).
 func (q *Query) parse(s string) {
-	rs := []rune(s)
-	inPhrase, negPhrase := false, false
-	start := 0
-	for i := 0; i < len(rs); {
-		r := rs[i]
-		switch {
-		case r == '"':
+	var pos, neg strings.Builder
+	inNeg, inPhrase := false, false
+	quoteOffset := 0
+	i := 0
+	skipWS := func() bool {
+		start := i
+		for i < len(s) && queryCharType(s[i]) == qWhitespace {
+			i++
+		}
+		return i > start
+	}
+	skipWS()
+	prevWS := true
+	for i < len(s) {
+		start := i
+		c := s[i]
+		typ := queryCharType(c)
+		i++
+		if typ == qText {
+			for i < len(s) && queryCharType(s[i]) == qText {
+				i++
+			}
+		}
+		tok := s[start:i]
+		ws := prevWS
+		prevWS = skipWS()
+		if typ == qText {
+			if inPhrase && inNeg {
+				continue
+			}
+			if inNeg && ws {
+				inNeg = false
+			}
+			if inNeg {
+				neg.WriteString(tok + " ")
+			} else {
+				pos.WriteString(tok + " ")
+			}
+			continue
+		}
+		switch c {
+		case '-':
+			if !inPhrase && ws {
+				inNeg = true
+			}
+		case '"':
 			if inPhrase {
-				phrase := string(rs[start:i])
-				if negPhrase {
+				phrase := s[quoteOffset+1 : start]
+				if inNeg {
 					q.NegatedPhrases = append(q.NegatedPhrases, phrase)
 				} else {
 					q.Phrases = append(q.Phrases, phrase)
@@ -141,32 +199,18 @@ func (q *Query) parse(s string) {
 				inPhrase = false
 			} else {
 				inPhrase = true
-				negPhrase = i > 0 && rs[i-1] == '-' && (i == 1 || unicode.IsSpace(rs[i-2]))
-				start = i + 1
+				if inNeg && ws {
+					inNeg = false
+				}
+				quoteOffset = start
 			}
-			i++
-		case isDelimiter(r, q.Lang):
-			i++
-		default:
-			j := i
-			for j < len(rs) && !isDelimiter(rs[j], q.Lang) {
-				j++
-			}
-			negated := !inPhrase && i > 0 && rs[i-1] == '-' && (i == 1 || unicode.IsSpace(rs[i-2]))
-			if !(inPhrase && negPhrase) {
-				q.addTerm(string(rs[i:j]), negated)
-			}
-			i = j
 		}
 	}
-	if inPhrase && start < len(rs) {
-		// An unterminated quote runs to the end of the string.
-		phrase := string(rs[start:])
-		if negPhrase {
-			q.NegatedPhrases = append(q.NegatedPhrases, phrase)
-		} else {
-			q.Phrases = append(q.Phrases, phrase)
-		}
+	for _, w := range Words(pos.String(), q.Lang) {
+		q.addTerm(w, false)
+	}
+	for _, w := range Words(neg.String(), q.Lang) {
+		q.addTerm(w, true)
 	}
 	slices.Sort(q.Terms)
 	q.Terms = slices.Compact(q.Terms)
