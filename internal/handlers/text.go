@@ -165,7 +165,7 @@ func (h *Handler) textSearch(ctx context.Context, db, collName string, q *fts.Qu
 		coll = st.Collection(collName)
 	}
 	if coll == nil {
-		return nil, textIndexRequired()
+		return nil, mongoerr.New(mongoerr.IndexNotFound, "text index required for $text query (no such collection '%s.%s')", db, collName)
 	}
 	ix := docstore.TextIndex(coll)
 	if ix == nil {
