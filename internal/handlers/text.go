@@ -293,3 +293,35 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// textMatchIDs is matchIDs for a filter with $text (q; m is the rest of
+// the filter): the _ids of the documents the text index finds that match,
+// read through w.
+func textMatchIDs(w *docstore.Writer, coll *docstore.Collection, q *fts.Query, m *query.Matcher, limit int) ([]bson.RawValue, error) {
+	ix := docstore.TextIndex(coll)
+	if ix == nil {
+		return nil, textIndexRequired()
+	}
+	q.Bind(ix.Text)
+	var ids []bson.RawValue
+	var pos docstore.Position
+	err := w.Scan(coll, docstore.TextPlan(ix, q.Terms), &pos, func(doc bson.Raw) (bool, error) {
+		if !m.Match(doc) {
+			return true, nil
+		}
+		texts, err := ix.Text.Texts(doc)
+		if err != nil {
+			return false, err
+		}
+		if !q.Match(texts) {
+			return true, nil
+		}
+		id, err := docstore.IDOf(doc)
+		if err != nil {
+			return false, err
+		}
+		ids = append(ids, id)
+		return limit == 0 || len(ids) < limit, nil
+	})
+	return ids, err
+}
