@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 )
@@ -25,13 +26,15 @@ type IndexSpec struct {
 	ExpireAfterSeconds int64
 	PartialFilter      bson.Raw
 	Hidden             bool
+	// Text makes a text index; Key is then {_fts: "text", _ftsx: 1}.
+	Text *fts.Spec
 }
 
 // sameOptions reports whether ix has the options spec asks for.
 func (ix *Index) sameOptions(spec IndexSpec) bool {
 	return ix.Unique == spec.Unique && ix.Sparse == spec.Sparse && ix.TTL == spec.TTL &&
 		ix.ExpireAfterSeconds == spec.ExpireAfterSeconds && bytes.Equal(ix.PartialFilter, spec.PartialFilter) &&
-		ix.Hidden == spec.Hidden
+		ix.Hidden == spec.Hidden && ix.Text.Equal(spec.Text)
 }
 
 // DefaultIndexName is MongoDB's generated name: field_dir joined by "_".
@@ -57,6 +60,9 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 		switch v := e.Value.(type) {
 		case int, int32, int64, float64:
 		case string:
+			if spec.Text != nil && v == "text" {
+				continue
+			}
 			return false, mongoerr.New(mongoerr.NotImplemented, "index type %q is not supported", v)
 		default:
 			return false, mongoerr.New(mongoerr.BadValue, "Values in the index key pattern can only be numbers or strings")
@@ -79,6 +85,11 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 	for _, ix := range c.Indexes {
 		sameKey := keyEqual(ix.Key, spec.Key)
 		samePartial := bytes.Equal(ix.PartialFilter, spec.PartialFilter)
+		if !(ix.Name == spec.Name && sameKey && ix.sameOptions(spec)) {
+			if err := textIndexConflict(&ix, spec); err != nil {
+				return false, err
+			}
+		}
 		switch {
 		case ix.Name == spec.Name && sameKey && ix.sameOptions(spec):
 			return false, nil
@@ -96,7 +107,7 @@ func (s *Store) CreateIndex(ctx context.Context, collName string, spec IndexSpec
 		return false, mongoerr.New(mongoerr.BadValue, "can't hide _id index")
 	}
 	ix := Index{Name: spec.Name, ID: cat.next, Key: spec.Key, Unique: spec.Unique, Sparse: spec.Sparse,
-		TTL: spec.TTL, ExpireAfterSeconds: spec.ExpireAfterSeconds, PartialFilter: spec.PartialFilter, Hidden: spec.Hidden}
+		TTL: spec.TTL, ExpireAfterSeconds: spec.ExpireAfterSeconds, PartialFilter: spec.PartialFilter, Hidden: spec.Hidden, Text: spec.Text}
 	if err := ix.compile(); err != nil {
 		return false, err
 	}

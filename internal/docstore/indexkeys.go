@@ -15,6 +15,9 @@ func indexEntries(doc bson.Raw, ix *Index) ([][]byte, [][]bson.RawValue, error) 
 	if !ix.Covers(doc) {
 		return nil, nil, nil
 	}
+	if ix.Text != nil {
+		return textEntries(doc, ix)
+	}
 	pattern, err := bson.Marshal(ix.Key)
 	if err != nil {
 		return nil, nil, err

@@ -282,6 +282,9 @@ func PlanFor(coll *Collection, filter bson.Raw) (Plan, error) {
 	best, bestScore := Plan{}, -1
 	for i := range coll.Indexes {
 		ix := &coll.Indexes[i]
+		if ix.Text != nil {
+			continue // read only by $text (TextPlan)
+		}
 		if ix.Hidden || (len(ix.PartialFilter) > 0 && !query.Implies(filter, ix.PartialFilter)) {
 			// Hidden indexes are not the planner's to choose, and a
 			// partial index only serves queries that imply its filter.

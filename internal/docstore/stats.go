@@ -181,6 +181,9 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 	}
 	patterns := make([]*query.KeyPattern, len(coll.Indexes))
 	for i, ix := range coll.Indexes {
+		if ix.Text != nil {
+			continue // patterns[i] nil: textEntries
+		}
 		pattern, err := bson.Marshal(ix.Key)
 		if err != nil {
 			return res, err
@@ -194,7 +197,13 @@ func (s *Store) Validate(ctx context.Context, coll *Collection, checkDoc func([]
 		if !coll.Indexes[i].Covers(doc) {
 			return nil, nil // a sparse or partial index leaves it out
 		}
-		ks, _, err := patterns[i].IndexEntries(doc)
+		var ks [][]byte
+		var err error
+		if patterns[i] == nil {
+			ks, _, err = textEntries(doc, &coll.Indexes[i])
+		} else {
+			ks, _, err = patterns[i].IndexEntries(doc)
+		}
 		if err != nil {
 			return nil, err
 		}

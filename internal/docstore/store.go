@@ -36,6 +36,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/storage"
@@ -133,6 +134,9 @@ type Index struct {
 	PartialFilter bson.Raw `bson:"partialFilterExpression,omitempty"`
 	// Hidden indexes are maintained but never chosen by the planner.
 	Hidden bool `bson:"hidden,omitempty"`
+	// Text, for a text index (key {_fts: "text", _ftsx: 1}), is its
+	// definition (text.go).
+	Text *fts.Spec `bson:"text,omitempty"`
 
 	partial *query.Matcher // compiled PartialFilter
 }
@@ -162,7 +166,7 @@ func (ix *Index) Options() bson.D {
 // Spec is the IndexSpec that creates an index like ix.
 func (ix *Index) Spec() IndexSpec {
 	return IndexSpec{Name: ix.Name, Key: ix.Key, Unique: ix.Unique, Sparse: ix.Sparse, TTL: ix.TTL,
-		ExpireAfterSeconds: ix.ExpireAfterSeconds, PartialFilter: ix.PartialFilter, Hidden: ix.Hidden}
+		ExpireAfterSeconds: ix.ExpireAfterSeconds, PartialFilter: ix.PartialFilter, Hidden: ix.Hidden, Text: ix.Text}
 }
 
 // Covers reports whether doc has entries in ix: a partial index covers the

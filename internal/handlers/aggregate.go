@@ -240,6 +240,7 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	var input query.Iterator = query.NewSliceIterator(nil)
 	ns := req.DB + ".$cmd.aggregate"
 	rest := stages
+	textScored := false
 	indexStats, err := indexStatsStage(stages)
 	if err != nil {
 		return nil, err
@@ -273,6 +274,13 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 			return nil, err
 		}
 		input, ns, rest = query.NewSliceIterator([]bson.Raw{doc}), req.DB+"."+collName, stages[1:]
+	} else if tp, err := splitTextPipeline(stages); err != nil { // textagg.go
+		return nil, err
+	} else if tp != nil && !collectionless {
+		if input, err = h.textInput(ctx, req.DB, collName, tp); err != nil {
+			return nil, err
+		}
+		ns, rest, textScored = req.DB+"."+collName, tp.rest, true
 	} else if !collectionless {
 		var filter bson.Raw
 		filter, rest = aggregatePlan(stages)
@@ -300,6 +308,9 @@ func (h *Handler) aggregate(ctx context.Context, c *wire.ConnState, req *wire.Re
 	it, err := p.Run(ctx, input)
 	if err != nil {
 		return nil, err
+	}
+	if textScored {
+		it = stripScore{it}
 	}
 	if writer != nil {
 		writer.bypass = bypass

@@ -46,13 +46,23 @@ func (h *Handler) count(ctx context.Context, c *wire.ConnState, req *wire.Reques
 			return nil, err
 		}
 	}
+	tf, filter, _, _, err := splitTextFind(filter, nil, nil) // text.go
+	if err != nil {
+		return nil, err
+	}
 	spec, err := parseFindSpec(req.DB, collName, filter, nil, nil, skip, limit)
 	if err != nil {
 		return nil, err
 	}
 	spec.hint, spec.natural = hint, natural
 	var n int64
-	if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
+	if tf != nil {
+		docs, err := h.collectText(ctx, spec, tf)
+		if err != nil {
+			return nil, err
+		}
+		n = int64(len(docs))
+	} else if isOplogNS(req.DB, collName) && h.opts.Repl != nil {
 		// A member's oplog is served from its oplog store (oplogfind.go).
 		if hint.Type != 0 {
 			return nil, mongoerr.New(mongoerr.BadValue, "local.oplog.rs has no indexes to hint")

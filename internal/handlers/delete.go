@@ -73,14 +73,29 @@ func parseDeleteStmt(v bson.RawValue) (*deleteStmt, error) {
 
 // runDelete removes the statement's matches inside w and returns how many.
 func runDelete(w *docstore.Writer, coll *docstore.Collection, s *deleteStmt) (int, error) {
-	m, err := query.Compile(s.q)
-	if err != nil || coll == nil {
+	tf, q, _, _, err := splitTextFind(s.q, nil, nil) // text.go
+	if err != nil {
 		return 0, err
+	}
+	m, err := query.Compile(q)
+	if err != nil {
+		return 0, err
+	}
+	if coll == nil {
+		if tf != nil {
+			return 0, textIndexRequired()
+		}
+		return 0, nil
 	}
 	if err := checkHintExists(coll, s.hint); err != nil {
 		return 0, err
 	}
-	ids, err := matchIDs(w, coll, s.q, m, int(s.limit))
+	var ids []bson.RawValue
+	if tf != nil {
+		ids, err = textMatchIDs(w, coll, tf.query, m, int(s.limit))
+	} else {
+		ids, err = matchIDs(w, coll, q, m, int(s.limit))
+	}
 	if err != nil {
 		return 0, err
 	}

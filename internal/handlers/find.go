@@ -269,12 +269,19 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 	if err != nil {
 		return nil, err
 	}
+	tf, filter, sortSpec, proj, err := splitTextFind(filter, sortSpec, proj) // text.go
+	if err != nil {
+		return nil, err
+	}
 	spec, err := parseFindSpec(req.DB, coll, filter, sortSpec, proj, skip, limit)
 	if err != nil {
 		return nil, err
 	}
 	spec.hint, spec.natural = hint, natural
 	ns := req.DB + "." + coll
+	if tf != nil && (fo.tailable || isOplogNS(req.DB, coll)) {
+		return nil, mongoerr.New(mongoerr.NotImplemented, "$text is not supported with a tailable cursor or on the oplog")
+	}
 	if isOplogNS(req.DB, coll) {
 		return h.findOplog(ctx, c, ns, spec, fo, batchSize, single)
 	}
@@ -282,7 +289,13 @@ func (h *Handler) find(ctx context.Context, c *wire.ConnState, req *wire.Request
 		return h.findTailable(ctx, c, ns, spec, fo, batchSize)
 	}
 	var src batchSource
-	if spec.sort != nil {
+	if tf != nil {
+		docs, err := h.collectText(ctx, spec, tf)
+		if err != nil {
+			return nil, err
+		}
+		src = &sliceSource{docs: docs}
+	} else if spec.sort != nil {
 		docs, err := h.collect(ctx, spec)
 		if err != nil {
 			return nil, err

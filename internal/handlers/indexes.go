@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/cmkdb/cmkdb/internal/docstore"
+	"github.com/cmkdb/cmkdb/internal/fts"
 	"github.com/cmkdb/cmkdb/internal/mongoerr"
 	"github.com/cmkdb/cmkdb/internal/query"
 	"github.com/cmkdb/cmkdb/internal/wire"
@@ -26,6 +27,7 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 		return spec, mongoerr.New(mongoerr.BadValue, "invalid index specification: %v", err)
 	}
 	var keyDoc bson.Raw
+	var textOpts []bson.RawElement
 	for _, e := range elems {
 		ev := e.Value()
 		switch k := e.Key(); k {
@@ -75,8 +77,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			if err := checkCollation(ev); err != nil {
 				return spec, err
 			}
-		case "weights", "default_language",
-			"language_override", "textIndexVersion", "2dsphereIndexVersion", "bits", "min", "max",
+		case "weights", "default_language", "language_override", "textIndexVersion":
+			textOpts = append(textOpts, e) // textindex.go
+		case "2dsphereIndexVersion", "bits", "min", "max",
 			"wildcardProjection", "bucketSize", "clustered", "prepareUnique":
 			return spec, mongoerr.New(mongoerr.NotImplemented, "index option '%s' is not supported", k)
 		default:
@@ -97,6 +100,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 			return spec, mongoerr.New(mongoerr.CannotCreateIndex, "Index key contains an illegal field name: '%s'", e.Key)
 		}
 		if strings.Contains(e.Key, "$") {
+			if e.Key == fts.Wildcard && e.Value == "text" {
+				continue
+			}
 			if strings.HasSuffix(e.Key, "$**") {
 				return spec, mongoerr.New(mongoerr.NotImplemented, "wildcard indexes are not supported")
 			}
@@ -120,6 +126,9 @@ func parseIndexSpec(v bson.RawValue) (docstore.IndexSpec, error) {
 		default:
 			return spec, badKeyValue(e)
 		}
+	}
+	if spec, err = textIndexSpec(spec, textOpts); err != nil {
+		return spec, err
 	}
 	if spec.Name == "" {
 		spec.Name = docstore.DefaultIndexName(spec.Key)
@@ -345,7 +354,7 @@ func (h *Handler) createIndexes(ctx context.Context, c *wire.ConnState, req *wir
 // indexDoc is an index as listIndexes shows it.
 func indexDoc(ix *docstore.Index) bson.D {
 	d := bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: ix.Key}, {Key: "name", Value: ix.Name}}
-	return append(d, ix.Options()...)
+	return appendTextOptions(append(d, ix.Options()...), ix)
 }
 
 func (h *Handler) listIndexes(ctx context.Context, c *wire.ConnState, req *wire.Request) (bson.Raw, error) {

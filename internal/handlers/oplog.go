@@ -55,7 +55,7 @@ func oplogOps(db string, changes []docstore.Change) ([]oplog.Op, error) {
 		case docstore.ChangeCreateIndexes:
 			for _, ix := range c.Indexes {
 				o := bson.D{{Key: "createIndexes", Value: c.Coll.Name}, {Key: "v", Value: int32(2)}, {Key: "key", Value: ix.Key}, {Key: "name", Value: ix.Name}}
-				o = append(o, ix.Options()...)
+				o = appendTextOptions(append(o, ix.Options()...), &ix)
 				raw, err := bson.Marshal(o)
 				if err != nil {
 					return nil, err

@@ -250,7 +250,11 @@ func parseTopLevel(op string, v bson.RawValue, depth int) (node, error) {
 		return constNode(op == "$alwaysTrue"), nil
 	case "$jsonSchema":
 		return parseJSONSchemaOp(v, depth+1)
-	case "$where", "$text", "$sampleRate":
+	case "$text":
+		// Handlers take a top-level $text out before compiling (text
+		// search, handlers/text.go); anywhere else it is refused.
+		return nil, mongoerr.New(mongoerr.NotImplemented, "$text is supported only at the top level of a find or count filter or of an aggregation's first $match")
+	case "$where", "$sampleRate":
 		return nil, mongoerr.New(mongoerr.NotImplemented, "%s is not supported", op)
 	}
 	return nil, badValue("unknown top level operator: %s", op)
