@@ -594,8 +594,8 @@ func TestCtlSnapshotTakeAndRestore(t *testing.T) {
 // a secondary writes the snapshot under its own keys (its raft log and
 // oplog left out); it restores into a one-member cluster of the same
 // provider (its master key re-wrapped for that node), which then serves
-// every document acknowledged with w:"majority" before the snapshot; a
-// restore into the replica set itself is refused.
+// every document acknowledged with w:"majority" before the snapshot
+// (restores into the replica set itself: backup_pitr_test.go).
 func TestBackupReplicaSet(t *testing.T) {
 	dir := t.TempDir()
 	s := e2etest.Start(t, cmkdbBin, dir, "--nodes", "3", "--key-check-interval", "2s")
@@ -662,29 +662,12 @@ func TestBackupReplicaSet(t *testing.T) {
 		}
 		return nil
 	})
-	restore := func(target string) (*mongodbatlas.CloudProviderSnapshotRestoreJob, error) {
-		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshotRestoreJob{
-			SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: target, TargetGroupID: gid})
-		return j, err
-	}
-	job, err := restore("Copy")
+	job, _, err := atlas.CloudProviderSnapshotRestoreJobs.Create(opCtx(t), params, &mongodbatlas.CloudProviderSnapshotRestoreJob{
+		SnapshotID: snap.ID, DeliveryType: "automated", TargetClusterName: "Copy", TargetGroupID: gid})
 	if err != nil {
 		t.Fatal(err)
 	}
-	params.JobID = job.ID
-	e2etest.Eventually(t, 3*stateTimeout, "restore finished", func() error {
-		j, _, err := atlas.CloudProviderSnapshotRestoreJobs.Get(opCtx(t), params)
-		if err != nil {
-			return err
-		}
-		if j.Failed != nil && *j.Failed {
-			t.Fatalf("restore failed: %+v", j)
-		}
-		if j.FinishedAt == "" {
-			return errors.New("not finished")
-		}
-		return nil
-	})
+	waitRestore(t, atlas, gid, job.ID)
 	copyColl := connect(t, cl.ConnectionStrings.Standard).Database("app").Collection("c")
 	e2etest.Eventually(t, stateTimeout, "Copy serves the replica set's documents", func() error {
 		n, err := copyColl.CountDocuments(opCtx(t), bson.D{})
